@@ -1,0 +1,231 @@
+"""Bus messages, version 1.
+
+Each message carries `schema_version`; a consumer refuses (terminates, with a
+log line) a version it does not know instead of guessing. Fields are added,
+never renamed. No message holds a secret in clear text: registry credentials
+travel only as a `SealedSecret` that only the target data plane can open.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION: Final = 1
+
+ComponentType = Literal["service", "web-application", "scheduled-task", "manual-task"]
+DeploymentStatus = Literal["pending", "dispatched", "progressing", "succeeded", "failed", "superseded"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "superseded"})
+ExecutionStatus = Literal["pending", "dispatched", "running", "succeeded", "failed"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+# --- events and commands on JetStream -------------------------------------------------
+
+
+class ImagePushed(Message):
+    """CI told the gateway about a new image; the gateway validated it against the component."""
+
+    deployment_id: str
+    org: str
+    project: str
+    component: str
+    image: str = Field(description="full, normalised reference: host/repository[:tag][@digest]")
+    accepted_at: datetime
+    token_prefix: str = Field(description="which CI token sent it (prefix only, for the audit trail)")
+    idempotency_key: str | None = None
+
+
+class SealedSecret(Message):
+    """A dockerconfigjson sealed (libsodium sealed box) to one data plane's public key."""
+
+    algorithm: Literal["curve25519-xsalsa20-poly1305-sealedbox"] = "curve25519-xsalsa20-poly1305-sealedbox"
+    recipient_key_id: str = Field(description="sha256 of the recipient public key, hex, first 16 chars")
+    ciphertext: str = Field(description="base64")
+    registry_id: str
+
+
+class DeployCommand(Message):
+    """Orchestrator -> agent: make the data plane run this (kind=deploy) or run a task once (kind=run)."""
+
+    kind: Literal["deploy", "run"] = "deploy"
+    deployment_id: str
+    execution_id: str | None = None
+    dataplane_id: str
+    org: str
+    project: str
+    component: str
+    environment: str
+    namespace: str
+    component_type: ComponentType
+    image: str
+    seq: int = Field(description="orders deployments of one component in one environment; newer wins")
+    port: int | None = None
+    schedule: str | None = None
+    timezone: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    args: list[str] = Field(default_factory=list)
+    ingress_class: str | None = None
+    ingress_host: str | None = None
+    pull_secret: SealedSecret | None = None
+    dispatched_at: datetime
+
+
+class RolloutReport(Message):
+    """Agent -> orchestrator: what the data plane says about one deployment or run."""
+
+    kind: Literal["deploy", "run"] = "deploy"
+    deployment_id: str
+    execution_id: str | None = None
+    dataplane_id: str
+    status: Literal["progressing", "succeeded", "failed", "superseded"]
+    reason: str | None = None
+    message: str | None = None
+    applied_at: datetime | None = None
+    reported_at: datetime
+
+
+class AgentHeartbeat(Message):
+    dataplane_id: str
+    version: str
+    sent_at: datetime
+
+
+class DeploymentView(Message):
+    """A deployment as the public API shows it (also what gateways long-poll on)."""
+
+    id: str
+    org: str
+    project: str
+    component: str
+    environment: str
+    image: str
+    digest: str | None = None
+    status: DeploymentStatus
+    reason: str | None = None
+    source: str | None = None
+    notes: list[str] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+    timings: dict[str, datetime] = Field(
+        default_factory=dict,
+        description="when each hop happened: accepted, recorded, dispatched, applied, reported, finished",
+    )
+
+
+class DeploymentChanged(Message):
+    deployment: DeploymentView
+
+
+class TokenRevoked(Message):
+    token_id: str
+
+
+class ComponentChanged(Message):
+    org: str
+    project: str
+    component: str
+
+
+# --- request-reply --------------------------------------------------------------------
+
+RpcErrorCode = Literal["not_found", "invalid", "unavailable", "internal"]
+
+
+class RpcError(BaseModel):
+    code: RpcErrorCode
+    message: str
+
+
+T = TypeVar("T")
+
+
+class RpcReply(BaseModel, Generic[T]):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    result: T | None = None
+    error: RpcError | None = None
+
+
+class RegistryGet(Message):
+    org: str
+    registry_id: str
+
+
+class RegistryInfo(Message):
+    id: str
+    org: str
+    host: str
+    auth_type: Literal["anonymous", "basic", "docker-config", "vendor"]
+    vendor: str | None = None
+
+
+class PullSecretRequest(Message):
+    org: str
+    registry_id: str
+    recipient_public_key: str = Field(description="base64 X25519 public key of the data plane")
+
+
+class PullSecretReply(Message):
+    sealed: SealedSecret | None = None
+    reason: str = Field(description="why there is (no) secret: 'sealed', 'anonymous' or 'vendor'")
+
+
+class ResolveImage(Message):
+    org: str
+    registry_id: str
+    repository: str
+    reference: str = Field(description="a tag or a digest")
+
+
+class ResolvedImage(Message):
+    status: Literal["resolved", "not_found", "skipped", "unauthorized", "unreachable"]
+    digest: str | None = None
+    detail: str = ""
+
+
+class ComponentGet(Message):
+    org: str
+    project: str
+    component: str
+
+
+class ComponentInfo(Message):
+    org: str
+    project: str
+    component: str
+    type: ComponentType
+    registry_id: str
+    registry_host: str
+    repository: str
+    require_signature: bool = False
+
+
+class DeploymentGet(Message):
+    deployment_id: str
+
+
+class RegistryUsage(Message):
+    org: str
+    registry_id: str
+
+
+class RegistryUsageReply(Message):
+    components: list[str]
+
+
+def as_payload(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")

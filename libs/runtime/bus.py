@@ -1,0 +1,205 @@
+"""NATS and JetStream, the way every service uses them.
+
+Subtle parts:
+- Accepting work means *stored*: `publish_durable` returns only after
+  JetStream acknowledged the message, with `Nats-Msg-Id` set so a retried
+  publish is de-duplicated by the server. While the connection is down it
+  raises `BusUnavailable` at once instead of letting nats-py buffer the
+  message: a buffered message could be stored later, after we answered 503.
+- Request-reply carries an `RpcReply` envelope; a missing responder or a
+  timeout is `BusUnavailable` (the HTTP layer turns it into 503 + Retry-After),
+  an error answered by the other side is `RpcFailed` with its code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from pydantic import BaseModel, ValidationError
+
+from libs.contracts.messages import RpcError, RpcReply
+from libs.contracts.subjects import StreamSpec, Subjects
+from libs.runtime.errors import DependencyUnavailable
+from libs.runtime.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
+
+
+class BusUnavailable(DependencyUnavailable):
+    """NATS (or the service behind a subject) cannot take the message now: retry later."""
+
+
+class RpcFailed(Exception):
+    def __init__(self, error: RpcError) -> None:
+        super().__init__(f"{error.code}: {error.message}")
+        self.error = error
+
+
+class RpcHandlerError(Exception):
+    """Raised by an RPC handler to answer a typed error instead of a result."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+async def connect(settings: ServiceSettings, *, name: str, wait_seconds: float = 60.0) -> NATS:
+    """Connect, retrying for `wait_seconds` at start; later reconnects are unbounded."""
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error", extra={"error": repr(exc)})
+
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected; reconnecting")
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected")
+
+    while True:
+        try:
+            return await nats.connect(
+                settings.nats_url,
+                name=name,
+                user=settings.nats_user,
+                password=settings.nats_password.get_secret_value() if settings.nats_password else None,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+                error_cb=on_error,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+                ping_interval=5,
+                max_outstanding_pings=3,
+            )
+        except (OSError, nats.errors.NoServersError, nats.errors.TimeoutError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise BusUnavailable(
+                    f"cannot reach NATS at {settings.nats_url}: {exc!r}; is nats-server running?"
+                ) from exc
+            await asyncio.sleep(0.5)
+
+
+async def ensure_streams(js: JetStreamContext, specs: Iterable[StreamSpec]) -> None:
+    """Create the streams, or bring their settings up to date (idempotent)."""
+    for spec in specs:
+        config = StreamConfig(
+            name=spec.name,
+            subjects=list(spec.subjects),
+            description=spec.description,
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=spec.max_age_seconds,
+            duplicate_window=spec.duplicate_window_seconds,
+        )
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            await js.update_stream(config)
+
+
+class Bus:
+    """One NATS connection, its JetStream context and the subject names."""
+
+    def __init__(self, nc: NATS, subjects: Subjects, *, timeout: float = 5.0) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=timeout)
+        self.subjects = subjects
+        self.timeout = timeout
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.nc.is_connected)
+
+    async def publish_durable(
+        self, subject: str, message: BaseModel, *, msg_id: str, headers: dict[str, str] | None = None
+    ) -> int:
+        """Store `message` on JetStream; returns the stream sequence once acknowledged."""
+        if not self.nc.is_connected:
+            raise BusUnavailable("NATS is not connected")
+        hdrs = {"Nats-Msg-Id": msg_id, **(headers or {})}
+        try:
+            ack = await self.js.publish(
+                subject, message.model_dump_json().encode(), headers=hdrs, timeout=self.timeout
+            )
+        except (
+            nats.errors.TimeoutError,
+            nats.errors.ConnectionClosedError,
+            nats.errors.OutboundBufferLimitError,
+            nats.js.errors.NoStreamResponseError,
+            nats.js.errors.ServiceUnavailableError,
+        ) as exc:
+            raise BusUnavailable(f"JetStream did not acknowledge: {exc!r}") from exc
+        return int(ack.seq)
+
+    async def publish(self, subject: str, message: BaseModel) -> None:
+        """Fire-and-forget on core NATS: for notifications whose truth lives elsewhere."""
+        if not self.nc.is_connected:
+            return
+        try:
+            await self.nc.publish(subject, message.model_dump_json().encode())
+        except (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError):
+            log.warning("dropped notification", extra={"subject": subject})
+
+    async def request(self, subject: str, message: BaseModel, reply: type[R], *, timeout: float = 5.0) -> R:
+        if not self.nc.is_connected:
+            raise BusUnavailable("NATS is not connected")
+        try:
+            msg = await self.nc.request(subject, message.model_dump_json().encode(), timeout=timeout)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as exc:
+            raise BusUnavailable(f"no answer on {subject}: {type(exc).__name__}") from exc
+        except nats.errors.ConnectionClosedError as exc:
+            raise BusUnavailable("NATS connection closed") from exc
+        envelope = RpcReply[dict[str, Any]].model_validate_json(msg.data)
+        if envelope.error is not None:
+            raise RpcFailed(envelope.error)
+        return reply.model_validate(envelope.result)
+
+    async def serve(
+        self,
+        subject: str,
+        request: type[M],
+        handler: Callable[[M], Awaitable[BaseModel | None]],
+        *,
+        queue: str,
+    ) -> None:
+        """Answer requests on `subject`, load-balanced over the `queue` group."""
+
+        async def on_message(msg: Msg) -> None:
+            reply: RpcReply[Any]
+            try:
+                parsed = request.model_validate_json(msg.data)
+                result = await handler(parsed)
+                reply = RpcReply[Any](result=result.model_dump(mode="json") if result is not None else None)
+            except ValidationError as exc:
+                reply = RpcReply[Any](error=RpcError(code="invalid", message=str(exc.errors()[:3])))
+            except RpcHandlerError as exc:
+                reply = RpcReply[Any](error=RpcError(code=exc.code, message=exc.message))
+            except BusUnavailable as exc:
+                reply = RpcReply[Any](error=RpcError(code="unavailable", message=str(exc)))
+            except Exception as exc:  # an RPC must always be answered
+                log.exception("rpc handler failed", extra={"subject": subject})
+                reply = RpcReply[Any](error=RpcError(code="internal", message=type(exc).__name__))
+            if msg.reply:
+                try:
+                    await msg.respond(reply.model_dump_json().encode())
+                except nats.errors.ConnectionClosedError:
+                    pass
+
+        await self.nc.subscribe(subject, queue=queue, cb=on_message)

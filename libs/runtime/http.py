@@ -1,0 +1,399 @@
+"""The aiohttp app factory every service uses.
+
+What it gives a service: `/healthz`, `/readyz` (runs real checks against
+NATS, PostgreSQL, Vault), `/metrics` (Prometheus text), `/openapi.json`
+(built from the routes the service declares with `Api.route`), RFC 9457
+problem documents for every error, the admin-token check, JSON-only bodies
+with a size limit, and typed request bodies via pydantic.
+
+Subtle: aiohttp raises 413 itself when a body exceeds `client_max_size`
+only when the handler reads it, so the limit is also checked against
+Content-Length up front; and router 404/405s are rewritten as problems too,
+so clients never have to parse two error formats.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from libs.runtime.errors import DependencyUnavailable, ProblemError
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ReadyCheck = Callable[[], Awaitable[None]]
+Auth = Literal["admin", "ci", "none"]
+
+NAME_PATTERN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+NAME_RE = re.compile(rf"^{NAME_PATTERN}$")
+PROBLEM_JSON = "application/problem+json"
+
+
+@dataclass
+class RouteDoc:
+    method: str
+    path: str
+    summary: str
+    auth: Auth
+    request: type[BaseModel] | None
+    responses: dict[int, type[BaseModel] | None]
+    query: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+READY_CHECKS = web.AppKey("ready_checks", dict[str, ReadyCheck])
+METRICS = web.AppKey("metrics_registry", CollectorRegistry)
+ADMIN_TOKEN = web.AppKey("admin_token", SecretStr)
+
+
+def problem_response(problem: ProblemError) -> web.Response:
+    return web.Response(
+        status=problem.status,
+        text=json.dumps(problem.body()),
+        content_type=PROBLEM_JSON,
+        headers=problem.headers,
+    )
+
+
+def unavailable(detail: str, retry_after: int = 2) -> ProblemError:
+    return ProblemError(
+        503,
+        "Service Unavailable",
+        f"{detail}; retry after {retry_after} s",
+        kind="dependency-unavailable",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def validation_problem(exc: ValidationError, *, prefix: str = "") -> ProblemError:
+    errors = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        errors.append(
+            {"field": f"{prefix}{loc}" if loc else prefix.rstrip(".") or "body", "message": err["msg"]}
+        )
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return ProblemError(422, "Validation Failed", detail, kind="validation-failed", errors=errors)
+
+
+async def read_json(request: web.Request, model: type[M]) -> M:
+    """Decode a JSON body into `model`: 415 for another type, 400 for bad JSON, 422 for bad values."""
+    if request.content_type != "application/json":
+        raise ProblemError(
+            415,
+            "Unsupported Media Type",
+            "send the body as JSON with Content-Type: application/json",
+            kind="unsupported-media-type",
+        )
+    raw = await request.read()
+    try:
+        data = json.loads(raw or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProblemError(
+            400, "Malformed JSON", f"the body is not valid JSON: {exc}", kind="malformed-json"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ProblemError(
+            422,
+            "Validation Failed",
+            "the body must be a JSON object",
+            kind="validation-failed",
+            errors=[{"field": "body", "message": "must be a JSON object"}],
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_problem(exc) from exc
+
+
+def path_name(request: web.Request, key: str) -> str:
+    """A DNS-1123 name from the path; anything else cannot exist, so it is a 404."""
+    value = request.match_info[key]
+    if len(value) > 40 or not NAME_RE.match(value):
+        raise ProblemError(404, "Not Found", f"{key} {value[:50]!r} does not exist", kind="not-found")
+    return value
+
+
+def json_response(model: BaseModel | Mapping[str, Any], status: int = 200) -> web.Response:
+    text = model.model_dump_json() if isinstance(model, BaseModel) else json.dumps(model, default=str)
+    return web.Response(status=status, text=text, content_type="application/json")
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def check_admin(request: web.Request) -> None:
+    expected = request.app[ADMIN_TOKEN].get_secret_value()
+    given = bearer_token(request)
+    if not expected or given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ProblemError(
+            401,
+            "Unauthorized",
+            "send the admin token as 'Authorization: Bearer <token>'",
+            kind="unauthorized",
+            headers={"WWW-Authenticate": 'Bearer realm="landfall"'},
+        )
+
+
+class Api:
+    """Declares routes once: aiohttp routing, admin auth and the OpenAPI document."""
+
+    def __init__(self, app: web.Application, *, title: str, version: str) -> None:
+        self.app = app
+        self.title = title
+        self.version = version
+        self.routes: list[RouteDoc] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        handler: Handler,
+        *,
+        summary: str,
+        auth: Auth = "admin",
+        request: type[BaseModel] | None = None,
+        responses: dict[int, type[BaseModel] | None] | None = None,
+        query: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        wrapped = handler
+        if auth == "admin":
+
+            async def wrapped(req: web.Request, _h: Handler = handler) -> web.StreamResponse:
+                check_admin(req)
+                return await _h(req)
+
+        self.app.router.add_route(method, path, wrapped)
+        self.routes.append(
+            RouteDoc(method.upper(), path, summary, auth, request, responses or {200: None}, query or {})
+        )
+
+    def openapi(self) -> dict[str, Any]:
+        schemas: dict[str, Any] = {
+            "Problem": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "errors": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                        },
+                    },
+                },
+                "required": ["type", "title", "status"],
+            }
+        }
+
+        def ref(model: type[BaseModel]) -> dict[str, Any]:
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in schema.pop("$defs", {}).items():
+                schemas[name] = sub
+            schemas[model.__name__] = schema
+            return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+        problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        paths: dict[str, Any] = {}
+        for r in self.routes:
+            params = [
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": f"^{NAME_PATTERN}$", "maxLength": 40}
+                    if not name.endswith("id")
+                    else {"type": "string", "maxLength": 64},
+                }
+                for name in re.findall(r"{(\w+)}", r.path)
+            ]
+            params += [{"name": n, "in": "query", "required": False, "schema": s} for n, s in r.query.items()]
+            op: dict[str, Any] = {"summary": r.summary, "parameters": params, "responses": {}}
+            if r.auth != "none":
+                op["security"] = [{"adminToken": []}] if r.auth == "admin" else [{"ciToken": []}]
+            if r.request is not None:
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref(r.request)}},
+                }
+            for status, model in r.responses.items():
+                content = {"application/json": {"schema": ref(model)}} if model is not None else None
+                op["responses"][str(status)] = {
+                    "description": "success",
+                    **({"content": content} if content else {}),
+                }
+            for status in (
+                ([400, 413, 415, 422] if r.request else [])
+                + ([401] if r.auth != "none" else [])
+                + [404, 409, 429, 503]
+            ):
+                op["responses"].setdefault(str(status), {"description": "problem", "content": problem})
+            paths.setdefault(r.path, {})[r.method.lower()] = op
+        return {
+            "openapi": "3.0.3",
+            "info": {"title": self.title, "version": self.version},
+            "paths": paths,
+            "components": {
+                "schemas": schemas,
+                "securitySchemes": {
+                    "adminToken": {"type": "http", "scheme": "bearer"},
+                    "ciToken": {"type": "http", "scheme": "bearer"},
+                },
+            },
+        }
+
+
+API = web.AppKey("api", Api)
+
+
+def _route_label(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def create_base_app(
+    *,
+    service: str,
+    version: str,
+    admin_token: SecretStr | None = None,
+    client_max_size: int = 1024 * 1024,
+) -> tuple[web.Application, Api]:
+    registry = CollectorRegistry()
+    requests_total = Counter(
+        "landfall_http_requests_total", "HTTP requests", ["route", "method", "status"], registry=registry
+    )
+    latency = Histogram(
+        "landfall_http_request_seconds",
+        "HTTP request latency",
+        ["route", "method"],
+        registry=registry,
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+    )
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            if request.content_length is not None and request.content_length > client_max_size:
+                raise ProblemError(
+                    413,
+                    "Content Too Large",
+                    f"the body is larger than {client_max_size} bytes",
+                    kind="content-too-large",
+                )
+            response = await handler(request)
+            status = response.status
+            return response
+        except ProblemError as exc:
+            status = exc.status
+            return problem_response(exc)
+        except DependencyUnavailable as exc:
+            status = 503
+            log.warning("dependency unavailable", extra={"path": request.path, "error": str(exc)})
+            return problem_response(unavailable(str(exc), exc.retry_after_seconds))
+        except web.HTTPRequestEntityTooLarge:
+            status = 413
+            return problem_response(
+                ProblemError(413, "Content Too Large", "the body is too large", kind="content-too-large")
+            )
+        except web.HTTPException as exc:
+            status = exc.status
+            if exc.status < 400:
+                raise
+            title = exc.reason or "Error"
+            return problem_response(
+                ProblemError(
+                    exc.status,
+                    title,
+                    exc.text or title,
+                    kind=title.lower().replace(" ", "-"),
+                    headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
+                )
+            )
+        except Exception:
+            status = 500
+            log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+            return problem_response(
+                ProblemError(500, "Internal Server Error", "an unexpected error happened")
+            )
+        finally:
+            route = _route_label(request)
+            requests_total.labels(route, request.method, str(status)).inc()
+            latency.labels(route, request.method).observe(time.perf_counter() - started)
+
+    app = web.Application(middlewares=[middleware], client_max_size=client_max_size)
+    app[READY_CHECKS] = {}
+    app[METRICS] = registry
+    app[ADMIN_TOKEN] = admin_token or SecretStr("")
+    api = Api(app, title=f"Landfall {service}", version=version)
+    app[API] = api
+
+    async def healthz(_: web.Request) -> web.Response:
+        return json_response({"status": "ok", "service": service})
+
+    async def readyz(request: web.Request) -> web.Response:
+        results: dict[str, str] = {}
+        for name, check in request.app[READY_CHECKS].items():
+            try:
+                await check()
+                results[name] = "ok"
+            except Exception as exc:
+                results[name] = f"unavailable: {type(exc).__name__}"
+        ok = all(v == "ok" for v in results.values())
+        body = {"status": "ready" if ok else "not ready", "checks": results}
+        return web.json_response(body, status=200 if ok else 503, headers={} if ok else {"Retry-After": "2"})
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(request.app[METRICS]), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(request.app[API].openapi())
+
+    api.route("GET", "/healthz", healthz, summary="liveness", auth="none")
+    api.route(
+        "GET",
+        "/readyz",
+        readyz,
+        summary="readiness: real checks of NATS, PostgreSQL, Vault",
+        auth="none",
+        responses={200: None, 503: None},
+    )
+    api.route("GET", "/metrics", metrics, summary="Prometheus metrics", auth="none")
+    api.route("GET", "/openapi.json", openapi, summary="this document", auth="none")
+    return app, api
+
+
+def run(app: web.Application, *, host: str, port: int, shutdown_timeout: float) -> None:
+    """Serve until SIGTERM/SIGINT; in-flight requests get `shutdown_timeout` to finish."""
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        shutdown_timeout=shutdown_timeout,
+        access_log=None,
+        print=None,
+        handle_signals=True,
+    )

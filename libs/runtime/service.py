@@ -1,0 +1,117 @@
+"""Composition helpers: the resources a service opens at start and closes at stop.
+
+Each is an aiohttp `cleanup_ctx` generator (aiohttp-demos style), so a service's
+`create_app(settings)` reads as the list of what it needs, and shutdown runs in
+reverse order: HTTP stops taking requests, in-flight ones finish, background
+workers stop, then the bus drains and the pool closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from libs.contracts.subjects import Subjects
+from libs.runtime import bus as busmod
+from libs.runtime import db
+from libs.runtime.http import READY_CHECKS
+from libs.runtime.settings import DatabaseSettings, ServiceSettings
+
+log = logging.getLogger(__name__)
+
+BUS = web.AppKey("bus", busmod.Bus)
+POOL = web.AppKey("pool", asyncpg.Pool)
+TASKS = web.AppKey("background_tasks", list[asyncio.Task[None]])
+
+
+def nats_ctx(settings: ServiceSettings, *, ensure_streams: bool = True) -> Callable[[web.Application], Any]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        nc = await busmod.connect(settings, name=settings.service_name)
+        bus = busmod.Bus(nc, Subjects(settings.bus_prefix))
+        if ensure_streams:
+            await busmod.ensure_streams(bus.js, bus.subjects.streams)
+        app[BUS] = bus
+
+        async def check() -> None:
+            if not nc.is_connected:
+                raise busmod.BusUnavailable("not connected")
+            await nc.flush(timeout=2)
+
+        app[READY_CHECKS]["nats"] = check
+        yield
+        with contextlib.suppress(Exception):
+            await nc.drain()
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+    return ctx
+
+
+def postgres_ctx(
+    settings: DatabaseSettings, *, schema: str, migrations: Path
+) -> Callable[[web.Application], Any]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        dsn = settings.database_url.get_secret_value()
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            try:
+                pool = await db.create_pool(dsn, schema=schema, max_size=settings.database_pool_max)
+                break
+            except db.CONNECTION_ERRORS as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise db.DatabaseUnavailable(
+                        f"cannot reach PostgreSQL: {type(exc).__name__}; is it running? (make up starts it)"
+                    ) from exc
+                await asyncio.sleep(0.5)
+        await db.migrate(pool, schema=schema, migrations_dir=migrations)
+        app[POOL] = pool
+        app[READY_CHECKS]["postgres"] = lambda: db.ping(pool)
+        yield
+        await pool.close()
+
+    return ctx
+
+
+def background(
+    name: str, factory: Callable[[web.Application], Coroutine[Any, Any, None]]
+) -> Callable[[web.Application], Any]:
+    """Run `factory(app)` as a task for the app's lifetime; cancel it at shutdown."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async def guarded() -> None:
+            while True:
+                try:
+                    await factory(app)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("background worker crashed; restarting", extra={"worker": name})
+                    await asyncio.sleep(1)
+
+        task = asyncio.create_task(guarded(), name=name)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
+async def retry_forever(what: str, fn: Callable[[], Awaitable[None]], *, delay: float = 1.0) -> None:
+    while True:
+        try:
+            await fn()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("retrying", extra={"what": what, "error": repr(exc)})
+            await asyncio.sleep(delay)

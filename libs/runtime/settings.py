@@ -1,0 +1,54 @@
+"""Settings shared by all services, read from `LANDFALL_*` environment variables.
+
+Secrets are `SecretStr` so that they never print in a repr, a log line or an
+error. `VAULT_ADDR`/`VAULT_TOKEN` are accepted as well as the prefixed names,
+because that is what every Vault user already has in their shell.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LANDFALL_", extra="ignore")
+
+    service_name: str = "landfall"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    bus_prefix: str = Field(default="", description="prefix for every subject and stream (test isolation)")
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|text)$")
+    shutdown_timeout_seconds: float = 10.0
+    version: str = "0.1.0"
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LANDFALL_", extra="ignore")
+
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
+    schema_suffix: str = Field(default="", pattern=r"^[a-z0-9_]*$", description="test isolation")
+    database_pool_max: int = 10
+
+
+class VaultSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LANDFALL_", extra="ignore")
+
+    vault_addr: str = Field(
+        default="http://127.0.0.1:8200", validation_alias=AliasChoices("LANDFALL_VAULT_ADDR", "VAULT_ADDR")
+    )
+    vault_token: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("LANDFALL_VAULT_TOKEN", "VAULT_TOKEN")
+    )
+    vault_mount: str = "secret"
+    vault_prefix: str = "landfall"
+
+
+class AdminSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LANDFALL_", extra="ignore")
+
+    admin_token: SecretStr = SecretStr("")
