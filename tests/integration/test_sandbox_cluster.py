@@ -1,0 +1,490 @@
+"""The sandbox data plane answers like a Kubernetes API server where the agent depends on it.
+
+Every test talks to a fresh `SandboxCluster` through kubernetes_asyncio, the
+client the data-plane agent uses, so these tests pin the wire behaviour
+(status codes, Status reasons, metadata bookkeeping, watch events) and not
+the sandbox's internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from libs.devstack.sandbox_cluster import DEPLOYMENT_ID_ANNOTATION, SandboxCluster, write_kubeconfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MERGE = "application/merge-patch+json"
+
+
+# kubernetes_asyncio's stubs type bodies as models and lack `_content_type` (which the runtime accepts);
+# the agent sends plain dicts and picks patch content types, so the API handles are typed as Any here.
+def core_api(api: Any) -> Any:
+    return client.CoreV1Api(api)
+
+
+def apps_api(api: Any) -> Any:
+    return client.AppsV1Api(api)
+
+
+def batch_api(api: Any) -> Any:
+    return client.BatchV1Api(api)
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[SandboxCluster]:
+    async with SandboxCluster() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+async def api(cluster: SandboxCluster) -> AsyncIterator[Any]:
+    async with client.ApiClient(client.Configuration(host=cluster.url)) as api_client:
+        yield api_client
+
+
+@pytest.fixture
+async def namespace(api: Any, unique: str) -> str:
+    name = f"ns-{unique}"
+    await core_api(api).create_namespace({"metadata": {"name": name}})
+    return name
+
+
+def deployment(
+    name: str, image: str = "registry.example/web:1", *, replicas: int = 2, deployment_id: str = ""
+) -> Any:
+    annotations = {DEPLOYMENT_ID_ANNOTATION: deployment_id} if deployment_id else {}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}, "annotations": annotations},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [{"name": "app", "image": image, "env": [{"name": "A", "value": "1"}]}]
+                },
+            },
+        },
+    }
+
+
+def job(name: str, image: str = "registry.example/task:1") -> Any:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "template": {
+                "metadata": {"labels": {"task": name}},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "task", "image": image}]},
+            }
+        },
+    }
+
+
+def status_of(exc: ApiException) -> dict[str, Any]:
+    assert exc.body is not None
+    body: dict[str, Any] = json.loads(exc.body)
+    return body
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "the condition did not become true in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_namespaces_are_served_by_the_sandbox(api: Any, unique: str) -> None:
+    core = core_api(api)
+    name = f"team-{unique}"
+
+    created, code, _ = await core.create_namespace_with_http_info({"metadata": {"name": name}})
+    assert code == 201
+    assert created.metadata.name == name
+    assert created.metadata.uid
+    assert created.status.phase == "Active"
+
+    with pytest.raises(ApiException) as duplicate:
+        await core.create_namespace({"metadata": {"name": name}})
+    assert duplicate.value.status == 409
+    assert status_of(duplicate.value)["reason"] == "AlreadyExists"
+
+    fetched = await core.read_namespace(name)
+    assert fetched.metadata.uid == created.metadata.uid
+    listed = {ns.metadata.name for ns in (await core.list_namespace()).items}
+    assert {name, "default", "kube-system"} <= listed
+
+    await core.delete_namespace(name)
+    with pytest.raises(ApiException) as missing:
+        await core.read_namespace(name)
+    assert missing.value.status == 404
+    assert status_of(missing.value)["reason"] == "NotFound"
+
+
+async def test_objects_need_an_existing_namespace(api: Any) -> None:
+    with pytest.raises(ApiException) as exc:
+        await apps_api(api).create_namespaced_deployment("never-created", deployment("web"))
+    assert exc.value.status == 404
+    assert status_of(exc.value)["message"] == 'namespaces "never-created" not found'
+
+
+async def test_create_sets_the_server_side_metadata(api: Any, namespace: str) -> None:
+    apps = apps_api(api)
+
+    first, code, _ = await apps.create_namespaced_deployment_with_http_info(namespace, deployment("web"))
+    second = await apps.create_namespaced_deployment(namespace, deployment("api"))
+
+    assert code == 201
+    assert first.metadata.generation == 1
+    assert first.metadata.uid
+    assert first.metadata.uid != second.metadata.uid
+    assert first.metadata.creation_timestamp is not None
+    assert first.metadata.namespace == namespace
+    assert int(second.metadata.resource_version) > int(first.metadata.resource_version)
+    stored = await apps.read_namespaced_deployment("web", namespace)
+    assert stored.metadata.uid == first.metadata.uid
+
+
+async def test_spec_patch_bumps_generation_and_status_patch_does_not(api: Any, namespace: str) -> None:
+    apps = apps_api(api)
+    created = await apps.create_namespaced_deployment(namespace, deployment("web"))
+
+    patched = await apps.patch_namespaced_deployment(
+        "web", namespace, {"spec": {"replicas": 3}}, _content_type=MERGE
+    )
+    assert patched.metadata.generation == 2
+    assert patched.spec.replicas == 3
+    assert patched.metadata.uid == created.metadata.uid
+    assert patched.metadata.creation_timestamp == created.metadata.creation_timestamp
+    assert int(patched.metadata.resource_version) > int(created.metadata.resource_version)
+
+    labelled = await apps.patch_namespaced_deployment(
+        "web", namespace, {"metadata": {"labels": {"tier": "front"}}}, _content_type=MERGE
+    )
+    assert labelled.metadata.generation == 2
+
+    status_patched = await apps.patch_namespaced_deployment_status(
+        "web", namespace, {"status": {"observedGeneration": 2, "replicas": 7}}, _content_type=MERGE
+    )
+    assert status_patched.metadata.generation == 2
+    assert status_patched.status.replicas == 7
+    assert int(status_patched.metadata.resource_version) > int(labelled.metadata.resource_version)
+
+    # The main endpoint ignores .status, as on a real cluster with a status subresource.
+    ignored = await apps.patch_namespaced_deployment(
+        "web", namespace, {"status": {"replicas": 1}}, _content_type=MERGE
+    )
+    assert ignored.status.replicas == 7
+    assert ignored.metadata.resource_version == status_patched.metadata.resource_version
+
+
+async def test_strategic_merge_patch_merges_containers_by_name(
+    cluster: SandboxCluster, api: Any, namespace: str
+) -> None:
+    cluster.pause_controller()
+    apps = apps_api(api)
+    await apps.create_namespaced_deployment(namespace, deployment("web"))
+
+    new_image = {
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "registry.example/web:2"}]}}}
+    }
+    patched = await apps.patch_namespaced_deployment(
+        "web", namespace, new_image
+    )  # kubernetes_asyncio: strategic
+
+    container = patched.spec.template.spec.containers[0]
+    assert container.image == "registry.example/web:2"
+    assert [(env.name, env.value) for env in container.env] == [("A", "1")]
+    assert patched.metadata.generation == 2
+
+
+async def test_server_side_apply_creates_then_prunes_what_it_no_longer_applies(
+    api: Any, namespace: str
+) -> None:
+    apps = apps_api(api)
+    desired = deployment("web", deployment_id="dep-1")
+    desired["metadata"]["annotations"]["extra"] = "yes"
+
+    created = await apps.patch_namespaced_deployment(
+        "web",
+        namespace,
+        desired,
+        field_manager="landfall",
+        force=True,
+        _content_type="application/apply-patch+yaml",
+    )
+    assert created.metadata.generation == 1
+    assert created.metadata.annotations["extra"] == "yes"
+
+    del desired["metadata"]["annotations"]["extra"]
+    desired["spec"]["replicas"] = 4
+    applied = await apps.patch_namespaced_deployment(
+        "web",
+        namespace,
+        desired,
+        field_manager="landfall",
+        force=True,
+        _content_type="application/apply-patch+yaml",
+    )
+    assert "extra" not in applied.metadata.annotations
+    assert applied.spec.replicas == 4
+    assert applied.metadata.generation == 2
+
+
+async def test_duplicate_create_is_a_409_already_exists_status(api: Any, namespace: str) -> None:
+    apps = apps_api(api)
+    await apps.create_namespaced_deployment(namespace, deployment("web"))
+
+    for _ in range(2):
+        with pytest.raises(ApiException) as exc:
+            await apps.create_namespaced_deployment(namespace, deployment("web"))
+        assert exc.value.status == 409
+        body = status_of(exc.value)
+        assert body["kind"] == "Status"
+        assert body["status"] == "Failure"
+        assert body["reason"] == "AlreadyExists"
+        assert body["code"] == 409
+
+
+async def test_missing_objects_and_urls_are_404_not_found_statuses(api: Any, namespace: str) -> None:
+    with pytest.raises(ApiException) as exc:
+        await apps_api(api).read_namespaced_deployment("nope", namespace)
+    assert exc.value.status == 404
+    assert status_of(exc.value)["reason"] == "NotFound"
+
+    with pytest.raises(ApiException) as exc:
+        await batch_api(api).delete_namespaced_job("nope", namespace)
+    assert exc.value.status == 404
+
+    assert (await core_api(api).list_namespaced_pod(namespace)).items == []
+
+
+async def test_controller_completes_a_rollout_and_watchers_see_it(api: Any, namespace: str) -> None:
+    apps = apps_api(api)
+    created = await apps.create_namespaced_deployment(namespace, deployment("web", replicas=3))
+
+    seen: list[tuple[str, Any]] = []
+    async with watch.Watch() as stream:
+        async for event in stream.stream(
+            apps.list_namespaced_deployment,
+            namespace,
+            resource_version=created.metadata.resource_version,
+            timeout_seconds=5,
+        ):
+            seen.append((event["type"], event["object"]))
+            status = event["object"].status
+            if status and status.observed_generation == 1 and status.available_replicas == 3:
+                break
+
+    kind, obj = seen[-1]
+    assert kind == "MODIFIED"
+    assert obj.status.ready_replicas == obj.status.updated_replicas == obj.status.replicas == 3
+    conditions = {c.type: (c.status, c.reason) for c in obj.status.conditions}
+    assert conditions == {
+        "Available": ("True", "MinimumReplicasAvailable"),
+        "Progressing": ("True", "NewReplicaSetAvailable"),
+    }
+
+
+async def test_paused_controller_leaves_the_rollout_progressing(
+    cluster: SandboxCluster, api: Any, namespace: str
+) -> None:
+    apps = apps_api(api)
+    async with aiohttp.ClientSession(cluster.url) as http:
+        async with http.post("/_sandbox/pause-controller") as response:
+            assert response.status == 200
+            assert (await response.json())["paused"] is True
+        await apps.create_namespaced_deployment(namespace, deployment("web"))
+        await asyncio.sleep(0.1)
+        assert (await apps.read_namespaced_deployment("web", namespace)).status.observed_generation is None
+
+        async with http.post("/_sandbox/resume-controller") as response:
+            assert (await response.json())["paused"] is False
+
+    async def available() -> bool:
+        status = (await apps.read_namespaced_deployment_status("web", namespace)).status
+        return bool(status.observed_generation == 1 and status.available_replicas == 2)
+
+    await eventually(available)
+
+
+async def test_failure_rule_yields_an_image_pull_backoff_pod(
+    cluster: SandboxCluster, api: Any, namespace: str
+) -> None:
+    apps, core = apps_api(api), core_api(api)
+    async with aiohttp.ClientSession(cluster.url) as http:
+        rule = {"image_contains": "/broken:", "reason": "ImagePullBackOff", "message": "pull access denied"}
+        async with http.post("/_sandbox/failure-rules", json=rule) as response:
+            assert response.status == 201
+        await apps.create_namespaced_deployment(namespace, deployment("web", "registry.example/broken:1"))
+
+        async def observed() -> bool:
+            status = (await apps.read_namespaced_deployment("web", namespace)).status
+            return bool(status.observed_generation == 1)
+
+        await eventually(observed)
+        status = (await apps.read_namespaced_deployment("web", namespace)).status
+        assert not status.available_replicas
+        assert status.unavailable_replicas == 2
+        progressing = next(c for c in status.conditions if c.type == "Progressing")
+        assert (progressing.status, progressing.reason) == ("True", "ReplicaSetUpdated")
+
+        pods = (await core.list_namespaced_pod(namespace, label_selector="app=web")).items
+        assert len(pods) == 2
+        waiting = pods[0].status.container_statuses[0].state.waiting
+        assert (waiting.reason, waiting.message) == ("ImagePullBackOff", "pull access denied")
+        assert (await core.list_namespaced_pod(namespace, label_selector="app=other")).items == []
+
+        # Fixing the registry heals the rollout, as the kubelet's retries would.
+        async with http.delete("/_sandbox/failure-rules") as response:
+            assert response.status == 200
+
+    async def healed() -> bool:
+        healthy = (await apps.read_namespaced_deployment("web", namespace)).status.available_replicas == 2
+        return healthy and not (await core.list_namespaced_pod(namespace)).items
+
+    await eventually(healed)
+
+
+async def test_jobs_complete_or_fail_by_rule(cluster: SandboxCluster, api: Any, namespace: str) -> None:
+    batch = batch_api(api)
+    cluster.add_failure_rule("crashy", "CrashLoopBackOff")
+    await batch.create_namespaced_job(namespace, job("ok"))
+    await batch.create_namespaced_job(namespace, job("bad", "registry.example/crashy:1"))
+
+    def finished(conditions: Any) -> bool:
+        return any(c.type in ("Complete", "Failed") and c.status == "True" for c in conditions or [])
+
+    async def both_finished() -> bool:
+        jobs = (await batch.list_namespaced_job(namespace)).items
+        return len(jobs) == 2 and all(finished(j.status.conditions) for j in jobs)
+
+    await eventually(both_finished)
+    ok = await batch.read_namespaced_job_status("ok", namespace)
+    assert ok.status.succeeded == 1
+    assert [(c.type, c.status) for c in ok.status.conditions] == [("Complete", "True")]
+    bad = await batch.read_namespaced_job_status("bad", namespace)
+    assert [(c.type, c.reason) for c in bad.status.conditions] == [("Failed", "CrashLoopBackOff")]
+    pods = (await core_api(api).list_namespaced_pod(namespace, label_selector="job-name=bad")).items
+    assert pods[0].status.container_statuses[0].state.waiting.reason == "CrashLoopBackOff"
+
+
+async def test_writes_log_records_the_deployment_id(
+    cluster: SandboxCluster, api: Any, namespace: str
+) -> None:
+    apps = apps_api(api)
+    await apps.create_namespaced_deployment(namespace, deployment("web", deployment_id="dep-1"))
+    annotate = {"metadata": {"annotations": {DEPLOYMENT_ID_ANNOTATION: "dep-2"}}}
+    await apps.patch_namespaced_deployment("web", namespace, annotate, _content_type=MERGE)
+    await apps.read_namespaced_deployment("web", namespace)  # reads are not logged
+
+    async with aiohttp.ClientSession(cluster.url) as http, http.get("/_sandbox/writes") as response:
+        logged = await response.json()
+
+    ours = [entry for entry in logged if entry["resource"] == "deployments"]
+    assert [(e["method"], e["namespace"], e["name"], e["deployment_id"], e["status"]) for e in ours] == [
+        ("POST", namespace, "web", "dep-1", 201),
+        ("PATCH", namespace, "web", "dep-2", 200),
+    ]
+    assert [w.deployment_id for w in cluster.writes if w.resource == "deployments"] == ["dep-1", "dep-2"]
+    assert [w.deployment_id for w in cluster.writes].count("dep-1") == 1
+
+
+async def test_selectors_and_watch_timeouts_are_honoured(api: Any, namespace: str) -> None:
+    apps = apps_api(api)
+    for name, tier in (("web", "front"), ("api", "back"), ("db", "back")):
+        body = deployment(name)
+        body["metadata"]["labels"]["tier"] = tier
+        await apps.create_namespaced_deployment(namespace, body)
+
+    back = await apps.list_namespaced_deployment(namespace, label_selector="tier in (back),app!=db")
+    assert [d.metadata.name for d in back.items] == ["api"]
+    named = await apps.list_namespaced_deployment(namespace, field_selector="metadata.name=db")
+    assert [d.metadata.name for d in named.items] == ["db"]
+
+    started = time.monotonic()
+    async with watch.Watch() as stream:
+        names = [
+            event["object"].metadata.name
+            async for event in stream.stream(
+                apps.list_namespaced_deployment, namespace, label_selector="tier=back", timeout_seconds=1
+            )
+        ]
+    assert time.monotonic() - started < 4
+    assert {"api", "db"} <= set(names)
+    assert "web" not in names
+
+
+async def test_kubeconfig_is_accepted_by_kubernetes_asyncio(cluster: SandboxCluster, tmp_path: Path) -> None:
+    path = write_kubeconfig(tmp_path / "kube" / "config", cluster.url, namespace="default")
+    configuration = client.Configuration()
+    await config.load_kube_config(config_file=str(path), client_configuration=configuration)
+    assert configuration.host == cluster.url
+
+    async with client.ApiClient(configuration) as api_client:
+        names = {ns.metadata.name for ns in (await core_api(api_client).list_namespace()).items}
+    assert "default" in names
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    kubeconfig = tmp_path / "kubeconfig"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "libs.devstack.sandbox_cluster",
+        "--port",
+        str(port),
+        "--kubeconfig",
+        str(kubeconfig),
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode().strip()
+        url = f"http://127.0.0.1:{port}"
+        assert line == f"sandbox Kubernetes API listening on {url}"
+        assert url in kubeconfig.read_text()
+
+        async with aiohttp.ClientSession(url) as http:
+            async with http.get("/version") as response:
+                assert response.status == 200
+                assert (await response.json())["major"] == "1"
+            async with http.post(
+                "/_sandbox/failure-rules", json={"image_contains": "x", "reason": "ErrImagePull"}
+            ) as r:
+                assert r.status == 201
+
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=15)
+        assert process.returncode == 0, stderr.decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
