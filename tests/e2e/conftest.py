@@ -1,0 +1,63 @@
+"""The whole stack as separate OS processes, talking only over NATS and HTTP.
+
+One stack per test module (it takes a few seconds to start): its own
+nats-server, PostgreSQL, OpenBao (dev mode), docker-registry, the sandbox
+Kubernetes API and the four services, on free ports in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from libs.devstack.stack import Stack, http, random_ports
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("stack")
+    s = Stack(root, ports=random_ports(), persistent_vault=False)
+    try:
+        s.start_infra()
+        s.start_sandbox()
+        s.start_services()
+        s.provision()
+        s.start_service("data_plane_agent")
+        yield s
+    finally:
+        s.stop()
+
+
+def kube_get(stack: Stack, path: str) -> tuple[int, Any]:
+    return http("GET", stack.sandbox_url + path)
+
+
+def sandbox_post(stack: Stack, path: str, body: Any) -> None:
+    req = urllib.request.Request(
+        stack.sandbox_url + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=5):
+        pass
+
+
+def wait_until(predicate: Any, *, timeout: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def logs_of(stack: Stack) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in Path(stack.root, "logs").glob("*.log"))

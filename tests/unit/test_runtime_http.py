@@ -1,0 +1,108 @@
+"""The shared HTTP behaviour every service gets: problems, admin token, limits, OpenAPI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import BaseModel, Field, SecretStr
+
+from libs.runtime.errors import DependencyUnavailable
+from libs.runtime.http import create_base_app, json_response, path_name, read_json
+
+ADMIN = "admin-token-for-tests"
+
+
+class Thing(BaseModel):
+    name: str = Field(min_length=1, max_length=5)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    app, api = create_base_app(
+        service="test", version="0", admin_token=SecretStr(ADMIN), client_max_size=1024
+    )
+
+    async def create(request: web.Request) -> web.Response:
+        org = path_name(request, "org")
+        thing = await read_json(request, Thing)
+        return json_response({"org": org, "name": thing.name}, status=201)
+
+    async def down(_: web.Request) -> web.Response:
+        raise DependencyUnavailable("Vault is sealed")
+
+    api.route(
+        "POST", "/v1/orgs/{org}/things", create, summary="create", request=Thing, responses={201: Thing}
+    )
+    api.route("GET", "/down", down, summary="down", auth="none")
+    async with TestClient(TestServer(app)) as c:
+        yield c
+
+
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
+
+
+async def test_admin_endpoints_need_the_token(client: TestClient[web.Request, web.Application]) -> None:
+    resp = await client.post("/v1/orgs/acme/things", json={"name": "a"})
+    assert resp.status == 401
+    assert resp.content_type == "application/problem+json"
+    assert (await resp.json())["status"] == 401
+    resp = await client.post(
+        "/v1/orgs/acme/things", json={"name": "a"}, headers={"Authorization": "Bearer nope"}
+    )
+    assert resp.status == 401
+    resp = await client.post("/v1/orgs/acme/things", json={"name": "a"}, headers=AUTH)
+    assert resp.status == 201
+    assert await resp.json() == {"org": "acme", "name": "a"}
+
+
+async def test_bad_bodies_get_the_right_problem(client: TestClient[web.Request, web.Application]) -> None:
+    resp = await client.post(
+        "/v1/orgs/acme/things", data=b"{", headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert resp.status == 400
+    resp = await client.post(
+        "/v1/orgs/acme/things", data=b"name=a", headers={**AUTH, "Content-Type": "text/plain"}
+    )
+    assert resp.status == 415
+    resp = await client.post("/v1/orgs/acme/things", json={"name": "toolong"}, headers=AUTH)
+    assert resp.status == 422
+    problem = await resp.json()
+    assert problem["errors"][0]["field"] == "name"
+    resp = await client.post("/v1/orgs/acme/things", json={"name": "x" * 2000}, headers=AUTH)
+    assert resp.status == 413
+    resp = await client.post("/v1/orgs/NOT_A_NAME/things", json={"name": "a"}, headers=AUTH)
+    assert resp.status == 404
+
+
+async def test_unknown_routes_and_methods_are_problems(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    resp = await client.get("/nope")
+    assert resp.status == 404
+    assert resp.content_type == "application/problem+json"
+    resp = await client.delete("/v1/orgs/acme/things", headers=AUTH)
+    assert resp.status == 405
+    assert resp.content_type == "application/problem+json"
+
+
+async def test_a_dependency_outage_is_503_with_retry_after(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    resp = await client.get("/down")
+    assert resp.status == 503
+    assert int(resp.headers["Retry-After"]) > 0
+
+
+async def test_openapi_metrics_and_health(client: TestClient[web.Request, web.Application]) -> None:
+    doc = await (await client.get("/openapi.json")).json()
+    op = doc["paths"]["/v1/orgs/{org}/things"]["post"]
+    assert op["security"] == [{"adminToken": []}]
+    assert "Thing" in doc["components"]["schemas"]
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/readyz")).status == 200
+    await client.get("/nope")
+    metrics = await (await client.get("/metrics")).text()
+    assert 'landfall_http_requests_total{method="GET",route="unmatched",status="404"}' in metrics
