@@ -1,0 +1,25 @@
+"""Orchestrator settings (`LANDFALL_*` environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from libs.runtime.settings import AdminSettings, DatabaseSettings, ServiceSettings
+
+
+class Settings(ServiceSettings, DatabaseSettings, AdminSettings):
+    service_name: str = "orchestrator"
+    http_port: int = 8082
+
+    heartbeat_fresh_seconds: float = Field(
+        default=15.0, description="an agent counts as connected when its last heartbeat is this recent"
+    )
+    sweep_interval_seconds: float = Field(
+        default=2.0, description="how often pending deployments and executions are dispatched again"
+    )
+    max_retry_seconds: float = Field(
+        default=60.0, description="longest wait between retries while a registry is unreachable"
+    )
+    rpc_timeout_seconds: float = Field(
+        default=5.0, description="how long to wait for the credentials service"
+    )

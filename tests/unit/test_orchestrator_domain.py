@@ -1,0 +1,246 @@
+"""The orchestrator's pure rules: state machines, component validation, images, pipeline order."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from libs.runtime.errors import ProblemError
+from services.orchestrator.domain import (
+    Component,
+    DataPlane,
+    Deployment,
+    Environment,
+    check_component_spec,
+    check_image_host,
+    check_public_key,
+    deployment_may_move,
+    execution_may_move,
+    execution_status_for,
+    manual_image,
+    next_environment,
+    pinned_image,
+    retry_delay,
+    token_sha256,
+    valid_schedule,
+    valid_timezone,
+)
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+DIGEST = "sha256:" + "a" * 64
+
+
+def _component(image: str = "ghcr.io/acme/api:1.0") -> Component:
+    return Component(
+        id="cmp_x",
+        org="acme",
+        project="shop",
+        name="api",
+        type="service",
+        registry_id="reg_x",
+        registry_host="ghcr.io",
+        repository="acme/api",
+        image=image,
+        port=8080,
+        schedule=None,
+        timezone=None,
+        env={},
+        created_at=T0,
+        updated_at=T0,
+    )
+
+
+def _fields(exc: pytest.ExceptionInfo[ProblemError]) -> list[str]:
+    return [e["field"] for e in exc.value.errors]
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "allowed"),
+    [
+        ("pending", "dispatched", True),
+        ("pending", "progressing", True),  # the dispatched mark was lost, the agent got the command
+        ("dispatched", "progressing", True),
+        ("dispatched", "succeeded", True),
+        ("progressing", "failed", True),
+        ("progressing", "superseded", True),
+        ("progressing", "progressing", False),
+        ("progressing", "dispatched", False),
+        ("succeeded", "failed", False),
+        ("failed", "succeeded", False),
+        ("superseded", "succeeded", False),
+        ("superseded", "progressing", False),
+    ],
+)
+def test_deployments_only_move_forward_and_terminal_is_final(current: str, new: str, allowed: bool) -> None:
+    assert deployment_may_move(current, new) is allowed
+
+
+def test_executions_follow_the_same_rule() -> None:
+    assert execution_may_move("dispatched", "running")
+    assert execution_may_move("running", "succeeded")
+    assert not execution_may_move("succeeded", "failed")
+    assert not execution_may_move("running", "dispatched")
+    assert execution_status_for("progressing") == ("running", None)
+    assert execution_status_for("superseded") == ("failed", "superseded")
+    assert execution_status_for("succeeded") == ("succeeded", None)
+
+
+def _spec(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "type": "service",
+        "image": "ghcr.io/acme/api:1.0",
+        "port": None,
+        "schedule": None,
+        "timezone": None,
+        "env": {},
+    }
+    return {**base, **changes}
+
+
+def test_a_service_defaults_to_port_8080_and_normalises_its_image() -> None:
+    spec = check_component_spec(**_spec(image="GHCR.io/acme/api:1.0"))
+    assert spec.port == 8080
+    assert str(spec.image) == "ghcr.io/acme/api:1.0"
+
+
+def test_a_scheduled_task_needs_schedule_and_timezone() -> None:
+    spec = check_component_spec(
+        **_spec(type="scheduled-task", schedule="*/15  * * * 1-5", timezone="America/New_York")
+    )
+    assert spec.schedule == "*/15 * * * 1-5"
+    assert spec.port is None
+    with pytest.raises(ProblemError) as exc:
+        check_component_spec(**_spec(type="scheduled-task"))
+    assert exc.value.status == 422
+    assert _fields(exc) == ["schedule", "timezone"]
+
+
+def test_every_wrong_field_is_reported_at_once() -> None:
+    with pytest.raises(ProblemError) as exc:
+        check_component_spec(
+            **_spec(image="", port=0, schedule="* * * * *", timezone="UTC", env={"OK_1": "", "no-dash": ""})
+        )
+    assert _fields(exc) == ["image", "port", "schedule", "timezone", "env.no-dash"]
+
+
+@pytest.mark.parametrize(
+    ("expression", "valid"),
+    [
+        ("0 3 * * *", True),
+        ("*/5 * * * MON-FRI", True),
+        ("0 0 1 1 *", True),
+        ("* * * * * *", False),  # seconds
+        ("@hourly", False),
+        ("0 * * *", False),
+        ("61 * * * *", False),
+        ("CRON_TZ=UTC 0 * * * *", False),
+    ],
+)
+def test_schedules_are_five_field_cron(expression: str, valid: bool) -> None:
+    assert valid_schedule(expression) is valid
+
+
+def test_timezones_are_iana_names() -> None:
+    assert valid_timezone("Europe/Paris")
+    assert valid_timezone("UTC")
+    assert not valid_timezone("Europe/Atlantis")
+    assert not valid_timezone("../../etc/passwd")
+    assert not valid_timezone("")
+
+
+def test_the_image_host_must_be_the_registry_host() -> None:
+    spec = check_component_spec(**_spec(image="nginx:1.27"))
+    check_image_host(spec.image, "registry-1.docker.io")  # Docker Hub aliases are one host
+    with pytest.raises(ProblemError) as exc:
+        check_image_host(spec.image, "ghcr.io")
+    assert _fields(exc) == ["image"]
+
+
+def test_manual_images_stay_on_the_component_repository() -> None:
+    component = _component()
+    assert str(manual_image(component, image=None, tag=None)) == "ghcr.io/acme/api:1.0"
+    assert str(manual_image(component, image=None, tag="2.0")) == "ghcr.io/acme/api:2.0"
+    pinned = manual_image(component, image=f"ghcr.io/acme/api@{DIGEST}", tag=None)
+    assert pinned.digest == DIGEST
+    with pytest.raises(ProblemError) as forbidden:
+        manual_image(component, image="ghcr.io/evil/api:1.0", tag=None)
+    assert forbidden.value.status == 403
+    with pytest.raises(ProblemError) as both:
+        manual_image(component, image="ghcr.io/acme/api:1.0", tag="1.0")
+    assert both.value.status == 422
+    with pytest.raises(ProblemError) as bad_tag:
+        manual_image(component, image=None, tag="-nope")
+    assert _fields(bad_tag) == ["tag"]
+
+
+def test_a_pinned_image_drops_the_tag_for_the_digest() -> None:
+    assert pinned_image("ghcr.io/acme/api:1.0", DIGEST) == f"ghcr.io/acme/api@{DIGEST}"
+    assert pinned_image("ghcr.io/acme/api:1.0", None) == "ghcr.io/acme/api:1.0"
+
+
+def test_the_view_exposes_the_timings_known_so_far() -> None:
+    deployment = Deployment(
+        id="dep_x",
+        component_id="cmp_x",
+        org="acme",
+        project="shop",
+        component="api",
+        environment="dev",
+        dataplane_id="dp_x",
+        seq=7,
+        image="ghcr.io/acme/api:1.0",
+        digest=DIGEST,
+        status="dispatched",
+        reason=None,
+        message=None,
+        source="webhook",
+        notes=[],
+        attempts=0,
+        accepted_at=T0,
+        recorded_at=T0 + timedelta(milliseconds=5),
+        dispatched_at=T0 + timedelta(milliseconds=9),
+        applied_at=None,
+        reported_at=None,
+        finished_at=None,
+        updated_at=T0 + timedelta(milliseconds=9),
+    )
+    view = deployment.view()
+    assert set(view.timings) == {"accepted", "recorded", "dispatched"}
+    assert view.created_at == deployment.recorded_at
+    assert deployment.pinned_image == f"ghcr.io/acme/api@{DIGEST}"
+
+
+def test_the_next_environment_follows_pipeline_order() -> None:
+    envs = [
+        Environment(f"env_{n}", "acme", n, "dp_x", i, T0) for i, n in enumerate(["dev", "staging", "prod"])
+    ]
+    assert next_environment(envs, "dev") == envs[1]
+    assert next_environment(envs, "staging") == envs[2]
+    assert next_environment(envs, "prod") is None
+
+
+def test_an_agent_is_connected_within_the_freshness_window() -> None:
+    plane = DataPlane("dp_x", "acme", "eu", None, None, None, "1.0", T0, T0)
+    fresh = timedelta(seconds=15)
+    assert plane.connected(T0 + timedelta(seconds=15), fresh)
+    assert not plane.connected(T0 + timedelta(seconds=16), fresh)
+
+
+def test_public_keys_are_32_byte_base64() -> None:
+    key = base64.b64encode(bytes(range(32))).decode()
+    assert check_public_key(key) == key
+    with pytest.raises(ProblemError):
+        check_public_key(base64.b64encode(b"short").decode())
+    with pytest.raises(ProblemError):
+        check_public_key("not base64!")
+    assert token_sha256("a") != token_sha256("b")
+    assert len(token_sha256("a")) == 64
+
+
+def test_retries_back_off_up_to_a_cap() -> None:
+    assert retry_delay(0, base=2, cap=60) == 2
+    assert retry_delay(3, base=2, cap=60) == 16
+    assert retry_delay(50, base=2, cap=60) == 60
