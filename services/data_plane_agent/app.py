@@ -1,0 +1,89 @@
+"""Composition root: identity, NATS, Kubernetes, the agent; HTTP serves only health and metrics.
+
+Shutdown runs in reverse: the agent stops consuming and watching (queued reports
+get a few seconds to be stored), then the Kubernetes client closes, then NATS
+drains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from libs.runtime.http import METRICS, READY_CHECKS, create_base_app
+from libs.runtime.service import BUS, nats_ctx
+
+from .agent import Agent, AgentMetrics, AgentOptions
+from .identity import Identity, load_identity
+from .kube import Kube
+from .settings import Settings
+
+IDENTITY = web.AppKey("identity", Identity)
+KUBE = web.AppKey("kube", Kube)
+AGENT = web.AppKey("agent", Agent)
+
+
+def options_from(settings: Settings) -> AgentOptions:
+    return AgentOptions(
+        version=settings.version,
+        heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
+        rollout_poll_seconds=settings.rollout_poll_seconds,
+        ack_wait_seconds=settings.ack_wait_seconds,
+    )
+
+
+def identity_ctx(settings: Settings) -> Callable[[web.Application], Any]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        app[IDENTITY] = await load_identity(settings)
+        yield
+
+    return ctx
+
+
+def kube_ctx(settings: Settings) -> Callable[[web.Application], Any]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        kube = await Kube.connect(
+            kubeconfig=settings.kubeconfig,
+            context=settings.kube_context,
+            timeout=settings.kube_timeout_seconds,
+            max_connections=settings.kube_max_connections,
+            max_watches=settings.kube_max_watches,
+        )
+        app[KUBE] = kube
+
+        async def check() -> None:
+            await kube.version()
+
+        app[READY_CHECKS]["kubernetes"] = check
+        yield
+        await kube.close()
+
+    return ctx
+
+
+def agent_ctx(settings: Settings) -> Callable[[web.Application], Any]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        agent = Agent(
+            identity=app[IDENTITY],
+            bus=app[BUS],
+            kube=app[KUBE],
+            options=options_from(settings),
+            metrics=AgentMetrics(app[METRICS]),
+        )
+        app[AGENT] = agent
+        await agent.start()
+        yield
+        await agent.stop(grace_seconds=min(5.0, settings.shutdown_timeout_seconds))
+
+    return ctx
+
+
+def create_app(settings: Settings) -> web.Application:
+    app, _api = create_base_app(service=settings.service_name, version=settings.version)
+    app.cleanup_ctx.append(identity_ctx(settings))
+    app.cleanup_ctx.append(nats_ctx(settings, ensure_streams=settings.ensure_streams))
+    app.cleanup_ctx.append(kube_ctx(settings))
+    app.cleanup_ctx.append(agent_ctx(settings))
+    return app

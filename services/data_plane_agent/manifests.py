@@ -1,0 +1,293 @@
+"""Pure functions: a `DeployCommand` in, the Kubernetes objects that realise it out.
+
+Subtle parts:
+- Objects are written with JSON merge patch carrying the FULL desired object, so
+  every list we own is always present (`env: []`, `imagePullSecrets: []`, …): an
+  empty list replaces whatever an earlier deploy left there. Optional scalars we
+  own are `None` (JSON null deletes them in a merge patch; `kube.create` strips
+  them).
+- The primary object (Deployment, CronJob or the Job-template ConfigMap) is
+  written LAST and carries `landfall.dev/deployment-seq`: if it shows a seq, every
+  other object of that deploy was written before it, which is what makes a
+  redelivered command safe to skip.
+- The pod template carries the deployment id: deploying the same image again is a
+  new rollout (like `kubectl rollout restart`), and Pods can be told apart from
+  those of the previous ReplicaSet.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from libs.contracts import naming
+from libs.contracts.messages import DeployCommand
+
+Kind = Literal[
+    "Namespace", "Deployment", "Service", "Ingress", "CronJob", "Job", "ConfigMap", "Secret", "Pod"
+]
+Body = dict[str, Any]
+
+ANNOTATION_DATAPLANE_ID = "landfall.dev/dataplane-id"
+TEMPLATE_KEY = "pod-spec.json"
+PROGRESS_DEADLINE_SECONDS = 600
+JOB_TTL_SECONDS = 7 * 24 * 3600
+
+_API_VERSION: dict[Kind, str] = {
+    "Namespace": "v1",
+    "Deployment": "apps/v1",
+    "Service": "v1",
+    "Ingress": "networking.k8s.io/v1",
+    "CronJob": "batch/v1",
+    "Job": "batch/v1",
+    "ConfigMap": "v1",
+    "Secret": "v1",
+    "Pod": "v1",
+}
+
+
+@dataclass(frozen=True)
+class Obj:
+    kind: Kind
+    name: str
+    body: Body
+
+
+@dataclass(frozen=True)
+class Marker:
+    """What the agent wrote on an object: which deployment (and run) it belongs to."""
+
+    deployment_id: str | None
+    seq: int | None
+    execution_id: str | None
+    dataplane_id: str | None
+
+
+def pull_secret_name(component: str) -> str:
+    return f"{component}-pull"
+
+
+def job_template_name(component: str) -> str:
+    return f"{component}-job-template"
+
+
+def job_name(component: str, execution_id: str) -> str:
+    """`<component>-<last 8 chars of the execution id>` (lowercase base32: a valid DNS label)."""
+    return f"{component}-{execution_id[-8:].lower()}"
+
+
+def labels(cmd: DeployCommand) -> dict[str, str]:
+    return naming.labels_for(
+        org=cmd.org, project=cmd.project, component=cmd.component, environment=cmd.environment
+    )
+
+
+def selector(cmd: DeployCommand) -> dict[str, str]:
+    return {k: v for k, v in labels(cmd).items() if k != naming.MANAGED_BY}
+
+
+def annotations_for(cmd: DeployCommand, dataplane_id: str) -> dict[str, str]:
+    notes = {
+        naming.ANNOTATION_DEPLOYMENT_ID: cmd.deployment_id,
+        naming.ANNOTATION_SEQ: str(cmd.seq),
+        ANNOTATION_DATAPLANE_ID: dataplane_id,
+    }
+    if cmd.kind == "run" and cmd.execution_id:
+        notes[naming.ANNOTATION_EXECUTION_ID] = cmd.execution_id
+    return notes
+
+
+def marker(obj: Mapping[str, Any]) -> Marker:
+    notes = (obj.get("metadata") or {}).get("annotations") or {}
+    raw_seq = notes.get(naming.ANNOTATION_SEQ)
+    try:
+        seq = int(raw_seq) if raw_seq is not None else None
+    except (TypeError, ValueError):
+        seq = None
+    return Marker(
+        deployment_id=notes.get(naming.ANNOTATION_DEPLOYMENT_ID),
+        seq=seq,
+        execution_id=notes.get(naming.ANNOTATION_EXECUTION_ID),
+        dataplane_id=notes.get(ANNOTATION_DATAPLANE_ID),
+    )
+
+
+def primary(cmd: DeployCommand) -> tuple[Kind, str]:
+    """The object whose seq annotation decides whether a command is new, old or a redelivery."""
+    if cmd.kind == "run":
+        return "Job", job_name(cmd.component, cmd.execution_id or "")
+    if cmd.component_type in ("service", "web-application"):
+        return "Deployment", cmd.component
+    if cmd.component_type == "scheduled-task":
+        return "CronJob", cmd.component
+    return "ConfigMap", job_template_name(cmd.component)
+
+
+def _meta(kind: Kind, name: str, cmd: DeployCommand, dataplane_id: str) -> Body:
+    return {
+        "apiVersion": _API_VERSION[kind],
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": cmd.namespace,
+            "labels": labels(cmd),
+            "annotations": annotations_for(cmd, dataplane_id),
+        },
+    }
+
+
+def namespace(cmd: DeployCommand) -> Body:
+    # Shared by every component of one project+environment, so no component label.
+    scope = {k: v for k, v in labels(cmd).items() if k != naming.LABEL_COMPONENT}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": cmd.namespace, "labels": scope}}
+
+
+def container(cmd: DeployCommand, *, with_port: bool) -> Body:
+    ports = (
+        [{"name": "http", "containerPort": cmd.port, "protocol": "TCP"}]
+        if with_port and cmd.port is not None
+        else []
+    )
+    return {
+        "name": cmd.component,
+        "image": cmd.image,
+        "env": [{"name": k, "value": v} for k, v in sorted(cmd.env.items())],
+        "args": list(cmd.args),
+        "ports": ports,
+    }
+
+
+def pod_template(
+    cmd: DeployCommand, dataplane_id: str, *, pull: bool, restart: str | None, with_port: bool
+) -> Body:
+    spec: Body = {
+        "containers": [container(cmd, with_port=with_port)],
+        "imagePullSecrets": [{"name": pull_secret_name(cmd.component)}] if pull else [],
+    }
+    if restart is not None:
+        spec["restartPolicy"] = restart
+    return {
+        "metadata": {"labels": labels(cmd), "annotations": annotations_for(cmd, dataplane_id)},
+        "spec": spec,
+    }
+
+
+def pull_secret(cmd: DeployCommand, dataplane_id: str, dockerconfigjson: bytes) -> Obj:
+    name = pull_secret_name(cmd.component)
+    body = _meta("Secret", name, cmd, dataplane_id)
+    body["type"] = "kubernetes.io/dockerconfigjson"
+    body["data"] = {".dockerconfigjson": base64.b64encode(dockerconfigjson).decode()}
+    return Obj("Secret", name, body)
+
+
+def deployment(cmd: DeployCommand, dataplane_id: str, *, pull: bool) -> Obj:
+    body = _meta("Deployment", cmd.component, cmd, dataplane_id)
+    body["spec"] = {
+        "replicas": 1,
+        "selector": {"matchLabels": selector(cmd)},
+        "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
+        "template": pod_template(cmd, dataplane_id, pull=pull, restart=None, with_port=True),
+    }
+    return Obj("Deployment", cmd.component, body)
+
+
+def service(cmd: DeployCommand, dataplane_id: str) -> Obj | None:
+    if cmd.port is None:
+        return None
+    body = _meta("Service", cmd.component, cmd, dataplane_id)
+    body["spec"] = {
+        "type": "ClusterIP",
+        "selector": selector(cmd),
+        "ports": [{"name": "http", "port": cmd.port, "targetPort": cmd.port, "protocol": "TCP"}],
+    }
+    return Obj("Service", cmd.component, body)
+
+
+def ingress(cmd: DeployCommand, dataplane_id: str) -> Obj | None:
+    if cmd.component_type != "web-application" or not cmd.ingress_class or cmd.port is None:
+        return None
+    rule: Body = {
+        "http": {
+            "paths": [
+                {
+                    "path": "/",
+                    "pathType": "Prefix",
+                    "backend": {"service": {"name": cmd.component, "port": {"number": cmd.port}}},
+                }
+            ]
+        }
+    }
+    if cmd.ingress_host:
+        rule = {"host": cmd.ingress_host, **rule}
+    body = _meta("Ingress", cmd.component, cmd, dataplane_id)
+    body["spec"] = {"ingressClassName": cmd.ingress_class, "rules": [rule]}
+    return Obj("Ingress", cmd.component, body)
+
+
+def cronjob(cmd: DeployCommand, dataplane_id: str, *, pull: bool) -> Obj:
+    body = _meta("CronJob", cmd.component, cmd, dataplane_id)
+    body["spec"] = {
+        "schedule": cmd.schedule,
+        "timeZone": cmd.timezone,
+        "concurrencyPolicy": "Forbid",
+        "jobTemplate": {
+            "metadata": {"labels": labels(cmd), "annotations": annotations_for(cmd, dataplane_id)},
+            "spec": {
+                "backoffLimit": 0,
+                "template": pod_template(cmd, dataplane_id, pull=pull, restart="Never", with_port=False),
+            },
+        },
+    }
+    return Obj("CronJob", cmd.component, body)
+
+
+def job_template(cmd: DeployCommand, dataplane_id: str, *, pull: bool) -> Obj:
+    """Manual task, kind=deploy: the pod spec future runs will use (runs carry their own copy)."""
+    name = job_template_name(cmd.component)
+    pod = pod_template(cmd, dataplane_id, pull=pull, restart="Never", with_port=False)
+    body = _meta("ConfigMap", name, cmd, dataplane_id)
+    body["data"] = {TEMPLATE_KEY: json.dumps(pod["spec"], sort_keys=True), "image": cmd.image}
+    return Obj("ConfigMap", name, body)
+
+
+def job(cmd: DeployCommand, dataplane_id: str, *, pull: bool) -> Obj:
+    """Manual task, kind=run: one Job per execution, never retried (backoffLimit 0)."""
+    name = job_name(cmd.component, cmd.execution_id or "")
+    body = _meta("Job", name, cmd, dataplane_id)
+    body["spec"] = {
+        "backoffLimit": 0,
+        "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
+        "template": pod_template(cmd, dataplane_id, pull=pull, restart="Never", with_port=False),
+    }
+    return Obj("Job", name, body)
+
+
+def plan(cmd: DeployCommand, dataplane_id: str, *, dockerconfigjson: bytes | None) -> list[Obj]:
+    """The objects to write, in order; the primary object (see `primary`) is last."""
+    pull = dockerconfigjson is not None
+    objs: list[Obj | None] = [pull_secret(cmd, dataplane_id, dockerconfigjson) if dockerconfigjson else None]
+    if cmd.kind == "run":
+        objs.append(job(cmd, dataplane_id, pull=pull))
+    elif cmd.component_type in ("service", "web-application"):
+        objs += [
+            service(cmd, dataplane_id),
+            ingress(cmd, dataplane_id),
+            deployment(cmd, dataplane_id, pull=pull),
+        ]
+    elif cmd.component_type == "scheduled-task":
+        objs.append(cronjob(cmd, dataplane_id, pull=pull))
+    else:
+        objs.append(job_template(cmd, dataplane_id, pull=pull))
+    return [o for o in objs if o is not None]
+
+
+def strip_nulls(value: Any) -> Any:
+    """What a create (POST) sends: the same object without the nulls that merge patch uses to delete."""
+    if isinstance(value, dict):
+        return {k: strip_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [strip_nulls(v) for v in value]
+    return value

@@ -1,0 +1,157 @@
+"""Pure functions: what a Deployment, a Job and their Pods say about a rollout.
+
+`deployment_verdict` is kubectl's `DeploymentStatusViewer.Status`
+(k8s.io/kubectl/pkg/polymorphichelpers/rollout_status.go), in the same order:
+1. the controller has not seen the latest spec (generation > observedGeneration): progressing;
+2. condition Progressing has reason ProgressDeadlineExceeded: failed;
+3. updatedReplicas < spec.replicas: progressing (new replicas being created);
+4. status.replicas > updatedReplicas: progressing (old replicas pending termination);
+5. availableReplicas < updatedReplicas: progressing (new replicas not available yet);
+6. otherwise: succeeded.
+A rollout whose Pods cannot start (bad image, crash loop) only hits the progress
+deadline after 10 minutes, so `pod_failure` reads the Pods' container states to
+fail fast with the reason a user would see in `kubectl get pods`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from libs.contracts import naming
+
+# Waiting reasons that do not fix themselves: report them instead of waiting 10 minutes.
+FAILING_WAITING_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "CrashLoopBackOff", "InvalidImageName", "CreateContainerConfigError"}
+)
+TIMED_OUT_REASON = "ProgressDeadlineExceeded"
+
+Obj = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Literal["progressing", "succeeded", "failed", "superseded"]
+    reason: str | None = None
+    message: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status != "progressing"
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return value if isinstance(value, int) else default
+
+
+def _condition(status: Obj, kind: str) -> Obj | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return None
+
+
+def deployment_verdict(deployment: Obj) -> Verdict:
+    meta = deployment.get("metadata") or {}
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    name = meta.get("name", "")
+    if _int(meta.get("generation")) > _int(status.get("observedGeneration")):
+        return Verdict("progressing", message="waiting for the deployment spec update to be observed")
+    cond = _condition(status, "Progressing")
+    if cond is not None and cond.get("reason") == TIMED_OUT_REASON:
+        return Verdict(
+            "failed",
+            reason="progress_deadline_exceeded",
+            message=cond.get("message") or f'deployment "{name}" exceeded its progress deadline',
+        )
+    replicas = _int(spec.get("replicas"), 1)
+    updated = _int(status.get("updatedReplicas"))
+    if updated < replicas:
+        return Verdict("progressing", message=f"{updated} out of {replicas} new replicas have been updated")
+    total = _int(status.get("replicas"))
+    if total > updated:
+        return Verdict("progressing", message=f"{total - updated} old replicas are pending termination")
+    available = _int(status.get("availableReplicas"))
+    if available < updated:
+        return Verdict("progressing", message=f"{available} of {updated} updated replicas are available")
+    return Verdict("succeeded", message=f'deployment "{name}" successfully rolled out')
+
+
+def _container_statuses(pod: Obj) -> list[Obj]:
+    status = pod.get("status") or {}
+    return [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+
+
+def pod_failure(pods: Iterable[Obj], *, reasons: frozenset[str] = FAILING_WAITING_REASONS) -> Verdict | None:
+    """The first container stuck in a waiting state that will not resolve itself, as a failure."""
+    for pod in pods:
+        for cs in _container_statuses(pod):
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason in reasons:
+                detail = waiting.get("message") or reason
+                return Verdict("failed", reason=reason, message=f"container {cs.get('name', '?')}: {detail}")
+    return None
+
+
+def pod_termination(pods: Iterable[Obj]) -> Verdict | None:
+    """Why a finished Pod's container stopped with an error (for a failed Job)."""
+    for pod in pods:
+        for cs in _container_statuses(pod):
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if term and _int(term.get("exitCode")) != 0:
+                reason = term.get("reason") or "Error"
+                detail = term.get("message") or f"exit code {term.get('exitCode')}"
+                return Verdict("failed", reason=reason, message=f"container {cs.get('name', '?')}: {detail}")
+    return None
+
+
+def job_verdict(job: Obj, pods: Iterable[Obj]) -> Verdict:
+    """Complete -> succeeded; Failed -> failed with the Pod's reason when there is one."""
+    status = job.get("status") or {}
+    pods = list(pods)
+    for kind in ("Complete", "SuccessCriteriaMet"):
+        cond = _condition(status, kind)
+        if cond is not None and cond.get("status") == "True":
+            return Verdict("succeeded", message="the job completed")
+    for kind in ("Failed", "FailureTarget"):
+        cond = _condition(status, kind)
+        if cond is not None and cond.get("status") == "True":
+            from_pod = pod_failure(pods) or pod_termination(pods)
+            if from_pod is not None:
+                return from_pod
+            return Verdict("failed", reason=cond.get("reason") or "Failed", message=cond.get("message"))
+    stuck = pod_failure(pods)
+    if stuck is not None:
+        return stuck
+    return Verdict("progressing", message="the job is running")
+
+
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+
+
+def pods_of(
+    pods: Iterable[Obj],
+    *,
+    deployment_id: str | None = None,
+    execution_id: str | None = None,
+    job_name: str | None = None,
+) -> list[Obj]:
+    """Pods of this deployment (or run); Pods that carry no Landfall annotation at all are kept."""
+    keep = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        notes = meta.get("annotations") or {}
+        pod_labels = meta.get("labels") or {}
+        if job_name is not None and any(pod_labels.get(k, job_name) != job_name for k in JOB_NAME_LABELS):
+            continue
+        wanted: str | None
+        if execution_id is not None:
+            given, wanted = notes.get(naming.ANNOTATION_EXECUTION_ID), execution_id
+        else:
+            given, wanted = notes.get(naming.ANNOTATION_DEPLOYMENT_ID), deployment_id
+        if given is None or given == wanted:
+            keep.append(pod)
+    return keep

@@ -1,0 +1,49 @@
+"""Agent settings (`LANDFALL_*` environment variables).
+
+An agent identifies itself either from `state_dir/agent.json` (written at the
+first start, after enrolling with `enrollment_token`) or directly from
+`dataplane_id` + `private_key_file` (tests and benchmarks that run many agents).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from libs.runtime.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: str = "data-plane-agent"
+    http_port: int = 8083
+
+    orchestrator_url: str = "http://127.0.0.1:8082"
+    enrollment_token: SecretStr | None = Field(
+        default=None, description="one-time token from POST /v1/orgs/{org}/dataplanes; only the first start"
+    )
+    state_dir: Path = Field(default=Path(".landfall/agent"), description="where agent.json (0600) lives")
+    dataplane_id: str | None = Field(default=None, description="skip enrollment: use this id ...")
+    private_key_file: Path | None = Field(default=None, description="... and this X25519 key (base64 or raw)")
+    enrollment_wait_seconds: float = 60.0
+
+    kubeconfig: Path | None = Field(
+        default=None,
+        description="kubeconfig file; unset = in-cluster config, else $KUBECONFIG/~/.kube/config",
+    )
+    kube_context: str | None = None
+    kube_timeout_seconds: float = 10.0
+    kube_max_connections: int = Field(default=100, ge=2, description="HTTP connection pool to the API server")
+    kube_max_watches: int = Field(
+        default=50, ge=1, description="watch streams at once (each holds a connection)"
+    )
+
+    ensure_streams: bool = Field(
+        default=True,
+        description="create the JetStream streams if missing (off when NATS permissions forbid it)",
+    )
+    heartbeat_interval_seconds: float = 5.0
+    rollout_poll_seconds: float = Field(
+        default=2.0, description="re-check a rollout (and its Pods) at least this often, watch or not"
+    )
+    ack_wait_seconds: float = 60.0

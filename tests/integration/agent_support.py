@@ -1,0 +1,188 @@
+"""Test harness for the data-plane agent: real NATS, the in-process sandbox cluster, the real app.
+
+The test plays the orchestrator (another Landfall service): it publishes
+`DeployCommand`s on the data plane's deploy subject and reads `RolloutReport`s
+from the STATUS stream, exactly what the orchestrator would see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+from nacl.public import PublicKey, SealedBox
+
+from libs.contracts.ids import new_id
+from libs.contracts.messages import DeployCommand, RolloutReport, SealedSecret, utcnow
+from libs.contracts.naming import namespace_for
+from libs.contracts.subjects import Subjects
+from libs.devstack.sandbox_cluster import SandboxCluster, write_kubeconfig
+from libs.runtime import bus as busmod
+from libs.runtime.settings import ServiceSettings
+from services.data_plane_agent.app import create_app
+from services.data_plane_agent.identity import Identity
+from services.data_plane_agent.settings import Settings
+
+ORG, PROJECT, ENV = "acme", "shop", "development"
+TERMINAL = frozenset({"succeeded", "failed", "superseded"})
+NAMESPACE = namespace_for(ORG, PROJECT, ENV)
+
+
+def seal(dockerconfig: bytes, public_key: bytes) -> SealedSecret:
+    """What the credentials service does: a sealed box to the data plane's public key."""
+    return SealedSecret(
+        recipient_key_id=hashlib.sha256(public_key).hexdigest()[:16],
+        ciphertext=base64.b64encode(SealedBox(PublicKey(public_key)).encrypt(dockerconfig)).decode(),
+        registry_id=new_id("reg"),
+    )
+
+
+@dataclass
+class Harness:
+    cluster: SandboxCluster
+    bus: busmod.Bus
+    identity: Identity
+    settings: Settings
+    reports: list[RolloutReport] = field(default_factory=list)
+    server: TestServer | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def dp(self) -> str:
+        return self.identity.dataplane_id
+
+    @property
+    def subjects(self) -> Subjects:
+        return self.bus.subjects
+
+    # --- the agent ------------------------------------------------------------------------
+    async def start_agent(self) -> TestServer:
+        assert self.server is None
+        self.server = TestServer(create_app(self.settings))
+        await self.server.start_server()
+        return self.server
+
+    async def stop_agent(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+            self.server = None
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        assert self.server is not None
+        async with aiohttp.ClientSession() as http, http.get(self.server.make_url(path)) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    # --- playing the orchestrator ---------------------------------------------------------
+    def command(self, component: str, **overrides: Any) -> DeployCommand:
+        values: dict[str, Any] = {
+            "deployment_id": new_id("dep"),
+            "dataplane_id": self.dp,
+            "org": ORG,
+            "project": PROJECT,
+            "component": component,
+            "environment": ENV,
+            "namespace": NAMESPACE,
+            "component_type": "service",
+            "image": f"registry.example.com/acme/{component}:1.0",
+            "seq": 1,
+            "port": 8080,
+            "dispatched_at": utcnow(),
+        }
+        values.update(overrides)
+        return DeployCommand(**values)
+
+    async def send(self, cmd: DeployCommand, *, msg_id: str | None = None) -> None:
+        await self.bus.publish_durable(
+            self.subjects.deploy(self.dp), cmd, msg_id=msg_id or f"{cmd.deployment_id}:{cmd.execution_id}"
+        )
+
+    async def _on_report(self, msg: Any) -> None:
+        self.reports.append(RolloutReport.model_validate_json(msg.data))
+        self._changed.set()
+
+    def reports_for(self, deployment_id: str, execution_id: str | None = None) -> list[RolloutReport]:
+        return [
+            r
+            for r in self.reports
+            if r.deployment_id == deployment_id and (execution_id is None or r.execution_id == execution_id)
+        ]
+
+    async def wait_report(
+        self,
+        deployment_id: str,
+        statuses: str | frozenset[str] | set[str] = TERMINAL,
+        *,
+        execution_id: str | None = None,
+        timeout: float = 15.0,
+    ) -> RolloutReport:
+        wanted = {statuses} if isinstance(statuses, str) else set(statuses)
+        async with asyncio.timeout(timeout):
+            while True:
+                for report in self.reports_for(deployment_id, execution_id):
+                    if report.status in wanted:
+                        return report
+                self._changed.clear()
+                await self._changed.wait()
+
+    # --- reading the cluster --------------------------------------------------------------
+    def obj(self, api_version: str, plural: str, name: str) -> dict[str, Any] | None:
+        return self.cluster.get(api_version, plural, NAMESPACE, name)
+
+
+@contextlib.asynccontextmanager
+async def harness(
+    nats_url: str,
+    bus_prefix: str,
+    tmp_path: Path,
+    *,
+    controller: bool = True,
+    start: bool = True,
+    **settings: Any,
+) -> AsyncIterator[Harness]:
+    async with SandboxCluster(controller=controller) as cluster:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", cluster.url)
+        identity = Identity.generate(new_id("dp"))
+        key_file = tmp_path / "agent.key"
+        key_file.write_text(base64.b64encode(bytes(identity.private_key)).decode())
+        key_file.chmod(0o600)
+        agent_settings = Settings(
+            nats_url=nats_url,
+            bus_prefix=bus_prefix,
+            http_host="127.0.0.1",
+            dataplane_id=identity.dataplane_id,
+            private_key_file=key_file,
+            kubeconfig=kubeconfig,
+            state_dir=tmp_path / "state",
+            heartbeat_interval_seconds=0.2,
+            rollout_poll_seconds=0.5,
+            shutdown_timeout_seconds=2.0,
+            **settings,
+        )
+        nc = await busmod.connect(ServiceSettings(nats_url=nats_url), name="test-orchestrator")
+        try:
+            bus = busmod.Bus(nc, Subjects(bus_prefix))
+            await busmod.ensure_streams(bus.js, bus.subjects.streams)
+            h = Harness(cluster=cluster, bus=bus, identity=identity, settings=agent_settings)
+            sub = await bus.js.subscribe(
+                bus.subjects.status(identity.dataplane_id),
+                stream=bus.subjects.status_stream.name,
+                cb=h._on_report,
+                ordered_consumer=True,
+            )
+            try:
+                if start:
+                    await h.start_agent()
+                yield h
+            finally:
+                await h.stop_agent()
+                await sub.unsubscribe()
+        finally:
+            await nc.close()

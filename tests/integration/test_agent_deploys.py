@@ -1,0 +1,358 @@
+"""The agent against real NATS and the sandbox cluster: what lands in the data plane, and what it reports."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from libs.contracts.ids import new_id
+from libs.devstack.servers import NatsServer
+from services.data_plane_agent.identity import Identity
+from services.data_plane_agent.manifests import job_name
+from tests.integration.agent_support import ENV, NAMESPACE, ORG, PROJECT, harness, seal
+
+LABELS = {
+    "app.kubernetes.io/managed-by": "landfall",
+    "landfall.dev/org": ORG,
+    "landfall.dev/project": PROJECT,
+    "landfall.dev/environment": ENV,
+}
+
+
+def assert_landfall_object(obj: dict[str, Any] | None, component: str, deployment_id: str) -> dict[str, Any]:
+    assert obj is not None
+    meta = obj["metadata"]
+    assert meta["labels"] == {**LABELS, "landfall.dev/component": component}
+    assert meta["annotations"]["landfall.dev/deployment-id"] == deployment_id
+    return obj
+
+
+async def test_a_service_becomes_a_deployment_and_a_service(
+    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+) -> None:
+    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+        cmd = h.command("api", env={"LOG_LEVEL": "debug"}, seq=3)
+        await h.send(cmd)
+
+        final = await h.wait_report(cmd.deployment_id)
+        assert final.status == "succeeded", final
+        statuses = [r.status for r in h.reports_for(cmd.deployment_id)]
+        assert statuses == ["progressing", "succeeded"]
+        assert final.applied_at is not None
+        assert final.dataplane_id == h.dp
+
+        dep = assert_landfall_object(h.obj("apps/v1", "deployments", "api"), "api", cmd.deployment_id)
+        assert dep["metadata"]["annotations"]["landfall.dev/deployment-seq"] == "3"
+        spec = dep["spec"]
+        assert spec["replicas"] == 1
+        assert spec["progressDeadlineSeconds"] == 600
+        assert spec["selector"]["matchLabels"] == {
+            k: v for k, v in LABELS.items() if "managed-by" not in k
+        } | {"landfall.dev/component": "api"}
+        template = spec["template"]
+        assert template["metadata"]["labels"] == {**LABELS, "landfall.dev/component": "api"}
+        assert template["metadata"]["annotations"]["landfall.dev/deployment-id"] == cmd.deployment_id
+        (container,) = template["spec"]["containers"]
+        assert container["name"] == "api"
+        assert container["image"] == cmd.image
+        assert container["env"] == [{"name": "LOG_LEVEL", "value": "debug"}]
+        assert container["ports"][0]["containerPort"] == 8080
+        assert not template["spec"].get("imagePullSecrets")
+
+        svc = assert_landfall_object(h.obj("v1", "services", "api"), "api", cmd.deployment_id)
+        assert svc["spec"]["type"] == "ClusterIP"
+        assert svc["spec"]["selector"] == spec["selector"]["matchLabels"]
+        assert svc["spec"]["ports"][0]["port"] == 8080
+        assert svc["spec"]["ports"][0]["targetPort"] == 8080
+
+        ns = h.cluster.get("v1", "namespaces", None, NAMESPACE)
+        assert ns is not None
+        assert ns["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "landfall"
+
+
+async def test_a_web_application_gets_an_ingress_only_where_the_data_plane_has_a_class(
+    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+) -> None:
+    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+        with_class = h.command(
+            "shop", component_type="web-application", ingress_class="nginx", ingress_host="shop.example.com"
+        )
+        without = h.command("admin", component_type="web-application")
+        await h.send(with_class)
+        await h.send(without)
+        assert (await h.wait_report(with_class.deployment_id)).status == "succeeded"
+        assert (await h.wait_report(without.deployment_id)).status == "succeeded"
+
+        ing = assert_landfall_object(
+            h.obj("networking.k8s.io/v1", "ingresses", "shop"), "shop", with_class.deployment_id
+        )
+        assert ing["spec"]["ingressClassName"] == "nginx"
+        (rule,) = ing["spec"]["rules"]
+        assert rule["host"] == "shop.example.com"
+        (path,) = rule["http"]["paths"]
+        assert path["path"] == "/"
+        assert path["backend"]["service"] == {"name": "shop", "port": {"number": 8080}}
+        assert h.obj("v1", "services", "shop") is not None
+        assert h.obj("apps/v1", "deployments", "admin") is not None
+        assert h.obj("networking.k8s.io/v1", "ingresses", "admin") is None
+
+
+async def test_a_scheduled_task_becomes_a_cronjob(
+    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+) -> None:
+    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+        cmd = h.command(
+            "nightly",
+            component_type="scheduled-task",
+            port=None,
+            schedule="30 2 * * *",
+            timezone="Europe/Paris",
+        )
+        await h.send(cmd)
+        final = await h.wait_report(cmd.deployment_id)
+        assert final.status == "succeeded", final
+
+        cron = assert_landfall_object(h.obj("batch/v1", "cronjobs", "nightly"), "nightly", cmd.deployment_id)
+        assert cron["spec"]["schedule"] == "30 2 * * *"
+        assert cron["spec"]["timeZone"] == "Europe/Paris"
+        assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+        pod = cron["spec"]["jobTemplate"]["spec"]["template"]
+        assert pod["metadata"]["labels"]["landfall.dev/component"] == "nightly"
+        assert pod["spec"]["containers"][0]["image"] == cmd.image
+        assert h.obj("apps/v1", "deployments", "nightly") is None
+
+
+async def test_a_manual_task_stores_its_template_and_each_run_is_a_job_with_its_args(
+    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+) -> None:
+    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+        deploy = h.command("migrate", component_type="manual-task", port=None, env={"DB": "main"})
+        await h.send(deploy)
+        assert (await h.wait_report(deploy.deployment_id)).status == "succeeded"
+        template = assert_landfall_object(
+            h.obj("v1", "configmaps", "migrate-job-template"), "migrate", deploy.deployment_id
+        )
+        pod_spec = json.loads(template["data"]["pod-spec.json"])
+        assert pod_spec["containers"][0]["image"] == deploy.image
+        assert pod_spec["containers"][0]["env"] == [{"name": "DB", "value": "main"}]
+        assert h.cluster.list_objects("batch/v1", "jobs", NAMESPACE) == []
+
+        execution_id = new_id("exe")
+        run = deploy.model_copy(update={"kind": "run", "execution_id": execution_id, "args": ["--to", "42"]})
+        await h.send(run)
+        final = await h.wait_report(deploy.deployment_id, execution_id=execution_id)
+        assert final.status == "succeeded", final
+        assert final.kind == "run"
+        assert final.execution_id == execution_id
+        assert [r.status for r in h.reports_for(deploy.deployment_id, execution_id)] == [
+            "progressing",
+            "succeeded",
+        ]
+
+        job = assert_landfall_object(
+            h.obj("batch/v1", "jobs", job_name("migrate", execution_id)), "migrate", deploy.deployment_id
+        )
+        assert job["metadata"]["name"] == f"migrate-{execution_id[-8:]}"
+        assert job["metadata"]["annotations"]["landfall.dev/execution-id"] == execution_id
+        assert job["spec"]["backoffLimit"] == 0
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        assert container["args"] == ["--to", "42"]
+        assert container["image"] == deploy.image
+
+        # Another run of the same deployment is its own Job, with its own reports.
+        again = run.model_copy(update={"execution_id": new_id("exe"), "args": []})
+        await h.send(again)
+        second = await h.wait_report(deploy.deployment_id, execution_id=again.execution_id)
+        assert second.status == "succeeded"
+        assert len(h.cluster.list_objects("batch/v1", "jobs", NAMESPACE)) == 2
+
+
+async def test_a_run_whose_image_cannot_be_pulled_fails_with_the_reason(
+    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+) -> None:
+    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+        h.cluster.add_failure_rule("missing-image", "ErrImagePull")
+        execution_id = new_id("exe")
+        run = h.command(
+            "report",
+            component_type="manual-task",
+            port=None,
+            kind="run",
+            execution_id=execution_id,
+            image="registry.example.com/acme/missing-image:1",
+        )
+        await h.send(run)
+        final = await h.wait_report(run.deployment_id, {"succeeded", "failed"}, execution_id=execution_id)
+        assert final.status == "failed"
+        assert final.reason == "ErrImagePull"
+        assert "missing-image" in (final.message or "")
+
+
+async def test_a_private_registry_gets_a_pull_secret_only_this_agent_could_open(
+    nats_server: NatsServer, bus_prefix: str, tmp_path: Path, caplog: object
+) -> None:
+    password = "pw-" + new_id("tok")
+    dockerconfig = json.dumps(
+        {"auths": {"registry.example.com": {"auth": base64.b64encode(f"ci:{password}".encode()).decode()}}}
+    ).encode()
+    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+        cmd = h.command("api", pull_secret=seal(dockerconfig, h.identity.public_key))
+        await h.send(cmd)
+        assert (await h.wait_report(cmd.deployment_id)).status == "succeeded"
+
+        secret = assert_landfall_object(h.obj("v1", "secrets", "api-pull"), "api", cmd.deployment_id)
+        assert secret["type"] == "kubernetes.io/dockerconfigjson"
+        assert base64.b64decode(secret["data"][".dockerconfigjson"]) == dockerconfig
+        dep = h.obj("apps/v1", "deployments", "api")
+        assert dep is not None
+        assert dep["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "api-pull"}]
+
+        # Sealed to another key (say, before the data plane was enrolled again): refused, nothing written.
+        other = h.command(
+            "api", seq=2, pull_secret=seal(dockerconfig, bytes(Identity.generate(h.dp).public_key))
+        )
+        await h.send(other)
+        refused = await h.wait_report(other.deployment_id)
+        assert refused.status == "failed"
+        assert refused.reason == "pull_secret_wrong_recipient"
+        assert not [w for w in h.cluster.writes if w.deployment_id == other.deployment_id]
+
+        # The registry became anonymous: the reference goes, and so does the stored credential.
+        anonymous = h.command("api", seq=3)
+        await h.send(anonymous)
+        assert (await h.wait_report(anonymous.deployment_id)).status == "succeeded"
+        dep = h.obj("apps/v1", "deployments", "api")
+        assert dep is not None
+        assert not dep["spec"]["template"]["spec"].get("imagePullSecrets")
+        assert h.obj("v1", "secrets", "api-pull") is None
+
+    assert password not in caplog.text  # type: ignore[attr-defined]
+
+
+async def test_a_redelivered_command_writes_nothing(
+    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+) -> None:
+    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+        cmd = h.command("api")
+        await h.send(cmd)
+        assert (await h.wait_report(cmd.deployment_id)).status == "succeeded"
+        h.cluster.clear_writes()
+
+        await h.send(cmd, msg_id="the-orchestrator-sent-it-again")
+        marker = h.command("other")  # commands are handled in order: once this is done, so is the repeat
+        await h.send(marker)
+        assert (await h.wait_report(marker.deployment_id)).status == "succeeded"
+
+        assert [w for w in h.cluster.writes if w.name == "api" or w.deployment_id == cmd.deployment_id] == []
+        assert [r.status for r in h.reports_for(cmd.deployment_id)] == ["progressing", "succeeded"]
+
+
+async def test_an_older_deploy_arriving_after_a_newer_one_is_superseded_and_not_applied(
+    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+) -> None:
+    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+        newer = h.command("api", seq=5, image="registry.example.com/acme/api:5")
+        older = h.command("api", seq=4, image="registry.example.com/acme/api:4")
+        await h.send(newer)
+        assert (await h.wait_report(newer.deployment_id)).status == "succeeded"
+        await h.send(older)
+
+        report = await h.wait_report(older.deployment_id)
+        assert report.status == "superseded"
+        assert [w for w in h.cluster.writes if w.deployment_id == older.deployment_id] == []
+        dep = h.obj("apps/v1", "deployments", "api")
+        assert dep is not None
+        assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith("api:5")
+
+
+async def test_commands_sent_while_the_agent_was_away_are_applied_in_order(
+    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+) -> None:
+    async with harness(nats_server.url, bus_prefix, tmp_path, start=False) as h:
+        first = h.command("api", seq=1, image="registry.example.com/acme/api:1")
+        second = h.command("api", seq=2, image="registry.example.com/acme/api:2")
+        await h.send(first)
+        await h.send(second)
+        assert h.cluster.writes == []
+
+        await h.start_agent()
+        assert (await h.wait_report(second.deployment_id)).status == "succeeded"
+        assert (await h.wait_report(first.deployment_id)).status in {"succeeded", "superseded"}
+
+        order = [
+            w.deployment_id for w in h.cluster.writes if w.resource == "deployments" and w.subresource is None
+        ]
+        assert order == [first.deployment_id, second.deployment_id]
+        dep = h.obj("apps/v1", "deployments", "api")
+        assert dep is not None
+        assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith("api:2")
+
+
+async def test_a_newer_deploy_supersedes_a_rollout_still_in_progress(
+    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+) -> None:
+    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+        h.cluster.pause_controller()
+        first = h.command("api", seq=1, image="registry.example.com/acme/api:1")
+        await h.send(first)
+        await h.wait_report(first.deployment_id, "progressing")
+
+        second = h.command("api", seq=2, image="registry.example.com/acme/api:2")
+        await h.send(second)
+        replaced = await h.wait_report(first.deployment_id)
+        assert replaced.status == "superseded"
+        assert second.deployment_id in (replaced.message or "")
+
+        h.cluster.resume_controller()
+        assert (await h.wait_report(second.deployment_id)).status == "succeeded"
+
+
+async def test_an_image_that_cannot_be_pulled_fails_the_rollout_with_the_reason(
+    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+) -> None:
+    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+        h.cluster.add_failure_rule("acme/api:broken", "ImagePullBackOff")
+        cmd = h.command("api", image="registry.example.com/acme/api:broken")
+        await h.send(cmd)
+        final = await h.wait_report(cmd.deployment_id)
+        assert final.status == "failed"
+        assert final.reason == "ImagePullBackOff"
+        assert "Back-off pulling image" in (final.message or "")
+        assert [r.status for r in h.reports_for(cmd.deployment_id)] == ["progressing", "failed"]
+
+
+async def test_a_restarted_agent_reports_the_rollouts_it_left_unfinished(
+    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+) -> None:
+    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+        h.cluster.pause_controller()
+        cmd = h.command("api")
+        await h.send(cmd)
+        await h.wait_report(cmd.deployment_id, "progressing")
+        await h.stop_agent()
+
+        h.cluster.resume_controller()  # the rollout completes while no agent watches
+        await h.start_agent()
+        assert (await h.wait_report(cmd.deployment_id)).status == "succeeded"
+
+
+async def test_a_namespace_deleted_behind_the_agent_s_back_is_made_again(
+    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+) -> None:
+    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+        first = h.command("api", seq=1)
+        await h.send(first)
+        assert (await h.wait_report(first.deployment_id)).status == "succeeded"
+        url = f"{h.cluster.url}/api/v1/namespaces/{NAMESPACE}"
+        async with aiohttp.ClientSession() as http, http.delete(url) as resp:
+            assert resp.status == 200
+        assert h.obj("apps/v1", "deployments", "api") is None
+
+        second = h.command("api", seq=2)
+        await h.send(second)
+        assert (await h.wait_report(second.deployment_id)).status == "succeeded"
+        assert h.obj("apps/v1", "deployments", "api") is not None

@@ -1,0 +1,154 @@
+"""Enrollment: the first start trades the token for an id; later starts need no token."""
+
+from __future__ import annotations
+
+import base64
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
+
+from libs.contracts.ids import new_id
+from libs.contracts.messages import RolloutReport
+from libs.devstack.servers import NatsServer
+from services.data_plane_agent.identity import EnrollmentError, load_identity
+from services.data_plane_agent.settings import Settings
+from tests.integration.agent_support import harness
+
+TOKEN = "lfenr_" + "x" * 30
+
+
+class FakeOrchestrator:
+    """The orchestrator's enrollment endpoint (another Landfall service), as the agent sees it."""
+
+    def __init__(self, *answers: int) -> None:
+        self.answers = list(answers)
+        self.requests: list[dict[str, Any]] = []
+        self.dataplane_id = new_id("dp")
+
+    async def enroll(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(body)
+        status = self.answers.pop(0) if self.answers else 201
+        if status == 201 and body.get("enrollment_token") == TOKEN:
+            return web.json_response(
+                {"dataplane_id": self.dataplane_id, "org": "acme", "name": "local"}, status=201
+            )
+        if status == 201:
+            status = 401
+        return web.json_response(
+            {
+                "type": "about:blank",
+                "title": "x",
+                "status": status,
+                "detail": "enrollment token unknown or used",
+            },
+            status=status,
+            content_type="application/problem+json",
+        )
+
+
+@pytest.fixture
+async def orchestrator() -> AsyncIterator[tuple[FakeOrchestrator, TestServer]]:
+    fake = FakeOrchestrator()
+    app = web.Application()
+    app.router.add_post("/v1/dataplanes/enroll", fake.enroll)
+    server = TestServer(app)
+    await server.start_server()
+    yield fake, server
+    await server.close()
+
+
+def settings_for(server: TestServer, state_dir: Path, token: str | None) -> Settings:
+    return Settings(
+        orchestrator_url=str(server.make_url("")),
+        enrollment_token=SecretStr(token) if token else None,
+        state_dir=state_dir,
+        version="9.9.9",
+    )
+
+
+async def test_the_first_start_enrolls_and_later_starts_reuse_the_identity(
+    orchestrator: tuple[FakeOrchestrator, TestServer], tmp_path: Path
+) -> None:
+    fake, server = orchestrator
+    identity = await load_identity(settings_for(server, tmp_path / "state", TOKEN))
+    assert identity.dataplane_id == fake.dataplane_id
+    (sent,) = fake.requests
+    assert sent["enrollment_token"] == TOKEN
+    assert sent["version"] == "9.9.9"
+    assert base64.b64decode(sent["public_key"]) == identity.public_key
+    assert "private" not in str(sent)
+
+    state = tmp_path / "state" / "agent.json"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    assert TOKEN not in state.read_text()
+
+    again = await load_identity(settings_for(server, tmp_path / "state", None))
+    assert again.dataplane_id == identity.dataplane_id
+    assert again.public_key == identity.public_key
+    assert len(fake.requests) == 1
+
+
+async def test_a_refused_token_stops_the_agent_with_the_orchestrator_s_reason(
+    orchestrator: tuple[FakeOrchestrator, TestServer], tmp_path: Path
+) -> None:
+    _, server = orchestrator
+    with pytest.raises(EnrollmentError, match="unknown or used"):
+        await load_identity(settings_for(server, tmp_path / "state", "lfenr_wrong"))
+    assert not (tmp_path / "state" / "agent.json").exists()
+
+
+async def test_no_state_and_no_token_says_what_to_do(
+    orchestrator: tuple[FakeOrchestrator, TestServer], tmp_path: Path
+) -> None:
+    _, server = orchestrator
+    with pytest.raises(EnrollmentError, match="LANDFALL_ENROLLMENT_TOKEN"):
+        await load_identity(settings_for(server, tmp_path / "state", None))
+
+
+async def test_enrollment_waits_for_an_orchestrator_that_is_not_ready_yet(
+    orchestrator: tuple[FakeOrchestrator, TestServer], tmp_path: Path
+) -> None:
+    fake, server = orchestrator
+    fake.answers = [503]
+    identity = await load_identity(settings_for(server, tmp_path / "state", TOKEN))
+    assert identity.dataplane_id == fake.dataplane_id
+    assert len(fake.requests) == 2
+
+
+async def test_an_enrolled_agent_takes_commands_for_its_data_plane(
+    orchestrator: tuple[FakeOrchestrator, TestServer],
+    nats_server: NatsServer,
+    bus_prefix: str,
+    tmp_path: Path,
+) -> None:
+    fake, server = orchestrator
+    async with harness(nats_server.url, bus_prefix, tmp_path, start=False) as h:
+        h.settings = h.settings.model_copy(
+            update={
+                "dataplane_id": None,
+                "private_key_file": None,
+                "orchestrator_url": str(server.make_url("")),
+                "enrollment_token": SecretStr(TOKEN),
+            }
+        )
+        await h.start_agent()
+        cmd = h.command("api", dataplane_id=fake.dataplane_id)
+        await h.bus.publish_durable(h.subjects.deploy(fake.dataplane_id), cmd, msg_id=cmd.deployment_id)
+        sub = await h.bus.js.subscribe(
+            h.subjects.status(fake.dataplane_id), stream=h.subjects.status_stream.name, ordered_consumer=True
+        )
+        try:
+            statuses = []
+            while "succeeded" not in statuses:
+                msg = await sub.next_msg(timeout=10)
+                statuses.append(RolloutReport.model_validate_json(msg.data).status)
+        finally:
+            await sub.unsubscribe()
+        assert statuses == ["progressing", "succeeded"]
