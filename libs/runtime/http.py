@@ -245,7 +245,7 @@ class Api:
             for status in (
                 ([400, 413, 415, 422] if r.request else [])
                 + ([401] if r.auth != "none" else [])
-                + [404, 409, 429, 503]
+                + [403, 404, 409, 429, 503]
             ):
                 op["responses"].setdefault(str(status), {"description": "problem", "content": problem})
             paths.setdefault(r.path, {})[r.method.lower()] = op

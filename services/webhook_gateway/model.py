@@ -1,0 +1,45 @@
+"""Plain records the gateway's modules pass around (no I/O here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """The one component a CI token (and everything it sends) belongs to."""
+
+    org: str
+    project: str
+    component: str
+
+    def __str__(self) -> str:
+        return f"{self.org}/{self.project}/{self.component}"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    id: str
+    binding: Binding
+    name: str
+    token_prefix: str
+    token_sha256: bytes
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedRow:
+    deployment_id: str
+    token_id: str
+    binding: Binding
+    image: str
+    idempotency_key: str | None
+    created_at: datetime
+
+
+AcceptOutcome = Literal["created", "replayed", "key_mismatch", "webhook_replayed"]

@@ -1,0 +1,227 @@
+"""Helpers for the webhook-gateway integration tests.
+
+`FakeOrchestrator` stands in for the orchestrator (another Landfall service) on
+the real NATS: it answers `rpc_component_get` / `rpc_deployment_get` like the
+orchestrator would, records every `ImagePushed` it sees, and publishes
+`DeploymentChanged` when a test moves a deployment on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+from unittest import mock
+
+from aiohttp.test_utils import TestClient, TestServer
+from nats.aio.msg import Msg
+
+from libs.contracts.messages import (
+    ComponentChanged,
+    ComponentGet,
+    ComponentInfo,
+    DeploymentChanged,
+    DeploymentGet,
+    DeploymentView,
+    ImagePushed,
+)
+from libs.contracts.subjects import Subjects
+from libs.runtime.bus import Bus, RpcHandlerError, connect
+from libs.runtime.settings import ServiceSettings
+from services.webhook_gateway.app import create_app
+from services.webhook_gateway.settings import Settings
+
+ORG, PROJECT = "acme", "shop"
+COMPONENT_PATH = f"/v1/orgs/{ORG}/projects/{PROJECT}/components"
+
+
+def gateway_settings(env: dict[str, str], **overrides: Any) -> Settings:
+    with mock.patch.dict(os.environ, env):
+        return Settings(**overrides)
+
+
+def component_info(
+    name: str = "api", *, host: str = "ghcr.io", repository: str | None = None
+) -> ComponentInfo:
+    return ComponentInfo(
+        org=ORG,
+        project=PROJECT,
+        component=name,
+        type="service",
+        registry_id="reg_01hzzzzzzzzzzzzzzzzzzzzzzz",
+        registry_host=host,
+        repository=repository if repository is not None else f"acme/{name}",
+    )
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class FakeOrchestrator:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.components: dict[tuple[str, str, str], ComponentInfo] = {}
+        self.deployments: dict[str, DeploymentView] = {}
+        self.pushed: list[ImagePushed] = []
+        self.pushed_event = asyncio.Event()
+        # What to do with each ImagePushed: None = only record; else the final status after a short delay.
+        self.auto_finish: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, info: ComponentInfo) -> ComponentInfo:
+        self.components[(info.org, info.project, info.component)] = info
+        return info
+
+    async def start(self) -> None:
+        async def component_get(req: ComponentGet) -> ComponentInfo:
+            info = self.components.get((req.org, req.project, req.component))
+            if info is None:
+                raise RpcHandlerError("not_found", "no such component")
+            return info
+
+        async def deployment_get(req: DeploymentGet) -> DeploymentView:
+            view = self.deployments.get(req.deployment_id)
+            if view is None:
+                raise RpcHandlerError("not_found", "no such deployment")
+            return view
+
+        async def on_pushed(msg: Msg) -> None:
+            event = ImagePushed.model_validate_json(msg.data)
+            self.pushed.append(event)
+            self.pushed_event.set()
+            if self.auto_finish is not None:
+                self.record(event, status="progressing")
+                task = asyncio.create_task(self._finish_later(event.deployment_id, self.auto_finish))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+        await self.bus.serve(
+            self.bus.subjects.rpc_component_get, ComponentGet, component_get, queue="orchestrator"
+        )
+        await self.bus.serve(
+            self.bus.subjects.rpc_deployment_get, DeploymentGet, deployment_get, queue="orchestrator"
+        )
+        await self.bus.nc.subscribe(self.bus.subjects.image_pushed, cb=on_pushed)
+        await self.bus.nc.flush()
+
+    async def _finish_later(self, deployment_id: str, status: str) -> None:
+        await asyncio.sleep(0.3)
+        await self.change(
+            deployment_id, status=status, reason="rollout failed" if status == "failed" else None
+        )
+
+    def record(self, event: ImagePushed, *, status: str = "pending") -> DeploymentView:
+        view = DeploymentView(
+            id=event.deployment_id,
+            org=event.org,
+            project=event.project,
+            component=event.component,
+            environment="development",
+            image=event.image,
+            status=status,
+            source="webhook",
+            created_at=event.accepted_at,
+            updated_at=now(),
+        )
+        self.deployments[view.id] = view
+        return view
+
+    def admin_deployment(
+        self, deployment_id: str, component: str, *, status: str = "progressing"
+    ) -> DeploymentView:
+        view = DeploymentView(
+            id=deployment_id,
+            org=ORG,
+            project=PROJECT,
+            component=component,
+            environment="development",
+            image=f"ghcr.io/acme/{component}:admin",
+            status=status,
+            source="admin",
+            created_at=now(),
+            updated_at=now(),
+        )
+        self.deployments[view.id] = view
+        return view
+
+    async def change(
+        self, deployment_id: str, *, status: str, reason: str | None = None, only_notify: bool = False
+    ) -> DeploymentView:
+        """Move a deployment on and publish DeploymentChanged.
+
+        `only_notify` leaves `rpc_deployment_get` answering the old view, so a test can tell an
+        answer that came from the change message from one that came from asking again.
+        """
+        view = self.deployments[deployment_id].model_copy(
+            update={"status": status, "reason": reason, "updated_at": now()}
+        )
+        if not only_notify:
+            self.deployments[deployment_id] = view
+        await self.bus.publish(
+            self.bus.subjects.deployment_changed(deployment_id), DeploymentChanged(deployment=view)
+        )
+        await self.bus.nc.flush()
+        return view
+
+    async def component_changed(self, info: ComponentInfo) -> None:
+        await self.bus.publish(
+            self.bus.subjects.components_changed,
+            ComponentChanged(org=info.org, project=info.project, component=info.component),
+        )
+        await self.bus.nc.flush()
+
+    async def wait_pushed(self, count: int) -> list[ImagePushed]:
+        while len(self.pushed) < count:
+            self.pushed_event.clear()
+            await asyncio.wait_for(self.pushed_event.wait(), 10)
+        return self.pushed
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.bus.nc.close()
+
+
+@contextlib.asynccontextmanager
+async def fake_orchestrator(settings: Settings) -> AsyncIterator[FakeOrchestrator]:
+    nc = await connect(ServiceSettings(nats_url=settings.nats_url), name="fake-orchestrator", wait_seconds=10)
+    fake = FakeOrchestrator(Bus(nc, Subjects(settings.bus_prefix)))
+    try:
+        await fake.start()
+        yield fake
+    finally:
+        await fake.close()
+
+
+@contextlib.asynccontextmanager
+async def gateway_client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def admin(settings: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def create_token(
+    client: TestClient[Any, Any], settings: Settings, component: str = "api", **body: Any
+) -> dict[str, Any]:
+    resp = await client.post(f"{COMPONENT_PATH}/{component}/tokens", json=body, headers=admin(settings))
+    assert resp.status == 201, await resp.text()
+    data: dict[str, Any] = await resp.json()
+    return data

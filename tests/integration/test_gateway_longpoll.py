@@ -1,0 +1,170 @@
+"""GET /v1/webhooks/deployments/{id}?wait=N: pushed by DeploymentChanged, scoped to the token's component."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from libs.contracts.ids import new_id
+from services.webhook_gateway.settings import Settings
+from tests.integration.gateway_support import (
+    FakeOrchestrator,
+    bearer,
+    component_info,
+    create_token,
+    fake_orchestrator,
+    gateway_client,
+    gateway_settings,
+)
+
+
+class Env:
+    def __init__(
+        self, settings: Settings, orch: FakeOrchestrator, client: TestClient[Any, Any], token: str
+    ) -> None:
+        self.settings, self.orch, self.client, self.token = settings, orch, client, token
+
+    async def status(
+        self, deployment_id: str, wait: int | str | None = None, token: str | None = None
+    ) -> tuple[int, Any]:
+        query = f"?wait={wait}" if wait is not None else ""
+        resp = await self.client.get(
+            f"/v1/webhooks/deployments/{deployment_id}{query}", headers=bearer(token or self.token)
+        )
+        return resp.status, await resp.json()
+
+    async def deploy(self, tag: str = "1.0") -> str:
+        resp = await self.client.post("/v1/webhooks/deploy", json={"tag": tag}, headers=bearer(self.token))
+        assert resp.status == 202
+        deployment_id: str = (await resp.json())["deployment_id"]
+        return deployment_id
+
+
+@pytest.fixture
+async def env(base_env: dict[str, str]) -> AsyncIterator[Env]:
+    settings: Settings = gateway_settings(base_env)
+    async with fake_orchestrator(settings) as orch, gateway_client(settings) as client:
+        orch.add(component_info("api"))
+        orch.add(component_info("web"))
+        token = (await create_token(client, settings))["token"]
+        yield Env(settings, orch, client, token)
+
+
+async def _later(delay: float, action: Awaitable[Any]) -> None:
+    await asyncio.sleep(delay)
+    await action
+
+
+async def test_long_poll_returns_when_the_rollout_succeeds(env: Env) -> None:
+    deployment_id = await env.deploy()
+    (event,) = await env.orch.wait_pushed(1)
+    env.orch.record(event, status="dispatched")
+
+    async def rollout() -> None:
+        await asyncio.sleep(0.2)
+        await env.orch.change(deployment_id, status="progressing", only_notify=True)
+        await asyncio.sleep(0.2)
+        await env.orch.change(deployment_id, status="succeeded", only_notify=True)
+
+    (status, body), _ = await asyncio.gather(env.status(deployment_id, wait=60), rollout())
+    assert status == 200, body
+    # Only the change message said "succeeded" (asking the orchestrator still says "dispatched"),
+    # so this answer was pushed, not found by asking again at the deadline.
+    assert body["status"] == "succeeded"
+    assert body["id"] == deployment_id
+    assert body["environment"] == "development"
+    assert body["image"] == "ghcr.io/acme/api:1.0"
+
+
+async def test_long_poll_reports_a_failed_rollout(env: Env) -> None:
+    deployment_id = await env.deploy()
+    (event,) = await env.orch.wait_pushed(1)
+    env.orch.record(event, status="progressing")
+    (status, body), _ = await asyncio.gather(
+        env.status(deployment_id, wait=60),
+        _later(
+            0.2, env.orch.change(deployment_id, status="failed", reason="ImagePullBackOff", only_notify=True)
+        ),
+    )
+    assert status == 200
+    assert body["status"] == "failed"
+    assert body["reason"] == "ImagePullBackOff"
+
+
+async def test_a_final_deployment_is_answered_without_waiting_for_news(env: Env) -> None:
+    deployment_id = await env.deploy()
+    (event,) = await env.orch.wait_pushed(1)
+    env.orch.record(event, status="superseded")
+    status, body = await env.status(deployment_id, wait=60)
+    assert status == 200
+    assert body["status"] == "superseded"
+
+
+async def test_deadline_answers_the_latest_status(env: Env) -> None:
+    deployment_id = await env.deploy()
+    (event,) = await env.orch.wait_pushed(1)
+    env.orch.record(event, status="progressing")
+    status, body = await env.status(deployment_id, wait=1)
+    assert status == 200
+    assert body["status"] == "progressing"
+
+
+async def test_pending_from_the_gateways_record_until_the_orchestrator_knows_it(env: Env) -> None:
+    deployment_id = await env.deploy("4.2")
+    status, body = await env.status(deployment_id)
+    assert status == 200
+    assert body["status"] == "pending"
+    assert body["image"] == "ghcr.io/acme/api:4.2"
+    assert body["environment"] is None
+
+    (event,) = await env.orch.wait_pushed(1)
+
+    async def orchestrator_catches_up() -> None:
+        await asyncio.sleep(0.2)
+        env.orch.record(event, status="dispatched")
+        await env.orch.change(deployment_id, status="succeeded", only_notify=True)
+
+    (status, body), _ = await asyncio.gather(env.status(deployment_id, wait=60), orchestrator_catches_up())
+    assert status == 200
+    assert body["status"] == "succeeded"
+
+
+async def test_other_components_deployments_are_404_and_admin_ones_are_visible(env: Env) -> None:
+    theirs = env.orch.admin_deployment(new_id("dep"), "web", status="succeeded")
+    status, _ = await env.status(theirs.id)
+    assert status == 404
+    status, _ = await env.status(theirs.id, wait=5)
+    assert status == 404
+
+    ours = env.orch.admin_deployment(new_id("dep"), "api", status="progressing")
+    (status, body), _ = await asyncio.gather(
+        env.status(ours.id, wait=60),
+        _later(0.2, env.orch.change(ours.id, status="succeeded", only_notify=True)),
+    )
+    assert status == 200
+    assert body["status"] == "succeeded"
+    assert body["source"] == "admin"
+
+    # A deployment accepted for api is invisible to web's token, even before the orchestrator knows it.
+    web_token = (await create_token(env.client, env.settings, "web"))["token"]
+    deployment_id = await env.deploy()
+    status, _ = await env.status(deployment_id, token=web_token)
+    assert status == 404
+
+
+@pytest.mark.parametrize("wait", ["61", "-1", "abc", "1.5", "9999999999999999999"])
+async def test_wait_out_of_range_is_422(env: Env, wait: str) -> None:
+    deployment_id = await env.deploy()
+    status, body = await env.status(deployment_id, wait=wait)
+    assert status == 422
+    assert body["errors"][0]["field"] == "wait"
+
+
+async def test_unknown_or_malformed_ids_are_404(env: Env) -> None:
+    assert (await env.status(new_id("dep")))[0] == 404
+    assert (await env.status("dep_nope"))[0] == 404
+    assert (await env.status("../../tokens"))[0] == 404

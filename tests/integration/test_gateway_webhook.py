@@ -1,0 +1,333 @@
+"""POST /v1/webhooks/deploy: validation, authorisation, JetStream before 202, idempotency, limits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from libs.contracts.messages import ImagePushed
+from libs.devstack.servers import NatsServer
+from services.webhook_gateway.settings import Settings
+from tests.integration.gateway_support import (
+    FakeOrchestrator,
+    bearer,
+    component_info,
+    create_token,
+    fake_orchestrator,
+    gateway_client,
+    gateway_settings,
+)
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.fixture
+def settings(base_env: dict[str, str]) -> Settings:
+    return gateway_settings(base_env)
+
+
+async def _count_accepted(settings: Settings) -> int:
+    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        count: int = await conn.fetchval(
+            f"SELECT count(*) FROM webhook_gateway{settings.schema_suffix}.accepted_deployments"
+        )
+        return count
+    finally:
+        await conn.close()
+
+
+async def _stream_messages(orch: FakeOrchestrator) -> int:
+    info = await orch.bus.js.stream_info(orch.bus.subjects.intake_stream.name)
+    return int(info.state.messages)
+
+
+class Env:
+    def __init__(self, settings: Settings, orch: FakeOrchestrator, client: TestClient[Any, Any], token: str):
+        self.settings, self.orch, self.client, self.token = settings, orch, client, token
+
+    async def post(self, body: Any, **headers: str) -> tuple[int, Any]:
+        resp = await self.client.post(
+            "/v1/webhooks/deploy", json=body, headers={**bearer(self.token), **headers}
+        )
+        return resp.status, await resp.json()
+
+
+@pytest.fixture
+async def env(settings: Settings) -> AsyncIterator[Env]:
+    async with fake_orchestrator(settings) as orch, gateway_client(settings) as client:
+        orch.add(component_info("api"))
+        token = (await create_token(client, settings))["token"]
+        yield Env(settings, orch, client, token)
+
+
+async def test_accepted_image_is_on_jetstream_before_the_202(env: Env) -> None:
+    status, body = await env.post({"image": "GHCR.io/acme/api:1.4.2"})
+    assert status == 202, body
+    assert body["status"] == "pending"
+    assert body["deployment_id"].startswith("dep_")
+    assert body["status_url"] == f"/v1/webhooks/deployments/{body['deployment_id']}"
+
+    js = env.orch.bus.js
+    stored = await js.get_last_msg(
+        env.orch.bus.subjects.intake_stream.name, env.orch.bus.subjects.image_pushed
+    )
+    assert stored.data is not None
+    event = ImagePushed.model_validate_json(stored.data)
+    assert event.deployment_id == body["deployment_id"]
+    assert (stored.headers or {}).get("Nats-Msg-Id") == body["deployment_id"]
+    assert (event.org, event.project, event.component) == ("acme", "shop", "api")
+    assert event.image == "ghcr.io/acme/api:1.4.2"
+    assert event.token_prefix == env.token[:12]
+    assert env.token not in stored.data.decode()
+
+
+async def test_tag_and_digest_apply_to_the_components_repository(env: Env) -> None:
+    status, tag_body = await env.post({"tag": "2.0.1"})
+    assert status == 202
+    status, digest_body = await env.post({"digest": DIGEST})
+    assert status == 202
+    pushed = await env.orch.wait_pushed(2)
+    images = {p.deployment_id: p.image for p in pushed}
+    assert images[tag_body["deployment_id"]] == "ghcr.io/acme/api:2.0.1"
+    assert images[digest_body["deployment_id"]] == f"ghcr.io/acme/api@{DIGEST}"
+
+
+async def test_docker_hub_names_are_normalised(settings: Settings) -> None:
+    async with fake_orchestrator(settings) as orch, gateway_client(settings) as client:
+        orch.add(component_info("api", host="registry-1.docker.io", repository="nginx"))
+        token = (await create_token(client, settings))["token"]
+        for image in ("nginx:1.27", "docker.io/library/nginx:1.27", "index.docker.io/library/nginx:1.27"):
+            resp = await client.post("/v1/webhooks/deploy", json={"image": image}, headers=bearer(token))
+            assert resp.status == 202, (image, await resp.text())
+        resp = await client.post(
+            "/v1/webhooks/deploy", json={"image": "acme/nginx:1.27"}, headers=bearer(token)
+        )
+        assert resp.status == 403
+        pushed = await orch.wait_pushed(3)
+        assert {p.image for p in pushed} == {"docker.io/library/nginx:1.27"}
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "docker.io/acme/api:1.0",
+        "ghcr.io/acme/other:1.0",
+        "ghcr.io/acme/api/sub:1.0",
+        "ghcr.io:443/acme/api:1.0",
+    ],
+)
+async def test_another_registry_or_repository_is_forbidden(env: Env, image: str) -> None:
+    status, body = await env.post({"image": image})
+    assert status == 403, body
+    assert "ghcr.io/acme/api" in body["detail"]
+    assert await _stream_messages(env.orch) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"image": "ghcr.io/acme/API:1.0"}, "image"),
+        ({"image": "ghcr.io/acme/api"}, "image"),
+        ({"image": "https://ghcr.io/acme/api:1"}, "image"),
+        ({"image": "ghcr.io/acme/api@sha256:1234"}, "image"),
+        ({"image": ""}, "image"),
+        ({"tag": "-leading-dash"}, "tag"),
+        ({"tag": "x" * 129}, "tag"),
+        ({"tag": ""}, "tag"),
+        ({"digest": "sha256:" + "AB" * 32}, "digest"),
+        ({"digest": "md5:" + "ab" * 16}, "digest"),
+        ({}, "body"),
+        ({"image": "ghcr.io/acme/api:1", "tag": "1"}, "body"),
+        ({"imgae": "ghcr.io/acme/api:1"}, "imgae"),
+        ({"tag": 12}, "tag"),
+    ],
+)
+async def test_invalid_references_are_422_naming_the_field(env: Env, body: Any, field: str) -> None:
+    status, problem = await env.post(body)
+    assert status == 422, problem
+    assert problem["errors"][0]["field"] == field
+    assert problem["detail"]
+
+
+async def test_body_rules_413_415_400(env: Env) -> None:
+    headers = bearer(env.token)
+    resp = await env.client.post("/v1/webhooks/deploy", json={"tag": "x" * 70_000}, headers=headers)
+    assert resp.status == 413
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"tag": "'
+        for _ in range(20):
+            yield b"x" * 4096
+        yield b'"}'
+
+    resp = await env.client.post(
+        "/v1/webhooks/deploy", data=chunks(), headers={**headers, "Content-Type": "application/json"}
+    )
+    assert resp.status == 413
+
+    resp = await env.client.post(
+        "/v1/webhooks/deploy",
+        data="tag=1.0",
+        headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert resp.status == 415
+    resp = await env.client.post(
+        "/v1/webhooks/deploy", data=b'{"tag": "1.0"', headers={**headers, "Content-Type": "application/json"}
+    )
+    assert resp.status == 400
+    assert resp.content_type == "application/problem+json"
+    resp = await env.client.post("/v1/webhooks/deploy", json=["tag"], headers=headers)
+    assert resp.status == 422
+    assert await _stream_messages(env.orch) == 0
+
+
+async def test_idempotency_key_returns_the_same_deployment(env: Env) -> None:
+    status, first = await env.post({"tag": "1.0"}, **{"Idempotency-Key": "build-42"})
+    assert status == 202
+    status, again = await env.post({"tag": "1.0"}, **{"Idempotency-Key": "build-42"})
+    assert status == 202
+    assert again == first
+    # The same image spelled differently is the same request.
+    status, spelled = await env.post({"image": "ghcr.io/acme/api:1.0"}, **{"Idempotency-Key": "build-42"})
+    assert status == 202
+    assert spelled == first
+    assert await _stream_messages(env.orch) == 1
+
+    status, problem = await env.post({"tag": "2.0"}, **{"Idempotency-Key": "build-42"})
+    assert status == 422
+    assert problem["errors"][0]["field"] == "Idempotency-Key"
+
+    status, other = await env.post({"tag": "1.0"}, **{"Idempotency-Key": "build-43"})
+    assert status == 202
+    assert other["deployment_id"] != first["deployment_id"]
+    status, no_key = await env.post({"tag": "1.0"})
+    assert status == 202
+    assert no_key["deployment_id"] not in {first["deployment_id"], other["deployment_id"]}
+    assert await _stream_messages(env.orch) == 3
+
+    status, problem = await env.post({"tag": "1.0"}, **{"Idempotency-Key": "x" * 300})
+    assert status == 422
+
+
+async def test_concurrent_retries_with_one_key_make_one_deployment(env: Env) -> None:
+    results = await asyncio.gather(
+        *(env.post({"tag": "3.0"}, **{"Idempotency-Key": "race"}) for _ in range(8))
+    )
+    assert {status for status, _ in results} == {202}
+    assert len({body["deployment_id"] for _, body in results}) == 1
+    assert await _stream_messages(env.orch) == 1
+
+
+async def test_idempotency_key_is_per_component(env: Env) -> None:
+    env.orch.add(component_info("web"))
+    web_token = (await create_token(env.client, env.settings, "web"))["token"]
+    status, api = await env.post({"tag": "1.0"}, **{"Idempotency-Key": "shared"})
+    resp = await env.client.post(
+        "/v1/webhooks/deploy", json={"tag": "1.0"}, headers={**bearer(web_token), "Idempotency-Key": "shared"}
+    )
+    assert resp.status == 202
+    assert status == 202
+    assert (await resp.json())["deployment_id"] != api["deployment_id"]
+
+
+async def test_rate_limit_answers_429_with_retry_after(base_env: dict[str, str]) -> None:
+    settings = gateway_settings(base_env, rate_limit_per_second=0.5, rate_limit_burst=2)
+    async with fake_orchestrator(settings) as orch, gateway_client(settings) as client:
+        orch.add(component_info("api"))
+        token = (await create_token(client, settings))["token"]
+        other = (await create_token(client, settings))["token"]
+        statuses = []
+        for _ in range(3):
+            resp = await client.post("/v1/webhooks/deploy", json={"tag": "1.0"}, headers=bearer(token))
+            statuses.append(resp.status)
+        assert statuses == [202, 202, 429]
+        assert int(resp.headers["Retry-After"]) >= 1
+        assert (await resp.json())["status"] == 429
+        # The limit is per token.
+        resp = await client.post("/v1/webhooks/deploy", json={"tag": "1.0"}, headers=bearer(other))
+        assert resp.status == 202
+
+
+async def test_component_changes_are_picked_up_at_once(env: Env) -> None:
+    status, _ = await env.post({"tag": "1.0"})
+    assert status == 202
+    moved = env.orch.add(component_info("api", repository="acme/api-v2"))
+    await env.orch.component_changed(moved)
+    status, body = await env.post({"image": "ghcr.io/acme/api-v2:1.0"})
+    assert status == 202, body
+    status, _ = await env.post({"image": "ghcr.io/acme/api:1.0"})
+    assert status == 403
+    del env.orch.components[("acme", "shop", "api")]
+    await env.orch.component_changed(moved)
+    status, body = await env.post({"tag": "1.0"})
+    assert status == 403
+    assert "no longer exists" in body["detail"]
+
+
+async def test_status_url_is_absolute_with_public_url(base_env: dict[str, str]) -> None:
+    settings = gateway_settings(base_env, public_url="https://gw.example.com/")
+    async with fake_orchestrator(settings) as orch, gateway_client(settings) as client:
+        orch.add(component_info("api"))
+        token = (await create_token(client, settings))["token"]
+        resp = await client.post("/v1/webhooks/deploy", json={"tag": "1.0"}, headers=bearer(token))
+        body = await resp.json()
+        assert body["status_url"] == f"https://gw.example.com/v1/webhooks/deployments/{body['deployment_id']}"
+
+
+async def test_nats_down_is_503_and_nothing_is_recorded(base_env: dict[str, str], tmp_path: Path) -> None:
+    server = NatsServer(tmp_path / "nats")
+    await asyncio.to_thread(server.start)
+    try:
+        settings = gateway_settings(base_env, nats_url=server.url)
+        async with fake_orchestrator(settings) as orch, gateway_client(settings) as client:
+            orch.add(component_info("api"))
+            token = (await create_token(client, settings))["token"]
+            resp = await client.post("/v1/webhooks/deploy", json={"tag": "1.0"}, headers=bearer(token))
+            assert resp.status == 202
+            assert await _count_accepted(settings) == 1
+
+            # JetStream refuses (no stream) while the orchestrator still answers: the insert is rolled back.
+            await orch.bus.js.delete_stream(orch.bus.subjects.intake_stream.name)
+            resp = await client.post(
+                "/v1/webhooks/deploy", json={"tag": "3.0"}, headers={**bearer(token), "Idempotency-Key": "k1"}
+            )
+            assert resp.status == 503
+            assert await _count_accepted(settings) == 1
+            await orch.bus.js.add_stream(
+                name=orch.bus.subjects.intake_stream.name,
+                subjects=list(orch.bus.subjects.intake_stream.subjects),
+            )
+
+            await asyncio.to_thread(server.stop)
+            for body in ({"tag": "2.0"}, {"tag": "3.0"}):
+                resp = await client.post(
+                    "/v1/webhooks/deploy", json=body, headers={**bearer(token), "Idempotency-Key": "k1"}
+                )
+                assert resp.status == 503
+                assert int(resp.headers["Retry-After"]) >= 1
+            assert await _count_accepted(settings) == 1
+
+            # Back up: the stream holds only the accepted image, and the key was not burnt.
+            await asyncio.to_thread(server.start)
+            for _ in range(100):
+                if client.app is not None and orch.bus.connected:
+                    resp = await client.post(
+                        "/v1/webhooks/deploy",
+                        json={"tag": "3.0"},
+                        headers={**bearer(token), "Idempotency-Key": "k1"},
+                    )
+                    if resp.status == 202:
+                        break
+                await asyncio.sleep(0.1)
+            assert resp.status == 202
+            assert await _count_accepted(settings) == 2
+            assert await _stream_messages(orch) == 1  # the stream was re-created above
+    finally:
+        await asyncio.to_thread(server.stop)
