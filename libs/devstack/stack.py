@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from libs.devstack.servers import DockerRegistry, NatsServer, OpenBaoServer, PostgresServer
+from libs.runtime.natsauth import generate_nats_auth
 
 SERVICES = ("credentials", "orchestrator", "webhook_gateway", "data_plane_agent")
 LOG_NAMES = {
@@ -144,7 +145,11 @@ class Stack:
             json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
         )
         self.admin_token: str = self.state.setdefault("admin_token", "lfadm_" + secrets.token_urlsafe(24))
-        self.nats = NatsServer(self.root / "nats", port=self.ports.nats)
+        # NATS auth (operator mode): services are full users; each agent gets its own user at enrollment.
+        self.nats_auth = generate_nats_auth(self.root / "nats-auth")
+        self.nats = NatsServer(
+            self.root / "nats", port=self.ports.nats, config_extra=self.nats_auth.server_config
+        )
         self.postgres = PostgresServer(self.root / "postgres", port=self.ports.postgres)
         self.vault = OpenBaoServer(
             self.root / "openbao",
@@ -215,6 +220,12 @@ class Stack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        # NATS auth: the agent has no creds here, it gets its own NATS user when it enrolls.
+        if service != "data_plane_agent":
+            env["LANDFALL_NATS_CREDS_FILE"] = str(self.nats_auth.creds_file(service.replace("_", "-")))
+        if service == "orchestrator":
+            env["LANDFALL_NATS_ACCOUNT_SIGNING_SEED"] = self.nats_auth.account_signing_seed
+            env["LANDFALL_NATS_ACCOUNT"] = self.nats_auth.account
         env.update(self.extra_env)
         return env
 
@@ -415,6 +426,7 @@ class Stack:
             "LANDFALL_ADMIN_TOKEN": self.admin_token,
             "LANDFALL_DATABASE_URL": self.postgres.dsn,
             "LANDFALL_NATS_URL": self.nats.url,
+            "LANDFALL_NATS_CREDS_FILE": str(self.nats_auth.creds_file("admin")),  # NATS auth: a full user
             "VAULT_ADDR": self.vault.addr,
             "VAULT_TOKEN": self.vault.token,
             "LANDFALL_REGISTRY_HOST": self.registry.host,

@@ -6,6 +6,9 @@ Subtle parts:
   publish is de-duplicated by the server. While the connection is down it
   raises `BusUnavailable` at once instead of letting nats-py buffer the
   message: a buffered message could be stored later, after we answered 503.
+- Who we are to NATS: a `NatsUser` given by the caller (an agent's own JWT,
+  minted at enrollment, with its own inbox prefix), else the settings'
+  `.creds` file (operator mode), else user/password, else nobody.
 - Request-reply carries an `RpcReply` envelope; a missing responder or a
   timeout is `BusUnavailable` (the HTTP layer turns it into 503 + Retry-After),
   an error answered by the other side is `RpcFailed` with its code.
@@ -21,15 +24,25 @@ from typing import Any, TypeVar
 import nats
 import nats.errors
 import nats.js.errors
+from nats.aio.client import DEFAULT_INBOX_PREFIX, Credentials, RawCredentials
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from pydantic import BaseModel, ValidationError
 
 from libs.contracts.messages import RpcError, RpcReply
 from libs.contracts.subjects import StreamSpec, Subjects
 from libs.runtime.errors import DependencyUnavailable
+from libs.runtime.natsauth import NatsUser
 from libs.runtime.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -57,8 +70,17 @@ class RpcHandlerError(Exception):
         self.message = message
 
 
-async def connect(settings: ServiceSettings, *, name: str, wait_seconds: float = 60.0) -> NATS:
+async def connect(
+    settings: ServiceSettings, *, name: str, wait_seconds: float = 60.0, user: NatsUser | None = None
+) -> NATS:
     """Connect, retrying for `wait_seconds` at start; later reconnects are unbounded."""
+    credentials: Credentials | None = None
+    inbox_prefix: str | bytes = DEFAULT_INBOX_PREFIX
+    if user is not None:
+        credentials = RawCredentials(user.creds())
+        inbox_prefix = user.inbox_prefix or inbox_prefix
+    elif settings.nats_creds_file is not None:
+        credentials = str(settings.nats_creds_file)
     deadline = asyncio.get_running_loop().time() + wait_seconds
 
     async def on_error(exc: Exception) -> None:
@@ -75,8 +97,14 @@ async def connect(settings: ServiceSettings, *, name: str, wait_seconds: float =
             return await nats.connect(
                 settings.nats_url,
                 name=name,
-                user=settings.nats_user,
-                password=settings.nats_password.get_secret_value() if settings.nats_password else None,
+                user=settings.nats_user if credentials is None else None,
+                password=(
+                    settings.nats_password.get_secret_value()
+                    if settings.nats_password and credentials is None
+                    else None
+                ),
+                user_credentials=credentials,
+                inbox_prefix=inbox_prefix,
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
@@ -114,6 +142,26 @@ async def ensure_streams(js: JetStreamContext, specs: Iterable[StreamSpec]) -> N
             await js.update_stream(config)
 
 
+AGENT_ACK_WAIT_SECONDS = 60.0
+
+
+def agent_consumer_config(
+    subjects: Subjects, dataplane_id: str, *, ack_wait_seconds: float = AGENT_ACK_WAIT_SECONDS
+) -> ConsumerConfig:
+    """The durable pull consumer that feeds one data plane's agent its deploy commands, in order."""
+    durable = subjects.agent_durable(dataplane_id)
+    return ConsumerConfig(
+        name=durable,
+        durable_name=durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        filter_subject=subjects.deploy(dataplane_id),
+        ack_wait=ack_wait_seconds,
+        max_ack_pending=1,  # strict order, even across redeliveries
+        description=f"deploy commands for data plane {dataplane_id}",
+    )
+
+
 class Bus:
     """One NATS connection, its JetStream context and the subject names."""
 
@@ -147,6 +195,28 @@ class Bus:
         ) as exc:
             raise BusUnavailable(f"JetStream did not acknowledge: {exc!r}") from exc
         return int(ack.seq)
+
+    async def ensure_agent_consumer(self, dataplane_id: str) -> None:
+        """Create a data plane's consumer unless it exists (agents with their own NATS user only bind).
+
+        An existing consumer is left alone: it holds the agent's position in the stream.
+        """
+        if not self.nc.is_connected:
+            raise BusUnavailable("NATS is not connected")
+        stream = self.subjects.dataplane_stream.name
+        config = agent_consumer_config(self.subjects, dataplane_id)
+        try:
+            try:
+                await self.js.consumer_info(stream, self.subjects.agent_durable(dataplane_id))
+            except nats.js.errors.NotFoundError:
+                await self.js.add_consumer(stream, config=config)
+        except (
+            nats.errors.TimeoutError,
+            nats.errors.ConnectionClosedError,
+            nats.errors.NoRespondersError,
+            nats.js.errors.ServiceUnavailableError,
+        ) as exc:
+            raise BusUnavailable(f"JetStream did not create the consumer: {exc!r}") from exc
 
     async def publish(self, subject: str, message: BaseModel) -> None:
         """Fire-and-forget on core NATS: for notifications whose truth lives elsewhere."""

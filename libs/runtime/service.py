@@ -22,6 +22,7 @@ from libs.contracts.subjects import Subjects
 from libs.runtime import bus as busmod
 from libs.runtime import db
 from libs.runtime.http import READY_CHECKS
+from libs.runtime.natsauth import NatsUser
 from libs.runtime.settings import DatabaseSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,13 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 TASKS = web.AppKey("background_tasks", list[asyncio.Task[None]])
 
 
-def nats_ctx(settings: ServiceSettings, *, ensure_streams: bool = True) -> Callable[[web.Application], Any]:
+def nats_ctx(
+    settings: ServiceSettings, *, ensure_streams: bool = True, user: NatsUser | None = None
+) -> Callable[[web.Application], Any]:
+    """Connect as `user` when given (an agent's own NATS identity), else as the settings say."""
+
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        nc = await busmod.connect(settings, name=settings.service_name)
+        nc = await busmod.connect(settings, name=settings.service_name, user=user)
         bus = busmod.Bus(nc, Subjects(settings.bus_prefix))
         if ensure_streams:
             await busmod.ensure_streams(bus.js, bus.subjects.streams)

@@ -7,6 +7,8 @@ because that is what every Vault user already has in their shell.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -20,6 +22,9 @@ class ServiceSettings(BaseSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     nats_user: str | None = None
     nats_password: SecretStr | None = None
+    nats_creds_file: Path | None = Field(
+        default=None, description="NATS user JWT + seed (a `.creds` file): nats-server in operator mode"
+    )
     bus_prefix: str = Field(default="", description="prefix for every subject and stream (test isolation)")
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")

@@ -33,14 +33,14 @@ from datetime import datetime
 from typing import Literal
 
 import nats.errors
+import nats.js.errors
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
 from libs.contracts import naming
 from libs.contracts.messages import AgentHeartbeat, DeployCommand, RolloutReport, utcnow
-from libs.runtime.bus import Bus
+from libs.runtime.bus import Bus, agent_consumer_config
 from libs.runtime.service import retry_forever
 
 from . import manifests, rollout
@@ -61,6 +61,7 @@ class AgentOptions:
     rollout_poll_seconds: float = 2.0
     ack_wait_seconds: float = 60.0
     fetch_timeout_seconds: float = 5.0
+    create_consumer: bool = True  # False: bind only (an agent with its own NATS user may not create it)
 
 
 class AgentMetrics:
@@ -72,6 +73,10 @@ class AgentMetrics:
             "landfall_agent_reports_total", "rollout reports stored", ["status"], registry=registry
         )
         self.watching = Gauge("landfall_agent_rollouts_watched", "rollouts being watched", registry=registry)
+
+
+class ConsumerMissing(Exception):
+    """The agent's durable consumer is gone and its NATS user may not create one."""
 
 
 @dataclass(frozen=True)
@@ -215,21 +220,22 @@ class Agent:
     async def _subscribe(self) -> nats.js.JetStreamContext.PullSubscription:
         subjects = self.bus.subjects
         durable = subjects.agent_durable(self.dataplane_id)
-        config = ConsumerConfig(
-            durable_name=durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            filter_subject=subjects.deploy(self.dataplane_id),
-            ack_wait=self.options.ack_wait_seconds,
-            max_ack_pending=1,  # strict order, even across redeliveries
-            description=f"deploy commands for data plane {self.dataplane_id}",
-        )
-        return await self.bus.js.pull_subscribe(
-            subjects.deploy(self.dataplane_id),
-            durable=durable,
-            stream=subjects.dataplane_stream.name,
-            config=config,
-        )
+        stream = subjects.dataplane_stream.name
+        if self.options.create_consumer:
+            config = agent_consumer_config(
+                subjects, self.dataplane_id, ack_wait_seconds=self.options.ack_wait_seconds
+            )
+            return await self.bus.js.pull_subscribe(
+                subjects.deploy(self.dataplane_id), durable=durable, stream=stream, config=config
+            )
+        try:
+            await self.bus.js.consumer_info(stream, durable)
+        except nats.js.errors.NotFoundError:
+            raise ConsumerMissing(
+                f"the consumer {durable} does not exist and this agent may not create it;"
+                " the orchestrator creates it when the data plane enrolls"
+            ) from None
+        return await self.bus.js.pull_subscribe_bind(durable=durable, stream=stream)
 
     async def _consume_loop(self) -> None:
         await retry_forever("resume managed rollouts", self._resume, delay=1.0)

@@ -1,5 +1,9 @@
 """Composition root: identity, NATS, Kubernetes, the agent; HTTP serves only health and metrics.
 
+NATS: with its own NATS user (minted at enrollment) the agent connects as that
+user, creates no streams and only binds to its consumer, which the orchestrator
+created: its permissions allow nothing else.
+
 Shutdown runs in reverse: the agent stops consuming and watching (queued reports
 get a few seconds to be stored), then the Kubernetes client closes, then NATS
 drains.
@@ -25,12 +29,13 @@ KUBE = web.AppKey("kube", Kube)
 AGENT = web.AppKey("agent", Agent)
 
 
-def options_from(settings: Settings) -> AgentOptions:
+def options_from(settings: Settings, *, create_consumer: bool = True) -> AgentOptions:
     return AgentOptions(
         version=settings.version,
         heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
         rollout_poll_seconds=settings.rollout_poll_seconds,
         ack_wait_seconds=settings.ack_wait_seconds,
+        create_consumer=create_consumer,
     )
 
 
@@ -38,6 +43,16 @@ def identity_ctx(settings: Settings) -> Callable[[web.Application], Any]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         app[IDENTITY] = await load_identity(settings)
         yield
+
+    return ctx
+
+
+def agent_nats_ctx(settings: Settings) -> Callable[[web.Application], Any]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        own = app[IDENTITY].nats
+        inner = nats_ctx(settings, ensure_streams=settings.ensure_streams and own is None, user=own)
+        async for _ in inner(app):
+            yield
 
     return ctx
 
@@ -69,7 +84,7 @@ def agent_ctx(settings: Settings) -> Callable[[web.Application], Any]:
             identity=app[IDENTITY],
             bus=app[BUS],
             kube=app[KUBE],
-            options=options_from(settings),
+            options=options_from(settings, create_consumer=app[IDENTITY].nats is None),
             metrics=AgentMetrics(app[METRICS]),
         )
         app[AGENT] = agent
@@ -83,7 +98,7 @@ def agent_ctx(settings: Settings) -> Callable[[web.Application], Any]:
 def create_app(settings: Settings) -> web.Application:
     app, _api = create_base_app(service=settings.service_name, version=settings.version)
     app.cleanup_ctx.append(identity_ctx(settings))
-    app.cleanup_ctx.append(nats_ctx(settings, ensure_streams=settings.ensure_streams))
+    app.cleanup_ctx.append(agent_nats_ctx(settings))
     app.cleanup_ctx.append(kube_ctx(settings))
     app.cleanup_ctx.append(agent_ctx(settings))
     return app

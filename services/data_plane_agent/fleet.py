@@ -3,8 +3,10 @@
 Each `Agent` has its own durable consumer, heartbeat, report queue and watches,
 exactly as if it ran alone; by default they share one NATS connection and one
 Kubernetes client (pass `shared=False` for a connection each, closer to N real
-agents). The objects each agent writes carry its data plane id, so agents that
-share one cluster resume only their own rollouts.
+agents). Agents that enrolled with their own NATS user (`identity.nats`) always
+get a connection each, as that user: NATS permissions are per connection. The
+objects each agent writes carry its data plane id, so agents that share one
+cluster resume only their own rollouts.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from libs.contracts.subjects import Subjects
 from libs.runtime import bus as busmod
+from libs.runtime.natsauth import NatsUser
 
 from .agent import Agent, AgentMetrics
 from .app import options_from
@@ -38,8 +41,8 @@ async def run_agents(
         metrics = AgentMetrics(registry or CollectorRegistry())
         subjects = Subjects(settings.bus_prefix)
 
-        async def open_bus() -> busmod.Bus:
-            nc = await busmod.connect(settings, name=settings.service_name)
+        async def open_bus(user: NatsUser | None = None) -> busmod.Bus:
+            nc = await busmod.connect(settings, name=settings.service_name, user=user)
             stack.push_async_callback(nc.close)
             return busmod.Bus(nc, subjects)
 
@@ -54,19 +57,21 @@ async def run_agents(
             stack.push_async_callback(kube.close)
             return kube
 
-        shared_bus = await open_bus() if shared else None
+        shared_bus = await open_bus() if shared and any(i.nats is None for i in identities) else None
         shared_kube = await open_kube() if shared else None
         agents: list[Agent] = []
+        ensured = False
         for identity in identities:
-            bus = shared_bus or await open_bus()
-            if settings.ensure_streams and not agents:
+            bus = await open_bus(identity.nats) if identity.nats else shared_bus or await open_bus()
+            if settings.ensure_streams and identity.nats is None and not ensured:
                 await busmod.ensure_streams(bus.js, subjects.streams)
+                ensured = True
             agents.append(
                 Agent(
                     identity=identity,
                     bus=bus,
                     kube=shared_kube or await open_kube(),
-                    options=options_from(settings),
+                    options=options_from(settings, create_consumer=identity.nats is None),
                     metrics=metrics,
                 )
             )

@@ -1,4 +1,4 @@
-"""Who this agent is: its data plane id and the X25519 key that opens pull secrets.
+"""Who this agent is: its data plane id, the X25519 key that opens pull secrets, its NATS user.
 
 At the first start the agent generates a key pair, enrolls with the orchestrator
 (`POST /v1/dataplanes/enroll` with the one-time enrollment token and the PUBLIC
@@ -7,6 +7,12 @@ key) and stores `{dataplane_id, private_key}` in `state_dir/agent.json`, mode 06
 Later starts reuse that file and need no token. The private key never leaves the
 process: the orchestrator seals registry credentials to the public key
 (libsodium sealed box) and only this agent can open them.
+
+The same goes for NATS: the agent also generates an nkeys user key and sends its
+public half; an orchestrator that can mint NATS users answers a user JWT whose
+permissions cover only this data plane's subjects (nats-server enforces them).
+JWT, seed and inbox prefix are kept in agent.json too; the seed never leaves it.
+Without a JWT in the answer the agent connects as its settings say.
 
 `recipient_key_id` is sha256 over the raw 32-byte public key, hex, first 16 chars.
 """
@@ -31,6 +37,7 @@ from pydantic import BaseModel
 from libs.contracts.ids import looks_like
 from libs.contracts.messages import SealedSecret
 from libs.runtime.errors import DependencyUnavailable
+from libs.runtime.natsauth import NatsAuthError, NatsUser, NKey, agent_inbox_prefix, decode_jwt
 
 from .settings import Settings
 
@@ -64,6 +71,7 @@ class Identity:
     private_key: PrivateKey = field(repr=False)
     org: str | None = None
     name: str | None = None
+    nats: NatsUser | None = field(default=None, repr=False)
 
     @classmethod
     def generate(cls, dataplane_id: str) -> Identity:
@@ -109,12 +117,15 @@ class EnrollRequest(BaseModel):
     enrollment_token: str
     public_key: str
     version: str
+    nats_user_public_key: str | None = None
 
 
 class EnrollReply(BaseModel):
     dataplane_id: str
     org: str | None = None
     name: str | None = None
+    nats_jwt: str | None = None
+    nats_inbox_prefix: str | None = None
 
 
 def read_private_key(path: Path) -> PrivateKey:
@@ -139,6 +150,10 @@ def save_state(state_dir: Path, identity: Identity) -> Path:
         "org": identity.org,
         "name": identity.name,
     }
+    if identity.nats is not None:
+        body["nats_jwt"] = identity.nats.jwt
+        body["nats_seed"] = identity.nats.seed
+        body["nats_inbox_prefix"] = identity.nats.inbox_prefix
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(body, f)
@@ -155,7 +170,10 @@ def load_state(state_dir: Path) -> Identity | None:
     try:
         data = json.loads(path.read_text())
         key = PrivateKey(base64.b64decode(data["private_key"]))
-        return Identity(str(data["dataplane_id"]), key, data.get("org"), data.get("name"))
+        nats = None
+        if data.get("nats_jwt"):
+            nats = NatsUser(str(data["nats_jwt"]), str(data["nats_seed"]), data.get("nats_inbox_prefix"))
+        return Identity(str(data["dataplane_id"]), key, data.get("org"), data.get("name"), nats)
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise EnrollmentError(f"{path} is damaged; delete it and enroll again with a new token") from None
 
@@ -168,10 +186,12 @@ async def enroll(settings: Settings, *, session: aiohttp.ClientSession | None = 
             "(POST /v1/orgs/{org}/dataplanes) and start the agent with its enrollment token"
         )
     key = PrivateKey.generate()
+    nats_key = NKey.generate("user")
     body = EnrollRequest(
         enrollment_token=settings.enrollment_token.get_secret_value(),
         public_key=base64.b64encode(bytes(key.public_key)).decode(),
         version=settings.version,
+        nats_user_public_key=nats_key.public_key,
     )
     url = settings.orchestrator_url.rstrip("/") + "/v1/dataplanes/enroll"
     loop = asyncio.get_running_loop()
@@ -204,7 +224,20 @@ async def enroll(settings: Settings, *, session: aiohttp.ClientSession | None = 
         raise EnrollmentError(
             f"the orchestrator answered an invalid data plane id {reply.dataplane_id[:40]!r}"
         )
-    return Identity(reply.dataplane_id, key, reply.org, reply.name)
+    nats = _nats_user(reply, nats_key) if reply.nats_jwt else None
+    return Identity(reply.dataplane_id, key, reply.org, reply.name, nats)
+
+
+def _nats_user(reply: EnrollReply, key: NKey) -> NatsUser:
+    assert reply.nats_jwt is not None
+    try:
+        subject = decode_jwt(reply.nats_jwt).get("sub")
+    except NatsAuthError as exc:
+        raise EnrollmentError(f"the orchestrator answered an unusable NATS JWT: {exc}") from None
+    if subject != key.public_key:
+        raise EnrollmentError("the orchestrator answered a NATS JWT for another user key")
+    inbox_prefix = reply.nats_inbox_prefix or agent_inbox_prefix(reply.dataplane_id)
+    return NatsUser(reply.nats_jwt, key.seed, inbox_prefix)
 
 
 def _detail(text: str) -> str:

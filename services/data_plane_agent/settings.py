@@ -40,7 +40,7 @@ class Settings(ServiceSettings):
 
     ensure_streams: bool = Field(
         default=True,
-        description="create the JetStream streams if missing (off when NATS permissions forbid it)",
+        description="create the JetStream streams if missing (never with the agent's own NATS user)",
     )
     heartbeat_interval_seconds: float = 5.0
     rollout_poll_seconds: float = Field(

@@ -187,10 +187,20 @@ async def new_enrollment_token(request: web.Request) -> web.Response:
 
 async def enroll(request: web.Request) -> web.Response:
     body = await read_json(request, EnrollRequest)
-    plane = await request.app[CATALOG].enroll(
-        token=body.enrollment_token, public_key=body.public_key, version=body.version
+    plane, grant = await request.app[CATALOG].enroll(
+        token=body.enrollment_token,
+        public_key=body.public_key,
+        version=body.version,
+        nats_user_public_key=body.nats_user_public_key,
     )
-    return json_response(EnrollReply(dataplane_id=plane.id, org=plane.org, name=plane.name))
+    reply = EnrollReply(
+        dataplane_id=plane.id,
+        org=plane.org,
+        name=plane.name,
+        nats_jwt=grant.jwt if grant else None,
+        nats_inbox_prefix=grant.inbox_prefix if grant else None,
+    )
+    return json_response(reply.model_dump(mode="json", exclude_none=True))
 
 
 async def create_environment(request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from libs.runtime.bus import Bus
 from libs.runtime.http import METRICS, create_base_app
 from libs.runtime.service import BUS, POOL, background, nats_ctx, postgres_ctx
 from services.orchestrator import api
@@ -30,17 +31,29 @@ from services.orchestrator.consumers import (
 )
 from services.orchestrator.credentials import Credentials
 from services.orchestrator.deployments import Deployer
+from services.orchestrator.natsaccess import AgentNatsIssuer
 from services.orchestrator.repository import Repository
 from services.orchestrator.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def _nats_issuer(settings: Settings, bus: Bus) -> AgentNatsIssuer | None:
+    """Agents get their own NATS users only when we hold the account's signing key."""
+    if settings.nats_account_signing_seed is None:
+        return None
+    return AgentNatsIssuer(
+        signing_seed=settings.nats_account_signing_seed.get_secret_value(),
+        account=settings.nats_account,
+        subjects=bus.subjects,
+    )
+
+
 def _domain_ctx(settings: Settings) -> Callable[[web.Application], Any]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         bus, repo = app[BUS], Repository(app[POOL])
         credentials = Credentials(bus, timeout=settings.rpc_timeout_seconds)
-        catalog = Catalog(repo=repo, bus=bus, credentials=credentials)
+        catalog = Catalog(repo=repo, bus=bus, credentials=credentials, nats=_nats_issuer(settings, bus))
         deployer = Deployer(
             repo=repo,
             bus=bus,

@@ -6,6 +6,10 @@ What is subtle:
 * A data plane's enrollment token is shown once and only its sha256 is kept; using
   it consumes it in the same UPDATE that stores the agent's public key, so two
   agents racing with one token cannot both enroll. Re-enrolling needs a new token.
+* Enrollment first makes sure the agent's durable consumer exists (an agent with
+  its own NATS user may only bind to it), and only then consumes the token: if
+  NATS is down the answer is 503 and the same token works on the retry. An agent
+  that sent an nkeys user key gets a NATS user JWT limited to its data plane.
 * A component's image must live on its registry's host; the registry is owned by
   the credentials service, asked over NATS (no answer = 503, never a guess).
 * Gateways cache components; every create, change and delete is announced on
@@ -23,6 +27,7 @@ from libs.contracts.messages import ComponentChanged, RegistryInfo, utcnow
 from libs.oci.reference import canonical_host
 from libs.runtime.bus import Bus
 from libs.runtime.errors import ProblemError, conflict, invalid, not_found
+from libs.runtime.natsauth import is_user_public_key
 from services.orchestrator.credentials import Credentials
 from services.orchestrator.domain import (
     Component,
@@ -36,16 +41,20 @@ from services.orchestrator.domain import (
     new_enrollment_token,
     token_sha256,
 )
+from services.orchestrator.natsaccess import AgentNatsIssuer, NatsGrant
 from services.orchestrator.repository import Duplicate, Repository
 
 log = logging.getLogger(__name__)
 
 
 class Catalog:
-    def __init__(self, *, repo: Repository, bus: Bus, credentials: Credentials) -> None:
+    def __init__(
+        self, *, repo: Repository, bus: Bus, credentials: Credentials, nats: AgentNatsIssuer | None = None
+    ) -> None:
         self.repo = repo
         self.bus = bus
         self.credentials = credentials
+        self.nats = nats
 
     # --- orgs -------------------------------------------------------------------------------
 
@@ -106,18 +115,34 @@ class Catalog:
         log.info("enrollment token issued", extra={"dataplane_id": dataplane_id})
         return plane, token
 
-    async def enroll(self, *, token: str, public_key: str, version: str) -> DataPlane:
+    async def enroll(
+        self, *, token: str, public_key: str, version: str, nats_user_public_key: str | None = None
+    ) -> tuple[DataPlane, NatsGrant | None]:
         key = check_public_key(public_key)
-        plane = await self.repo.enroll(token_sha256=token_sha256(token), public_key=key, version=version)
-        if plane is None:
+        if nats_user_public_key is not None and not is_user_public_key(nats_user_public_key):
+            raise invalid("nats_user_public_key", "not an nkeys user public key (U...)")
+        sha = token_sha256(token)
+        pending = await self.repo.dataplane_by_enrollment_token(sha)
+        if pending is not None:
+            await self.bus.ensure_agent_consumer(pending.id)
+        plane = await self.repo.enroll(token_sha256=sha, public_key=key, version=version)
+        if pending is None or plane is None:
             raise ProblemError(
                 401,
                 "Unauthorized",
                 "the enrollment token is unknown or was used already; ask an admin for a new one",
                 kind="unauthorized",
             )
-        log.info("data plane enrolled", extra={"dataplane_id": plane.id, "version": version})
-        return plane
+        grant = None
+        if self.nats is not None and nats_user_public_key is not None:
+            grant = self.nats.issue(plane.id, nats_user_public_key)
+        elif self.nats is not None:
+            log.warning("agent enrolled without a NATS user key", extra={"dataplane_id": plane.id})
+        log.info(
+            "data plane enrolled",
+            extra={"dataplane_id": plane.id, "version": version, "nats_user": grant is not None},
+        )
+        return plane, grant
 
     async def heartbeat(self, *, dataplane_id: str, version: str) -> None:
         await self.repo.record_heartbeat(dataplane_id=dataplane_id, version=version)

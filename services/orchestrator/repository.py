@@ -225,6 +225,13 @@ class Repository:
             )
         return _dataplane(row) if row else None
 
+    async def dataplane_by_enrollment_token(self, token_sha256: str) -> DataPlane | None:
+        async with self._conn() as c:
+            row = await c.fetchrow(
+                "SELECT * FROM dataplanes WHERE enrollment_token_sha256 = $1", token_sha256
+            )
+        return _dataplane(row) if row else None
+
     async def enroll(self, *, token_sha256: str, public_key: str, version: str) -> DataPlane | None:
         """Consume a one-time token (atomically: a second use finds nothing) and store the key."""
         async with self._conn() as c, c.transaction():

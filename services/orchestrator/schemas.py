@@ -80,12 +80,21 @@ class EnrollRequest(Body):
     enrollment_token: Annotated[str, Field(min_length=1, max_length=256)]
     public_key: Annotated[str, Field(min_length=1, max_length=128, description="base64 X25519 public key")]
     version: Annotated[str, Field(max_length=64)] = "unknown"
+    nats_user_public_key: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="nkeys user public key (U…): the agent's own NATS user"
+    )
 
 
 class EnrollReply(BaseModel):
     dataplane_id: str
     org: str
     name: str
+    nats_jwt: str | None = Field(
+        default=None, description="user JWT for nats_user_public_key, limited to this data plane"
+    )
+    nats_inbox_prefix: str | None = Field(
+        default=None, description="the inbox prefix that JWT allows (nats-py `inbox_prefix`)"
+    )
 
 
 # --- environments and projects ----------------------------------------------------------------

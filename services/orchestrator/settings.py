@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from libs.runtime.settings import AdminSettings, DatabaseSettings, ServiceSettings
 
@@ -22,4 +22,11 @@ class Settings(ServiceSettings, DatabaseSettings, AdminSettings):
     )
     rpc_timeout_seconds: float = Field(
         default=5.0, description="how long to wait for the credentials service"
+    )
+    nats_account_signing_seed: SecretStr | None = Field(
+        default=None,
+        description="seed of the NATS account's signing key: enrolled agents get their own NATS user",
+    )
+    nats_account: str | None = Field(
+        default=None, description="public key of that NATS account (when the seed is a signing key)"
     )

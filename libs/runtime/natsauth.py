@@ -1,0 +1,449 @@
+"""NATS decentralized auth (operator mode): nkeys, JWTs and the permissions of each party.
+
+Why this exists
+---------------
+An agent runs in a customer's cluster and holds a NATS connection to us. If every agent shared one
+NATS user, a compromised agent could read every other data plane's deploy commands (pull secrets are
+sealed, but images, env and names are not) and forge their rollout reports. So each enrolled agent
+gets its *own* NATS user, and nats-server itself enforces that this user may only:
+
+* read the info of, fetch from and ack its own durable consumer (`agent-<dp>` on the DATAPLANE
+  stream, filtered to `deploy(<dp>)`), which the orchestrator creates at enrollment. Not create
+  or update it: a consumer's config may name a push `deliver_subject`, and the server does not
+  check that the creator may publish there (nats-server issue 8274);
+* publish its own status (JetStream) and heartbeat (core NATS) subjects;
+* subscribe only below its own inbox prefix `_INBOX_<dp>.` (replies to its requests and fetches),
+  so it cannot listen to the replies another client asked for.
+
+How
+---
+nats-server runs in operator mode: it trusts one operator JWT; the operator signs the account JWTs
+(preloaded with `resolver: MEMORY`); an account *signing key* signs user JWTs. The orchestrator holds
+that signing key's seed and mints a user JWT at enrollment for the public user key the agent sent; the
+agent's seed never leaves the agent. Services (gateway, orchestrator, credentials) are users of the
+same account without restrictions.
+
+What is subtle
+--------------
+* Format (nats-io/jwt v2): `base64url(header).base64url(claims).base64url(ed25519 signature)`, no
+  padding, header `{"typ":"JWT","alg":"ed25519-nkey"}`; `jti` is base32 (no padding) of SHA-512/256
+  over the standard claims with an empty `jti`; the NATS-specific part lives under `"nats"` with
+  `"type"` and `"version": 2`. A user JWT signed by a signing key names its account in
+  `issuer_account`.
+* An account has JetStream only when its limits give it storage (`mem_storage`/`disk_storage` != 0);
+  -1 means unlimited. The system account must not have JetStream.
+* The server matches permissions on subjects, so the subjects the agent may use are spelled out
+  exactly here (the JetStream API subjects nats-py really uses), never with a wildcard that could
+  reach another data plane's consumer or inbox.
+* NATS does not check reply subjects: an agent can still make the server deliver *its own*
+  deploy commands to any subject (a fetch whose reply is, say, another plane's status subject).
+  It cannot choose their content, and the orchestrator drops a report that does not parse or
+  arrives on the wrong plane's subject.
+* A JWT is not a secret (it only works with the seed that signs the server's nonce); a seed is.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import nkeys
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from libs.contracts.subjects import Subjects
+
+KeyKind = Literal["operator", "account", "user"]
+
+_PREFIXES: dict[KeyKind, int] = {
+    "operator": nkeys.PREFIX_BYTE_OPERATOR,
+    "account": nkeys.PREFIX_BYTE_ACCOUNT,
+    "user": nkeys.PREFIX_BYTE_USER,
+}
+_HEADER = {"typ": "JWT", "alg": "ed25519-nkey"}
+NO_LIMIT = -1
+
+
+class NatsAuthError(ValueError):
+    """A key or JWT is malformed, of the wrong kind, or its signature does not verify."""
+
+
+# --------------------------------------------------------------------------------------------------
+# nkeys
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NKey:
+    """An nkeys key pair: `seed` (secret, starts with `S`) and `public_key` (`O…`, `A…` or `U…`)."""
+
+    seed: str = field(repr=False)
+    public_key: str
+
+    @classmethod
+    def generate(cls, kind: KeyKind) -> NKey:
+        seed = nkeys.encode_seed(os.urandom(32), _PREFIXES[kind]).decode()
+        return cls.from_seed(seed, kind=kind)
+
+    @classmethod
+    def from_seed(cls, seed: str, *, kind: KeyKind | None = None) -> NKey:
+        try:
+            prefix, _ = nkeys.decode_seed(seed.strip().encode())
+            pair = nkeys.from_seed(bytearray(seed.strip().encode()))
+            public_key = pair.public_key.decode()
+        except (nkeys.NkeysError, binascii.Error, ValueError, TypeError):
+            raise NatsAuthError("not an nkeys seed") from None
+        if kind is not None and prefix != _PREFIXES[kind]:
+            raise NatsAuthError(f"the seed is not an {kind} seed")
+        return cls(seed.strip(), public_key)
+
+    def sign(self, data: bytes) -> bytes:
+        pair = nkeys.from_seed(bytearray(self.seed.encode()))
+        signature: bytes = pair.sign(data)
+        return signature
+
+
+def public_key_bytes(public_key: str, kind: KeyKind | None = None) -> bytes:
+    """The raw ed25519 key inside an encoded nkeys public key (checks prefix and CRC16)."""
+    try:
+        raw = base64.b32decode(public_key + "=" * (-len(public_key) % 8))
+    except (binascii.Error, ValueError):
+        raise NatsAuthError("not an nkeys public key") from None
+    if len(raw) != 35 or nkeys.crc16(raw[:-2]) != int.from_bytes(raw[-2:], "little"):
+        raise NatsAuthError("not an nkeys public key")
+    if raw[0] not in _PREFIXES.values() or (kind is not None and raw[0] != _PREFIXES[kind]):
+        raise NatsAuthError(f"not an {kind or 'operator, account or user'} public key")
+    return raw[1:33]
+
+
+def is_user_public_key(value: str) -> bool:
+    try:
+        public_key_bytes(value, "user")
+    except NatsAuthError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# JWT encoding
+# --------------------------------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _jti(claims: Mapping[str, Any]) -> str:
+    # Go's ClaimsData field order; omitempty drops the empty jti.
+    standard = {k: claims[k] for k in ("aud", "exp", "iat", "iss", "name", "nbf", "sub") if claims.get(k)}
+    try:
+        digest = hashlib.new("sha512_256", _compact(standard)).digest()
+    except ValueError:  # an OpenSSL without SHA-512/256: jti is an id, nobody recomputes it
+        digest = hashlib.sha256(_compact(standard)).digest()
+    return base64.b32encode(digest).rstrip(b"=").decode()
+
+
+def encode_jwt(
+    *, subject: str, name: str, nats: Mapping[str, Any], signer: NKey, expires_at: int | None = None
+) -> str:
+    """Sign a v2 JWT whose `iss` is `signer` and whose NATS-specific claims are `nats`."""
+    claims: dict[str, Any] = {"iat": int(time.time()), "iss": signer.public_key, "name": name, "sub": subject}
+    if expires_at is not None:
+        claims["exp"] = expires_at
+    claims = {"jti": _jti(claims), **claims, "nats": {**nats, "version": 2}}
+    signing_input = f"{_b64(_compact(_HEADER))}.{_b64(_compact(claims))}"
+    return f"{signing_input}.{_b64(signer.sign(signing_input.encode()))}"
+
+
+def decode_jwt(token: str) -> dict[str, Any]:
+    """Claims of a JWT whose signature verifies against its own `iss` key (trust is the caller's job)."""
+    try:
+        header_b64, claims_b64, signature_b64 = token.strip().split(".")
+        header = json.loads(_unb64(header_b64))
+        claims = json.loads(_unb64(claims_b64))
+        signature = _unb64(signature_b64)
+    except (ValueError, binascii.Error):
+        raise NatsAuthError("not a JWT") from None
+    if not isinstance(header, dict) or header.get("alg") != _HEADER["alg"] or not isinstance(claims, dict):
+        raise NatsAuthError("not a NATS v2 JWT")
+    issuer = public_key_bytes(str(claims.get("iss", "")))
+    try:
+        VerifyKey(issuer).verify(f"{header_b64}.{claims_b64}".encode(), signature)
+    except (BadSignatureError, ValueError):
+        raise NatsAuthError("the JWT signature does not verify") from None
+    return claims
+
+
+# --------------------------------------------------------------------------------------------------
+# Claims: operator, account, user
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """Subjects a user may publish to and subscribe to. Empty allow lists = no restriction."""
+
+    pub_allow: tuple[str, ...] = ()
+    sub_allow: tuple[str, ...] = ()
+    pub_deny: tuple[str, ...] = ()
+    sub_deny: tuple[str, ...] = ()
+
+    def claims(self) -> dict[str, Any]:
+        def one(allow: tuple[str, ...], deny: tuple[str, ...]) -> dict[str, list[str]]:
+            part: dict[str, list[str]] = {}
+            if allow:
+                part["allow"] = list(allow)
+            if deny:
+                part["deny"] = list(deny)
+            return part
+
+        return {"pub": one(self.pub_allow, self.pub_deny), "sub": one(self.sub_allow, self.sub_deny)}
+
+
+FULL_PERMISSIONS = Permissions()
+
+
+def operator_jwt(operator: NKey, *, name: str, system_account: str) -> str:
+    return encode_jwt(
+        subject=operator.public_key,
+        name=name,
+        nats={"system_account": system_account, "type": "operator"},
+        signer=operator,
+    )
+
+
+def account_jwt(
+    account_public_key: str,
+    *,
+    operator: NKey,
+    name: str,
+    jetstream: bool,
+    signing_keys: tuple[str, ...] = (),
+) -> str:
+    limits: dict[str, Any] = {
+        "subs": NO_LIMIT,
+        "data": NO_LIMIT,
+        "payload": NO_LIMIT,
+        "imports": NO_LIMIT,
+        "exports": NO_LIMIT,
+        "wildcards": True,
+        "conn": NO_LIMIT,
+        "leaf": NO_LIMIT,
+    }
+    if jetstream:
+        limits.update(mem_storage=NO_LIMIT, disk_storage=NO_LIMIT, streams=NO_LIMIT, consumer=NO_LIMIT)
+    nats: dict[str, Any] = {
+        "limits": limits,
+        "default_permissions": {"pub": {}, "sub": {}},
+        "type": "account",
+    }
+    if signing_keys:
+        nats["signing_keys"] = list(signing_keys)
+    return encode_jwt(subject=account_public_key, name=name, nats=nats, signer=operator)
+
+
+def user_jwt(
+    user_public_key: str,
+    *,
+    signer: NKey,
+    account: str,
+    name: str,
+    permissions: Permissions = FULL_PERMISSIONS,
+    expires_at: int | None = None,
+) -> str:
+    """A user of `account`, signed by the account key itself or one of its signing keys."""
+    public_key_bytes(user_public_key, "user")
+    nats: dict[str, Any] = {
+        **permissions.claims(),
+        "subs": NO_LIMIT,
+        "data": NO_LIMIT,
+        "payload": NO_LIMIT,
+        "type": "user",
+    }
+    if signer.public_key != account:
+        nats["issuer_account"] = account
+    return encode_jwt(subject=user_public_key, name=name, nats=nats, signer=signer, expires_at=expires_at)
+
+
+# --------------------------------------------------------------------------------------------------
+# What an agent may do
+# --------------------------------------------------------------------------------------------------
+
+
+def agent_inbox_prefix(dataplane_id: str) -> str:
+    """The only subjects an agent may subscribe to start with this (nats-py `inbox_prefix`)."""
+    return f"_INBOX_{dataplane_id}"
+
+
+def agent_permissions(subjects: Subjects, dataplane_id: str) -> Permissions:
+    """Least privilege for one data plane's agent, as nats-server enforces it."""
+    stream = subjects.dataplane_stream.name
+    durable = subjects.agent_durable(dataplane_id)
+    return Permissions(
+        pub_allow=(
+            subjects.status(dataplane_id),
+            subjects.heartbeat(dataplane_id),
+            f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+            f"$JS.ACK.{stream}.{durable}.>",
+        ),
+        sub_allow=(f"{agent_inbox_prefix(dataplane_id)}.>",),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Credentials as a client uses them
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NatsUser:
+    """What a client needs to connect as a JWT user: the JWT, its seed and its inbox prefix."""
+
+    jwt: str
+    seed: str = field(repr=False)
+    inbox_prefix: str | None = None
+
+    def creds(self) -> str:
+        return creds_text(self.jwt, self.seed)
+
+
+def creds_text(jwt: str, seed: str) -> str:
+    """The `.creds` file format that nats-server tools and every NATS client read."""
+    return (
+        "-----BEGIN NATS USER JWT-----\n"
+        f"{jwt}\n"
+        "------END NATS USER JWT------\n"
+        "\n"
+        "************************* IMPORTANT *************************\n"
+        "NKEY Seed printed below can be used to sign and prove identity.\n"
+        "NKEYs are sensitive and should be treated as secrets.\n"
+        "\n"
+        "-----BEGIN USER NKEY SEED-----\n"
+        f"{seed}\n"
+        "------END USER NKEY SEED------\n"
+        "\n"
+        "*************************************************************\n"
+    )
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write `text` to `path` with mode 0600, atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# A whole operator setup (the local stack and the tests)
+# --------------------------------------------------------------------------------------------------
+
+KEYS_FILE = "keys.json"
+OPERATOR_JWT_FILE = "operator.jwt"
+APP_ACCOUNT_NAME = "LANDFALL"
+
+
+@dataclass(frozen=True)
+class NatsAuthConfig:
+    """An operator, a system account and the application account, with creds for full users.
+
+    `server_config` goes into nats-server's config (`NatsServer(config_extra=...)`);
+    `account_signing_seed` and `account` are what the orchestrator needs to mint agent users.
+    """
+
+    directory: Path
+    server_config: str
+    operator: str
+    system_account: str
+    account: str
+    account_signing_seed: str = field(repr=False)
+
+    def creds_file(self, user: str) -> Path:
+        """A creds file (0600) for a user of the application account without restrictions."""
+        path = self.directory / f"{user}.creds"
+        if not path.exists():
+            key = NKey.generate("user")
+            signer = NKey.from_seed(self.account_signing_seed, kind="account")
+            token = user_jwt(key.public_key, signer=signer, account=self.account, name=user)
+            write_secret(path, creds_text(token, key.seed))
+        return path
+
+    def mint(self, name: str, permissions: Permissions, *, inbox_prefix: str | None = None) -> NatsUser:
+        key = NKey.generate("user")
+        signer = NKey.from_seed(self.account_signing_seed, kind="account")
+        token = user_jwt(
+            key.public_key, signer=signer, account=self.account, name=name, permissions=permissions
+        )
+        return NatsUser(token, key.seed, inbox_prefix)
+
+
+def generate_nats_auth(directory: Path, *, operator_name: str = "landfall") -> NatsAuthConfig:
+    """Keys made once and kept in `directory/keys.json` (0600), so JWTs minted earlier stay valid."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    keys_path = directory / KEYS_FILE
+    if keys_path.exists():
+        seeds: dict[str, str] = json.loads(keys_path.read_text())
+    else:
+        seeds = {
+            "operator": NKey.generate("operator").seed,
+            "system_account": NKey.generate("account").seed,
+            "account": NKey.generate("account").seed,
+            "account_signing": NKey.generate("account").seed,
+        }
+        write_secret(keys_path, json.dumps(seeds, indent=2))
+        for stale in directory.glob("*.creds"):  # signed by keys that are gone
+            stale.unlink()
+    operator = NKey.from_seed(seeds["operator"], kind="operator")
+    system = NKey.from_seed(seeds["system_account"], kind="account")
+    account = NKey.from_seed(seeds["account"], kind="account")
+    signing = NKey.from_seed(seeds["account_signing"], kind="account")
+
+    operator_path = directory / OPERATOR_JWT_FILE
+    operator_path.write_text(operator_jwt(operator, name=operator_name, system_account=system.public_key))
+    system_jwt = account_jwt(system.public_key, operator=operator, name="SYS", jetstream=False)
+    app_jwt = account_jwt(
+        account.public_key,
+        operator=operator,
+        name=APP_ACCOUNT_NAME,
+        jetstream=True,
+        signing_keys=(signing.public_key,),
+    )
+    server_config = (
+        "# Operator mode: every client is a JWT user of an account below (libs/runtime/natsauth.py).\n"
+        f"operator: {json.dumps(str(operator_path))}\n"
+        f"system_account: {system.public_key}\n"
+        "resolver: MEMORY\n"
+        "resolver_preload: {\n"
+        f"  {system.public_key}: {json.dumps(system_jwt)}\n"
+        f"  {account.public_key}: {json.dumps(app_jwt)}\n"
+        "}\n"
+    )
+    return NatsAuthConfig(
+        directory=directory,
+        server_config=server_config,
+        operator=operator.public_key,
+        system_account=system.public_key,
+        account=account.public_key,
+        account_signing_seed=signing.seed,
+    )

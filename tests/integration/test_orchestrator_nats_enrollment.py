@@ -1,0 +1,99 @@
+"""Enrollment gives the agent its own NATS user, limited to its data plane (operator-mode NATS)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from libs.contracts.messages import AgentHeartbeat, utcnow
+from libs.runtime import bus as busmod
+from libs.runtime.natsauth import NatsUser, NKey, decode_jwt
+from libs.runtime.settings import ServiceSettings
+from tests.integration.nats_auth_support import SecuredNats, secured_nats
+from tests.integration.orchestrator_support import Harness, eventually, running_orchestrator
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredNats]:
+    with secured_nats(tmp_path_factory.mktemp("secured-nats")) as s:
+        yield s
+
+
+def orchestrator_env(base_env: dict[str, str], secured: SecuredNats) -> dict[str, str]:
+    return {
+        **base_env,
+        "LANDFALL_NATS_URL": secured.url,
+        "LANDFALL_NATS_CREDS_FILE": str(secured.auth.creds_file("orchestrator")),
+    }
+
+
+async def enroll(orch: Harness, token: str, **extra: Any) -> tuple[int, Any]:
+    body = {"enrollment_token": token, "public_key": "A" * 43 + "=", "version": "t", **extra}
+    status, answer, _ = await orch.call("POST", "/v1/dataplanes/enroll", body, token=None)
+    return status, answer
+
+
+async def test_enrollment_returns_a_nats_user_for_that_data_plane_only(
+    secured: SecuredNats, base_env: dict[str, str]
+) -> None:
+    async with running_orchestrator(
+        orchestrator_env(base_env, secured),
+        nats_account_signing_seed=SecretStr(secured.auth.account_signing_seed),
+        nats_account=secured.auth.account,
+    ) as orch:
+        world = await orch.provision(enroll=False)
+        dp, s = world.dataplane_id, orch.subjects
+
+        status, problem = await enroll(orch, world.enrollment_token, nats_user_public_key="UNOTAKEY")
+        assert status == 422, problem
+        assert problem["errors"][0]["field"] == "nats_user_public_key"
+
+        key = NKey.generate("user")
+        status, body = await enroll(orch, world.enrollment_token, nats_user_public_key=key.public_key)
+        assert status == 200, body  # the refused attempt did not use up the token
+        assert body["nats_inbox_prefix"] == f"_INBOX_{dp}"
+        assert key.seed not in str(body)
+        claims = decode_jwt(body["nats_jwt"])
+        assert claims["sub"] == key.public_key
+        assert claims["nats"]["type"] == "user"
+        assert claims["nats"]["issuer_account"] == secured.auth.account
+        pub, sub = claims["nats"]["pub"]["allow"], claims["nats"]["sub"]["allow"]
+        assert s.status(dp) in pub
+        assert s.heartbeat(dp) in pub
+        assert s.deploy(dp) not in pub
+        assert all(dp in subject for subject in pub), pub
+        assert sub == [f"_INBOX_{dp}.>"]
+
+        # The orchestrator made the consumer the agent may only bind to.
+        info = await orch.bus.js.consumer_info(s.dataplane_stream.name, s.agent_durable(dp))
+        assert info.config.filter_subject == s.deploy(dp)
+        assert info.config.max_ack_pending == 1
+
+        # nats-server accepts the minted user, and its heartbeat reaches the orchestrator.
+        user = NatsUser(body["nats_jwt"], key.seed, body["nats_inbox_prefix"])
+        nc = await busmod.connect(
+            ServiceSettings(nats_url=secured.url), name="agent", wait_seconds=5, user=user
+        )
+        try:
+            agent = busmod.Bus(nc, s)
+            await agent.js.consumer_info(s.dataplane_stream.name, s.agent_durable(dp))
+            await agent.publish(
+                s.heartbeat(dp), AgentHeartbeat(dataplane_id=dp, version="t", sent_at=utcnow())
+            )
+
+            async def connected() -> bool:
+                planes = await orch.ok("GET", f"/v1/orgs/{world.org}/dataplanes")
+                return bool(planes["items"][0]["agent"]["connected"])
+
+            await eventually(connected, what="the agent's heartbeat to be recorded")
+        finally:
+            await nc.close()
+
+        # An agent that sends no NATS key gets no NATS user (it connects as its settings say).
+        plane = await orch.ok("POST", f"/v1/orgs/{world.org}/dataplanes", {"name": "second"}, 201)
+        status, body = await enroll(orch, plane["enrollment_token"])
+        assert status == 200, body
+        assert set(body) == {"dataplane_id", "org", "name"}
