@@ -1,0 +1,105 @@
+"""Helpers for the credentials service's integration tests.
+
+The service runs in-process against the session's real NATS, PostgreSQL and
+OpenBao. The orchestrator (another Landfall service) is the only thing faked:
+`FakeOrchestrator` answers `rpc_registry_usage` on the real NATS from a dict
+the test fills in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
+
+import hvac
+from aiohttp.test_utils import TestClient, TestServer
+
+from libs.contracts.messages import RegistryUsage, RegistryUsageReply
+from libs.contracts.subjects import Subjects
+from libs.runtime.bus import Bus, connect
+from services.credentials.app import create_app
+from services.credentials.settings import Settings
+
+ORG = "acme"
+OTHER_ORG = "globex"
+REGISTRIES = f"/v1/orgs/{ORG}/registries"
+
+
+def credentials_settings(env: dict[str, str], **overrides: Any) -> Settings:
+    with mock.patch.dict(os.environ, env):
+        return Settings(**overrides)
+
+
+def admin(settings: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"}
+
+
+@dataclass
+class FakeOrchestrator:
+    """Answers "which components use this registry?" like the orchestrator would."""
+
+    usage: dict[str, list[str]] = field(default_factory=dict)
+    asked: list[RegistryUsage] = field(default_factory=list)
+
+    async def registry_usage(self, req: RegistryUsage) -> RegistryUsageReply:
+        self.asked.append(req)
+        return RegistryUsageReply(components=self.usage.get(req.registry_id, []))
+
+
+@dataclass
+class Harness:
+    settings: Settings
+    client: TestClient[Any, Any]
+    bus: Bus
+    orchestrator: FakeOrchestrator
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return admin(self.settings)
+
+    async def create(self, body: dict[str, Any], org: str = ORG, expect: int = 201) -> dict[str, Any]:
+        resp = await self.client.post(f"/v1/orgs/{org}/registries", json=body, headers=self.headers)
+        data: dict[str, Any] = await resp.json()
+        assert resp.status == expect, data
+        return data
+
+    def vault(self) -> hvac.Client:
+        return hvac.Client(url=self.settings.vault_addr, token=self.settings.vault_token.get_secret_value())
+
+    def vault_path(self, registry_id: str, org: str = ORG) -> str:
+        return f"{self.settings.vault_prefix}/orgs/{org}/registries/{registry_id}"
+
+    @property
+    def schema(self) -> str:
+        return "credentials" + self.settings.schema_suffix
+
+
+@contextlib.asynccontextmanager
+async def bus_for_tests(settings: Settings) -> AsyncIterator[Bus]:
+    nc = await connect(settings, name="credentials-test", wait_seconds=10)
+    try:
+        yield Bus(nc, Subjects(settings.bus_prefix))
+    finally:
+        await nc.close()
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, *, orchestrator: bool = True) -> AsyncIterator[Harness]:
+    """The service on a test server, a bus for the test, and (unless told not to) a fake orchestrator."""
+    fake = FakeOrchestrator()
+    async with bus_for_tests(settings) as bus:
+        if orchestrator:
+            await bus.serve(
+                bus.subjects.rpc_registry_usage, RegistryUsage, fake.registry_usage, queue="orchestrator"
+            )
+            await bus.nc.flush()
+        client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings)))
+        await client.start_server()
+        try:
+            yield Harness(settings=settings, client=client, bus=bus, orchestrator=fake)
+        finally:
+            await client.close()
