@@ -17,6 +17,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,9 +31,17 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("servers")
 
 
+CONTAINERS = os.environ.get("LANDFALL_TEST_CONTAINERS") == "1"
+
+
 @pytest.fixture(scope="session")
 def nats_server(session_dir: Path) -> Iterator[NatsServer]:
-    server = NatsServer(session_dir / "nats")
+    if CONTAINERS:
+        from tests.containers import NatsContainer
+
+        server: Any = NatsContainer()
+    else:
+        server = NatsServer(session_dir / "nats")
     server.start()
     yield server
     server.stop()
@@ -40,7 +49,12 @@ def nats_server(session_dir: Path) -> Iterator[NatsServer]:
 
 @pytest.fixture(scope="session")
 def postgres_server(session_dir: Path) -> Iterator[PostgresServer]:
-    server = PostgresServer(session_dir / "pg")
+    if CONTAINERS:
+        from tests.containers import PostgresContainer
+
+        server: Any = PostgresContainer()
+    else:
+        server = PostgresServer(session_dir / "pg")
     server.start()
     yield server
     server.stop()
@@ -48,7 +62,12 @@ def postgres_server(session_dir: Path) -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="session")
 def openbao(session_dir: Path) -> Iterator[OpenBaoServer]:
-    server = OpenBaoServer(session_dir / "bao", root_token="root-" + uuid.uuid4().hex)
+    if CONTAINERS:
+        from tests.containers import OpenBaoContainer
+
+        server: Any = OpenBaoContainer()
+    else:
+        server = OpenBaoServer(session_dir / "bao", root_token="root-" + uuid.uuid4().hex)
     server.start()
     yield server
     server.stop()
