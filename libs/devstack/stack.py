@@ -479,10 +479,22 @@ def _printer() -> Callable[[str, str], None]:
     return echo
 
 
-def up(root: Path) -> int:
+def _ports_for(root: Path, *, random: bool) -> Ports:
+    """The ports of the earlier run in this state directory, else defaults (or free ones)."""
+    state_path = root / "state.json"
+    saved = json.loads(state_path.read_text()).get("ports") if state_path.exists() else None
+    if saved:
+        return Ports(**saved)
+    return random_ports() if random else Ports()
+
+
+def up(root: Path, *, random: bool = False) -> int:
     echo = _printer()
     kube = reachable_kube_context()
-    stack = Stack(root, echo=echo, kubeconfig=kube, log_format="text")
+    ports = _ports_for(root, random=random)
+    stack = Stack(root, ports=ports, echo=echo, kubeconfig=kube, log_format="text")
+    stack.state["ports"] = {k: v for k, v in vars(ports).items()}
+    stack._save()
     stopping = threading.Event()
 
     def on_signal(signum: int, _: object) -> None:
@@ -577,9 +589,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m libs.devstack.stack")
     parser.add_argument("command", choices=["up", "down"])
     parser.add_argument("--state-dir", default=".landfall")
+    parser.add_argument(
+        "--random-ports",
+        action="store_true",
+        help="free ports, not the defaults (kept for reruns)",
+    )
     args = parser.parse_args(argv)
     root = Path(args.state_dir).resolve()
-    return up(root) if args.command == "up" else down(root)
+    return up(root, random=args.random_ports) if args.command == "up" else down(root)
 
 
 if __name__ == "__main__":
