@@ -109,6 +109,24 @@ def test_tokens_that_must_not_work(stack: Stack) -> None:
     stack.api("webhook_gateway", "DELETE", f"{comp.base}/tokens/{extra_id}", expect=(204,))
     status, problem, _ = comp.deploy({"tag": "1.0"}, token=extra)
     assert status == 401, problem
+    # An expired token: made with an expiry, then time passes (moved in the database: the clock we can turn).
+    tok = stack.api("webhook_gateway", "POST", comp.base + "/tokens", {"name": "short", "expires_in_days": 1})
+    assert tok["expires_at"]
+    subprocess.run(
+        [
+            str(stack.postgres.bin_dir / "psql"),
+            stack.postgres.dsn,
+            "-qc",
+            "UPDATE webhook_gateway.ci_tokens SET expires_at = now() - interval '1 minute' "
+            f"WHERE id = '{tok['id']}'",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )
+    status, problem, _ = comp.deploy({"tag": "1.0"}, token=tok["token"])
+    assert status == 401, problem
+
     listed = stack.api("webhook_gateway", "GET", comp.base + "/tokens")
     assert all("token" not in item for item in listed["items"])
     assert comp.token not in logs_of(stack)
