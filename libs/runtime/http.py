@@ -386,6 +386,19 @@ def create_base_app(
     return app, api
 
 
+def serve(create_app: Callable[[Any], web.Application], settings: Any) -> None:
+    """Every service's `__main__`: JSON logs, the app, serve until SIGTERM (in-flight work finishes)."""
+    from libs.runtime.logs import setup_logging
+
+    setup_logging(service=settings.service_name, level=settings.log_level, fmt=settings.log_format)
+    run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        shutdown_timeout=settings.shutdown_timeout_seconds,
+    )
+
+
 def run(app: web.Application, *, host: str, port: int, shutdown_timeout: float) -> None:
     """Serve until SIGTERM/SIGINT; in-flight requests get `shutdown_timeout` to finish."""
     web.run_app(

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from libs.runtime.http import run
-from libs.runtime.logs import setup_logging
+from libs.runtime.http import serve
 from services.orchestrator.app import create_app
 from services.orchestrator.settings import Settings
 
 
 def main() -> None:
-    settings = Settings()
-    setup_logging(service=settings.service_name, level=settings.log_level, fmt=settings.log_format)
-    run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        shutdown_timeout=settings.shutdown_timeout_seconds,
-    )
+    serve(create_app, Settings())
 
 
 if __name__ == "__main__":
