@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help deps lint format test test-fast up down clean
+.PHONY: help deps lint format test test-fast up down clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,12 +23,17 @@ $(STAMP): pyproject.toml
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null; \
 	 else echo "run as root, or: sudo apt-get install -y docker-registry" >&2; exit 1; fi
 
-deps: $(STAMP) /usr/bin/docker-registry ## make the virtualenv and install everything (idempotent)
+/usr/bin/wrk:
+	@echo "==> installing Debian's wrk (HTTP load generator) for the benchmarks"
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	 else echo "run as root, or: sudo apt-get install -y wrk" >&2; exit 1; fi
+
+deps: $(STAMP) /usr/bin/docker-registry /usr/bin/wrk ## make the virtualenv and install everything (idempotent)
 
 lint: deps ## ruff, ruff format --check, mypy --strict, the import layering check
 	@echo "==> ruff"; $(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@echo "==> mypy --strict"; $(VENV)/bin/mypy libs services
+	@echo "==> mypy --strict"; $(VENV)/bin/mypy libs services bench
 	@echo "==> import-linter (services never import each other; adapters own their clients)"; $(VENV)/bin/lint-imports
 
 format: deps ## apply ruff fixes and formatting
@@ -43,6 +48,9 @@ test-fast: deps ## unit and integration tests only, no lint
 
 up: deps ## start the whole stack locally (Ctrl-C stops it)
 	@$(PY) -m libs.devstack.stack up
+
+bench: deps ## benchmarks on the real stack (< 10 min): prints a table, writes bench/results/*.json
+	@$(PY) -m bench.run
 
 down: ## stop a stack started by `make up` in another terminal
 	@$(PY) -m libs.devstack.stack down

@@ -24,6 +24,12 @@ class StreamSpec(BaseModel):
     max_age_seconds: float
     duplicate_window_seconds: float = 120.0
     description: str = ""
+    max_consumers: int | None = None  # None: the server's default (1,000 per stream since nats-server 2.15)
+
+
+# One durable consumer per data plane lives on the DATAPLANE stream; nats-server 2.15 caps a stream at
+# 1,000 consumers unless the stream names its own limit (found by `make bench` at 1,000 data planes).
+MAX_DATAPLANES = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +125,7 @@ class Subjects:
             subjects=(self._s("dataplanes.*.deploy"),),
             max_age_seconds=7 * 24 * 3600,
             description="deploy commands, one durable consumer per data plane",
+            max_consumers=MAX_DATAPLANES,
         )
 
     @property

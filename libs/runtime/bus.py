@@ -135,6 +135,7 @@ async def ensure_streams(js: JetStreamContext, specs: Iterable[StreamSpec]) -> N
             discard=DiscardPolicy.OLD,
             max_age=spec.max_age_seconds,
             duplicate_window=spec.duplicate_window_seconds,
+            max_consumers=spec.max_consumers,
         )
         try:
             await js.add_stream(config)

@@ -1,0 +1,158 @@
+"""Intake throughput with wrk: how many webhooks per second are accepted (202).
+
+Why wrk (Debian's `wrk` 4.1, installed by `make deps`): it is a small C program
+on epoll with LuaJIT request scripting, so at thousands of requests per second
+it needs a fraction of a core, which matters when the load generator shares 2
+cores with the servers it measures. Python generators (locust, an aiohttp loop)
+spend more CPU per request than the floor server itself and would cap the
+floor, hiding the very ratio we want. `hey` (Go) is packaged too but allocates
+per request and has no scripting hook for rotating CI tokens.
+
+The Lua script rotates over the CI tokens of many components (one deployment
+per accepted request, on many components, as real CI traffic would be) and
+prints wrk's summary as one JSON line. Both targets get byte-identical
+requests; the floor ignores the token.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+WRK_SCRIPT = r"""
+-- Landfall bench: POST one webhook per request, rotating over the CI tokens in args[1].
+local requests = {}
+local n = 0
+local i = 0
+
+function init(args)
+  local body = args[2]
+  for line in io.lines(args[1]) do
+    if #line > 0 then
+      n = n + 1
+      requests[n] = wrk.format("POST", wrk.path, {
+        ["Content-Type"] = "application/json",
+        ["Authorization"] = "Bearer " .. line,
+      }, body)
+    end
+  end
+  -- threads start at different tokens
+  i = math.random(n) - 1
+end
+
+function request()
+  i = i % n + 1
+  return requests[i]
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests": %d, "duration_us": %d, "bytes": %d, ' ..
+    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
+    '"latency_us": {"mean": %.1f, "p50": %d, "p90": %d, "p99": %d, "max": %d}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+class WrkMissing(RuntimeError):
+    pass
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    accepted: int
+    duration_s: float
+    errors: dict[str, int]
+    latency_ms: dict[str, float]
+    wrk_cpu_seconds: float
+    cpu_seconds: dict[str, float]
+
+    @property
+    def accepted_per_s(self) -> float:
+        return self.accepted / self.duration_s if self.duration_s else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted_per_s": round(self.accepted_per_s, 1),
+            "requests": self.requests,
+            "accepted": self.accepted,
+            "duration_s": round(self.duration_s, 2),
+            "errors": self.errors,
+            "latency_ms": self.latency_ms,
+            "cpu_seconds": {"wrk": round(self.wrk_cpu_seconds, 2), **self.cpu_seconds},
+        }
+
+
+def wrk_version() -> str:
+    try:
+        out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10)
+    except FileNotFoundError:
+        raise WrkMissing(
+            "wrk is not installed: `make deps` installs it (apt-get install wrk), or install it yourself"
+        ) from None
+    return (out.stdout or out.stderr).splitlines()[0].strip()
+
+
+def run_wrk(
+    url: str,
+    *,
+    tokens_file: Path,
+    body: Mapping[str, Any],
+    script_dir: Path,
+    connections: int,
+    threads: int,
+    duration_s: float,
+    cpu_probe: Callable[[], dict[str, float]],
+) -> WrkResult:
+    """Run wrk against `url`; counts only 2xx/3xx answers as accepted (wrk's status errors are ≥ 400)."""
+    script = script_dir / "webhook.lua"
+    script.write_text(WRK_SCRIPT)
+    argv = [
+        "wrk",
+        f"--threads={threads}",
+        f"--connections={connections}",
+        f"--duration={max(1, round(duration_s))}s",
+        "--timeout=10s",
+        f"--script={script}",
+        url,
+        "--",
+        str(tokens_file),
+        json.dumps(dict(body)),
+    ]
+    before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before = cpu_probe()
+    started = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60)
+    wall = time.monotonic() - started
+    cpu_after = cpu_probe()
+    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    duration = raw["duration_us"] / 1e6 or wall
+    errors = {k: int(v) for k, v in raw["errors"].items()}
+    lat = raw["latency_us"]
+    wrk_cpu = (after_children.ru_utime - before_children.ru_utime) + (
+        after_children.ru_stime - before_children.ru_stime
+    )
+    return WrkResult(
+        requests=int(raw["requests"]),
+        accepted=int(raw["requests"]) - errors["status"],
+        duration_s=duration,
+        errors=errors,
+        latency_ms={k: round(float(v) / 1000, 2) for k, v in lat.items()},
+        wrk_cpu_seconds=wrk_cpu,
+        cpu_seconds={k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after},
+    )

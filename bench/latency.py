@@ -1,0 +1,220 @@
+"""Deploy latency as CI sees it: webhook POST -> `succeeded` through the long-poll.
+
+Each deploy is `POST /v1/webhooks/deploy` followed at once by
+`GET <status_url>?wait=N`, the way the CI snippets do it; its latency is from
+just before the POST to the moment the long-poll answers with a terminal
+status. Afterwards `GET /v1/deployments/{id}` on the orchestrator gives the
+timestamps the services recorded for that deployment (`timings`), which cut
+the latency into hops. All clocks are this machine's, so the hops add up.
+
+The schedule is open loop: deploy i starts at `t0 + i / rate` whether or not
+earlier ones finished, so a slow system shows up as latency instead of as
+fewer deploys (no coordinated omission). Why not a library: wrk2's `-R` is
+open loop but times single requests, and a deploy is two dependent requests
+(the GET needs the id the POST returned); locust's `constant_throughput`
+paces each simulated user closed-loop, and its gevent runtime would compete
+for the same 2 cores. A fixed schedule of asyncio tasks is a few lines and
+records how late each start was (`start_lag_ms`), so the driver can show it
+kept up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+
+from bench.provision import Target
+from bench.stats import summary
+
+TERMINAL = frozenset({"succeeded", "failed", "superseded"})
+TAGS = ("1.0", "1.1")
+
+# Points in time of one deploy, in order; each hop is the time between two neighbours.
+POINTS = ("sent", "accepted", "recorded", "dispatched", "applied", "reported", "finished", "seen")
+HOPS: dict[str, tuple[str, str, str]] = {
+    "gateway": ("sent", "accepted", "POST sent -> gateway accepted (auth, parse, checks)"),
+    "intake": ("accepted", "recorded", "accepted -> orchestrator recorded (JetStream, intake consumer, DB)"),
+    "dispatch": (
+        "recorded",
+        "dispatched",
+        "recorded -> dispatched (tag -> digest, pull secret via credentials)",
+    ),
+    "apply": (
+        "dispatched",
+        "applied",
+        "dispatched -> agent applied (JetStream, agent consumer, Kubernetes writes)",
+    ),
+    "rollout": ("applied", "reported", "applied -> rollout reported (watch until the rollout completes)"),
+    "status": ("reported", "finished", "reported -> status recorded (status consumer, DB)"),
+    "answer": ("finished", "seen", "status recorded -> CI's long-poll answered (NATS notify, gateway)"),
+}
+
+
+@dataclass
+class Deploy:
+    target: Target
+    tag: str
+    deployment_id: str = ""
+    status: str = ""
+    error: str = ""
+    sent: float = 0.0  # wall clock (epoch seconds) just before the POST
+    webhook_ms: float = 0.0  # POST -> 202
+    e2e_ms: float = 0.0  # POST -> terminal status seen by the long-poll
+    start_lag_ms: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # point -> epoch seconds
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded" and not self.error
+
+    def hops_ms(self) -> dict[str, float]:
+        points = {"sent": self.sent, "seen": self.sent + self.e2e_ms / 1000, **self.timings}
+        return {
+            name: (points[b] - points[a]) * 1000
+            for name, (a, b, _) in HOPS.items()
+            if a in points and b in points
+        }
+
+
+class Driver:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        gateway_url: str,
+        orchestrator_url: str,
+        admin_token: str,
+        wait_seconds: int = 30,
+    ) -> None:
+        self.session = session
+        self.gateway_url = gateway_url
+        self.orchestrator_url = orchestrator_url
+        self.admin = {"Authorization": f"Bearer {admin_token}"}
+        self.wait_seconds = wait_seconds
+
+    async def deploy(self, job: Deploy) -> Deploy:
+        auth = {"Authorization": f"Bearer {job.target.token}"}
+        job.sent = time.time()
+        started = time.perf_counter()
+        try:
+            async with self.session.post(
+                f"{self.gateway_url}/v1/webhooks/deploy", json={"tag": job.tag}, headers=auth
+            ) as resp:
+                accepted = await resp.json(content_type=None)
+                if resp.status != 202:
+                    job.error = f"webhook answered {resp.status}: {str(accepted)[:200]}"
+                    return job
+            job.webhook_ms = (time.perf_counter() - started) * 1000
+            job.deployment_id = str(accepted["deployment_id"])
+            url = str(accepted["status_url"])
+            if url.startswith("/"):
+                url = self.gateway_url + url
+            deadline = started + self.wait_seconds
+            while True:
+                wait = max(1, min(self.wait_seconds, round(deadline - time.perf_counter())))
+                async with self.session.get(url, params={"wait": str(wait)}, headers=auth) as resp:
+                    view = await resp.json(content_type=None)
+                    if resp.status != 200:
+                        job.error = f"long-poll answered {resp.status}: {str(view)[:200]}"
+                        return job
+                job.status = str(view["status"])
+                if job.status in TERMINAL or time.perf_counter() >= deadline:
+                    break
+            job.e2e_ms = (time.perf_counter() - started) * 1000
+            if job.status not in TERMINAL:
+                job.error = f"still {job.status} after {self.wait_seconds} s"
+        except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
+            job.error = f"{type(exc).__name__}: {exc}"
+        return job
+
+    async def open_loop(self, jobs: Sequence[Deploy], *, rate: float) -> list[Deploy]:
+        """Start job i at t0 + i/rate, never waiting for earlier ones; return them all once finished."""
+        loop = asyncio.get_running_loop()
+        t0 = loop.time() + 0.05
+        tasks: list[asyncio.Task[Deploy]] = []
+        for i, job in enumerate(jobs):
+            due = t0 + i / rate
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            job.start_lag_ms = max(0.0, (loop.time() - due) * 1000)
+            tasks.append(asyncio.create_task(self.deploy(job)))
+        return list(await asyncio.gather(*tasks))
+
+    async def closed_loop(self, jobs: Sequence[Deploy], *, concurrency: int) -> list[Deploy]:
+        """As fast as `concurrency` deploys in flight allow (warm-up: tokens, caches, namespaces)."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(job: Deploy) -> Deploy:
+            async with gate:
+                return await self.deploy(job)
+
+        return list(await asyncio.gather(*(one(j) for j in jobs)))
+
+    async def fetch_timings(self, jobs: Sequence[Deploy], *, concurrency: int = 16) -> None:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(job: Deploy) -> None:
+            if not job.deployment_id:
+                return
+            async with (
+                gate,
+                self.session.get(
+                    f"{self.orchestrator_url}/v1/deployments/{job.deployment_id}", headers=self.admin
+                ) as resp,
+            ):
+                if resp.status != 200:
+                    return
+                view = await resp.json()
+            job.timings = {
+                point: datetime.fromisoformat(value).timestamp()
+                for point, value in (view.get("timings") or {}).items()
+                if point in POINTS
+            }
+
+        await asyncio.gather(*(one(j) for j in jobs))
+
+
+def plan(targets: Sequence[Target], *, count: int, first_round: int = 1) -> list[Deploy]:
+    """`count` deploys over `targets` round-robin; each round flips the tag, so every deploy rolls out."""
+    return [
+        Deploy(target=targets[i % len(targets)], tag=TAGS[(first_round + i // len(targets)) % 2])
+        for i in range(count)
+    ]
+
+
+def analyse(jobs: Sequence[Deploy], *, rate: float | None, elapsed_s: float) -> dict[str, Any]:
+    """Summaries in milliseconds: end to end, the webhook's 202, every hop, and the slowest hop."""
+    done = [j for j in jobs if j.ok]
+    errors: dict[str, int] = {}
+    for job in jobs:
+        if not job.ok:
+            key = job.error.split(":")[0] if job.error else f"status {job.status}"
+            errors[key] = errors.get(key, 0) + 1
+    hops: dict[str, list[float]] = {name: [] for name in HOPS}
+    for job in done:
+        for name, value in job.hops_ms().items():
+            hops[name].append(value)
+    means = {name: sum(values) / len(values) for name, values in hops.items() if values}
+    slowest = max(means, key=lambda name: means[name]) if means else None
+    hop_summaries = {name: {**summary(values), "what": HOPS[name][2]} for name, values in hops.items()}
+    return {
+        "deploys": len(jobs),
+        "succeeded": len(done),
+        "errors": errors,
+        "rate_per_s": rate,
+        "achieved_per_s": round(len(jobs) / elapsed_s, 1) if elapsed_s else None,
+        "components": len({j.target.component + "@" + j.target.org for j in jobs}),
+        "dataplanes": len({j.target.dataplane_id for j in jobs}),
+        "e2e_ms": summary([j.e2e_ms for j in done]),
+        "webhook_ms": summary([j.webhook_ms for j in done]),
+        "start_lag_ms": summary([j.start_lag_ms for j in jobs]),
+        "hops_ms": hop_summaries,
+        "slowest_hop": slowest,
+    }
