@@ -34,6 +34,10 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
     TimeoutError,
+    # When the server dies under a query, asyncpg may find the connection mid-protocol as it hands it
+    # back to the pool ("cannot switch to state 15; another operation (2) is in progress"); the pool
+    # drops that connection. Found by `make chaos` (a SIGKILLed PostgreSQL): it was a 500.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
@@ -49,6 +53,13 @@ async def unavailable_on_connection_errors() -> AsyncIterator[None]:
         raise DatabaseUnavailable(f"PostgreSQL is unavailable: {type(exc).__name__}") from exc
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What the pool does on release besides rolling back an open transaction (asyncpg always does
+    that): nothing. The default is one more round trip per use (advisory unlock, CLOSE ALL, UNLISTEN,
+    RESET ALL) undoing session state that Landfall never creates: no session advisory locks (only
+    `pg_advisory_xact_lock`), no LISTEN, no SET, no cursors outside transactions."""
+
+
 async def create_pool(dsn: str, *, schema: str, max_size: int = 10) -> asyncpg.Pool:
     if not _SCHEMA_RE.match(schema):
         raise ValueError(f"invalid schema name {schema!r}")
@@ -59,6 +70,7 @@ async def create_pool(dsn: str, *, schema: str, max_size: int = 10) -> asyncpg.P
         server_settings={"search_path": schema, "application_name": f"landfall-{schema}"},
         command_timeout=10,
         timeout=5,
+        reset=_keep_session,
     )
     assert pool is not None
     return pool

@@ -13,7 +13,7 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from libs.runtime.errors import ProblemError
+from libs.runtime.errors import ProblemError, invalid
 from libs.runtime.http import json_response, path_name, read_json
 from services.credentials.models import (
     AuditEventOut,
@@ -121,6 +121,9 @@ async def test_registry(request: web.Request) -> web.Response:
     return json_response(TestResult(ok=result.ok, detail=result.detail))
 
 
+_EVENT_ID_MAX = 2**63 - 1  # audit event ids are a PostgreSQL bigint
+
+
 def _page(request: web.Request) -> tuple[int | None, int]:
     try:
         before = int(request.query["before"]) if "before" in request.query else None
@@ -133,6 +136,9 @@ def _page(request: web.Request) -> tuple[int | None, int]:
             kind="validation-failed",
             errors=[{"field": "query", "message": "before and limit must be integers"}],
         ) from None
+    if before is not None and not 0 < before <= _EVENT_ID_MAX:
+        # Found by `make chaos`: a value beyond the database's bigint was a 500.
+        raise invalid("before", f"an event id: a whole number from 1 to {_EVENT_ID_MAX}")
     return before, max(1, min(limit, AUDIT_PAGE_MAX))
 
 

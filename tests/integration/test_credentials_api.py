@@ -472,6 +472,21 @@ async def test_changes_are_audited_without_secrets(svc: Harness) -> None:
     assert (await svc.client.get(f"/v1/orgs/{ORG}/audit")).status == 401
 
 
+@pytest.mark.parametrize("before", ["-2594803276905783807180800", "9223372036854775808", "0", "-1", "x"])
+async def test_an_audit_page_cursor_out_of_range_is_a_422_not_a_500(svc: Harness, before: str) -> None:
+    """Found by `make chaos` (schemathesis): `before` beyond PostgreSQL's bigint answered 500."""
+    created = await svc.create({"display_name": "ghcr", "auth": {"type": "anonymous", "host": "ghcr.io"}})
+    for path in (f"/v1/orgs/{ORG}/audit", f"{REGISTRIES}/{created['id']}/audit"):
+        resp = await svc.client.get(path, params={"before": before}, headers=svc.headers)
+        assert resp.status == 422, (path, await resp.text())
+        assert (await resp.json())["errors"][0]["field"] in ("before", "query")
+    largest = await svc.client.get(
+        f"/v1/orgs/{ORG}/audit", params={"before": str(2**63 - 1)}, headers=svc.headers
+    )
+    assert largest.status == 200
+    assert len((await largest.json())["items"]) == 1
+
+
 async def test_openapi_documents_the_registry_api(svc: Harness) -> None:
     doc = await (await svc.client.get("/openapi.json")).json()
     paths = doc["paths"]
