@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import nats.errors
@@ -19,6 +19,7 @@ from libs.runtime.bus import Bus
 from libs.runtime.errors import ProblemError, invalid, not_found
 from libs.runtime.http import bearer_token, json_response, path_name, read_json
 from services.webhook_gateway.auth import TokenAuthenticator, unauthorized
+from services.webhook_gateway.barrier import BroadcastBarrier
 from services.webhook_gateway.components import (
     ComponentDirectory,
     ComponentMissing,
@@ -61,6 +62,7 @@ class Gateway:
     limiter: RateLimiter
     secrets: SigningSecretStore
     webhooks: Counter
+    barrier: BroadcastBarrier = field(default_factory=BroadcastBarrier)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -86,12 +88,13 @@ async def _sync_with_broadcasts(gw: Gateway) -> None:
     wakes the flush. So once the flush returns, a `TokenRevoked` published (and flushed) by
     the replica that answered the admin's DELETE has been applied here: "at once" holds for
     every request that arrives after the 204, at the cost of one NATS round trip.
-    If the round trip fails, the caches are not trusted for this request.
+    If the round trip fails, the caches are not trusted for this request. Concurrent requests
+    share one round trip that was started after all of them arrived (`barrier.py`).
     """
     if not gw.bus.connected:
         return  # the caches are bypassed while disconnected anyway
     try:
-        await gw.bus.nc.flush(timeout=1)
+        await gw.barrier.wait(lambda: gw.bus.nc.flush(timeout=1))
     except (nats.errors.Error, TimeoutError):
         gw.auth.clear()
         gw.directory.clear()
@@ -262,28 +265,28 @@ async def deploy(request: web.Request) -> web.Response:
     body = await read_json(request, DeployRequest)
     ref = resolve_image(body, info)
 
-    now = utcnow()
     candidate = AcceptedRow(
         deployment_id=new_id("dep"),
         token_id=token.id,
         binding=token.binding,
         image=str(ref),
         idempotency_key=key,
-        created_at=now,
-    )
-    event = ImagePushed(
-        deployment_id=candidate.deployment_id,
-        org=token.binding.org,
-        project=token.binding.project,
-        component=token.binding.component,
-        image=candidate.image,
-        accepted_at=now,
-        token_prefix=token.token_prefix,
-        idempotency_key=key,
+        created_at=utcnow(),
     )
 
-    async def publish() -> None:
-        await gw.bus.publish_durable(gw.bus.subjects.image_pushed, event, msg_id=candidate.deployment_id)
+    async def publish(stored: AcceptedRow) -> None:
+        """Store the request on JetStream; for a retry, the request it repeats (same id, one copy)."""
+        event = ImagePushed(
+            deployment_id=stored.deployment_id,
+            org=stored.binding.org,
+            project=stored.binding.project,
+            component=stored.binding.component,
+            image=stored.image,
+            accepted_at=stored.created_at,
+            token_prefix=token.token_prefix,
+            idempotency_key=stored.idempotency_key,
+        )
+        await gw.bus.publish_durable(gw.bus.subjects.image_pushed, event, msg_id=stored.deployment_id)
 
     outcome, stored = await gw.repo.accept(
         candidate,

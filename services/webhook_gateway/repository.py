@@ -1,13 +1,22 @@
 """PostgreSQL adapter (the only module that speaks SQL; tables live in the gateway's schema).
 
 What is subtle:
-- Accepting a webhook is one transaction: the Idempotency-Key check, the
-  webhook-id replay check, the insert of the accepted request and the
-  JetStream publish (a callback) all happen before COMMIT, so a failed publish
-  leaves nothing behind and the client's retry starts from scratch.
+- Accepting a webhook commits first and publishes after: one transaction does
+  the Idempotency-Key check, the webhook-id replay check and the insert of the
+  accepted request; only once that is committed is the `ImagePushed` stored on
+  JetStream (a callback, `Nats-Msg-Id` = deployment id), then the row is marked
+  published. The other order (publish inside the transaction) was found wrong by
+  `make chaos`: when PostgreSQL died between the publish and the COMMIT, CI got a
+  503, the image was deployed anyway, and CI's retry with the same key became a
+  second deployment. Now a retry with the key finds the committed row, publishes
+  it again if it was not marked published (JetStream drops the duplicate, the
+  orchestrator records a deployment id once) and answers the same 202. A publish
+  that fails removes the row again (best effort), so a 503 leaves nothing behind.
+  Only rows with an Idempotency-Key are marked published (nothing else reads the
+  mark), and a request with neither key nor webhook-id is a single INSERT.
 - Two concurrent requests with the same Idempotency-Key: the second INSERT
   waits on the unique index until the first commits, then finds its row and
-  answers with the same deployment (or rolls back with it if the first failed).
+  answers with the same deployment (publishing it too if needed: one copy).
 - last_used_at is written at most once per interval per token, by a single
   statement that also returns whether the token was revoked meanwhile, which
   makes that write double as a periodic re-validation of cached tokens.
@@ -23,6 +32,7 @@ from typing import Any
 import asyncpg
 
 from libs.runtime.db import unavailable_on_connection_errors
+from libs.runtime.errors import DependencyUnavailable
 from services.webhook_gateway.model import AcceptedRow, AcceptOutcome, Binding, TokenRow
 
 _TOKEN_COLUMNS = (
@@ -138,9 +148,51 @@ class Repository:
         idempotency_ttl: timedelta,
         webhook_id: str | None,
         replay_window: timedelta,
-        publish: Callable[[], Awaitable[None]],
+        publish: Callable[[AcceptedRow], Awaitable[None]],
     ) -> tuple[AcceptOutcome, AcceptedRow]:
+        """Record `row` (or find the request it retries), then have `publish` store it on JetStream."""
+        outcome, stored, published = await self._reserve(
+            row, idempotency_ttl=idempotency_ttl, webhook_id=webhook_id, replay_window=replay_window
+        )
+        if outcome in ("key_mismatch", "webhook_replayed") or published:
+            return outcome, stored
+        try:
+            await publish(stored)
+        except DependencyUnavailable:
+            if outcome == "created":
+                await self._release(stored, webhook_id)
+            raise
+        if stored.idempotency_key is not None:  # only a retry with the key reads the mark
+            with contextlib.suppress(DependencyUnavailable):  # the event is stored: a 202 either way
+                await self._mark_published(stored.deployment_id)
+        return outcome, stored
+
+    async def _reserve(
+        self,
+        row: AcceptedRow,
+        *,
+        idempotency_ttl: timedelta,
+        webhook_id: str | None,
+        replay_window: timedelta,
+    ) -> tuple[AcceptOutcome, AcceptedRow, bool]:
+        """The committed part of accepting: (outcome, the stored row, whether it is known published)."""
         b = row.binding
+        if row.idempotency_key is None and webhook_id is None:
+            # Nothing to check first: one INSERT, which needs no transaction of its own.
+            async with unavailable_on_connection_errors():
+                await self.pool.execute(
+                    f"INSERT INTO accepted_deployments ({_ACCEPTED_COLUMNS}) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    row.deployment_id,
+                    row.token_id,
+                    b.org,
+                    b.project,
+                    b.component,
+                    row.image,
+                    None,
+                    row.created_at,
+                )
+            return "created", row, False
         async with (
             unavailable_on_connection_errors(),
             self.pool.acquire() as conn,
@@ -149,7 +201,8 @@ class Repository:
             if row.idempotency_key is not None:
                 existing = await self._live_key(conn, b, row.idempotency_key, idempotency_ttl)
                 if existing is not None:
-                    return ("replayed" if existing.image == row.image else "key_mismatch"), existing
+                    found, published = existing
+                    return ("replayed" if found.image == row.image else "key_mismatch"), found, published
             if webhook_id is not None:
                 fresh = await conn.fetchval(
                     "INSERT INTO seen_webhook_ids (org, project, component, webhook_id) "
@@ -163,7 +216,7 @@ class Repository:
                     replay_window,
                 )
                 if not fresh:
-                    return "webhook_replayed", row
+                    return "webhook_replayed", row, False
             inserted = await conn.fetchrow(
                 f"INSERT INTO accepted_deployments ({_ACCEPTED_COLUMNS}) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
@@ -184,15 +237,45 @@ class Repository:
                 winner = await self._live_key(conn, b, row.idempotency_key, idempotency_ttl)
                 if winner is None:  # pragma: no cover - the conflicting row was just committed
                     raise RuntimeError("idempotency conflict without a visible row")
-                return ("replayed" if winner.image == row.image else "key_mismatch"), winner
-            await publish()
-        return "created", row
+                found, published = winner
+                return ("replayed" if found.image == row.image else "key_mismatch"), found, published
+        return "created", row, False
+
+    async def _mark_published(self, deployment_id: str) -> None:
+        async with unavailable_on_connection_errors():
+            await self.pool.execute(
+                "UPDATE accepted_deployments SET published_at = now() "
+                "WHERE deployment_id = $1 AND published_at IS NULL",
+                deployment_id,
+            )
+
+    async def _release(self, row: AcceptedRow, webhook_id: str | None) -> None:
+        """Undo a reservation whose publish failed, so that the 503 leaves nothing behind (best effort:
+        if PostgreSQL is gone too, a retry with the same Idempotency-Key publishes the row it finds)."""
+        b = row.binding
+        with contextlib.suppress(DependencyUnavailable):
+            async with unavailable_on_connection_errors(), self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "DELETE FROM accepted_deployments WHERE deployment_id = $1 AND published_at IS NULL",
+                    row.deployment_id,
+                )
+                if webhook_id is not None:
+                    await conn.execute(
+                        "DELETE FROM seen_webhook_ids "
+                        "WHERE org = $1 AND project = $2 AND component = $3 AND webhook_id = $4",
+                        b.org,
+                        b.project,
+                        b.component,
+                        webhook_id,
+                    )
 
     async def _live_key(
         self, conn: asyncpg.Connection, b: Binding, key: str, ttl: timedelta
-    ) -> AcceptedRow | None:
+    ) -> tuple[AcceptedRow, bool] | None:
+        """The live request with this key, and whether it is known to be published."""
         found = await conn.fetchrow(
-            f"SELECT {_ACCEPTED_COLUMNS}, created_at < now() - $5::interval AS expired "
+            f"SELECT {_ACCEPTED_COLUMNS}, published_at IS NOT NULL AS published, "
+            "created_at < now() - $5::interval AS expired "
             "FROM accepted_deployments "
             "WHERE org = $1 AND project = $2 AND component = $3 AND idempotency_key = $4 FOR UPDATE",
             b.org,
@@ -210,7 +293,7 @@ class Repository:
                 found["deployment_id"],
             )
             return None
-        return _accepted(found)
+        return _accepted(found), bool(found["published"])
 
     async def accepted(self, deployment_id: str) -> AcceptedRow | None:
         async with unavailable_on_connection_errors():

@@ -110,6 +110,18 @@ async def test_admin_token_is_required_and_component_must_exist(settings: Settin
         assert (await resp.json())["errors"][0]["field"] == "expires_in_days"
 
 
+async def test_a_nul_character_in_a_token_name_is_a_422_not_a_500(settings: Settings) -> None:
+    """Found by `make chaos` (schemathesis): PostgreSQL refuses U+0000 in text, which was a 500."""
+    async with fake_orchestrator(settings) as orch, gateway_client(settings) as client:
+        orch.add(component_info("api"))
+        for body in ({"name": "ci\u0000bot"}, {"name": "ok", "\u0000": 1}):
+            resp = await client.post(f"{COMPONENT_PATH}/api/tokens", json=body, headers=admin(settings))
+            assert resp.status == 422, await resp.text()
+            assert "NUL" in (await resp.json())["detail"]
+        resp = await client.get(f"{COMPONENT_PATH}/api/tokens", headers=admin(settings))
+        assert (await resp.json())["items"] == []
+
+
 async def test_orchestrator_down_is_503_with_retry_after(settings: Settings) -> None:
     async with gateway_client(settings) as client:  # nobody answers rpc_component_get
         resp = await client.post(f"{COMPONENT_PATH}/api/tokens", json={}, headers=admin(settings))

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from libs.contracts.messages import ImagePushed
 from libs.devstack.servers import NatsServer
+from services.webhook_gateway.api import GATEWAY
 from services.webhook_gateway.settings import Settings
 from tests.integration.gateway_support import (
     FakeOrchestrator,
@@ -223,6 +224,65 @@ async def test_concurrent_retries_with_one_key_make_one_deployment(env: Env) -> 
     assert {status for status, _ in results} == {202}
     assert len({body["deployment_id"] for _, body in results}) == 1
     assert await _stream_messages(env.orch) == 1
+
+
+async def _committed(settings: Settings, deployment_id: str) -> bool:
+    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        found = await conn.fetchval(
+            f"SELECT 1 FROM webhook_gateway{settings.schema_suffix}.accepted_deployments "
+            "WHERE deployment_id = $1",
+            deployment_id,
+        )
+        return found is not None
+    finally:
+        await conn.close()
+
+
+async def test_the_request_is_committed_before_it_is_published(env: Env) -> None:
+    """Found by `make chaos`: PostgreSQL died between the JetStream publish and the COMMIT, so CI got
+    a 503 for an image that was then deployed, and its retry (same Idempotency-Key) became a second
+    deployment. Now nothing reaches JetStream that the database has not committed."""
+    gw = env.client.app[GATEWAY]
+    real = gw.bus.publish_durable
+    seen: list[bool] = []
+
+    async def checking(subject: str, message: Any, *, msg_id: str, headers: Any = None) -> int:
+        seen.append(await _committed(env.settings, msg_id))
+        return await real(subject, message, msg_id=msg_id, headers=headers)
+
+    gw.bus.publish_durable = checking  # type: ignore[method-assign]
+    status, body = await env.post({"tag": "1.0"}, **{"Idempotency-Key": "commit-first"})
+    assert status == 202, body
+    assert seen == [True]
+
+
+async def test_a_retry_after_a_crash_behind_the_publish_is_the_same_deployment(env: Env) -> None:
+    """The gateway stored the request on JetStream and died before answering: CI's retry with the same
+    Idempotency-Key gets the deployment that is already on its way, and JetStream holds one copy."""
+    gw = env.client.app[GATEWAY]
+    real = gw.bus.publish_durable
+    crashes = [RuntimeError("the gateway died here")]
+
+    async def crashing(subject: str, message: Any, *, msg_id: str, headers: Any = None) -> int:
+        seq = await real(subject, message, msg_id=msg_id, headers=headers)
+        if crashes:
+            raise crashes.pop()
+        return seq
+
+    gw.bus.publish_durable = crashing  # type: ignore[method-assign]
+    resp = await env.client.post(
+        "/v1/webhooks/deploy", json={"tag": "1.0"}, headers={**bearer(env.token), "Idempotency-Key": "k"}
+    )
+    assert resp.status == 500  # what CI sees of a crash: no 202
+    status, body = await env.post({"tag": "1.0"}, **{"Idempotency-Key": "k"})
+    assert status == 202, body
+    assert await _stream_messages(env.orch) == 1
+    stored = await env.orch.bus.js.get_last_msg(
+        env.orch.bus.subjects.intake_stream.name, env.orch.bus.subjects.image_pushed
+    )
+    assert ImagePushed.model_validate_json(stored.data or b"").deployment_id == body["deployment_id"]
+    assert await _count_accepted(env.settings) == 1
 
 
 async def test_idempotency_key_is_per_component(env: Env) -> None:
