@@ -23,6 +23,7 @@ from services.orchestrator.consumers import (
     INTAKE_DURABLE,
     STATUS_DURABLE,
     intake_handler,
+    json_key,
     pull_forever,
     serve_rpcs,
     status_handler,
@@ -65,7 +66,9 @@ def _domain_ctx(settings: Settings) -> Callable[[web.Application], Any]:
         app[api.CATALOG] = catalog
         app[api.DEPLOYER] = deployer
         await serve_rpcs(bus, catalog, deployer)
-        await subscribe_heartbeats(bus, catalog)
+        # never so rare that a live plane would look disconnected
+        write_every = min(settings.heartbeat_write_seconds, settings.heartbeat_fresh_seconds / 2)
+        await subscribe_heartbeats(bus, catalog, write_every=write_every)
         yield
 
     return ctx
@@ -90,6 +93,8 @@ def create_app(settings: Settings) -> web.Application:
             subject=bus.subjects.image_pushed,
             durable=INTAKE_DURABLE,
             handle=intake_handler(app[api.DEPLOYER]),
+            key=json_key("org", "project", "component"),
+            concurrency=settings.consumer_concurrency,
         )
 
     async def status(app: web.Application) -> None:
@@ -100,6 +105,8 @@ def create_app(settings: Settings) -> web.Application:
             subject=bus.subjects.all_status,
             durable=STATUS_DURABLE,
             handle=status_handler(app[api.DEPLOYER]),
+            key=json_key("deployment_id"),
+            concurrency=settings.consumer_concurrency,
         )
 
     async def sweeper(app: web.Application) -> None:

@@ -269,6 +269,13 @@ class Catalog:
     ) -> Component:
         """Apply the given fields (a PATCH); the result is validated as a whole, like a create."""
         current = await self.component(org, project, name)
+        # JSON null: `port`, `schedule` and `timezone` go back to unset, `env` to empty; a component
+        # always has an image and a registry. (Found by `make chaos`: `"env": null` was a 500.)
+        for required in ("registry_id", "image"):
+            if required in changes and changes[required] is None:
+                raise invalid(required, "cannot be removed; give a new value or leave it out")
+        if "env" in changes and changes["env"] is None:
+            changes = {**changes, "env": {}}
         merged = {
             "registry_id": current.registry_id,
             "image": current.image,

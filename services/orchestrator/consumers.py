@@ -10,6 +10,10 @@ What is subtle:
 * A message that can never be handled (unknown schema version, unknown
   component, a report on another data plane's subject) is terminated with a
   log line, so it does not come back forever.
+* Both consumers handle messages concurrently (`KeyedRunner`), but one at a
+  time and in stream order per key: intake per component (the order in which
+  a component's deployments are recorded decides which supersedes which),
+  status per deployment. Each message is acked after its own handling.
 * A status report is trusted only on its own data plane's subject (NATS
   permissions let an agent publish on nothing else) and only for deployments
   that were sent to that data plane.
@@ -18,8 +22,10 @@ What is subtle:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TypeVar
 
 import nats.errors
@@ -55,6 +61,82 @@ MessageHandler = Callable[[Msg], Awaitable[None]]
 T = TypeVar("T")
 
 
+MessageKey = Callable[[Msg], Hashable]
+
+
+def _one_key(msg: Msg) -> Hashable:
+    return None
+
+
+def json_key(*fields: str) -> MessageKey:
+    """Order messages by these fields of their JSON body (unreadable bodies share one key)."""
+
+    def key(msg: Msg) -> Hashable:
+        try:
+            body = json.loads(msg.data)
+            return tuple(str(body.get(f)) for f in fields) if isinstance(body, dict) else None
+        except ValueError:
+            return None
+
+    return key
+
+
+class KeyedRunner:
+    """Handle messages concurrently, but one at a time and in arrival order per key.
+
+    At most `concurrency` handlers run at once; at most `held` messages are held
+    (fetched, not yet settled), so a hot key queues without starving the others
+    and the consumer never holds more than it can finish within the ack wait."""
+
+    def __init__(self, handle: MessageHandler, *, key: MessageKey, concurrency: int, held: int) -> None:
+        self._handle = handle
+        self._key = key
+        self._gate = asyncio.Semaphore(concurrency)
+        self._held_max = max(held, concurrency)
+        self._tails: dict[Hashable, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def room(self) -> int:
+        return self._held_max - len(self._tasks)
+
+    async def wait_for_room(self) -> int:
+        while self.room() <= 0:
+            self._room.clear()
+            await self._room.wait()
+        return self.room()
+
+    def submit(self, msg: Msg) -> None:
+        key = self._key(msg)
+        task = asyncio.create_task(self._run(self._tails.get(key), msg))
+        self._tails[key] = task
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            if self._tails.get(key) is finished:
+                del self._tails[key]
+            self._room.set()
+
+        task.add_done_callback(done)
+
+    async def _run(self, before: asyncio.Task[None] | None, msg: Msg) -> None:
+        if before is not None:
+            await asyncio.wait({before})  # its outcome is its own; only the order matters here
+        async with self._gate:
+            try:
+                await self._handle(msg)
+            except Exception:  # the handlers settle their own errors; this is a bug in one
+                log.exception("message handler failed", extra={"subject": msg.subject})
+
+    async def cancel(self) -> None:
+        """Stop: unsettled messages are redelivered after the ack wait (the handlers are idempotent)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
 async def pull_forever(
     bus: Bus,
     *,
@@ -62,10 +144,16 @@ async def pull_forever(
     subject: str,
     durable: str,
     handle: MessageHandler,
+    key: MessageKey = _one_key,
+    concurrency: int = 1,
     ack_wait: float = 60.0,
     batch: int = 16,
+    fetch_timeout: float = 1.0,
 ) -> None:
-    """Fetch from a durable pull consumer and hand each message to `handle`, until cancelled."""
+    """Fetch from a durable pull consumer and hand each message to `handle`, until cancelled.
+
+    Messages with the same `key` are handled one after another in stream order; up to
+    `concurrency` with different keys at once (the default key puts all in one order)."""
     config = ConsumerConfig(
         durable_name=durable,
         ack_policy=AckPolicy.EXPLICIT,
@@ -75,19 +163,23 @@ async def pull_forever(
         filter_subject=subject,
     )
     subscription = await bus.js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+    runner = KeyedRunner(handle, key=key, concurrency=concurrency, held=max(batch, 4 * concurrency))
     try:
         while True:
+            room = await runner.wait_for_room()
             try:
-                messages = await subscription.fetch(batch=batch, timeout=1.0)
-            except nats.errors.TimeoutError:
+                messages = await subscription.fetch(batch=min(batch, room), timeout=fetch_timeout)
+            except TimeoutError:
+                # nats.errors.TimeoutError subclasses the builtin, which fetch also raises as such
                 continue
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
                 log.warning("consumer waiting for NATS", extra={"durable": durable, "error": repr(exc)})
                 await asyncio.sleep(1.0)
                 continue
             for msg in messages:
-                await handle(msg)
+                runner.submit(msg)
     finally:
+        await runner.cancel()
         try:
             await subscription.unsubscribe()
         except Exception:  # the connection may be gone at shutdown
@@ -185,7 +277,12 @@ def status_handler(deployer: Deployer) -> MessageHandler:
     return handle
 
 
-async def subscribe_heartbeats(bus: Bus, catalog: Catalog) -> None:
+async def subscribe_heartbeats(bus: Bus, catalog: Catalog, *, write_every: float = 0.0) -> None:
+    """Store agents' heartbeats: a plane's first one (and a new agent version) at once, then at most
+    one write per `write_every` seconds per plane, so `last_seen` lags by at most that plus the
+    agents' interval (keep the sum below the freshness window)."""
+    written: dict[str, tuple[float, str]] = {}  # data plane -> (monotonic time written, version)
+
     async def on_heartbeat(msg: Msg) -> None:
         try:
             beat = AgentHeartbeat.model_validate_json(msg.data)
@@ -194,10 +291,16 @@ async def subscribe_heartbeats(bus: Bus, catalog: Catalog) -> None:
             return
         if msg.subject != bus.subjects.heartbeat(beat.dataplane_id):
             return
+        now = time.monotonic()
+        last = written.get(beat.dataplane_id)
+        if last is not None and last[1] == beat.version and now - last[0] < write_every:
+            return
         try:
             await catalog.heartbeat(dataplane_id=beat.dataplane_id, version=beat.version)
         except DependencyUnavailable as exc:
             log.warning("heartbeat not stored", extra={"dataplane_id": beat.dataplane_id, "error": str(exc)})
+            return
+        written[beat.dataplane_id] = (now, beat.version)
 
     await bus.nc.subscribe(bus.subjects.all_heartbeats, queue=RPC_QUEUE, cb=on_heartbeat)
 

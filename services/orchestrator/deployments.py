@@ -36,7 +36,7 @@ from libs.contracts.naming import namespace_for
 from libs.oci.reference import InvalidReference, canonical_host, parse_reference, validate_digest
 from libs.runtime.bus import Bus, BusUnavailable
 from libs.runtime.errors import DependencyUnavailable, conflict, invalid
-from services.orchestrator.credentials import Credentials
+from services.orchestrator.credentials import NO_PULL_SECRET, Credentials
 from services.orchestrator.domain import (
     NOTE_VENDOR_TAG,
     Component,
@@ -367,6 +367,11 @@ class Deployer:
         if plane.public_key is None:
             raise _Retry("dataplane_not_enrolled", min(self._backoff(attempts), 30.0))
         try:
+            auth_type = await self.credentials.auth_type(org=component.org, registry_id=component.registry_id)
+            if auth_type in NO_PULL_SECRET:
+                return None
+            if auth_type is None:
+                raise _Fail("registry_not_found", "the component's registry no longer exists")
             reply = await self.credentials.pull_secret(
                 org=component.org, registry_id=component.registry_id, public_key=plane.public_key
             )
@@ -381,8 +386,19 @@ class Deployer:
     ) -> DeployCommand:
         if plane is None:
             raise _Fail("no_dataplane", "the environment has no data plane")
-        image = await self._pin(deployment, component)
-        secret = await self._pull_secret(component, plane, deployment.attempts)
+        # Independent RPCs (the first one an HTTP round trip to the registry): both at once.
+        # An error of the pin wins, as if they had run one after the other.
+        pinned, sealed = await asyncio.gather(
+            self._pin(deployment, component),
+            self._pull_secret(component, plane, deployment.attempts),
+            return_exceptions=True,
+        )
+        for outcome in (pinned, sealed):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        assert isinstance(pinned, str)
+        assert not isinstance(sealed, BaseException)
+        image, secret = pinned, sealed
         return DeployCommand(
             kind="deploy",
             deployment_id=deployment.id,

@@ -23,6 +23,7 @@ from datetime import datetime
 
 import asyncpg
 
+from libs.contracts.messages import TERMINAL_STATUSES
 from libs.runtime.db import unavailable_on_connection_errors
 from services.orchestrator.domain import (
     Component,
@@ -399,11 +400,28 @@ class Repository:
         environment. Returns None (and changes nothing) when the id exists already."""
         environment = new.environment.name if new.environment else ""
         dataplane_id = new.environment.dataplane_id if new.environment else None
-        finished = new.status in ("succeeded", "failed", "superseded")
+        status, reason, message, notes = new.status, new.reason, new.message, list(new.notes)
         async with self._conn() as c, c.transaction():
             await c.execute(
                 "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", new.component.id, environment
             )
+            if status not in TERMINAL_STATUSES:
+                # Acceptance order decides, not the order of arrival here: an event that was retried
+                # (its first delivery met an outage) may arrive after a later one. Recorded as what it
+                # is, superseded, and never dispatched, so an older image never replaces a newer one.
+                newer = await c.fetchval(
+                    "SELECT id FROM deployments WHERE component_id = $1 AND environment = $2"
+                    " AND accepted_at > $3 AND id <> $4 ORDER BY accepted_at DESC LIMIT 1",
+                    new.component.id,
+                    environment,
+                    new.accepted_at,
+                    new.id,
+                )
+                if newer is not None:
+                    status, reason = "superseded", "superseded"
+                    message = f"superseded by {newer}, which was accepted later but recorded first"
+                    notes.append(message)
+            finished = status in TERMINAL_STATUSES
             row = await c.fetchrow(
                 "INSERT INTO deployments (id, component_id, org, project, component, environment,"
                 " dataplane_id, image, digest, status, reason, message, source, notes, token_prefix,"
@@ -420,11 +438,11 @@ class Repository:
                 dataplane_id,
                 new.image,
                 new.digest,
-                new.status,
-                new.reason,
-                new.message,
+                status,
+                reason,
+                message,
                 new.source,
-                json.dumps(new.notes),
+                json.dumps(notes),
                 new.token_prefix,
                 new.idempotency_key,
                 new.accepted_at,

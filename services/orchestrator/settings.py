@@ -23,6 +23,17 @@ class Settings(ServiceSettings, DatabaseSettings, AdminSettings):
     rpc_timeout_seconds: float = Field(
         default=5.0, description="how long to wait for the credentials service"
     )
+    consumer_concurrency: int = Field(
+        default=16,
+        ge=1,
+        description="intake events (of different components) and status reports handled at once",
+    )
+    heartbeat_write_seconds: float = Field(
+        default=7.5,
+        ge=0.0,
+        description="a connected agent's heartbeat is written at most this often; its first one at once"
+        " (keep it plus the agents' 5 s interval below heartbeat_fresh_seconds)",
+    )
     nats_account_signing_seed: SecretStr | None = Field(
         default=None,
         description="seed of the NATS account's signing key: enrolled agents get their own NATS user",

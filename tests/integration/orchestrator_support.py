@@ -245,7 +245,13 @@ class Harness:
         )
 
     async def push(
-        self, world: World, image: str, *, deployment_id: str | None = None, msg_id: str = ""
+        self,
+        world: World,
+        image: str,
+        *,
+        deployment_id: str | None = None,
+        msg_id: str = "",
+        accepted_at: datetime | None = None,
     ) -> str:
         """What the webhook gateway publishes when CI sends an image."""
         event = ImagePushed(
@@ -254,7 +260,7 @@ class Harness:
             project=world.project,
             component=world.component,
             image=image,
-            accepted_at=now(),
+            accepted_at=accepted_at or now(),
             token_prefix="lfci_test",
         )
         await self.bus.publish_durable(

@@ -338,6 +338,20 @@ async def test_patching_a_component_is_validated_and_announced(orch: Harness) ->
     await eventually(announced, what="ComponentChanged after the patch")
 
 
+async def test_patching_with_null_clears_or_refuses_never_500(orch: Harness) -> None:
+    """Found by `make chaos` (schemathesis): `{"env": null}` was a 500."""
+    world = await orch.provision()
+    await orch.ok("PATCH", world.component_path, {"env": {"MODE": "fast"}, "port": 9090})
+    cleared = await orch.ok("PATCH", world.component_path, {"env": None, "port": None})
+    assert cleared["env"] == {}
+    assert cleared["port"] == 8080  # the default for a service
+    for field in ("image", "registry_id"):
+        status, problem, _ = await orch.call("PATCH", world.component_path, {field: None})
+        assert status == 422, problem
+        assert problem["errors"][0]["field"] == field
+    assert (await orch.ok("GET", world.component_path))["image"] == IMAGE
+
+
 async def test_openapi_and_readiness(orch: Harness) -> None:
     document = await orch.ok("GET", "/openapi.json")
     assert "/v1/orgs/{org}/projects/{project}/components/{component}/promotions" in document["paths"]

@@ -7,6 +7,7 @@ the agent are played by the test on their NATS subjects.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 
@@ -21,6 +22,7 @@ from tests.integration.orchestrator_support import (
     SEALED_CIPHERTEXT,
     Harness,
     eventually,
+    now,
     running_orchestrator,
 )
 
@@ -144,6 +146,26 @@ async def test_a_newer_deployment_supersedes_an_older_one_still_in_flight(orch: 
     assert (await orch.deployment(older))["status"] == "superseded"
     component = await orch.ok("GET", world.component_path)
     assert component["environments"]["development"]["deployment_id"] == newer
+
+
+async def test_an_event_accepted_earlier_but_arriving_later_never_replaces_the_newer_image(
+    orch: Harness,
+) -> None:
+    # The gateway accepted 1.0 first and 1.1 a second later, but 1.0's first delivery met an
+    # outage and came back after 1.1 was recorded. 1.1 must stay; 1.0 is superseded, never sent.
+    world = await orch.provision()
+    accepted_first = now() - timedelta(seconds=10)
+    newer = await orch.push(world, IMAGE_1_1, accepted_at=accepted_first + timedelta(seconds=1))
+    await orch.wait_status(newer, "dispatched")
+    older = await orch.push(world, IMAGE_1_0, accepted_at=accepted_first)
+
+    view = await orch.wait_status(older, "superseded")
+    assert view["reason"] == "superseded"
+    assert any(newer in note for note in view["notes"])
+    assert (await orch.deployment(newer))["status"] == "dispatched"
+    marker = await orch.push(world, IMAGE_1_1)  # the intake is past `older` once this is in
+    await orch.wait_status(marker, "dispatched")
+    assert not [c for _, c in orch.commands if c.deployment_id == older]
 
 
 async def test_promotion_deploys_the_same_digest_to_the_next_environment_only(orch: Harness) -> None:

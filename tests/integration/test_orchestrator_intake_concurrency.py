@@ -1,0 +1,143 @@
+"""The orchestrator's consumers under load: concurrent across components, in order within one.
+
+Real NATS (JetStream) and PostgreSQL; the credentials service is played by the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from libs.contracts.messages import AgentHeartbeat, ImagePushed
+from services.orchestrator.consumers import json_key, pull_forever
+from tests.integration.orchestrator_support import (
+    DIGEST_1_0,
+    DIGEST_1_1,
+    REGISTRY_HOST,
+    REPOSITORY,
+    eventually,
+    now,
+    running_orchestrator,
+)
+
+IMAGES = (f"{REGISTRY_HOST}/{REPOSITORY}:1.0", f"{REGISTRY_HOST}/{REPOSITORY}:1.1")
+
+
+async def test_interleaved_pushes_keep_each_components_order_and_dispatch_once(
+    base_env: dict[str, str],
+) -> None:
+    async with running_orchestrator(base_env, consumer_concurrency=8) as orch:
+        orch.credentials.add_tag("1.0", DIGEST_1_0)
+        orch.credentials.add_tag("1.1", DIGEST_1_1)
+        worlds = [await orch.provision(org=f"org{i}") for i in range(4)]
+        pushed: dict[str, list[str]] = {w.org: [] for w in worlds}
+        for round_ in range(6):
+            for world in worlds:
+                pushed[world.org].append(await orch.push(world, IMAGES[round_ % 2]))
+        for world in worlds:
+            await orch.wait_status(pushed[world.org][-1], "dispatched")
+
+        for world in worlds:
+            history = await orch.ok("GET", world.component_path + "/deployments")
+            # Recorded in push order: newest first is the reverse, and only the last one survives.
+            assert [d["id"] for d in history["items"]] == pushed[world.org][::-1]
+            assert {d["status"] for d in history["items"][1:]} == {"superseded"}
+        sent = Counter(c.deployment_id for _, c in orch.commands if c.kind == "deploy")
+        assert sent
+        assert max(sent.values()) == 1
+
+
+async def test_consumer_keeps_going_through_every_kind_of_fetch_timeout(base_env: dict[str, str]) -> None:
+    """nats-py's fetch raises nats' TimeoutError or the builtin one; neither may stop the consumer."""
+    async with running_orchestrator(base_env) as orch:
+        bus = orch.bus
+        seen: list[tuple[str, str]] = []
+
+        async def handle(msg: Msg) -> None:
+            event = ImagePushed.model_validate_json(msg.data)
+            seen.append((event.component, event.deployment_id))
+            await msg.ack()
+
+        consumer = asyncio.create_task(
+            pull_forever(
+                bus,
+                stream=bus.subjects.intake_stream.name,
+                subject=bus.subjects.image_pushed,
+                durable="test-timeouts",
+                handle=handle,
+                key=json_key("component"),
+                concurrency=4,
+                fetch_timeout=0.001,  # most fetches time out, in either flavour
+            )
+        )
+        try:
+            await asyncio.sleep(1.0)
+            assert not consumer.done(), consumer.exception()
+            ids = []
+            for i in range(20):
+                event = ImagePushed(
+                    deployment_id=f"dep_{i:026d}",
+                    org="acme",
+                    project="shop",
+                    component=f"c{i % 3}",
+                    image=IMAGES[0],
+                    accepted_at=now(),
+                    token_prefix="lfci_test",
+                )
+                await bus.publish_durable(bus.subjects.image_pushed, event, msg_id=event.deployment_id)
+                ids.append((event.component, event.deployment_id))
+
+            async def all_seen() -> bool | None:
+                return True if len(seen) >= len(ids) else None
+
+            await eventually(all_seen, what="every event handled")
+            assert not consumer.done()
+            for component in ("c0", "c1", "c2"):
+                assert [d for c, d in seen if c == component] == [d for c, d in ids if c == component]
+        finally:
+            consumer.cancel()
+            await asyncio.gather(consumer, return_exceptions=True)
+
+
+async def test_an_anonymous_registry_needs_no_pull_secret(base_env: dict[str, str]) -> None:
+    async with running_orchestrator(base_env) as orch:
+        orch.credentials.add_tag("1.0", DIGEST_1_0)
+        world = await orch.provision(auth_type="anonymous")
+        first = await orch.push(world, IMAGES[0])
+        second = await orch.push(world, IMAGES[0])
+        for deployment_id in (first, second):
+            command = await orch.command_for(deployment_id)
+            assert command.pull_secret is None
+            assert command.image == f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_0}"
+        assert orch.credentials.pull_requests == []
+
+
+async def test_heartbeats_are_written_when_something_changes_not_every_time(
+    base_env: dict[str, str],
+) -> None:
+    async with running_orchestrator(base_env, heartbeat_write_seconds=60.0) as orch:
+        await orch.ok("POST", "/v1/orgs", {"name": "acme"}, 201)
+        a = await orch.ok("POST", "/v1/orgs/acme/dataplanes", {"name": "a"}, 201)
+        b = await orch.ok("POST", "/v1/orgs/acme/dataplanes", {"name": "b"}, 201)
+
+        async def beat(plane: dict[str, Any], version: str) -> None:
+            message = AgentHeartbeat(dataplane_id=plane["id"], version=version, sent_at=now())
+            await orch.bus.publish(orch.subjects.heartbeat(plane["id"]), message)
+
+        async def agent(plane: dict[str, Any], version: str) -> dict[str, Any] | None:
+            found: dict[str, Any] = (await orch.ok("GET", f"/v1/orgs/acme/dataplanes/{plane['id']}"))["agent"]
+            return found if found["connected"] and found["version"] == version else None
+
+        await beat(a, "1.0")
+        first = await eventually(lambda: agent(a, "1.0"), what="a's first heartbeat, stored at once")
+        await beat(a, "1.0")  # within the write interval: nothing to store
+        await beat(b, "1.0")  # heartbeats are handled in order: once b shows, a's second one was seen
+        await eventually(lambda: agent(b, "1.0"), what="b's first heartbeat")
+        assert (await agent(a, "1.0")) == first
+
+        await beat(a, "1.1")  # a new agent version is stored at once
+        upgraded = await eventually(lambda: agent(a, "1.1"), what="a's new version")
+        assert upgraded["last_seen"] > first["last_seen"]
