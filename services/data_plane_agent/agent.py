@@ -7,7 +7,9 @@ How a command flows:
 2. `_apply` reads the primary object's `landfall.dev/deployment-seq` first:
    a higher seq there means this command is old (report `superseded`, write
    nothing); the same deployment id means a redelivery (write nothing, just
-   watch and report again). Otherwise it writes the objects.
+   watch and report again). Otherwise it writes the objects: the ones the primary
+   object needs (pull Secret, Service, Ingress) concurrently, the primary object
+   last (its seq marker means "all applied"), then drops a pull Secret no longer used.
 3. Kubernetes down is retried in place (the message is kept with +WPI), which
    holds back later commands too: order beats latency. A request the API server
    rejects for good fails that deployment and moves on.
@@ -247,7 +249,7 @@ class Agent:
                         sub = await self._subscribe()
                         log.info("consuming deploy commands", extra={"dataplane_id": self.dataplane_id})
                     msgs = await sub.fetch(1, timeout=self.options.fetch_timeout_seconds)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nats' TimeoutError or the builtin one, both raised by fetch
                     continue
                 except Exception as exc:
                     log.warning(
@@ -352,23 +354,38 @@ class Agent:
         objects = manifests.plan(cmd, self.dataplane_id, dockerconfigjson=dockerconfig)
         del dockerconfig
         try:
-            return await self._write(cmd, objects)
+            return await self._write(cmd, objects, primary_exists=current is not None)
         except KubeRejected as exc:
             if exc.status != 404 or cmd.namespace not in self._namespaces:
                 raise
             self._namespaces.discard(cmd.namespace)  # someone deleted the namespace: make it again
-            return await self._write(cmd, objects)
+            return await self._write(cmd, objects, primary_exists=None)
 
-    async def _write(self, cmd: DeployCommand, objects: list[manifests.Obj]) -> Outcome:
+    async def _write(
+        self, cmd: DeployCommand, objects: list[manifests.Obj], *, primary_exists: bool | None
+    ) -> Outcome:
+        """Write the objects: those before the primary one (pull Secret, Service, Ingress) at once,
+        as none refers to another; then the primary object, LAST, because its seq marker says
+        the whole set is applied; then the removal of a pull Secret no longer used.
+
+        Whether the primary object exists (just read) stands for the whole set: an earlier
+        deploy wrote them together. A wrong guess costs a 404 or 409 and a retry, no more."""
         await self._ensure_namespace(cmd)
-        for obj in objects:
-            if obj.kind == "Job":
-                try:
-                    await self.kube.create("Job", cmd.namespace, obj.body)
-                except Conflict:
-                    return Outcome("redelivered")
-            else:
-                await self.kube.apply(obj.kind, cmd.namespace, obj.body)
+        *before, primary = objects
+        outcomes = await asyncio.gather(
+            *(self.kube.apply(obj.kind, cmd.namespace, obj.body, exists=primary_exists) for obj in before),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        if primary.kind == "Job":
+            try:
+                await self.kube.create("Job", cmd.namespace, primary.body)
+            except Conflict:
+                return Outcome("redelivered")
+        else:
+            await self.kube.apply(primary.kind, cmd.namespace, primary.body, exists=primary_exists)
         if cmd.pull_secret is None and cmd.kind == "deploy":
             await self._drop_pull_secret(cmd)
         return Outcome("applied", applied_at=utcnow())

@@ -356,3 +356,26 @@ async def test_a_namespace_deleted_behind_the_agent_s_back_is_made_again(
         await h.send(second)
         assert (await h.wait_report(second.deployment_id)).status == "succeeded"
         assert h.obj("apps/v1", "deployments", "api") is not None
+
+
+async def test_a_redeploy_recreates_what_was_deleted_and_adds_a_new_pull_secret(
+    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+) -> None:
+    """The objects next to the Deployment are written together; each is still created if missing."""
+    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+        first = h.command("api", seq=1)
+        await h.send(first)
+        assert (await h.wait_report(first.deployment_id)).status == "succeeded"
+        assert h.obj("v1", "secrets", "api-pull") is None
+        url = f"{h.cluster.url}/api/v1/namespaces/{NAMESPACE}/services/api"
+        async with aiohttp.ClientSession() as http, http.delete(url) as resp:
+            assert resp.status == 200
+
+        dockerconfig = json.dumps({"auths": {"registry.example.com": {"auth": "Y2k6cHc="}}}).encode()
+        second = h.command("api", seq=2, pull_secret=seal(dockerconfig, h.identity.public_key))
+        await h.send(second)
+        assert (await h.wait_report(second.deployment_id)).status == "succeeded"
+        assert_landfall_object(h.obj("v1", "services", "api"), "api", second.deployment_id)
+        assert_landfall_object(h.obj("v1", "secrets", "api-pull"), "api", second.deployment_id)
+        dep = assert_landfall_object(h.obj("apps/v1", "deployments", "api"), "api", second.deployment_id)
+        assert dep["metadata"]["annotations"]["landfall.dev/deployment-seq"] == "2"
