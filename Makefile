@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help deps lint format test test-fast up down clean bench
+.PHONY: help deps lint format test test-fast up down clean bench chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,7 +33,7 @@ deps: $(STAMP) /usr/bin/docker-registry /usr/bin/wrk ## make the virtualenv and 
 lint: deps ## ruff, ruff format --check, mypy --strict, the import layering check
 	@echo "==> ruff"; $(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@echo "==> mypy --strict"; $(VENV)/bin/mypy libs services bench
+	@echo "==> mypy --strict"; $(VENV)/bin/mypy libs services bench chaos
 	@echo "==> import-linter (services never import each other; adapters own their clients)"; $(VENV)/bin/lint-imports
 
 format: deps ## apply ruff fixes and formatting
@@ -51,6 +51,9 @@ up: deps ## start the whole stack locally (Ctrl-C stops it)
 
 bench: deps ## benchmarks on the real stack (< 10 min): prints a table, writes bench/results/*.json
 	@$(PY) -m bench.run
+
+chaos: deps ## crashes, restarts, hostile input, tenancy and secrets, measured (< 30 min); exit 0 = nothing lost
+	@$(PY) -m chaos.run
 
 down: ## stop a stack started by `make up` in another terminal
 	@$(PY) -m libs.devstack.stack down

@@ -8,6 +8,7 @@ Kubernetes API and the four services, on free ports in a temporary directory.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from chaos.stack import ChaosStack
+from chaos.stack import start as start_chaos_stack
 from libs.devstack.stack import Stack, http, random_ports
 
 
@@ -61,3 +64,21 @@ def wait_until(predicate: Any, *, timeout: float = 30, what: str = "condition") 
 
 def logs_of(stack: Stack) -> str:
     return "\n".join(p.read_text(errors="replace") for p in Path(stack.root, "logs").glob("*.log"))
+
+
+# --- the chaos stack (tests/e2e/test_chaos_quick.py, test_hostile_input.py, test_tenancy_and_secrets.py) ---
+
+
+@pytest.fixture(scope="module")
+def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack]:
+    """A stack for the short versions of `make chaos`, built by `chaos.stack.start`.
+
+    Unlike `stack`: OpenBao keeps its data across a SIGKILL (raft storage), a second, private
+    registry holds the images of some components, and the per-token rate limit is lifted.
+    """
+    root = tmp_path_factory.mktemp("chaos")
+    chaos = start_chaos_stack(root / "stack", private_password="chaos-" + secrets.token_urlsafe(18))
+    try:
+        yield chaos
+    finally:
+        chaos.stop()

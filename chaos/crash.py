@@ -1,0 +1,161 @@
+"""Part 1, crashes: webhooks at a steady rate while the driver kills and restarts, then reconcile."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from chaos import driver, load, reconcile
+from chaos.client import Admin
+from chaos.provision import PROJECT, Fleet, provision
+from chaos.stack import ChaosStack
+
+# After an outage ends, services need a moment to reconnect: a 503 that soon is still "during" it.
+RECOVERY_GRACE_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class CrashPlan:
+    components: int
+    webhooks: int
+    rate: float
+    tags: int
+    singles_each: int
+    pairs: int
+    agent_away: bool
+    seed: int = 7
+    settle_timeout: float = 300.0
+    targets: tuple[str, ...] = driver.TARGETS
+    down: tuple[float, float] = (1.0, 6.0)
+
+    @property
+    def duration(self) -> float:
+        return self.webhooks / self.rate
+
+
+FULL = CrashPlan(components=200, webhooks=10_000, rate=20.0, tags=4, singles_each=2, pairs=4, agent_away=True)
+QUICK = CrashPlan(
+    components=20,
+    webhooks=300,
+    rate=6.0,
+    tags=3,
+    singles_each=1,
+    pairs=1,
+    agent_away=False,
+    settle_timeout=150.0,
+    targets=("nats", "postgres", "orchestrator", "webhook_gateway"),
+    down=(1.0, 3.0),
+)
+
+
+@dataclass
+class CrashResult:
+    plan: CrashPlan
+    tally: load.Tally
+    result: reconcile.Reconciliation
+    outages: list[driver.Outage]
+    driver_failures: list[str]
+    fleet: Fleet = field(repr=False)
+    seconds: dict[str, float] = field(default_factory=dict)
+    unavailable_outside_outages: int = 0
+
+    @property
+    def figures(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "webhooks": self.plan.webhooks,
+            "components": self.plan.components,
+            "accepted": r.accepted,
+            "succeeded": r.succeeded,
+            "superseded": r.superseded,
+            "lost": len(r.lost),
+            "duplicated": len(r.duplicated),
+            "extra_deployments": len(r.extra),
+            "wrong_image_running": len(r.wrong_image),
+            "gave_up": len(r.gave_up),
+            "responses": {str(k): v for k, v in sorted(self.tally.responses.items())},
+            "5xx": self.tally.five_hundreds,
+            "503_without_retry_after": self.tally.unavailable_without_retry_after,
+            "503_outside_outages": self.unavailable_outside_outages,
+            "connection_errors": self.tally.connection_errors,
+            "deployment_writes": r.deployment_writes,
+            "kills": [o.event.label for o in self.outages],
+            "driver_failures": self.driver_failures,
+            "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
+        }
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.result.ok
+            and self.tally.five_hundreds == 0
+            and self.tally.unavailable_without_retry_after == 0
+            and not self.tally.unexpected
+            and not self.driver_failures
+        )
+
+
+def _outside(outages: list[driver.Outage], moments: list[float]) -> int:
+    windows = [(o.killed_at, (o.restored_at or float("inf")) + RECOVERY_GRACE_SECONDS) for o in outages]
+    return sum(1 for t in moments if not any(a <= t <= b for a, b in windows))
+
+
+async def run(chaos: ChaosStack, plan: CrashPlan, *, say: Callable[[str], None] = print) -> CrashResult:
+    stack = chaos.stack
+    seconds: dict[str, float] = {}
+    began = time.monotonic()
+    fleet = await provision(chaos, components=plan.components, tags=plan.tags)
+    seconds["provision"] = time.monotonic() - began
+    say(f"provisioned {plan.components} components with {plan.tags} tags each")
+
+    hooks = load.plan(fleet.targets, plan.webhooks, seed=plan.seed)
+    events = driver.schedule(
+        plan.duration,
+        singles_each=plan.singles_each,
+        pairs=plan.pairs,
+        agent_away=plan.agent_away,
+        seed=plan.seed,
+        targets=plan.targets,
+        down=plan.down,
+    )
+    kills = driver.Driver(stack, events, say=say)
+    say(
+        f"sending {plan.webhooks} webhooks at {plan.rate:g}/s (~{plan.duration:.0f} s) "
+        f"with {len(events)} kill events"
+    )
+    began = time.monotonic()
+    kills.start()
+    try:
+        tally = await load.run(stack.url("webhook_gateway"), hooks, rate=plan.rate, progress=say)
+        seconds["webhooks"] = time.monotonic() - began
+        await asyncio.to_thread(kills.join)
+    finally:
+        kills.stop()
+    seconds["webhooks_and_kills"] = time.monotonic() - began
+
+    began = time.monotonic()
+    urls = {s: stack.url(s) for s in ("credentials", "orchestrator", "webhook_gateway")}
+    async with aiohttp.ClientSession() as session:
+        admin = Admin(session, urls=urls, admin_token=stack.admin_token, patience=300)
+        histories = await reconcile.wait_until_settled(
+            admin, PROJECT, fleet.targets, timeout=plan.settle_timeout, say=say
+        )
+        seconds["settle"] = time.monotonic() - began
+        result = await reconcile.reconcile(
+            admin, stack.sandbox_url, project=PROJECT, targets=fleet.targets, hooks=hooks, histories=histories
+        )
+    return CrashResult(
+        plan=plan,
+        tally=tally,
+        result=result,
+        outages=kills.outages,
+        driver_failures=kills.failures,
+        fleet=fleet,
+        seconds=seconds,
+        unavailable_outside_outages=_outside(kills.outages, tally.answers_503_at),
+    )

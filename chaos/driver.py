@@ -1,0 +1,175 @@
+"""The kill driver: SIGKILL a part of the stack at a random moment, leave it down, bring it back.
+
+Targets: the four services (processes of the stack) and the three servers
+(nats-server, PostgreSQL, OpenBao). An event takes down one target or two at
+once (`pair`), for a random 1-6 s, or the agent for a full minute (`away`), then
+restarts them: servers first (the services' readiness needs them), and waits
+until each is ready again. Events never overlap, so the run has a known
+timeline: `Outage` windows, used to tell a 503 during an outage from one
+outside any.
+
+The driver runs in a thread: `Stack` is blocking code, and the load generator
+keeps its event loop.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from libs.devstack.stack import Stack
+
+SERVICES = ("webhook_gateway", "orchestrator", "credentials", "data_plane_agent")
+SERVERS = ("nats", "postgres", "openbao")
+TARGETS = SERVICES + SERVERS
+PAIRS = (
+    ("postgres", "orchestrator"),
+    ("nats", "data_plane_agent"),
+    ("openbao", "credentials"),
+    ("nats", "webhook_gateway"),
+    ("postgres", "webhook_gateway"),
+    ("orchestrator", "credentials"),
+    ("openbao", "postgres"),
+    ("nats", "postgres"),
+)
+AGENT_AWAY_SECONDS = 60.0
+# Rough length of an event (kill, down time, restart and readiness), to space events out.
+EVENT_SECONDS = 12.0
+
+
+@dataclass(frozen=True)
+class Event:
+    at: float
+    targets: tuple[str, ...]
+    down: float
+
+    @property
+    def label(self) -> str:
+        return "+".join(self.targets) + (" (away)" if self.down >= AGENT_AWAY_SECONDS else "")
+
+
+@dataclass
+class Outage:
+    event: Event
+    killed_at: float
+    restored_at: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class Driver:
+    stack: Stack
+    events: list[Event]
+    say: Callable[[str], None] = print
+    outages: list[Outage] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    failures: list[str] = field(default_factory=list)
+    _thread: threading.Thread | None = None
+    _started: float = 0.0
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="chaos-driver", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join()
+
+    def _run(self) -> None:
+        for event in sorted(self.events, key=lambda e: e.at):
+            wait = self._started + event.at - time.monotonic()
+            if wait > 0 and self.stopping.wait(wait):
+                return
+            self._one(event)
+
+    def _one(self, event: Event) -> None:
+        outage = Outage(event, killed_at=time.monotonic())
+        self.outages.append(outage)
+        elapsed = outage.killed_at - self._started
+        self.say(f"t={elapsed:6.1f}s kill {event.label}, down {event.down:.0f} s")
+        for target in event.targets:
+            self._kill(target)
+        time.sleep(event.down)  # a started outage always ends with everything restarted
+        ordered = sorted(event.targets, key=lambda t: (t not in SERVERS, t))
+        for target in ordered:
+            for attempt in range(3):
+                try:
+                    self._start(target)
+                    break
+                except Exception as exc:  # record, retry: a target left down would ruin the run
+                    outage.error = f"{target}: {type(exc).__name__}: {str(exc)[:300]}"
+                    self.failures.append(outage.error)
+                    self.say(f"restart of {target} failed (attempt {attempt + 1}): {outage.error}")
+                    time.sleep(2)
+        outage.restored_at = time.monotonic()
+        self.say(f"t={outage.restored_at - self._started:6.1f}s {event.label} back")
+
+    def _kill(self, target: str) -> None:
+        if target in SERVICES:
+            self.stack.kill_service(target)
+        elif target == "nats":
+            self.stack.nats.kill()
+        elif target == "postgres":
+            self.stack.postgres.kill()
+        elif target == "openbao":
+            self.stack.vault.kill()
+        else:
+            raise ValueError(target)
+
+    def _start(self, target: str) -> None:
+        if target in SERVICES:
+            self.stack.restart_service(target)
+        elif target == "nats":
+            self.stack.nats.start()
+        elif target == "postgres":
+            self.stack.postgres.start()
+        elif target == "openbao":
+            self.stack.vault.start()
+
+
+def schedule(
+    duration: float,
+    *,
+    singles_each: int,
+    pairs: int,
+    agent_away: bool,
+    seed: int,
+    targets: tuple[str, ...] = TARGETS,
+    down: tuple[float, float] = (1.0, 6.0),
+) -> list[Event]:
+    """Events at random moments in the middle 80 % of `duration`, spaced so that they do not overlap.
+
+    Every target is killed alone `singles_each` times, `pairs` events take two
+    down together, and `agent_away` adds one minute without the agent.
+    """
+    rng = random.Random(seed)  # noqa: S311 - a reproducible schedule, not a secret
+    kinds: list[tuple[tuple[str, ...], float]] = []
+    for _ in range(singles_each):
+        kinds += [((t,), rng.uniform(*down)) for t in targets]
+    for i in range(pairs):
+        kinds.append((PAIRS[i % len(PAIRS)], rng.uniform(*down)))
+    if agent_away:
+        kinds.append((("data_plane_agent",), AGENT_AWAY_SECONDS))
+    rng.shuffle(kinds)
+    lengths = [seconds + EVENT_SECONDS for _, seconds in kinds]
+    start, end = 0.1 * duration, 0.9 * duration
+    slack = max(0.0, (end - start) - sum(lengths))
+    # Random gaps that add up to the slack: random moments, no overlap.
+    cuts = sorted(rng.uniform(0, slack) for _ in kinds)
+    events = []
+    at = start
+    previous_cut = 0.0
+    for (targets_, seconds), length, cut in zip(kinds, lengths, cuts, strict=True):
+        at += cut - previous_cut
+        previous_cut = cut
+        events.append(Event(at=round(at, 1), targets=targets_, down=round(seconds, 1)))
+        at += length
+    return events

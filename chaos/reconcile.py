@@ -1,0 +1,232 @@
+"""After the crash run: what was promised (every 202) against what happened (the orchestrator, the cluster).
+
+Definitions, precisely:
+
+- accepted: a webhook answered 202 (retries of it, with its Idempotency-Key,
+  are the same webhook and must answer the same deployment id).
+- lost: an accepted deployment id the orchestrator does not know, or whose
+  final status is not `succeeded` or `superseded`.
+- newest accepted image of a component: the image of the accepted deployment
+  the gateway accepted last (its `timings.accepted`; the orchestrator's
+  record order breaks ties). The data plane's Deployment object must carry that
+  deployment's id and run that image pinned by digest.
+- applied: the agent wrote the component's main object, the Kubernetes
+  `Deployment`, with the deployment's `landfall.dev/deployment-id` annotation,
+  and the API server accepted it (a 2xx answer in the sandbox's request log;
+  the agent writes a Deployment last, after its Namespace, Secret and Service,
+  so the write of the Deployment is what makes a rollout start). Writes the API
+  server refused (a 409 on a patch race) change nothing and are not counted.
+- duplicated: a deployment id applied more than once. A redelivered command
+  finds its own id on the live object and writes nothing; a crash between the
+  Service and the Deployment write makes the redelivery write the Service again
+  (harmless and not counted), never the Deployment twice. A deployment that
+  was superseded before it was dispatched is never applied (0 writes is right).
+- extra: a deployment of a chaos component that no 202 named: one webhook
+  became two deployments, or the orchestrator invented one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from chaos.client import Admin
+from chaos.load import Webhook
+from chaos.provision import ORG, Target
+from libs.contracts.naming import ANNOTATION_DEPLOYMENT_ID, namespace_for
+
+TERMINAL = ("succeeded", "failed", "superseded")
+GOOD = ("succeeded", "superseded")
+
+
+@dataclass
+class Reconciliation:
+    accepted: int = 0
+    succeeded: int = 0
+    superseded: int = 0
+    lost: list[dict[str, Any]] = field(default_factory=list)
+    duplicated: dict[str, int] = field(default_factory=dict)
+    extra: list[dict[str, Any]] = field(default_factory=list)
+    merged: list[dict[str, Any]] = field(default_factory=list)
+    wrong_image: list[dict[str, Any]] = field(default_factory=list)
+    succeeded_without_write: list[str] = field(default_factory=list)
+    gave_up: list[dict[str, Any]] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    deployment_writes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.lost
+            or self.duplicated
+            or self.extra
+            or self.merged
+            or self.wrong_image
+            or self.succeeded_without_write
+            or self.gave_up
+        )
+
+
+async def history(admin: Admin, project: str, component: str) -> list[dict[str, Any]]:
+    """The component's deployments, newest (highest seq) first."""
+    body = await admin.call(
+        "orchestrator",
+        "GET",
+        f"/v1/orgs/{ORG}/projects/{project}/components/{component}/deployments?limit=200",
+    )
+    items: list[dict[str, Any]] = body["items"]
+    return items
+
+
+async def wait_until_settled(
+    admin: Admin, project: str, targets: list[Target], *, timeout: float, say: Any = print
+) -> dict[str, list[dict[str, Any]]]:
+    """Poll every component's history until no deployment is in flight (or `timeout`)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        histories = dict(
+            zip(
+                [t.name for t in targets],
+                await asyncio.gather(*(history(admin, project, t.name) for t in targets)),
+                strict=True,
+            )
+        )
+        open_ = sum(1 for items in histories.values() for d in items if d["status"] not in TERMINAL)
+        if open_ == 0 or loop.time() > deadline:
+            if open_:
+                say(f"{open_} deployments still in flight after {timeout:g} s")
+            return histories
+        say(f"waiting for {open_} deployments to finish")
+        await asyncio.sleep(5)
+
+
+async def sandbox_get(session: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=60)) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+def deployment_writes(writes: list[dict[str, Any]]) -> Counter[str]:
+    """Accepted writes of a Deployment object (not its status), per deployment-id annotation."""
+    counted: Counter[str] = Counter()
+    for w in writes:
+        if (
+            w["resource"] == "deployments"
+            and w["group"] == "apps"
+            and w["subresource"] is None
+            and w["method"] in ("POST", "PUT", "PATCH")
+            and 200 <= w["status"] < 300
+            and w["deployment_id"]
+        ):
+            counted[w["deployment_id"]] += 1
+    return counted
+
+
+async def reconcile(
+    admin: Admin,
+    sandbox_url: str,
+    *,
+    project: str,
+    targets: list[Target],
+    hooks: list[Webhook],
+    histories: dict[str, list[dict[str, Any]]],
+    environment: str = "development",
+) -> Reconciliation:
+    result = Reconciliation()
+    by_id: dict[str, dict[str, Any]] = {}
+    order: dict[str, tuple[datetime, int]] = {}
+    for items in histories.values():
+        for position, d in enumerate(items):
+            by_id[d["id"]] = d
+            # accepted later is newer; then recorded later (the history lists newest first)
+            accepted = d.get("timings", {}).get("accepted")
+            when = datetime.fromisoformat(accepted) if accepted else datetime.min.replace(tzinfo=UTC)
+            order[d["id"]] = (when, -position)
+    promised: dict[str, Webhook] = {}
+    for hook in hooks:
+        if hook.deployment_id is None:
+            result.gave_up.append({"webhook": hook.index, "component": hook.target.name, "why": hook.gave_up})
+            continue
+        if hook.deployment_id in promised:
+            result.merged.append(
+                {
+                    "deployment_id": hook.deployment_id,
+                    "webhooks": [promised[hook.deployment_id].index, hook.index],
+                }
+            )
+            continue
+        promised[hook.deployment_id] = hook
+    result.accepted = len(promised)
+
+    async with aiohttp.ClientSession() as session:
+        _, writes = await sandbox_get(session, sandbox_url + "/_sandbox/writes")
+        per_id = deployment_writes(writes)
+        result.deployment_writes = sum(per_id.values())
+        result.duplicated = {dep: n for dep, n in per_id.items() if n > 1}
+
+        for dep_id, hook in promised.items():
+            found = by_id.get(dep_id)
+            status = found["status"] if found else "unknown"
+            result.statuses[status] += 1
+            if found is None or status not in GOOD:
+                result.lost.append(
+                    {
+                        "deployment_id": dep_id,
+                        "component": hook.target.name,
+                        "status": status,
+                        "reason": (found or {}).get("reason"),
+                    }
+                )
+            elif status == "succeeded":
+                result.succeeded += 1
+                if per_id.get(dep_id, 0) == 0:
+                    result.succeeded_without_write.append(dep_id)
+            else:
+                result.superseded += 1
+        for dep_id, d in by_id.items():
+            if dep_id not in promised and d.get("source") == "webhook":
+                result.extra.append(
+                    {"deployment_id": dep_id, "component": d["component"], "status": d["status"]}
+                )
+
+        namespace = namespace_for(ORG, project, environment)
+        by_target: dict[str, list[str]] = {}
+        for dep_id, hook in promised.items():
+            by_target.setdefault(hook.target.name, []).append(dep_id)
+
+        async def check(target: Target) -> None:
+            mine = [d for d in by_target.get(target.name, []) if d in order]
+            if not mine:
+                return
+            newest = max(mine, key=lambda d: order[d])
+            hook = promised[newest]
+            want_image = target.pinned(hook.tag)
+            status, obj = await sandbox_get(
+                session, f"{sandbox_url}/apis/apps/v1/namespaces/{namespace}/deployments/{target.name}"
+            )
+            if status != 200:
+                result.wrong_image.append(
+                    {"component": target.name, "expected": newest, "found": f"HTTP {status}"}
+                )
+                return
+            annotations = (obj.get("metadata") or {}).get("annotations") or {}
+            image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
+            running = annotations.get(ANNOTATION_DEPLOYMENT_ID)
+            if running != newest or image != want_image:
+                result.wrong_image.append(
+                    {
+                        "component": target.name,
+                        "expected": newest,
+                        "expected_image": want_image,
+                        "running": running,
+                        "image": image,
+                    }
+                )
+
+        await asyncio.gather(*(check(t) for t in targets))
+    return result
