@@ -54,7 +54,13 @@ def _domain_ctx(settings: Settings) -> Callable[[web.Application], Any]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         bus, repo = app[BUS], Repository(app[POOL])
         credentials = Credentials(bus, timeout=settings.rpc_timeout_seconds)
-        catalog = Catalog(repo=repo, bus=bus, credentials=credentials, nats=_nats_issuer(settings, bus))
+        catalog = Catalog(
+            repo=repo,
+            bus=bus,
+            credentials=credentials,
+            nats=_nats_issuer(settings, bus),
+            enrollment_token_ttl_seconds=settings.enrollment_token_ttl_seconds,
+        )
         deployer = Deployer(
             repo=repo,
             bus=bus,

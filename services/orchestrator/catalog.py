@@ -49,8 +49,15 @@ log = logging.getLogger(__name__)
 
 class Catalog:
     def __init__(
-        self, *, repo: Repository, bus: Bus, credentials: Credentials, nats: AgentNatsIssuer | None = None
+        self,
+        *,
+        repo: Repository,
+        bus: Bus,
+        credentials: Credentials,
+        nats: AgentNatsIssuer | None = None,
+        enrollment_token_ttl_seconds: float = 86400.0,
     ) -> None:
+        self.enrollment_token_ttl_seconds = enrollment_token_ttl_seconds
         self.repo = repo
         self.bus = bus
         self.credentials = credentials
@@ -85,6 +92,7 @@ class Catalog:
                 name=name,
                 ingress_class=ingress_class,
                 token_sha256=token_sha256(token),
+                token_ttl_seconds=self.enrollment_token_ttl_seconds,
             )
         except Duplicate:
             raise conflict(f"a data plane named {name!r} exists already in this org") from None
@@ -108,7 +116,10 @@ class Catalog:
         await self.dataplane(org, dataplane_id)
         token = new_enrollment_token()
         plane = await self.repo.set_enrollment_token(
-            org=org, dataplane_id=dataplane_id, token_sha256=token_sha256(token)
+            org=org,
+            dataplane_id=dataplane_id,
+            token_sha256=token_sha256(token),
+            token_ttl_seconds=self.enrollment_token_ttl_seconds,
         )
         if plane is None:
             raise not_found(f"data plane {dataplane_id!r}")
@@ -126,6 +137,14 @@ class Catalog:
         if pending is not None:
             await self.bus.ensure_agent_consumer(pending.id)
         plane = await self.repo.enroll(token_sha256=sha, public_key=key, version=version)
+        if pending is not None and plane is None and pending.enrollment_expires_at is not None:
+            raise ProblemError(
+                401,
+                "Unauthorized",
+                f"the enrollment token expired at {pending.enrollment_expires_at.isoformat()}; ask an admin"
+                f" for a new one (POST /v1/orgs/{pending.org}/dataplanes/{pending.id}/enrollment-token)",
+                kind="unauthorized",
+            )
         if pending is None or plane is None:
             raise ProblemError(
                 401,

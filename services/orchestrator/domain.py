@@ -72,6 +72,7 @@ class DataPlane:
     agent_version: str | None
     last_seen: datetime | None
     created_at: datetime
+    enrollment_expires_at: datetime | None = None
 
     def connected(self, now: datetime, fresh: timedelta) -> bool:
         return self.last_seen is not None and now - self.last_seen <= fresh

@@ -74,6 +74,7 @@ def _dataplane(r: asyncpg.Record) -> DataPlane:
         agent_version=r["agent_version"],
         last_seen=r["last_seen"],
         created_at=r["created_at"],
+        enrollment_expires_at=r["enrollment_expires_at"],
     )
 
 
@@ -188,17 +189,26 @@ class Repository:
     # --- data planes ----------------------------------------------------------------------
 
     async def create_dataplane(
-        self, *, id: str, org: str, name: str, ingress_class: str | None, token_sha256: str
+        self,
+        *,
+        id: str,
+        org: str,
+        name: str,
+        ingress_class: str | None,
+        token_sha256: str,
+        token_ttl_seconds: float,
     ) -> DataPlane:
         async with self._conn() as c:
             row = await c.fetchrow(
-                "INSERT INTO dataplanes (id, org, name, ingress_class, enrollment_token_sha256)"
-                " VALUES ($1, $2, $3, $4, $5) RETURNING *",
+                "INSERT INTO dataplanes (id, org, name, ingress_class, enrollment_token_sha256,"
+                " enrollment_expires_at) VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))"
+                " RETURNING *",
                 id,
                 org,
                 name,
                 ingress_class,
                 token_sha256,
+                token_ttl_seconds,
             )
         return _dataplane(row)
 
@@ -215,14 +225,17 @@ class Repository:
         return _dataplane(row) if row else None
 
     async def set_enrollment_token(
-        self, *, org: str, dataplane_id: str, token_sha256: str
+        self, *, org: str, dataplane_id: str, token_sha256: str, token_ttl_seconds: float
     ) -> DataPlane | None:
         async with self._conn() as c:
             row = await c.fetchrow(
-                "UPDATE dataplanes SET enrollment_token_sha256 = $3 WHERE org = $1 AND id = $2 RETURNING *",
+                "UPDATE dataplanes SET enrollment_token_sha256 = $3,"
+                " enrollment_expires_at = now() + make_interval(secs => $4)"
+                " WHERE org = $1 AND id = $2 RETURNING *",
                 org,
                 dataplane_id,
                 token_sha256,
+                token_ttl_seconds,
             )
         return _dataplane(row) if row else None
 
@@ -234,12 +247,14 @@ class Repository:
         return _dataplane(row) if row else None
 
     async def enroll(self, *, token_sha256: str, public_key: str, version: str) -> DataPlane | None:
-        """Consume a one-time token (atomically: a second use finds nothing) and store the key."""
+        """Consume a one-time token (atomically: a second use finds nothing) and store the key.
+        An expired token finds nothing either."""
         async with self._conn() as c, c.transaction():
             row = await c.fetchrow(
-                "UPDATE dataplanes SET enrollment_token_sha256 = NULL, public_key = $2,"
-                " enrolled_at = now(), agent_version = $3"
-                " WHERE enrollment_token_sha256 = $1 RETURNING *",
+                "UPDATE dataplanes SET enrollment_token_sha256 = NULL, enrollment_expires_at = NULL,"
+                " public_key = $2, enrolled_at = now(), agent_version = $3"
+                " WHERE enrollment_token_sha256 = $1"
+                " AND (enrollment_expires_at IS NULL OR enrollment_expires_at > now()) RETURNING *",
                 token_sha256,
                 public_key,
                 version,

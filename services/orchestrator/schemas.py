@@ -53,6 +53,9 @@ class DataPlaneCreated(BaseModel):
     name: str
     ingress_class: str | None = None
     enrollment_token: str = Field(description="one-time token for the agent's first start; shown only now")
+    enrollment_expires_at: datetime | None = Field(
+        default=None, description="the token is refused after this (ask for a new one)"
+    )
     created_at: datetime
 
 

@@ -34,6 +34,11 @@ class Settings(ServiceSettings, DatabaseSettings, AdminSettings):
         description="a connected agent's heartbeat is written at most this often; its first one at once"
         " (keep it plus the agents' 5 s interval below heartbeat_fresh_seconds)",
     )
+    enrollment_token_ttl_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        description="an unused enrollment token expires after this long (an admin can issue a new one)",
+    )
     nats_account_signing_seed: SecretStr | None = Field(
         default=None,
         description="seed of the NATS account's signing key: enrolled agents get their own NATS user",

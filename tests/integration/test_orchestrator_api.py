@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -148,6 +150,8 @@ async def test_an_enrollment_token_works_once_and_a_new_one_re_enrolls(orch: Har
 
     fresh = await orch.ok("POST", f"/v1/orgs/acme/dataplanes/{plane['id']}/enrollment-token", None, 201)
     assert fresh["enrollment_token"] != plane["enrollment_token"]
+    lifetime = datetime.fromisoformat(fresh["enrollment_expires_at"]) - datetime.now(UTC)
+    assert timedelta(hours=23) < lifetime <= timedelta(hours=24)  # the default: a day
     status, problem, _ = await orch.call(
         "POST",
         "/v1/dataplanes/enroll",
@@ -159,6 +163,23 @@ async def test_an_enrollment_token_works_once_and_a_new_one_re_enrolls(orch: Har
         "POST", "/v1/dataplanes/enroll", {**body, "enrollment_token": fresh["enrollment_token"]}, token=None
     )
     assert status == 200
+
+
+async def test_an_unused_enrollment_token_expires(base_env: dict[str, str]) -> None:
+    async with running_orchestrator(base_env, enrollment_token_ttl_seconds=1.0) as orch:
+        await orch.ok("POST", "/v1/orgs", {"name": "acme"}, 201)
+        plane = await orch.ok("POST", "/v1/orgs/acme/dataplanes", {"name": "eu-1"}, 201)
+        expires = datetime.fromisoformat(plane["enrollment_expires_at"])
+        assert timedelta(0) < expires - datetime.fromisoformat(plane["created_at"]) <= timedelta(seconds=2)
+        await asyncio.sleep((expires - datetime.now(UTC)).total_seconds() + 0.2)  # let it expire
+
+        body = {"enrollment_token": plane["enrollment_token"], "public_key": _key(), "version": "1.2.3"}
+        status, problem, _ = await orch.call("POST", "/v1/dataplanes/enroll", body, token=None)
+        assert status == 401, problem
+        assert "expired" in problem["detail"]
+        assert f"/v1/orgs/acme/dataplanes/{plane['id']}/enrollment-token" in problem["detail"]
+        listed = (await orch.ok("GET", "/v1/orgs/acme/dataplanes"))["items"][0]
+        assert listed["enrolled"] is False
 
 
 async def test_heartbeats_show_the_agent_connected_with_its_version(orch: Harness) -> None:
