@@ -8,6 +8,7 @@ travel only as a `SealedSecret` that only the target data plane can open.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, Literal, TypeVar
 
@@ -83,6 +84,33 @@ class DeployCommand(Message):
     ingress_host: str | None = None
     pull_secret: SealedSecret | None = None
     dispatched_at: datetime
+
+
+class RemoveCommand(Message):
+    """Orchestrator -> agent, on the same subject as deploys (so in order with them): the component
+    was deleted; remove what Landfall applied for it in this environment. `seq` is above every
+    deployment of the component: a deploy command with a lower seq that arrives later is stale."""
+
+    kind: Literal["remove"] = "remove"
+    teardown_id: str
+    dataplane_id: str
+    org: str
+    project: str
+    component: str
+    environment: str
+    namespace: str
+    seq: int
+    sent_at: datetime
+
+
+def command_kind(data: bytes) -> str:
+    """Which command a deploy-subject message holds ("deploy", "run" or "remove"), without trusting it."""
+    try:
+        decoded = json.loads(data)
+    except ValueError:
+        return "unreadable"
+    kind = decoded.get("kind", "deploy") if isinstance(decoded, dict) else None
+    return kind if isinstance(kind, str) else "unreadable"
 
 
 class RolloutReport(Message):

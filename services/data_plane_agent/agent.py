@@ -41,7 +41,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
 from libs.contracts import naming
-from libs.contracts.messages import AgentHeartbeat, DeployCommand, RolloutReport, utcnow
+from libs.contracts.messages import (
+    AgentHeartbeat,
+    DeployCommand,
+    RemoveCommand,
+    RolloutReport,
+    command_kind,
+    utcnow,
+)
 from libs.runtime.bus import Bus, agent_consumer_config
 from libs.runtime.service import retry_forever
 
@@ -270,6 +277,9 @@ class Agent:
                     await sub.unsubscribe()
 
     async def _handle(self, msg: Msg) -> None:
+        if command_kind(msg.data) == "remove":
+            await self._handle_remove(msg)
+            return
         try:
             cmd = DeployCommand.model_validate_json(msg.data)
         except ValidationError as exc:
@@ -335,7 +345,13 @@ class Agent:
     async def _apply(self, cmd: DeployCommand) -> Outcome:
         kind, name = manifests.primary(cmd)
         current = await self.kube.get(kind, cmd.namespace, name)
-        if current is not None:
+        if current is None:
+            # Nothing applied yet, or the component was deleted: then a tombstone says since when.
+            tomb = await self.kube.get("ConfigMap", cmd.namespace, manifests.tombstone_name(cmd.component))
+            removed = manifests.marker(tomb).seq if tomb is not None else None
+            if removed is not None and removed > cmd.seq:
+                return Outcome("superseded", message="the component was deleted after this deployment")
+        else:
             mark = manifests.marker(current)
             if cmd.kind == "run":
                 if mark.execution_id not in (None, cmd.execution_id):
@@ -389,6 +405,96 @@ class Agent:
         if cmd.pull_secret is None and cmd.kind == "deploy":
             await self._drop_pull_secret(cmd)
         return Outcome("applied", applied_at=utcnow())
+
+    # --- removing a deleted component ------------------------------------------------------
+    async def _handle_remove(self, msg: Msg) -> None:
+        try:
+            cmd = RemoveCommand.model_validate_json(msg.data)
+        except ValidationError as exc:
+            log.error(
+                "dropping a remove command this agent cannot read",
+                extra={"dataplane_id": self.dataplane_id, "error": str(exc.errors(include_input=False)[:3])},
+            )
+            await _settle(msg.term)
+            return
+        if cmd.dataplane_id != self.dataplane_id:
+            log.error(
+                "dropping a remove command for another data plane",
+                extra={"dataplane_id": self.dataplane_id, "teardown_id": cmd.teardown_id},
+            )
+            await _settle(msg.term)
+            return
+        delay = 0.5
+        while True:
+            try:
+                removed = await self._remove(cmd)
+                break
+            except KubeUnavailable as exc:
+                log.warning(
+                    "kubernetes unavailable; the removal waits",
+                    extra={"teardown_id": cmd.teardown_id, "error": str(exc)},
+                )
+            except KubeRejected as exc:  # e.g. RBAC without delete: say so, do not block later commands
+                log.error(
+                    "the API server refused a removal; remove the objects by hand",
+                    extra={
+                        "teardown_id": cmd.teardown_id,
+                        "namespace": cmd.namespace,
+                        "component": cmd.component,
+                        "error": f"{exc.status} {exc.reason}: {exc.message}",
+                    },
+                )
+                removed = []
+                break
+            except asyncio.CancelledError:
+                await _settle(msg.nak)
+                raise
+            await _settle(msg.in_progress)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        await _settle(msg.ack)
+        if self.metrics:
+            self.metrics.commands.labels("removed").inc()
+        log.info(
+            "component removed",
+            extra={
+                "dataplane_id": self.dataplane_id,
+                "teardown_id": cmd.teardown_id,
+                "namespace": cmd.namespace,
+                "component": cmd.component,
+                "removed": removed,
+            },
+        )
+
+    async def _remove(self, cmd: RemoveCommand) -> list[str]:
+        """Stop watching the component, leave a tombstone, then delete what Landfall applied for it
+        (objects with its labels, written by this data plane, not newer than the removal)."""
+        for key, target in list(self._rollouts.items()):
+            component = target.pod_labels.get(naming.LABEL_COMPONENT)
+            if target.namespace == cmd.namespace and component == cmd.component:
+                target.finished = True  # the orchestrator forgot the deployment: nothing to report
+                if target.task is not None:
+                    target.task.cancel()
+                    await asyncio.gather(target.task, return_exceptions=True)
+                self._rollouts.pop(key, None)
+        if cmd.namespace not in self._namespaces:
+            await self.kube.ensure_namespace(manifests.removal_namespace(cmd))
+            self._namespaces.add(cmd.namespace)
+        tomb = manifests.tombstone(cmd, self.dataplane_id)
+        await self.kube.apply(tomb.kind, cmd.namespace, tomb.body)
+        removed: list[str] = []
+        selector = manifests.removal_selector(cmd)
+        for kind in manifests.REMOVABLE:
+            for obj in await self.kube.list(kind, cmd.namespace, selector):
+                mark = manifests.marker(obj)
+                if mark.dataplane_id not in (None, self.dataplane_id):
+                    continue
+                if mark.seq is not None and mark.seq > cmd.seq:
+                    continue  # a component re-created under the same name deployed since
+                name = str((obj.get("metadata") or {}).get("name", ""))
+                if name and await self.kube.delete(kind, cmd.namespace, name):
+                    removed.append(f"{kind}/{name}")
+        return removed
 
     async def _ensure_namespace(self, cmd: DeployCommand) -> None:
         if cmd.namespace in self._namespaces:

@@ -284,7 +284,11 @@ class Kube:
             raise
 
     async def delete(self, kind: Kind, namespace: str, name: str) -> bool:
-        status, data = await self._call(self._method(kind, "delete"), name, namespace)
+        """Delete the object and, in the background, what it owns (a Job's default is to orphan its
+        pods; a Deployment's ReplicaSets go either way). False when it was not there."""
+        status, data = await self._call(
+            self._method(kind, "delete"), name, namespace, propagation_policy="Background"
+        )
         if status == 404:
             return False
         if status not in (200, 202):

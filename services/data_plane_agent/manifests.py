@@ -21,10 +21,10 @@ import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from libs.contracts import naming
-from libs.contracts.messages import DeployCommand
+from libs.contracts.messages import DeployCommand, RemoveCommand
 
 Kind = Literal[
     "Namespace", "Deployment", "Service", "Ingress", "CronJob", "Job", "ConfigMap", "Secret", "Pod"
@@ -77,6 +77,60 @@ def job_template_name(component: str) -> str:
 def job_name(component: str, execution_id: str) -> str:
     """`<component>-<last 8 chars of the execution id>` (lowercase base32: a valid DNS label)."""
     return f"{component}-{execution_id[-8:].lower()}"
+
+
+def tombstone_name(component: str) -> str:
+    return f"{component}-removed"
+
+
+LABEL_REMOVED_COMPONENT: Final = "landfall.dev/removed-component"
+ANNOTATION_TEARDOWN_ID: Final = "landfall.dev/teardown-id"
+
+# What a component can own, its primary objects (and runs) first: removing them stops the workload.
+REMOVABLE: Final[tuple[Kind, ...]] = (
+    "Deployment",
+    "CronJob",
+    "Job",
+    "ConfigMap",
+    "Ingress",
+    "Service",
+    "Secret",
+)
+
+
+def removal_selector(cmd: RemoveCommand) -> dict[str, str]:
+    return naming.labels_for(
+        org=cmd.org, project=cmd.project, component=cmd.component, environment=cmd.environment
+    )
+
+
+def removal_namespace(cmd: RemoveCommand) -> Body:
+    scope = {k: v for k, v in removal_selector(cmd).items() if k != naming.LABEL_COMPONENT}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": cmd.namespace, "labels": scope}}
+
+
+def tombstone(cmd: RemoveCommand, dataplane_id: str) -> Obj:
+    """What stays of a deleted component: a ConfigMap whose seq refuses deploy commands older than
+    the removal (one dispatched just before the delete may arrive after it). It carries no
+    component label, so it is not a workload of a component re-created under the same name."""
+    scope = {k: v for k, v in removal_selector(cmd).items() if k != naming.LABEL_COMPONENT}
+    name = tombstone_name(cmd.component)
+    body: Body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": cmd.namespace,
+            "labels": {**scope, LABEL_REMOVED_COMPONENT: cmd.component},
+            "annotations": {
+                naming.ANNOTATION_SEQ: str(cmd.seq),
+                ANNOTATION_DATAPLANE_ID: dataplane_id,
+                ANNOTATION_TEARDOWN_ID: cmd.teardown_id,
+            },
+        },
+        "data": {"component": cmd.component, "removed_at": cmd.sent_at.isoformat()},
+    }
+    return Obj("ConfigMap", name, body)
 
 
 def labels(cmd: DeployCommand) -> dict[str, str]:

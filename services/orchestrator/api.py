@@ -6,6 +6,7 @@ enrollment is authenticated by the one-time token in its body.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from aiohttp import web
 
 from libs.contracts.ids import looks_like
 from libs.contracts.messages import DeploymentView, utcnow
-from libs.runtime.errors import invalid, not_found
+from libs.runtime.errors import DependencyUnavailable, invalid, not_found
 from libs.runtime.http import NAME_RE, Api, json_response, path_name, read_json
 from services.orchestrator.catalog import Catalog
 from services.orchestrator.deployments import Deployer
@@ -46,6 +47,8 @@ from services.orchestrator.schemas import (
     PromotionRequest,
     RunningImage,
 )
+
+log = logging.getLogger(__name__)
 
 CATALOG = web.AppKey("catalog", Catalog)
 DEPLOYER = web.AppKey("deployer", Deployer)
@@ -300,9 +303,13 @@ async def patch_component(request: web.Request) -> web.Response:
 
 
 async def delete_component(request: web.Request) -> web.Response:
-    await request.app[CATALOG].delete_component(
+    teardowns = await request.app[CATALOG].delete_component(
         path_name(request, "org"), path_name(request, "project"), path_name(request, "component")
     )
+    try:  # stored with the deletion: what is not sent now, the sweeper sends
+        await request.app[DEPLOYER].send_teardowns(teardowns)
+    except DependencyUnavailable as exc:
+        log.warning("removals deferred", extra={"count": len(teardowns), "error": str(exc)})
     return web.Response(status=204)
 
 

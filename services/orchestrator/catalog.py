@@ -35,6 +35,7 @@ from services.orchestrator.domain import (
     Environment,
     Org,
     Project,
+    Teardown,
     check_component_spec,
     check_image_host,
     check_public_key,
@@ -338,12 +339,18 @@ class Catalog:
         await self._announce(updated)
         return updated
 
-    async def delete_component(self, org: str, project: str, name: str) -> None:
+    async def delete_component(self, org: str, project: str, name: str) -> list[Teardown]:
+        """Delete the component and its history; returns the removals its data planes must make."""
         component = await self.component(org, project, name)
-        if not await self.repo.delete_component(org, project, name):
+        teardowns = await self.repo.delete_component(org, project, name)
+        if teardowns is None:
             raise not_found(f"component {project}/{name}")
-        log.info("component deleted", extra={"org": org, "project": project, "component": name})
+        log.info(
+            "component deleted",
+            extra={"org": org, "project": project, "component": name, "teardowns": len(teardowns)},
+        )
         await self._announce(component)
+        return teardowns
 
     async def registry_usage(self, org: str, registry_id: str) -> list[str]:
         return await self.repo.components_using_registry(org, registry_id)

@@ -28,6 +28,7 @@ from libs.contracts.messages import (
     DeployCommand,
     DeploymentChanged,
     ImagePushed,
+    RemoveCommand,
     RolloutReport,
     SealedSecret,
     utcnow,
@@ -35,7 +36,7 @@ from libs.contracts.messages import (
 from libs.contracts.naming import namespace_for
 from libs.oci.reference import InvalidReference, canonical_host, parse_reference, validate_digest
 from libs.runtime.bus import Bus, BusUnavailable
-from libs.runtime.errors import DependencyUnavailable, conflict, invalid
+from libs.runtime.errors import DependencyUnavailable, conflict, invalid, not_found
 from services.orchestrator.credentials import NO_PULL_SECRET, Credentials
 from services.orchestrator.domain import (
     NOTE_VENDOR_TAG,
@@ -45,6 +46,7 @@ from services.orchestrator.domain import (
     Environment,
     Execution,
     NewDeployment,
+    Teardown,
     execution_status_for,
     manual_image,
     next_environment,
@@ -128,7 +130,8 @@ class Deployer:
         await self._record(new)
         await self._dispatch_soon(new.id)
         deployment = await self.repo.get_deployment(new.id)
-        assert deployment is not None
+        if deployment is None:  # the component was deleted meanwhile
+            raise not_found(f"component {new.component.project}/{new.component.name}")
         return deployment
 
     async def intake(self, event: ImagePushed) -> bool:
@@ -493,10 +496,43 @@ class Deployer:
 
         deployments = await self.repo.claim_due_deployments(limit, lease_seconds=LEASE_SECONDS)
         executions = await self.repo.claim_due_executions(limit, lease_seconds=LEASE_SECONDS)
+        teardowns = await self.repo.claim_due_teardowns(limit, lease_seconds=LEASE_SECONDS)
         await asyncio.gather(
             *(one(functools.partial(self.dispatch, i), i) for i in deployments),
             *(one(functools.partial(self.dispatch_execution, i), i) for i in executions),
+            one(functools.partial(self.send_teardowns, teardowns), "teardowns"),
         )
+
+    # --- teardowns of deleted components ----------------------------------------------------
+
+    async def send_teardowns(self, teardowns: list[Teardown]) -> None:
+        """Publish each removal to its data plane (JetStream, de-duplicated by teardown id), then
+        forget it. What fails stays stored and the sweeper sends it again."""
+        for teardown in teardowns:
+            command = RemoveCommand(
+                teardown_id=teardown.id,
+                dataplane_id=teardown.dataplane_id,
+                org=teardown.org,
+                project=teardown.project,
+                component=teardown.component,
+                environment=teardown.environment,
+                namespace=teardown.namespace,
+                seq=teardown.seq,
+                sent_at=utcnow(),
+            )
+            await self.bus.publish_durable(
+                self.bus.subjects.deploy(teardown.dataplane_id), command, msg_id=teardown.id
+            )
+            await self.repo.teardown_sent(teardown.id)
+            log.info(
+                "removal sent",
+                extra={
+                    "teardown_id": teardown.id,
+                    "dataplane_id": teardown.dataplane_id,
+                    "component": f"{teardown.project}/{teardown.component}",
+                    "environment": teardown.environment,
+                },
+            )
 
     # --- reports from data planes -----------------------------------------------------------
 

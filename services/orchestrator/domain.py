@@ -199,6 +199,20 @@ class Execution:
 
 
 @dataclass(frozen=True, slots=True)
+class Teardown:
+    """A deleted component's objects in one environment, to be removed by its data plane's agent."""
+
+    id: str
+    dataplane_id: str
+    org: str
+    project: str
+    component: str
+    environment: str
+    namespace: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class NewDeployment:
     """What is known when a deployment is asked for; the repository adds seq and timestamps."""
 

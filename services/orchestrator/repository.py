@@ -23,7 +23,9 @@ from datetime import datetime
 
 import asyncpg
 
+from libs.contracts.ids import new_id
 from libs.contracts.messages import TERMINAL_STATUSES
+from libs.contracts.naming import namespace_for
 from libs.runtime.db import unavailable_on_connection_errors
 from services.orchestrator.domain import (
     Component,
@@ -34,6 +36,7 @@ from services.orchestrator.domain import (
     NewDeployment,
     Org,
     Project,
+    Teardown,
     deployment_may_move,
     execution_may_move,
 )
@@ -138,6 +141,19 @@ def _deployment(r: asyncpg.Record) -> Deployment:
         reported_at=r["reported_at"],
         finished_at=r["finished_at"],
         updated_at=r["updated_at"],
+    )
+
+
+def _teardown(r: asyncpg.Record) -> Teardown:
+    return Teardown(
+        id=r["id"],
+        dataplane_id=r["dataplane_id"],
+        org=r["org"],
+        project=r["project"],
+        component=r["component"],
+        environment=r["environment"],
+        namespace=r["namespace"],
+        seq=r["seq"],
     )
 
 
@@ -374,15 +390,57 @@ class Repository:
             )
         return [_component(r) for r in rows]
 
-    async def delete_component(self, org: str, project: str, name: str) -> bool:
-        async with self._conn() as c:
-            row = await c.fetchrow(
-                "DELETE FROM components WHERE org = $1 AND project = $2 AND name = $3 RETURNING id",
+    async def delete_component(self, org: str, project: str, name: str) -> list[Teardown] | None:
+        """Delete the component with its history, and record a teardown for every environment whose
+        data plane got a deployment of it; None when there is no such component.
+
+        The row lock makes a concurrent deployment either commit first (and get its teardown) or
+        fail on the missing component: none slips in between."""
+        async with self._conn() as c, c.transaction():
+            component_id = await c.fetchval(
+                "SELECT id FROM components WHERE org = $1 AND project = $2 AND name = $3 FOR UPDATE",
                 org,
                 project,
                 name,
             )
-        return row is not None
+            if component_id is None:
+                return None
+            targets = await c.fetch(
+                "SELECT DISTINCT environment, dataplane_id FROM deployments"
+                " WHERE component_id = $1 AND dataplane_id IS NOT NULL ORDER BY environment",
+                component_id,
+            )
+            rows = [
+                await c.fetchrow(
+                    "INSERT INTO teardowns (id, dataplane_id, org, project, component, environment,"
+                    " namespace) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+                    new_id("td"),
+                    t["dataplane_id"],
+                    org,
+                    project,
+                    name,
+                    t["environment"],
+                    namespace_for(org, project, t["environment"]),
+                )
+                for t in targets
+            ]
+            await c.execute("DELETE FROM components WHERE id = $1", component_id)
+        return [_teardown(r) for r in rows]
+
+    async def claim_due_teardowns(self, limit: int, *, lease_seconds: float) -> list[Teardown]:
+        async with self._conn() as c:
+            rows = await c.fetch(
+                "UPDATE teardowns SET next_attempt_at = now() + make_interval(secs => $2)"
+                " WHERE id IN (SELECT id FROM teardowns WHERE next_attempt_at <= now()"
+                " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *",
+                limit,
+                lease_seconds,
+            )
+        return [_teardown(r) for r in rows]
+
+    async def teardown_sent(self, teardown_id: str) -> None:
+        async with self._conn() as c:
+            await c.execute("DELETE FROM teardowns WHERE id = $1", teardown_id)
 
     async def components_using_registry(self, org: str, registry_id: str) -> list[str]:
         async with self._conn() as c:
@@ -412,7 +470,14 @@ class Repository:
 
     async def insert_deployment(self, new: NewDeployment) -> tuple[Deployment, list[Deployment]] | None:
         """Record `new` and supersede the older in-flight deployments of the same component and
-        environment. Returns None (and changes nothing) when the id exists already."""
+        environment. Returns None (and changes nothing) when the id exists already, or when the
+        component was deleted meanwhile."""
+        try:
+            return await self._insert_deployment(new)
+        except asyncpg.ForeignKeyViolationError:
+            return None
+
+    async def _insert_deployment(self, new: NewDeployment) -> tuple[Deployment, list[Deployment]] | None:
         environment = new.environment.name if new.environment else ""
         dataplane_id = new.environment.dataplane_id if new.environment else None
         status, reason, message, notes = new.status, new.reason, new.message, list(new.notes)

@@ -196,3 +196,46 @@ def test_an_agent_that_was_away_applies_in_order_and_ends_on_the_newer(stack: St
     assert code == 200
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f"@{d2}")
     assert deployment["metadata"]["annotations"]["landfall.dev/deployment-id"] == newer["id"]
+
+
+def test_deleting_a_component_removes_what_it_runs_and_leaves_its_neighbours(stack: Stack) -> None:
+    svc, svc_repo = _component(stack, "service", port=9000)
+    task, task_repo = _component(stack, "manual-task")
+    keep, keep_repo = _component(stack, "service")
+    for repo in (svc_repo, task_repo, keep_repo):
+        stack.registry.push_image(repo, "1.0")
+    for name in (svc, task, keep):
+        assert _final(stack, _deploy(stack, name, {"tag": "1.0"})["id"])["status"] == "succeeded", name
+    run = stack.api(
+        "orchestrator", "POST", f"{ORG}/projects/default/components/{task}/executions", {}, expect=(202,)
+    )
+    assert run["id"].startswith("exe_")
+
+    def jobs_of(component: str) -> list[Any]:
+        code, jobs = kube_get(stack, f"/apis/batch/v1/namespaces/{_ns()}/jobs")
+        assert code == 200
+        return [
+            j for j in jobs["items"] if j["metadata"]["labels"].get("landfall.dev/component") == component
+        ]
+
+    wait_until(lambda: jobs_of(task) or None, what="the run's Job")
+
+    for name in (svc, task):
+        stack.api("orchestrator", "DELETE", f"{ORG}/projects/default/components/{name}", expect=(204,))
+
+    paths = [
+        f"/apis/apps/v1/namespaces/{_ns()}/deployments/{svc}",
+        f"/api/v1/namespaces/{_ns()}/services/{svc}",
+        f"/api/v1/namespaces/{_ns()}/configmaps/{task}-job-template",
+    ]
+
+    def removed() -> bool | None:
+        return (all(kube_get(stack, p)[0] == 404 for p in paths) and not jobs_of(task)) or None
+
+    wait_until(removed, what="the deleted components' objects gone from the data plane")
+    code, _ = kube_get(stack, f"/apis/apps/v1/namespaces/{_ns()}/deployments/{keep}")
+    assert code == 200
+    status, _ = http(
+        "GET", f"{stack.url('orchestrator')}{ORG}/projects/default/components/{svc}", token=stack.admin_token
+    )
+    assert status == 404

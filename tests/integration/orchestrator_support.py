@@ -38,10 +38,12 @@ from libs.contracts.messages import (
     PullSecretRequest,
     RegistryGet,
     RegistryInfo,
+    RemoveCommand,
     ResolvedImage,
     ResolveImage,
     RolloutReport,
     SealedSecret,
+    command_kind,
 )
 from libs.contracts.subjects import Subjects
 from libs.runtime.bus import Bus, RpcHandlerError, connect
@@ -171,6 +173,7 @@ class Harness:
     credentials: FakeCredentials
     admin_token: str
     commands: list[tuple[str, DeployCommand]] = field(default_factory=list)
+    removals: list[tuple[str, RemoveCommand]] = field(default_factory=list)
     changes: list[DeploymentChanged] = field(default_factory=list)
     component_changes: list[ComponentChanged] = field(default_factory=list)
 
@@ -330,7 +333,10 @@ async def running_orchestrator(env: dict[str, str], **overrides: Any) -> AsyncIt
     )
 
     async def on_command(msg: Msg) -> None:
-        harness.commands.append((msg.subject, DeployCommand.model_validate_json(msg.data)))
+        if command_kind(msg.data) == "remove":
+            harness.removals.append((msg.subject, RemoveCommand.model_validate_json(msg.data)))
+        else:
+            harness.commands.append((msg.subject, DeployCommand.model_validate_json(msg.data)))
 
     async def on_change(msg: Msg) -> None:
         harness.changes.append(DeploymentChanged.model_validate_json(msg.data))

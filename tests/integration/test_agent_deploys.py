@@ -10,10 +10,12 @@ from typing import Any
 import aiohttp
 
 from libs.contracts.ids import new_id
+from libs.contracts.messages import RemoveCommand, utcnow
 from libs.devstack.servers import NatsServer
 from services.data_plane_agent.identity import Identity
 from services.data_plane_agent.manifests import job_name
 from tests.integration.agent_support import ENV, NAMESPACE, ORG, PROJECT, harness, seal
+from tests.integration.orchestrator_support import eventually
 
 LABELS = {
     "app.kubernetes.io/managed-by": "landfall",
@@ -379,3 +381,60 @@ async def test_a_redeploy_recreates_what_was_deleted_and_adds_a_new_pull_secret(
         assert_landfall_object(h.obj("v1", "secrets", "api-pull"), "api", second.deployment_id)
         dep = assert_landfall_object(h.obj("apps/v1", "deployments", "api"), "api", second.deployment_id)
         assert dep["metadata"]["annotations"]["landfall.dev/deployment-seq"] == "2"
+
+
+async def test_a_deleted_component_is_removed_and_a_late_older_deploy_does_not_bring_it_back(
+    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+) -> None:
+    dockerconfig = json.dumps({"auths": {"registry.example.com": {"auth": "Y2k6cHc="}}}).encode()
+    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+        api = h.command("api", seq=10, pull_secret=seal(dockerconfig, h.identity.public_key))
+        web = h.command("web", seq=11)  # another component in the same namespace
+        for cmd in (api, web):
+            await h.send(cmd)
+            assert (await h.wait_report(cmd.deployment_id)).status == "succeeded"
+        for plural, name in (("deployments", "api"), ("services", "api"), ("secrets", "api-pull")):
+            assert h.obj("apps/v1" if plural == "deployments" else "v1", plural, name) is not None
+
+        removal = RemoveCommand(
+            teardown_id="td_" + new_id("dep")[4:],
+            dataplane_id=h.dp,
+            org=ORG,
+            project=PROJECT,
+            component="api",
+            environment=ENV,
+            namespace=NAMESPACE,
+            seq=20,
+            sent_at=utcnow(),
+        )
+        await h.bus.publish_durable(h.subjects.deploy(h.dp), removal, msg_id=removal.teardown_id)
+
+        async def removed() -> bool:
+            return gone()
+
+        def gone() -> bool:
+            return all(
+                h.obj(version, plural, name) is None
+                for version, plural, name in (
+                    ("apps/v1", "deployments", "api"),
+                    ("v1", "services", "api"),
+                    ("v1", "secrets", "api-pull"),
+                )
+            )
+
+        await eventually(removed, what="api's Deployment, Service and pull Secret deleted")
+        assert h.obj("apps/v1", "deployments", "web") is not None  # the neighbour stays
+        assert h.obj("v1", "services", "web") is not None
+        assert h.cluster.get("v1", "namespaces", None, NAMESPACE) is not None
+
+        # A deploy dispatched just before the deletion, arriving after it: refused, nothing comes back.
+        stale = h.command("api", seq=15)
+        await h.send(stale)
+        assert (await h.wait_report(stale.deployment_id)).status == "superseded"
+        assert gone()
+
+        # A component created again under the same name deploys as usual.
+        again = h.command("api", seq=21)
+        await h.send(again)
+        assert (await h.wait_report(again.deployment_id)).status == "succeeded"
+        assert_landfall_object(h.obj("apps/v1", "deployments", "api"), "api", again.deployment_id)

@@ -6,13 +6,14 @@ the agent are played by the test on their NATS subjects.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 
 from libs.contracts.ids import new_id
-from libs.contracts.messages import ResolvedImage
+from libs.contracts.messages import RemoveCommand, ResolvedImage
 from libs.contracts.naming import namespace_for
 from tests.integration.orchestrator_support import (
     DIGEST_1_0,
@@ -166,6 +167,46 @@ async def test_an_event_accepted_earlier_but_arriving_later_never_replaces_the_n
     marker = await orch.push(world, IMAGE_1_1)  # the intake is past `older` once this is in
     await orch.wait_status(marker, "dispatched")
     assert not [c for _, c in orch.commands if c.deployment_id == older]
+
+
+async def test_deleting_a_component_sends_its_data_planes_a_removal_after_its_deployments(
+    orch: Harness,
+) -> None:
+    world = await orch.provision()
+    first = await orch.push(world, IMAGE_1_0)
+    await orch.wait_status(first, "dispatched")
+    await orch.report(world, first, "succeeded")
+    await orch.wait_status(first, "succeeded")
+    second = await orch.push(world, IMAGE_1_1)
+    await orch.wait_status(second, "dispatched")
+    last_seq = (await orch.command_for(second)).seq
+
+    status, _, _ = await orch.call("DELETE", world.component_path)
+    assert status == 204
+
+    async def removal() -> list[tuple[str, RemoveCommand]]:
+        return [(s, r) for s, r in orch.removals if r.component == world.component]
+
+    ((subject, command),) = await eventually(removal, what="a RemoveCommand")
+    assert subject == orch.subjects.deploy(world.dataplane_id)  # in order with the deploy commands
+    assert command.dataplane_id == world.dataplane_id
+    assert (command.org, command.project, command.environment) == (world.org, world.project, "development")
+    assert command.namespace == namespace_for(world.org, world.project, "development")
+    assert command.seq > last_seq
+    status, _, _ = await orch.call("GET", world.component_path)
+    assert status == 404
+    status, _, _ = await orch.call("GET", f"/v1/deployments/{second}")
+    assert status == 404
+
+    # Sent once: the sweeper (every 0.3 s here) does not send it again.
+    marker = await orch.provision(org="marker")
+    await orch.wait_status(await orch.push(marker, IMAGE_1_0), "dispatched")
+    await asyncio.sleep(1.0)
+    assert len(await removal()) == 1
+
+    # Deleting what does not exist changes nothing.
+    status, _, _ = await orch.call("DELETE", marker.component_path.replace(marker.component, "missing"))
+    assert status == 404
 
 
 async def test_promotion_deploys_the_same_digest_to_the_next_environment_only(orch: Harness) -> None:

@@ -30,6 +30,9 @@ def test_agent_manifest_grants_every_kind_the_agent_writes() -> None:
         ("networking.k8s.io", "ingresses"),
     ]:
         assert {"get", "create"} <= granted[key], key
+        if key != ("", "namespaces"):  # deleting a component removes its objects, never a namespace
+            assert {"list", "delete"} <= granted[key], key
+    assert "delete" not in granted[("", "namespaces")]
     assert "list" in granted[("", "pods")]  # failure reasons come from pods' waiting states
     assert "*" not in {v for verbs in granted.values() for v in verbs}
     # Every settings key the manifest sets is one the agent reads.
