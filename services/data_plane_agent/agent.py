@@ -370,7 +370,11 @@ class Agent:
         objects = manifests.plan(cmd, self.dataplane_id, dockerconfigjson=dockerconfig)
         del dockerconfig
         try:
-            return await self._write(cmd, objects, primary_exists=current is not None)
+            # An earlier deploy's pull Secret is only worth looking for if that deploy used one.
+            used_secret = current is None or manifests.refers_to_pull_secret(current, cmd.component)
+            return await self._write(
+                cmd, objects, primary_exists=current is not None, may_have_pull_secret=used_secret
+            )
         except KubeRejected as exc:
             if exc.status != 404 or cmd.namespace not in self._namespaces:
                 raise
@@ -378,7 +382,12 @@ class Agent:
             return await self._write(cmd, objects, primary_exists=None)
 
     async def _write(
-        self, cmd: DeployCommand, objects: list[manifests.Obj], *, primary_exists: bool | None
+        self,
+        cmd: DeployCommand,
+        objects: list[manifests.Obj],
+        *,
+        primary_exists: bool | None,
+        may_have_pull_secret: bool = True,
     ) -> Outcome:
         """Write the objects: those before the primary one (pull Secret, Service, Ingress) at once,
         as none refers to another; then the primary object, LAST, because its seq marker says
@@ -402,7 +411,7 @@ class Agent:
                 return Outcome("redelivered")
         else:
             await self.kube.apply(primary.kind, cmd.namespace, primary.body, exists=primary_exists)
-        if cmd.pull_secret is None and cmd.kind == "deploy":
+        if cmd.pull_secret is None and cmd.kind == "deploy" and may_have_pull_secret:
             await self._drop_pull_secret(cmd)
         return Outcome("applied", applied_at=utcnow())
 

@@ -70,6 +70,12 @@ def pull_secret_name(component: str) -> str:
     return f"{component}-pull"
 
 
+def refers_to_pull_secret(obj: Mapping[str, Any], component: str) -> bool:
+    """Does this primary object (a Deployment, CronJob or job template) pull with the component's
+    Secret? Read from its pod template wherever the kind keeps it."""
+    return f'"{pull_secret_name(component)}"' in json.dumps(obj)
+
+
 def job_template_name(component: str) -> str:
     return f"{component}-job-template"
 

@@ -241,6 +241,11 @@ def deployment_may_move(current: str, new: str) -> bool:
     return _DEPLOYMENT_RANK[new] > _DEPLOYMENT_RANK[current]
 
 
+def deployment_may_move_from(new: str) -> list[str]:
+    """The statuses a deployment may be in for `new` to apply (`deployment_may_move`, as a list)."""
+    return [current for current in _DEPLOYMENT_RANK if deployment_may_move(current, new)]
+
+
 def execution_may_move(current: str, new: str) -> bool:
     if current in EXECUTION_TERMINAL:
         return False

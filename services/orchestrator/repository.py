@@ -37,7 +37,7 @@ from services.orchestrator.domain import (
     Org,
     Project,
     Teardown,
-    deployment_may_move,
+    deployment_may_move_from,
     execution_may_move,
 )
 
@@ -606,16 +606,20 @@ class Repository:
     async def dispatch_context(
         self, deployment_id: str
     ) -> tuple[Deployment, Component, DataPlane | None] | None:
-        """A deployment with what dispatching it needs: its component and its data plane."""
+        """A deployment with what dispatching it needs: its component and its data plane.
+
+        One round trip: the three rows come back as composite values (asyncpg decodes a table's
+        row type into a record with the table's column names)."""
         async with self._conn() as c:
-            d = await c.fetchrow("SELECT * FROM deployments WHERE id = $1", deployment_id)
-            if d is None:
-                return None
-            component = await c.fetchrow("SELECT * FROM components WHERE id = $1", d["component_id"])
-            plane = await c.fetchrow("SELECT * FROM dataplanes WHERE id = $1", d["dataplane_id"])
-        if component is None:
+            row = await c.fetchrow(
+                "SELECT d, c, p FROM deployments d JOIN components c ON c.id = d.component_id"
+                " LEFT JOIN dataplanes p ON p.id = d.dataplane_id WHERE d.id = $1",
+                deployment_id,
+            )
+        if row is None:
             return None
-        return _deployment(d), _component(component), _dataplane(plane) if plane else None
+        plane = row["p"]
+        return _deployment(row["d"]), _component(row["c"]), _dataplane(plane) if plane is not None else None
 
     async def set_digest(self, deployment_id: str, digest: str) -> None:
         async with self._conn() as c:
@@ -676,29 +680,29 @@ class Repository:
         applied_at: datetime | None,
         reported_at: datetime,
     ) -> Deployment | None:
-        """Move a deployment to `status` if the state machine allows; None when nothing changed."""
-        async with self._conn() as c, c.transaction():
-            current = await c.fetchrow(
-                "SELECT status, dataplane_id FROM deployments WHERE id = $1 FOR UPDATE", deployment_id
-            )
-            if current is None or current["dataplane_id"] != dataplane_id:
-                return None
-            if not deployment_may_move(current["status"], status):
-                return None
+        """Move a deployment to `status` if the state machine allows; None when nothing changed.
+
+        One statement (the state machine's rule is in its WHERE): the row lock it takes makes
+        concurrent moves of one deployment apply one after the other, each against the status the
+        other left."""
+        async with self._conn() as c:
             row = await c.fetchrow(
                 "UPDATE deployments SET status = $2, reason = $3, message = $4,"
                 " applied_at = COALESCE($5, applied_at), reported_at = $6,"
                 " dispatched_at = COALESCE(dispatched_at, $6),"
                 " finished_at = CASE WHEN $2 IN ('succeeded', 'failed', 'superseded') THEN now() END,"
-                " updated_at = now() WHERE id = $1 RETURNING *",
+                " updated_at = now() WHERE id = $1 AND dataplane_id = $7 AND status = ANY($8::text[])"
+                " RETURNING *",
                 deployment_id,
                 status,
                 reason,
                 message,
                 applied_at,
                 reported_at,
+                dataplane_id,
+                deployment_may_move_from(status),
             )
-        return _deployment(row)
+        return _deployment(row) if row else None
 
     # --- executions -------------------------------------------------------------------------
 
