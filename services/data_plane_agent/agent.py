@@ -581,9 +581,10 @@ class Agent:
             self.metrics.watching.inc()
         try:
             async with self.kube.changes(target.object_kind, target.namespace, target.object_name) as feed:
+                seen: manifests.Body | None = None  # the object as the last watch event carried it
                 while True:
                     try:
-                        verdict = await self._evaluate(target)
+                        verdict = await self._evaluate(target, seen)
                     except (KubeUnavailable, KubeRejected) as exc:
                         log.warning(
                             "cannot read rollout state; retrying",
@@ -602,15 +603,19 @@ class Agent:
                             applied_at=target.applied_at,
                         )
                         return
-                    await feed.wait(self.options.rollout_poll_seconds)
+                    seen = feed.latest() if await feed.wait(self.options.rollout_poll_seconds) else None
         finally:
             if self.metrics:
                 self.metrics.watching.dec()
             if self._rollouts.get(target.key) is target:
                 del self._rollouts[target.key]
 
-    async def _evaluate(self, target: Rollout) -> Verdict:
-        obj = await self.kube.get(target.object_kind, target.namespace, target.object_name)
+    async def _evaluate(self, target: Rollout, seen: manifests.Body | None = None) -> Verdict:
+        obj = (
+            seen
+            if seen is not None
+            else await self.kube.get(target.object_kind, target.namespace, target.object_name)
+        )
         if obj is None:
             return Verdict("failed", reason="deleted", message=f"the {target.object_kind} was deleted")
         mark = manifests.marker(obj)

@@ -344,7 +344,10 @@ class _BorrowedClientWatch(watch.Watch):
 
 
 class ChangeFeed:
-    """Wakes `wait()` when the watched object changes; `wait()` also returns after `timeout`."""
+    """Wakes `wait()` when the watched object changes; `wait()` also returns after `timeout`.
+
+    `latest()` hands over the object as the newest event carried it (once), so the watcher need
+    not read it again; None after a deletion or when no event came."""
 
     def __init__(
         self,
@@ -360,6 +363,11 @@ class ChangeFeed:
         self._namespace = namespace
         self._name = name
         self._changed = asyncio.Event()
+        self._latest: Body | None = None
+
+    def latest(self) -> Body | None:
+        found, self._latest = self._latest, None
+        return found
 
     async def run(self) -> None:
         while True:
@@ -373,6 +381,8 @@ class ChangeFeed:
                     ):
                         obj = event.get("raw_object") if isinstance(event, dict) else None
                         if isinstance(obj, dict) and (obj.get("metadata") or {}).get("name") == self._name:
+                            kind = event.get("type") if isinstance(event, dict) else None
+                            self._latest = dict(obj) if kind in ("ADDED", "MODIFIED") else None
                             self._changed.set()
             except asyncio.CancelledError:
                 raise

@@ -136,10 +136,10 @@ class Deployer:
 
     async def intake(self, event: ImagePushed) -> bool:
         """Record (once) and dispatch what CI pushed; False when the component does not exist."""
-        component = await self.repo.get_component(event.org, event.project, event.component)
-        if component is None:
+        found = await self.repo.component_and_environments(event.org, event.project, event.component)
+        if found is None:
             return False
-        environments = await self.repo.list_environments(event.org)
+        component, environments = found
         new = NewDeployment(
             id=event.deployment_id,
             component=component,

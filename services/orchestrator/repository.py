@@ -24,7 +24,6 @@ from datetime import datetime
 import asyncpg
 
 from libs.contracts.ids import new_id
-from libs.contracts.messages import TERMINAL_STATUSES
 from libs.contracts.naming import namespace_for
 from libs.runtime.db import unavailable_on_connection_errors
 from services.orchestrator.domain import (
@@ -40,8 +39,6 @@ from services.orchestrator.domain import (
     deployment_may_move_from,
     execution_may_move,
 )
-
-ACTIVE = ("pending", "dispatched", "progressing")
 
 
 class Duplicate(Exception):
@@ -383,6 +380,22 @@ class Repository:
             )
         return _component(row) if row else None
 
+    async def component_and_environments(
+        self, org: str, project: str, name: str
+    ) -> tuple[Component, list[Environment]] | None:
+        """A component with its org's environments in pipeline order, in one round trip (intake)."""
+        async with self._conn() as c:
+            row = await c.fetchrow(
+                "SELECT c, ARRAY(SELECT e FROM environments e WHERE e.org = c.org ORDER BY e.position)"
+                " AS envs FROM components c WHERE c.org = $1 AND c.project = $2 AND c.name = $3",
+                org,
+                project,
+                name,
+            )
+        if row is None:
+            return None
+        return _component(row["c"]), [_environment(e) for e in row["envs"]]
+
     async def list_components(self, org: str, project: str) -> list[Component]:
         async with self._conn() as c:
             rows = await c.fetch(
@@ -478,72 +491,34 @@ class Repository:
             return None
 
     async def _insert_deployment(self, new: NewDeployment) -> tuple[Deployment, list[Deployment]] | None:
+        # One round trip: see migrations/0005_record_deployment.sql for what it does and why.
         environment = new.environment.name if new.environment else ""
-        dataplane_id = new.environment.dataplane_id if new.environment else None
-        status, reason, message, notes = new.status, new.reason, new.message, list(new.notes)
-        async with self._conn() as c, c.transaction():
-            await c.execute(
-                "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", new.component.id, environment
-            )
-            if status not in TERMINAL_STATUSES:
-                # Acceptance order decides, not the order of arrival here: an event that was retried
-                # (its first delivery met an outage) may arrive after a later one. Recorded as what it
-                # is, superseded, and never dispatched, so an older image never replaces a newer one.
-                newer = await c.fetchval(
-                    "SELECT id FROM deployments WHERE component_id = $1 AND environment = $2"
-                    " AND accepted_at > $3 AND id <> $4 ORDER BY accepted_at DESC LIMIT 1",
-                    new.component.id,
-                    environment,
-                    new.accepted_at,
-                    new.id,
-                )
-                if newer is not None:
-                    status, reason = "superseded", "superseded"
-                    message = f"superseded by {newer}, which was accepted later but recorded first"
-                    notes.append(message)
-            finished = status in TERMINAL_STATUSES
-            row = await c.fetchrow(
-                "INSERT INTO deployments (id, component_id, org, project, component, environment,"
-                " dataplane_id, image, digest, status, reason, message, source, notes, token_prefix,"
-                " idempotency_key, accepted_at, finished_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, $15, $16, $17,"
-                " CASE WHEN $18::bool THEN now() END)"
-                " ON CONFLICT (id) DO NOTHING RETURNING *",
+        async with self._conn() as c:
+            rows = await c.fetch(
+                "SELECT * FROM record_deployment($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+                " $14::jsonb, $15, $16, $17)",
                 new.id,
                 new.component.id,
                 new.component.org,
                 new.component.project,
                 new.component.name,
                 environment,
-                dataplane_id,
+                new.environment.dataplane_id if new.environment else None,
                 new.image,
                 new.digest,
-                status,
-                reason,
-                message,
+                new.status,
+                new.reason,
+                new.message,
                 new.source,
-                json.dumps(notes),
+                json.dumps(new.notes),
                 new.token_prefix,
                 new.idempotency_key,
                 new.accepted_at,
-                finished,
             )
-            if row is None:
-                return None
-            superseded: list[asyncpg.Record] = []
-            if not finished:
-                superseded = await c.fetch(
-                    "UPDATE deployments SET status = 'superseded', reason = 'superseded', message = $4,"
-                    " finished_at = now(), updated_at = now()"
-                    " WHERE component_id = $1 AND environment = $2 AND seq < $3"
-                    " AND status = ANY($5::text[]) RETURNING *",
-                    new.component.id,
-                    environment,
-                    row["seq"],
-                    f"superseded by {new.id}",
-                    list(ACTIVE),
-                )
-        return _deployment(row), [_deployment(r) for r in superseded]
+        recorded = [r for r in rows if r["id"] == new.id]
+        if not recorded:
+            return None
+        return _deployment(recorded[0]), [_deployment(r) for r in rows if r["id"] != new.id]
 
     async def get_deployment(self, deployment_id: str) -> Deployment | None:
         async with self._conn() as c:
