@@ -652,6 +652,9 @@ class _Store:
         self._closed = False  # set while stopping: new watches end at once
         self._listeners: list[Callable[[_Event], None]] = []
         self._applied: dict[tuple[str, str, str | None, str, str | None, str], JsonDict] = {}
+        # Live object names by kind and namespace: lists read these instead of scanning every object
+        # kmock stores (with a thousand data planes' objects, scans were most of the sandbox's CPU).
+        self._names: dict[tuple[_Kind, str | None], set[str]] = {}
         namespaces = self.kind("", "v1", "namespaces")
         assert namespaces is not None, "kmock's bundled resources lack v1/namespaces"
         self.namespaces = namespaces
@@ -713,15 +716,17 @@ class _Store:
         return result
 
     def select(self, flt: _Filter) -> list[JsonDict]:
-        # The key says kind and namespace: skip the other objects before reading them (with a
-        # thousand data planes' objects in one sandbox, lists were most of its CPU).
-        wanted = (flt.kind.group, flt.kind.version, flt.kind.plural)
+        namespaces = (
+            [flt.namespace if flt.kind.namespaced else None]
+            if flt.namespace is not None or not flt.kind.namespaced
+            else [ns for kind, ns in self._names if kind == flt.kind]
+        )
         found = []
-        for (ref, namespace, _), stored in list(self.emulator.objects.items()):
-            if stored.deleted or (flt.namespace is not None and namespace != flt.namespace):
-                continue
-            if (ref.group or "", ref.version or "", ref.plural or "") == wanted and flt.matches(stored.raw):
-                found.append(stored.raw)
+        for namespace in namespaces:
+            for name in list(self._names.get((flt.kind, namespace), ())):
+                obj = self._load(flt.kind, namespace, name)
+                if obj is not None and flt.matches(obj):
+                    found.append(obj)
         found.sort(key=lambda obj: (_dict(obj["metadata"]).get("namespace") or "", obj["metadata"]["name"]))
         return copy.deepcopy(found)
 
@@ -782,6 +787,7 @@ class _Store:
     def _save(self, kind: _Kind, obj: JsonDict) -> None:
         meta = obj["metadata"]
         key = self._key(kind, meta.get("namespace"), meta["name"])
+        self._names.setdefault((kind, key[1]), set()).add(meta["name"])
         if key in self.emulator.objects:
             stored = self.emulator.objects[key]
             stored.history.append(obj)
@@ -989,8 +995,10 @@ class _Store:
         namespace, name, uid = meta.get("namespace"), meta["name"], meta.get("uid")
         final = copy.deepcopy(current)
         final["metadata"]["resourceVersion"] = self._next_rv()
-        stored = self.emulator.objects[self._key(kind, namespace, name)]
+        key = self._key(kind, namespace, name)
+        stored = self.emulator.objects[key]
         stored.delete()
+        self._names.get((kind, key[1]), set()).discard(name)
         if len(stored.history) > _HISTORY_LIMIT:
             del stored.history[: len(stored.history) - _HISTORY_LIMIT]
         for applied_key in [k for k in self._applied if k[:4] == (kind.group, kind.plural, namespace, name)]:
@@ -1175,9 +1183,7 @@ class _Controller:
         self._store.update(kind, namespace, name, "status", replace_status)
 
     def _delete_owned_pods(self, namespace: str, owner_uid: str) -> None:
-        for kind, obj in self._store.live():
-            if kind != self._pods or obj["metadata"].get("namespace") != namespace:
-                continue
+        for obj in self._store.select(_Filter(self._pods, namespace)):
             owners = _list(obj["metadata"].get("ownerReferences"))
             if any(isinstance(o, dict) and o.get("uid") == owner_uid for o in owners):
                 with contextlib.suppress(_ApiError):
