@@ -762,6 +762,36 @@ class _Store:
     def unwatch(self, queue: asyncio.Queue[_Event | None]) -> None:
         self._watchers.discard(queue)
 
+    # Persistence (for `make up`: the sandbox's objects survive a restart like the rest of the state).
+
+    def export(self) -> list[JsonDict]:
+        """Every live object with its kind, as JSON-ready entries (see `restore`)."""
+        return [
+            {
+                "group": kind.group,
+                "version": kind.version,
+                "plural": kind.plural,
+                "object": copy.deepcopy(obj),
+            }
+            for kind, obj in self.live()
+        ]
+
+    def restore(self, entries: Iterable[JsonDict]) -> int:
+        """Put exported objects back as they were (uid, resourceVersion, status); returns how many.
+        Watches from before cannot resume across it: their resourceVersion is too old (410), as a
+        real API server answers after its watch cache is gone, so clients list again."""
+        count = 0
+        for entry in entries:
+            kind = self.kind(entry["group"], entry["version"], entry["plural"])
+            obj = entry["object"]
+            if kind is None or not isinstance(obj, dict):
+                continue
+            self._save(kind, obj)
+            self._rv = max(self._rv, int(obj["metadata"].get("resourceVersion") or 0))
+            count += 1
+        self._log_floor = self._rv
+        return count
+
     def close_watchers(self) -> None:
         """End every open watch (and any opened until `reopen`): the server is stopping."""
         self._closed = True
@@ -1615,6 +1645,20 @@ class SandboxCluster:
         await self.start()
         return self
 
+    def save_state(self, path: Path) -> None:
+        """Write every object to `path` (atomically: a crash mid-write keeps the previous file)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(path.suffix + ".partial")
+        partial.write_text(json.dumps({"objects": self._store.export()}), encoding="utf-8")
+        partial.replace(path)
+
+    def load_state(self, path: Path) -> int:
+        """Objects saved by `save_state`, back in the store; 0 when there is no file yet."""
+        if not path.exists():
+            return 0
+        document = json.loads(path.read_text(encoding="utf-8"))
+        return self._store.restore(document.get("objects") or [])
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -2105,11 +2149,23 @@ async def _serve_forever(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if args.state:
+        restored = cluster.load_state(args.state)
+        if restored:
+            print(f"sandbox: {restored} objects restored from {args.state}", flush=True)
     async with cluster:
         if args.kubeconfig:
             write_kubeconfig(args.kubeconfig, cluster.url, args.namespace)
         print(f"sandbox Kubernetes API listening on {cluster.url}", flush=True)
-        await stop.wait()
+        saved = cluster.resource_version
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=args.save_seconds)
+            # Saved on every change, at most every few seconds, and at exit: a SIGKILL loses
+            # at most the last interval.
+            if args.state and cluster.resource_version != saved:
+                cluster.save_state(args.state)
+                saved = cluster.resource_version
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(signum)
 
@@ -2129,6 +2185,10 @@ def main(argv: Iterable[str] | None = None) -> None:
         action="store_true",
         help="allow objects in namespaces that were never created",
     )
+    parser.add_argument(
+        "--state", type=Path, help="keep the objects in this JSON file: loaded at start, saved while running"
+    )
+    parser.add_argument("--save-seconds", type=float, default=2.0, help="how often changes are saved")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(list(argv) if argv is not None else None)
     logging.basicConfig(

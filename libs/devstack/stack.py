@@ -137,6 +137,9 @@ class Stack:
     kubeconfig: Path | None = None  # a real cluster's kubeconfig; None = sandbox
     log_format: str = "json"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The sandbox keeps its objects in `<root>/sandbox/objects.json` across restarts (`make up`);
+    # off for tests and benchmarks, which start from nothing and need its CPU for themselves.
+    persist_sandbox: bool = False
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -266,6 +269,7 @@ class Stack:
                 str(self.ports.sandbox),
                 "--kubeconfig",
                 str(kubeconfig),
+                *(["--state", str(self.root / "sandbox" / "objects.json")] if self.persist_sandbox else []),
             ],
             {**os.environ, "PYTHONUNBUFFERED": "1"},
         )
@@ -492,7 +496,7 @@ def up(root: Path, *, random: bool = False) -> int:
     echo = _printer()
     kube = reachable_kube_context()
     ports = _ports_for(root, random=random)
-    stack = Stack(root, ports=ports, echo=echo, kubeconfig=kube, log_format="text")
+    stack = Stack(root, ports=ports, echo=echo, kubeconfig=kube, log_format="text", persist_sandbox=True)
     stack.state["ports"] = {k: v for k, v in vars(ports).items()}
     stack._save()
     stopping = threading.Event()

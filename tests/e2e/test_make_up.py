@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from libs.contracts.naming import namespace_for
 from libs.devstack.stack import http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,5 +115,12 @@ def test_make_up_deploys_the_printed_curl_and_stops_cleanly(tmp_path: Path) -> N
         )
         assert status == 200
         assert len(registries["items"]) == 1
+        # ... and the sandbox data plane still runs it: its objects were kept too.
+        namespace = namespace_for("default", "default", "development")
+        status, running = http(
+            "GET", f"{env['LANDFALL_SANDBOX_KUBE_URL']}/apis/apps/v1/namespaces/{namespace}/deployments/hello"
+        )
+        assert status == 200
+        assert running["metadata"]["annotations"]["landfall.dev/deployment-id"] == accepted["deployment_id"]
     finally:
         _stop(proc, state)

@@ -488,3 +488,71 @@ async def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_cli_with_state_keeps_its_objects_across_a_restart(tmp_path: Path) -> None:
+    """`make up` runs the sandbox with --state: a restart finds the data plane as it was."""
+    state = tmp_path / "sandbox" / "objects.json"
+
+    async def start() -> tuple[asyncio.subprocess.Process, str]:
+        port = free_port()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "libs.devstack.sandbox_cluster",
+            "--port",
+            str(port),
+            "--state",
+            str(state),
+            cwd=REPO_ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        while b"listening on" not in await asyncio.wait_for(process.stdout.readline(), timeout=30):
+            pass
+        return process, f"http://127.0.0.1:{port}"
+
+    async def stop(process: asyncio.subprocess.Process) -> None:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=15)
+        assert process.returncode == 0, stderr.decode()
+
+    path = "/apis/apps/v1/namespaces/shop/deployments/web"
+    process, url = await start()
+    try:
+        async with aiohttp.ClientSession(url) as http:
+            async with http.post("/api/v1/namespaces", json={"metadata": {"name": "shop"}}) as r:
+                assert r.status == 201
+            async with http.post(
+                "/apis/apps/v1/namespaces/shop/deployments", json=deployment("web", deployment_id="dep_1")
+            ) as r:
+                assert r.status == 201
+
+            async def available() -> bool:
+                async with http.get(path) as r:
+                    return bool(((await r.json()).get("status") or {}).get("availableReplicas"))
+
+            await eventually(available)
+            async with http.get(path) as r:
+                before = await r.json()
+    finally:
+        await stop(process)
+    assert state.exists()
+
+    process, url = await start()
+    try:
+        async with aiohttp.ClientSession(url) as http:
+            async with http.get(path) as r:
+                assert r.status == 200
+                after = await r.json()
+            assert after["metadata"]["uid"] == before["metadata"]["uid"]
+            assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+            assert after["metadata"]["annotations"][DEPLOYMENT_ID_ANNOTATION] == "dep_1"
+            assert after["status"] == before["status"]
+            # New writes continue the resourceVersion sequence.
+            async with http.post("/api/v1/namespaces", json={"metadata": {"name": "other"}}) as r:
+                created = await r.json()
+            assert int(created["metadata"]["resourceVersion"]) > int(before["metadata"]["resourceVersion"])
+    finally:
+        await stop(process)
