@@ -240,6 +240,10 @@ class ComponentInfo(Message):
     registry_host: str
     repository: str
     require_signature: bool = False
+    component_id: str | None = Field(
+        default=None,
+        description="the component's identity: a component re-created under the same name has another",
+    )
 
 
 class DeploymentGet(Message):

@@ -326,6 +326,7 @@ async def serve_rpcs(bus: Bus, catalog: Catalog, deployer: Deployer) -> None:
             registry_id=component.registry_id,
             registry_host=component.registry_host,
             repository=component.repository,
+            component_id=component.id,
         )
 
     async def deployment_get(req: DeploymentGet) -> DeploymentView:

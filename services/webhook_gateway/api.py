@@ -143,7 +143,7 @@ async def create_token(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     binding = _binding(request)
     body = await read_json(request, TokenCreate) if request.body_exists else TokenCreate()
-    await _existing_component(gw, binding)
+    info = await _existing_component(gw, binding)
     token = generate_token()
     now = utcnow()
     row = TokenRow(
@@ -156,6 +156,7 @@ async def create_token(request: web.Request) -> web.Response:
         expires_at=now + timedelta(days=body.expires_in_days) if body.expires_in_days else None,
         revoked_at=None,
         last_used_at=None,
+        component_id=info.component_id,
     )
     await gw.repo.insert_token(row)
     log.info(
@@ -178,8 +179,8 @@ async def create_token(request: web.Request) -> web.Response:
 async def list_tokens(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     binding = _binding(request)
-    await _existing_component(gw, binding)
-    rows = await gw.repo.list_tokens(binding)
+    info = await _existing_component(gw, binding)
+    rows = [r for r in await gw.repo.list_tokens(binding) if r.belongs_to(info.component_id)]
     return json_response(
         TokenList(
             items=[
@@ -240,6 +241,8 @@ async def deploy(request: web.Request) -> web.Response:
         info = await gw.directory.info(token.binding)
     except ComponentMissing:
         raise component_missing_problem(token.binding) from None
+    if not token.belongs_to(info.component_id):
+        raise component_missing_problem(token.binding)  # it was deleted; this one only has its name
     signing = await gw.directory.signing(token.binding, info)
     webhook_id = None
     if signing.required and signing.key is not None:

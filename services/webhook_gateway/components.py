@@ -125,6 +125,7 @@ def component_missing_problem(binding: Binding) -> ProblemError:
     return ProblemError(
         403,
         "Forbidden",
-        f"component {binding} no longer exists; its CI tokens cannot deploy",
+        f"component {binding} no longer exists (a component created again under its name is another one);"
+        " its CI tokens cannot deploy: create a token for the current component",
         kind="forbidden",
     )

@@ -30,6 +30,12 @@ class TokenRow:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    # The component it was made for (None: made before tokens recorded it). A component deleted and
+    # created again under the same name is another component: its predecessor's tokens do not work.
+    component_id: str | None = None
+
+    def belongs_to(self, component_id: str | None) -> bool:
+        return self.component_id is None or component_id is None or self.component_id == component_id
 
 
 @dataclass(frozen=True, slots=True)

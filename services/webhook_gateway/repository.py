@@ -37,7 +37,7 @@ from services.webhook_gateway.model import AcceptedRow, AcceptOutcome, Binding, 
 
 _TOKEN_COLUMNS = (
     "id, org, project, component, name, token_prefix, token_sha256, created_at, expires_at, "
-    "revoked_at, last_used_at"
+    "revoked_at, last_used_at, component_id"
 )
 _ACCEPTED_COLUMNS = "deployment_id, token_id, org, project, component, image, idempotency_key, created_at"
 
@@ -53,6 +53,7 @@ def _token(row: Any) -> TokenRow:
         expires_at=row["expires_at"],
         revoked_at=row["revoked_at"],
         last_used_at=row["last_used_at"],
+        component_id=row["component_id"],
     )
 
 
@@ -78,7 +79,7 @@ class Repository:
         async with unavailable_on_connection_errors():
             await self.pool.execute(
                 f"INSERT INTO ci_tokens ({_TOKEN_COLUMNS}) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 token.id,
                 b.org,
                 b.project,
@@ -90,6 +91,7 @@ class Repository:
                 token.expires_at,
                 token.revoked_at,
                 token.last_used_at,
+                token.component_id,
             )
 
     async def list_tokens(self, binding: Binding) -> list[TokenRow]:

@@ -132,6 +132,36 @@ def test_tokens_that_must_not_work(stack: Stack) -> None:
     assert comp.token not in logs_of(stack)
 
 
+def test_a_deleted_components_tokens_do_not_work_for_a_new_one_of_the_same_name(stack: Stack) -> None:
+    comp = Component(stack)
+    comp.push("1.0")
+    assert comp.deploy({"tag": "1.0"})[0] == 202
+    stack.api("orchestrator", "DELETE", comp.base, expect=(204,))
+    status, problem, _ = comp.deploy({"tag": "1.0"})
+    assert status == 403, problem  # its component is gone
+
+    # Someone creates a component with the same name: the old pipeline's token must not deploy to it.
+    stack.api(
+        "orchestrator",
+        "POST",
+        "/v1/orgs/default/projects/default/components",
+        {
+            "name": comp.name,
+            "type": "service",
+            "registry_id": stack.state["registry_id"],
+            "image": f"{stack.registry.host}/{comp.repo}:0",
+            "port": 8080,
+        },
+    )
+    status, problem, _ = comp.deploy({"tag": "1.0"})
+    assert status == 403, problem
+    assert "create a token" in problem["detail"]
+    assert stack.api("webhook_gateway", "GET", comp.base + "/tokens")["items"] == []
+    new_id, new_token = comp.new_token()
+    assert comp.deploy({"tag": "1.0"}, token=new_token)[0] == 202
+    assert [t["id"] for t in stack.api("webhook_gateway", "GET", comp.base + "/tokens")["items"]] == [new_id]
+
+
 def test_images_and_bodies_that_are_refused(stack: Stack) -> None:
     comp = Component(stack)
     url = stack.url("webhook_gateway") + "/v1/webhooks/deploy"
