@@ -29,6 +29,11 @@ What is subtle:
   it does not exist)". Only `NAME_UNKNOWN` proves a repository is missing.
 * A detail never contains credentials or tokens: only hosts, repositories,
   HTTP statuses and registry error codes.
+* Tag lookups (`resolve`, once per deploy) reuse a bearer token until shortly before
+  it expires (`expires_in`, at most 5 minutes), keyed by host, scope and a hash of the
+  credentials, so a Docker Hub or GHCR lookup is one round trip instead of three. A
+  401 with a cached token drops it and runs the whole flow. Checks (`check`, "test
+  connection") never reuse one: they exist to ask the registry now.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import base64
 import hashlib
 import json
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -61,6 +67,9 @@ MANIFEST_ACCEPT = ", ".join(
 USER_AGENT = "landfall-credentials/0.1"
 MAX_BODY = 4 * 1024 * 1024  # distribution refuses manifests above 4 MiB
 MAX_TOKEN_BODY = 64 * 1024
+TOKEN_CACHE_MAX = 10_000  # bearer tokens kept for tag lookups (expired ones are dropped first)
+TOKEN_REUSE_MAX_SECONDS = 300.0  # a token is reused for at most this long, whatever it says
+TOKEN_MARGIN_SECONDS = 10.0  # and dropped this long before it expires
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +167,15 @@ class RegistryClient:
     def __init__(self, session: aiohttp.ClientSession, *, insecure: Iterable[str]) -> None:
         self.session = session
         self.insecure = list(insecure)
+        # (host, scope, sha256 of the credentials or "") -> (bearer token, monotonic time it is good until)
+        self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
+
+    def _remember(self, key: tuple[str, str, str], token: str, expires_in: float) -> None:
+        now = time.monotonic()
+        if len(self._tokens) >= TOKEN_CACHE_MAX:
+            self._tokens = {k: v for k, v in self._tokens.items() if v[1] > now}
+        if len(self._tokens) < TOKEN_CACHE_MAX:
+            self._tokens[key] = (token, now + min(expires_in, TOKEN_REUSE_MAX_SECONDS) - TOKEN_MARGIN_SECONDS)
 
     @staticmethod
     def new_session(*, timeout: float, trust_env: bool = False) -> aiohttp.ClientSession:
@@ -204,7 +222,8 @@ class RegistryClient:
 
     async def _token(
         self, challenge: Challenge, credentials: BasicCredentials | None, scope: str | None, *, host: str
-    ) -> str:
+    ) -> tuple[str, float]:
+        """A bearer token from the challenge's realm, and for how many seconds it is good."""
         realm = challenge.params.get("realm", "")
         try:
             url = URL(realm)
@@ -242,7 +261,10 @@ class RegistryClient:
         token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
         if not isinstance(token, str) or not token:
             raise RegistryCallFailed("unreachable", f"the token service of {host} sent no token")
-        return token
+        expires_in = doc.get("expires_in") if isinstance(doc, dict) else None
+        # The spec's default lifetime is 60 s when the issuer does not say.
+        lifetime = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else 60.0
+        return token, lifetime
 
     async def call(
         self,
@@ -253,10 +275,21 @@ class RegistryClient:
         credentials: BasicCredentials | None,
         scope: str | None = None,
         headers: Mapping[str, str] | None = None,
+        reuse_token: bool = False,
     ) -> Answer:
         """`method` on `path` of `host`'s registry API, through the auth flow (see module docstring)."""
         url = URL(self.base_url(host) + path, encoded=True)
         base_headers = dict(headers or {})
+        who = hashlib.sha256(credentials.header().encode()).hexdigest() if credentials is not None else ""
+        key = (host, scope or "", who)
+        cached = self._tokens.get(key) if reuse_token and scope else None
+        if cached is not None and cached[1] > time.monotonic():
+            answer = await self._send(
+                method, url, {**base_headers, "Authorization": f"Bearer {cached[0]}"}, host=host
+            )
+            if answer.status != 401:
+                return answer
+            self._tokens.pop(key, None)  # revoked or expired early: the whole flow again
         answer = await self._send(method, url, base_headers, host=host)
         if answer.status != 401:
             return answer
@@ -264,7 +297,11 @@ class RegistryClient:
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         basic = next((c for c in challenges if c.scheme == "basic"), None)
         if bearer is not None:
-            token = await self._token(bearer, credentials, scope or bearer.params.get("scope"), host=host)
+            token, lifetime = await self._token(
+                bearer, credentials, scope or bearer.params.get("scope"), host=host
+            )
+            if reuse_token and scope:
+                self._remember(key, token, lifetime)
             authorization = f"Bearer {token}"
         elif basic is not None and credentials is not None:
             authorization = credentials.header()
@@ -340,13 +377,13 @@ class RegistryClient:
         headers = {"Accept": MANIFEST_ACCEPT}
         try:
             answer = await self.call(
-                "HEAD", host, path, credentials=credentials, scope=scope, headers=headers
+                "HEAD", host, path, credentials=credentials, scope=scope, headers=headers, reuse_token=True
             )
             digest = _digest(answer.headers.get("Docker-Content-Digest"))
             if answer.status == 200 and digest is None:
                 # Some registries omit the header on HEAD: the digest is the hash of the body.
                 answer = await self.call(
-                    "GET", host, path, credentials=credentials, scope=scope, headers=headers
+                    "GET", host, path, credentials=credentials, scope=scope, headers=headers, reuse_token=True
                 )
                 digest = _digest(answer.headers.get("Docker-Content-Digest")) or (
                     "sha256:" + hashlib.sha256(answer.body).hexdigest() if answer.status == 200 else None

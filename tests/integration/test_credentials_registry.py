@@ -279,6 +279,37 @@ async def test_resolve_uses_the_bearer_flow(svc: Harness) -> None:
         assert (await resolve(svc, registry_id, "x", "2.0")).status == "not_found"
 
 
+async def test_tag_lookups_reuse_the_bearer_token_and_fetch_a_new_one_when_it_is_refused(
+    svc: Harness,
+) -> None:
+    """One registry round trip per deploy instead of three; a token the registry refuses is replaced."""
+    digest = "sha256:" + hashlib.sha256(b"manifest").hexdigest()
+    front = TokenRegistry(users={"robot": "tok-pass-1"}, pullable={"x"}, digests={("x", "1.0"): digest})
+    async with token_registry(front) as host:
+        registry_id = await register(svc, host, basic(user="robot", password="tok-pass-1"))
+        for _ in range(3):
+            resolved = await resolve(svc, registry_id, "x", "1.0")
+            assert (resolved.status, resolved.digest) == ("resolved", digest)
+        assert len(front.token_requests) == 1
+
+        front.tokens.clear()  # the registry forgets every token it issued (say, a key rotation)
+        resolved = await resolve(svc, registry_id, "x", "1.0")
+        assert (resolved.status, resolved.digest) == ("resolved", digest)
+        assert len(front.token_requests) == 2
+
+        # Other credentials never get this token: another registry entry for the same host and scope.
+        other = await register(svc, host, basic(user="robot", password="wrong-pass"))
+        assert (await resolve(svc, other, "x", "1.0")).status == "unauthorized"
+        assert len(front.token_requests) == 3
+
+        # "Test connection" asks the registry every time (for the login and for the pull).
+        counts = [len(front.token_requests)]
+        for _ in range(2):
+            assert (await run_test(svc, registry_id, "x"))["ok"] is True
+            counts.append(len(front.token_requests))
+        assert counts[2] - counts[1] == counts[1] - counts[0] >= 1
+
+
 # --- RPC: registry, resolve, pull secret --------------------------------------------------------
 
 
