@@ -33,7 +33,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -60,6 +60,8 @@ from .manifests import Kind
 from .rollout import Verdict
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 ReportStatus = Literal["progressing", "succeeded", "failed", "superseded"]
 
@@ -321,28 +323,38 @@ class Agent:
         if target is not None:
             await self._track(target)
 
-    async def _apply_until_done(self, cmd: DeployCommand, msg: Msg) -> Outcome:
+    async def _while_kube_unavailable(
+        self, msg: Msg, work: Callable[[], Awaitable[T]], *, waiting: str, ids: dict[str, str]
+    ) -> T:
+        """`work`, again and again while the Kubernetes API is unreachable. The message is kept
+        (+WPI) meanwhile, which holds back later commands too: order beats latency."""
         delay = 0.5
         while True:
             try:
-                return await self._apply(cmd)
+                return await work()
             except KubeUnavailable as exc:
-                log.warning(
-                    "kubernetes unavailable; the command waits",
-                    extra={"deployment_id": cmd.deployment_id, "error": str(exc)},
-                )
-            except KubeRejected as exc:
-                return Outcome(
-                    "failed", reason="apply_rejected", message=f"{exc.status} {exc.reason}: {exc.message}"
-                )
-            except SealedSecretError as exc:
-                return Outcome("failed", reason=exc.reason, message=exc.message)
-            except Exception as exc:  # a bug must not block every later command
-                log.exception("applying a deploy command failed", extra={"deployment_id": cmd.deployment_id})
-                return Outcome("failed", reason="agent_error", message=type(exc).__name__)
+                log.warning(waiting, extra={**ids, "error": str(exc)})
             await _settle(msg.in_progress)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+    async def _apply_until_done(self, cmd: DeployCommand, msg: Msg) -> Outcome:
+        try:
+            return await self._while_kube_unavailable(
+                msg,
+                lambda: self._apply(cmd),
+                waiting="kubernetes unavailable; the command waits",
+                ids={"deployment_id": cmd.deployment_id},
+            )
+        except KubeRejected as exc:
+            return Outcome(
+                "failed", reason="apply_rejected", message=f"{exc.status} {exc.reason}: {exc.message}"
+            )
+        except SealedSecretError as exc:
+            return Outcome("failed", reason=exc.reason, message=exc.message)
+        except Exception as exc:  # a bug must not block every later command
+            log.exception("applying a deploy command failed", extra={"deployment_id": cmd.deployment_id})
+            return Outcome("failed", reason="agent_error", message=type(exc).__name__)
 
     async def _apply(self, cmd: DeployCommand) -> Outcome:
         kind, name = manifests.primary(cmd)
@@ -435,34 +447,27 @@ class Agent:
             )
             await _settle(msg.term)
             return
-        delay = 0.5
-        while True:
-            try:
-                removed = await self._remove(cmd)
-                break
-            except KubeUnavailable as exc:
-                log.warning(
-                    "kubernetes unavailable; the removal waits",
-                    extra={"teardown_id": cmd.teardown_id, "error": str(exc)},
-                )
-            except KubeRejected as exc:  # e.g. RBAC without delete: say so, do not block later commands
-                log.error(
-                    "the API server refused a removal; remove the objects by hand",
-                    extra={
-                        "teardown_id": cmd.teardown_id,
-                        "namespace": cmd.namespace,
-                        "component": cmd.component,
-                        "error": f"{exc.status} {exc.reason}: {exc.message}",
-                    },
-                )
-                removed = []
-                break
-            except asyncio.CancelledError:
-                await _settle(msg.nak)
-                raise
-            await _settle(msg.in_progress)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        try:
+            removed = await self._while_kube_unavailable(
+                msg,
+                lambda: self._remove(cmd),
+                waiting="kubernetes unavailable; the removal waits",
+                ids={"teardown_id": cmd.teardown_id},
+            )
+        except KubeRejected as exc:  # e.g. RBAC without delete: say so, do not block later commands
+            log.error(
+                "the API server refused a removal; remove the objects by hand",
+                extra={
+                    "teardown_id": cmd.teardown_id,
+                    "namespace": cmd.namespace,
+                    "component": cmd.component,
+                    "error": f"{exc.status} {exc.reason}: {exc.message}",
+                },
+            )
+            removed = []
+        except asyncio.CancelledError:
+            await _settle(msg.nak)
+            raise
         await _settle(msg.ack)
         if self.metrics:
             self.metrics.commands.labels("removed").inc()
@@ -489,12 +494,12 @@ class Agent:
                     await asyncio.gather(target.task, return_exceptions=True)
                 self._rollouts.pop(key, None)
         if cmd.namespace not in self._namespaces:
-            await self.kube.ensure_namespace(manifests.removal_namespace(cmd))
+            await self.kube.ensure_namespace(manifests.namespace(cmd))
             self._namespaces.add(cmd.namespace)
         tomb = manifests.tombstone(cmd, self.dataplane_id)
         await self.kube.apply(tomb.kind, cmd.namespace, tomb.body)
         removed: list[str] = []
-        selector = manifests.removal_selector(cmd)
+        selector = manifests.labels(cmd)
         for kind in manifests.REMOVABLE:
             for obj in await self.kube.list(kind, cmd.namespace, selector):
                 mark = manifests.marker(obj)

@@ -104,22 +104,11 @@ REMOVABLE: Final[tuple[Kind, ...]] = (
 )
 
 
-def removal_selector(cmd: RemoveCommand) -> dict[str, str]:
-    return naming.labels_for(
-        org=cmd.org, project=cmd.project, component=cmd.component, environment=cmd.environment
-    )
-
-
-def removal_namespace(cmd: RemoveCommand) -> Body:
-    scope = {k: v for k, v in removal_selector(cmd).items() if k != naming.LABEL_COMPONENT}
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": cmd.namespace, "labels": scope}}
-
-
 def tombstone(cmd: RemoveCommand, dataplane_id: str) -> Obj:
     """What stays of a deleted component: a ConfigMap whose seq refuses deploy commands older than
     the removal (one dispatched just before the delete may arrive after it). It carries no
     component label, so it is not a workload of a component re-created under the same name."""
-    scope = {k: v for k, v in removal_selector(cmd).items() if k != naming.LABEL_COMPONENT}
+    scope = namespace(cmd)["metadata"]["labels"]
     name = tombstone_name(cmd.component)
     body: Body = {
         "apiVersion": "v1",
@@ -139,7 +128,7 @@ def tombstone(cmd: RemoveCommand, dataplane_id: str) -> Obj:
     return Obj("ConfigMap", name, body)
 
 
-def labels(cmd: DeployCommand) -> dict[str, str]:
+def labels(cmd: DeployCommand | RemoveCommand) -> dict[str, str]:
     return naming.labels_for(
         org=cmd.org, project=cmd.project, component=cmd.component, environment=cmd.environment
     )
@@ -199,7 +188,7 @@ def _meta(kind: Kind, name: str, cmd: DeployCommand, dataplane_id: str) -> Body:
     }
 
 
-def namespace(cmd: DeployCommand) -> Body:
+def namespace(cmd: DeployCommand | RemoveCommand) -> Body:
     # Shared by every component of one project+environment, so no component label.
     scope = {k: v for k, v in labels(cmd).items() if k != naming.LABEL_COMPONENT}
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": cmd.namespace, "labels": scope}}
