@@ -450,21 +450,25 @@ def free_port() -> int:
         return port
 
 
-async def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
-    port = free_port()
-    kubeconfig = tmp_path / "kubeconfig"
-    process = await asyncio.create_subprocess_exec(
+async def start_cli(port: int, *args: str) -> asyncio.subprocess.Process:
+    """`python -m libs.devstack.sandbox_cluster --port PORT ARGS...`, as `make up` runs it."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "libs.devstack.sandbox_cluster",
         "--port",
         str(port),
-        "--kubeconfig",
-        str(kubeconfig),
+        *args,
         cwd=REPO_ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    kubeconfig = tmp_path / "kubeconfig"
+    process = await start_cli(port, "--kubeconfig", str(kubeconfig))
     try:
         assert process.stdout is not None
         line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode().strip()
@@ -496,18 +500,7 @@ async def test_cli_with_state_keeps_its_objects_across_a_restart(tmp_path: Path)
 
     async def start() -> tuple[asyncio.subprocess.Process, str]:
         port = free_port()
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "libs.devstack.sandbox_cluster",
-            "--port",
-            str(port),
-            "--state",
-            str(state),
-            cwd=REPO_ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        process = await start_cli(port, "--state", str(state))
         assert process.stdout is not None
         while b"listening on" not in await asyncio.wait_for(process.stdout.readline(), timeout=30):
             pass
