@@ -20,6 +20,13 @@ ComponentType = Literal["service", "web-application", "scheduled-task", "manual-
 DeploymentStatus = Literal["pending", "dispatched", "progressing", "succeeded", "failed", "superseded"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "superseded"})
 ExecutionStatus = Literal["pending", "dispatched", "running", "succeeded", "failed"]
+ReportStatus = Literal["progressing", "succeeded", "failed", "superseded"]
+"""What an agent may report about a rollout (a subset of `DeploymentStatus`)."""
+CommandKind = Literal["deploy", "run"]
+AuthType = Literal["anonymous", "basic", "docker-config", "vendor"]
+"""How a registry is reached: the `auth.type` of the credentials API."""
+PullSecretReason = Literal["sealed", "anonymous", "vendor"]
+ResolveStatus = Literal["resolved", "not_found", "skipped", "unauthorized", "unreachable"]
 
 
 def utcnow() -> datetime:
@@ -63,7 +70,7 @@ class SealedSecret(Message):
 class DeployCommand(Message):
     """Orchestrator -> agent: make the data plane run this (kind=deploy) or run a task once (kind=run)."""
 
-    kind: Literal["deploy", "run"] = "deploy"
+    kind: CommandKind = "deploy"
     deployment_id: str
     execution_id: str | None = None
     dataplane_id: str
@@ -116,11 +123,11 @@ def command_kind(data: bytes) -> str:
 class RolloutReport(Message):
     """Agent -> orchestrator: what the data plane says about one deployment or run."""
 
-    kind: Literal["deploy", "run"] = "deploy"
+    kind: CommandKind = "deploy"
     deployment_id: str
     execution_id: str | None = None
     dataplane_id: str
-    status: Literal["progressing", "succeeded", "failed", "superseded"]
+    status: ReportStatus
     reason: str | None = None
     message: str | None = None
     applied_at: datetime | None = None
@@ -197,7 +204,7 @@ class RegistryInfo(Message):
     id: str
     org: str
     host: str
-    auth_type: Literal["anonymous", "basic", "docker-config", "vendor"]
+    auth_type: AuthType
     vendor: str | None = None
 
 
@@ -209,7 +216,7 @@ class PullSecretRequest(Message):
 
 class PullSecretReply(Message):
     sealed: SealedSecret | None = None
-    reason: str = Field(description="why there is (no) secret: 'sealed', 'anonymous' or 'vendor'")
+    reason: PullSecretReason = Field(description="why there is (no) secret")
 
 
 class ResolveImage(Message):
@@ -220,7 +227,7 @@ class ResolveImage(Message):
 
 
 class ResolvedImage(Message):
-    status: Literal["resolved", "not_found", "skipped", "unauthorized", "unreachable"]
+    status: ResolveStatus
     digest: str | None = None
     detail: str = ""
 

@@ -11,7 +11,9 @@ Subtle parts:
   `.creds` file (operator mode), else user/password, else nobody.
 - Request-reply carries an `RpcReply` envelope; a missing responder or a
   timeout is `BusUnavailable` (the HTTP layer turns it into 503 + Retry-After),
-  an error answered by the other side is `RpcFailed` with its code.
+  an error answered by the other side is `RpcFailed` with its code. `serve`
+  answers the handler's `NotFound`, `Invalid` and `DependencyUnavailable`
+  itself (`not_found`, `invalid`, `unavailable`), so handlers just raise.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from pydantic import BaseModel, ValidationError
 
 from libs.contracts.messages import RpcError, RpcReply
 from libs.contracts.subjects import StreamSpec, Subjects
-from libs.runtime.errors import DependencyUnavailable
+from libs.runtime.errors import DependencyUnavailable, Invalid, NotFound
 from libs.runtime.natsauth import NatsUser
 from libs.runtime.settings import ServiceSettings
 
@@ -176,6 +178,10 @@ class Bus:
     def connected(self) -> bool:
         return bool(self.nc.is_connected)
 
+    def epoch(self) -> int | None:
+        """For `BroadcastCache`: None while disconnected, else a number that changes at every reconnect."""
+        return int(self.nc.stats.get("reconnects", 0)) if self.nc.is_connected else None
+
     async def publish_durable(
         self, subject: str, message: BaseModel, *, msg_id: str, headers: dict[str, str] | None = None
     ) -> int:
@@ -262,7 +268,11 @@ class Bus:
                 reply = RpcReply[Any](error=RpcError(code="invalid", message=str(exc.errors()[:3])))
             except RpcHandlerError as exc:
                 reply = RpcReply[Any](error=RpcError(code=exc.code, message=exc.message))
-            except BusUnavailable as exc:
+            except NotFound as exc:
+                reply = RpcReply[Any](error=RpcError(code="not_found", message=exc.detail))
+            except Invalid as exc:
+                reply = RpcReply[Any](error=RpcError(code="invalid", message=exc.detail))
+            except DependencyUnavailable as exc:  # Vault, PostgreSQL or NATS behind the handler
                 reply = RpcReply[Any](error=RpcError(code="unavailable", message=str(exc)))
             except Exception as exc:  # an RPC must always be answered
                 log.exception("rpc handler failed", extra={"subject": subject})

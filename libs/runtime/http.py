@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from libs.runtime.errors import DependencyUnavailable, ProblemError
+from libs.runtime.errors import DependencyUnavailable, DomainError, ProblemError
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +343,9 @@ def create_base_app(
         except ProblemError as exc:
             status = exc.status
             return problem_response(exc)
+        except DomainError as exc:  # the one place where domain errors become HTTP
+            status = exc.status
+            return problem_response(ProblemError.from_domain(exc))
         except DependencyUnavailable as exc:
             status = 503
             log.warning("dependency unavailable", extra={"path": request.path, "error": str(exc)})

@@ -1,0 +1,36 @@
+"""Why a deployment or execution is where it is: the `reason` strings CI and people see.
+
+Named once here (Flux keeps its condition reasons in `api/v1`), used by the
+orchestrator, the agent and the gateway. The values are part of the public
+contract (deployment answers, the CLI's exit messages, CI logs): add reasons,
+never change one. Reasons the agent copies from Kubernetes (a container's
+waiting reason such as `ImagePullBackOff`, a Job's failure reason) are passed
+through as Kubernetes spells them and are not listed here.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- still pending: Landfall retries by itself -------------------------------------------------
+CREDENTIALS_UNAVAILABLE: Final = "credentials_unavailable"  # the credentials service did not answer
+REGISTRY_UNREACHABLE: Final = "registry_unreachable"  # the registry did not answer the digest lookup
+DATAPLANE_NOT_ENROLLED: Final = "dataplane_not_enrolled"  # the data plane has no agent key yet
+INTERNAL_ERROR: Final = "internal_error"  # a bug; retried with the longest backoff
+
+# --- failed: a person must act -------------------------------------------------------------------
+IMAGE_NOT_FOUND: Final = "image_not_found"  # the tag or digest does not exist in the registry
+REGISTRY_UNAUTHORIZED: Final = "registry_unauthorized"  # the registry refused the stored credentials
+REGISTRY_NOT_FOUND: Final = "registry_not_found"  # the component's registry was deleted
+NO_ENVIRONMENT: Final = "no_environment"  # the org has no environment to deploy to
+NO_DATAPLANE: Final = "no_dataplane"  # the environment's data plane no longer exists
+INVALID_IMAGE: Final = "invalid_image"  # the reference does not parse
+IMAGE_NOT_ALLOWED: Final = "image_not_allowed"  # another host or repository than the component's
+SUPERSEDED: Final = "superseded"  # a newer deployment of the same component and environment won
+
+# --- reported by the agent -----------------------------------------------------------------------
+APPLY_REJECTED: Final = "apply_rejected"  # the API server refused an object for good
+AGENT_ERROR: Final = "agent_error"  # a bug in the agent while applying
+JOB_NAME_TAKEN: Final = "job_name_taken"  # a Job of that name belongs to another run
+DELETED: Final = "deleted"  # the watched object was deleted (or replaced) under the rollout
+PROGRESS_DEADLINE_EXCEEDED: Final = "progress_deadline_exceeded"  # Kubernetes gave up on the rollout

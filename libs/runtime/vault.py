@@ -1,0 +1,119 @@
+"""Vault (or OpenBao) KV v2, the way every service keeps secrets: the only module that imports hvac.
+
+What is subtle:
+
+* hvac is synchronous, so every call runs in a worker thread.
+* Any failure to reach or use Vault is `VaultUnavailable` (503 + Retry-After for
+  HTTP, a retry for consumers), never a 500; exception texts carry only the
+  exception's type, never a path's content or a secret.
+* `read` can pin a version: a caller that records the version it wrote in its
+  database reads exactly that one, so a version written by a request whose
+  database commit then failed is never used.
+* A path or version that does not exist (or was deleted) reads as `None`; a
+  delete of something absent succeeds, so cleanup is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import hvac
+import hvac.exceptions
+import requests
+
+from libs.runtime.errors import DependencyUnavailable
+from libs.runtime.settings import VaultSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class VaultUnavailable(DependencyUnavailable):
+    """Vault cannot be reached or refused the call: retry later."""
+
+
+class KvStore:
+    """One service's KV v2 client: paths below the settings' prefix on the settings' mount."""
+
+    def __init__(self, settings: VaultSettings, *, timeout: float = 5.0) -> None:
+        self.mount = settings.vault_mount
+        self.prefix = settings.vault_prefix.strip("/")
+        self._client = hvac.Client(
+            url=settings.vault_addr, token=settings.vault_token.get_secret_value(), timeout=timeout
+        )
+
+    def path(self, *parts: str) -> str:
+        return "/".join((self.prefix, *parts))
+
+    async def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return await asyncio.to_thread(fn)
+        except hvac.exceptions.VaultError as exc:
+            log.warning("vault call failed", extra={"what": what, "error": type(exc).__name__})
+            raise VaultUnavailable(f"Vault refused to {what}: {type(exc).__name__}") from None
+        except requests.exceptions.RequestException as exc:
+            log.warning("vault unreachable", extra={"what": what, "error": type(exc).__name__})
+            raise VaultUnavailable(f"cannot reach Vault to {what}: {type(exc).__name__}") from None
+
+    async def write(self, path: str, data: Mapping[str, str], *, what: str = "write a secret") -> int:
+        """Write a new version of `path`; returns its number."""
+
+        def put() -> int:
+            answer: dict[str, Any] = self._client.secrets.kv.v2.create_or_update_secret(
+                path=path, secret=dict(data), mount_point=self.mount
+            )
+            return int(answer["data"]["version"])
+
+        return await self._call(what, put)
+
+    async def read(
+        self, path: str, *, version: int | None = None, what: str = "read a secret"
+    ) -> dict[str, Any] | None:
+        """The data of `version` (default: the latest), or None when it does not exist or was deleted."""
+
+        def get() -> dict[str, Any] | None:
+            try:
+                answer: dict[str, Any] = self._client.secrets.kv.v2.read_secret_version(
+                    path=path, version=version, mount_point=self.mount, raise_on_deleted_version=True
+                )
+            except hvac.exceptions.InvalidPath:
+                return None
+            data = (answer.get("data") or {}).get("data")
+            return data if isinstance(data, dict) else None
+
+        return await self._call(what, get)
+
+    async def destroy_version(
+        self, path: str, version: int, *, what: str = "destroy a secret version"
+    ) -> None:
+        """Destroy one version (undo a write whose database commit failed)."""
+        await self._call(
+            what,
+            lambda: self._client.secrets.kv.v2.destroy_secret_versions(
+                path=path, versions=[version], mount_point=self.mount
+            ),
+        )
+
+    async def destroy(self, path: str, *, what: str = "destroy a secret") -> None:
+        """Destroy every version and the metadata; a path that does not exist is fine."""
+
+        def remove() -> None:
+            try:
+                self._client.secrets.kv.v2.delete_metadata_and_all_versions(path=path, mount_point=self.mount)
+            except hvac.exceptions.InvalidPath:
+                pass
+
+        await self._call(what, remove)
+
+    async def check(self) -> None:
+        """Readiness: a real, authenticated round trip (also catches an expired or revoked token)."""
+        await self._call("look up its token", lambda: self._client.auth.token.lookup_self())
+
+    def close(self) -> None:
+        adapter = getattr(self._client, "adapter", None)
+        if adapter is not None:
+            adapter.close()

@@ -1,0 +1,54 @@
+"""Helpers every test tier shares: polling for an outcome, building a service's settings.
+
+Tests poll for what a user would observe (a status, an object, a log line)
+instead of sleeping for a fixed time: `eventually` returns as soon as the probe
+answers something truthy and fails with what it was waiting for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from unittest import mock
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> T:
+    """Poll `probe` until it returns something truthy; that value is returned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or probe}")
+        await asyncio.sleep(interval)
+
+
+def wait_until(predicate: Callable[[], T | None], *, timeout: float = 30, what: str = "condition") -> T:
+    """`eventually` for synchronous probes (e2e tests talking to processes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def settings_from(cls: Callable[..., S], env: dict[str, str], **overrides: Any) -> S:
+    """A service's settings as its process would read them from `env`, plus keyword overrides."""
+    with mock.patch.dict(os.environ, env):
+        return cls(**overrides)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
