@@ -12,18 +12,34 @@ The Lua script rotates over the CI tokens of many components (one deployment
 per accepted request, on many components, as real CI traffic would be) and
 prints wrk's summary as one JSON line. Both targets get byte-identical
 requests; the floor ignores the token.
+
+The intake part (`part`) runs last in `make bench`, because every accepted
+webhook is a real deployment the orchestrator then works through. It measures
+the floor first, then the gateway twice: alone (the orchestrator SIGSTOPped,
+so nothing downstream runs, as for the floor) and with the pipeline consuming
+what it accepts (the two then share 2 cores, which is part of what the gateway
+competes with on a real machine; the CPU each process used during each window
+is recorded, so that share is visible).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import resource
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench import footprint, latency
+from bench.procs import Child, paused, wait_http, write_secret_lines
+from bench.stack import Run
+from libs.devstack.stack import free_ports
 
 WRK_SCRIPT = r"""
 -- Landfall bench: POST one webhook per request, rotating over the CI tokens in args[1].
@@ -156,3 +172,79 @@ def run_wrk(
         wrk_cpu_seconds=wrk_cpu,
         cpu_seconds={k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after},
     )
+
+
+async def _refresh(run: Run) -> None:
+    """One deploy per component, waited for: the gateway's token and component caches are fresh."""
+    async with run.session() as session:
+        await latency.warm_up(latency.Driver.for_run(session, run), run.targets, "before intake")
+
+
+def _ratio(measured: WrkResult, floor: WrkResult) -> float:
+    return measured.accepted_per_s / floor.accepted_per_s if floor.accepted_per_s else 0.0
+
+
+def part(run: Run) -> None:
+    """`intake`: the floor, the gateway alone, the gateway with the pipeline, over `run.targets`."""
+    stack, size, root, say, pids = run.stack, run.plan, run.root, run.clock.say, run.pids
+    tokens_file = write_secret_lines(root / "ci-tokens.txt", [t.token for t in run.targets])
+    (port,) = free_ports(1)
+    creds = stack.env("webhook_gateway").get("LANDFALL_NATS_CREDS_FILE")
+    floor = Child(
+        "floor",
+        [
+            sys.executable,
+            "-m",
+            "bench.floor",
+            "--port",
+            str(port),
+            "--nats-url",
+            stack.nats.url,
+            "--prefix",
+            stack.bus_prefix,
+            # the gateway's NATS user when nats-server runs with auth: the same rights as the gateway
+            *(["--nats-creds", creds] if creds else []),
+        ],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        logs=root / "logs",
+    )
+    common: dict[str, Any] = {
+        "tokens_file": tokens_file,
+        "body": {"tag": latency.TAGS[0]},
+        "script_dir": root,
+        "connections": size.intake_connections,
+        "threads": size.wrk_threads,
+        "duration_s": size.intake_seconds,
+    }
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", "the floor server", child=floor)
+        say(f"intake: floor, {size.intake_connections} connections for {size.intake_seconds:g} s")
+        floor_pids = {**pids, "floor": floor.pid}
+        base = run_wrk(
+            f"http://127.0.0.1:{port}/v1/webhooks/deploy",
+            cpu_probe=lambda: footprint.cpu(floor_pids),
+            **common,
+        )
+    finally:
+        floor.stop()
+    say(f"intake: floor accepted {base.accepted_per_s:,.0f}/s; now the gateway alone")
+    asyncio.run(_refresh(run))
+    url = f"{stack.url('webhook_gateway')}/v1/webhooks/deploy"
+    with paused(pids["orchestrator"]):
+        alone = run_wrk(url, cpu_probe=lambda: footprint.cpu(pids), **common)
+    ratio = _ratio(alone, base)
+    say(f"intake: gateway alone accepted {alone.accepted_per_s:,.0f}/s ({ratio:.2f}); now with the pipeline")
+    busy = run_wrk(url, cpu_probe=lambda: footprint.cpu(pids), **common)
+    busy_ratio = _ratio(busy, base)
+    say(f"intake: gateway with the pipeline accepted {busy.accepted_per_s:,.0f}/s ({busy_ratio:.2f})")
+    run.result["intake"] = {
+        "connections": size.intake_connections,
+        "wrk_threads": size.wrk_threads,
+        "duration_s": size.intake_seconds,
+        "components": len(run.targets),
+        "floor": base.as_dict(),
+        "gateway": alone.as_dict(),
+        "gateway_with_pipeline": busy.as_dict(),
+        "ratio": round(ratio, 3),
+        "ratio_with_pipeline": round(busy_ratio, 3),
+    }

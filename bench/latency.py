@@ -16,11 +16,19 @@ paces each simulated user closed-loop, and its gevent runtime would compete
 for the same 2 cores. A fixed schedule of asyncio tasks is a few lines and
 records how late each start was (`start_lag_ms`), so the driver can show it
 kept up.
+
+The latency part (`part`) runs on the stack's one data plane: components in
+org `default`, a warm-up deploy each (CI tokens, caches and namespaces are
+then what they are in steady state), the open-loop run at 50/s, and the same
+path at 10/s, far below capacity, for what each hop costs without queueing.
+`measure` is shared with the scale part and records the CPU every process
+spent per deploy during the run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +37,10 @@ from typing import Any
 
 import aiohttp
 
+from bench import footprint, provision
+from bench.client import Admin
 from bench.provision import Target
+from bench.stack import REPOSITORY, BenchError, Run
 from bench.stats import summary
 
 TERMINAL = frozenset({"succeeded", "failed", "superseded"})
@@ -97,6 +108,16 @@ class Driver:
         self.orchestrator_url = orchestrator_url
         self.admin = {"Authorization": f"Bearer {admin_token}"}
         self.wait_seconds = wait_seconds
+
+    @classmethod
+    def for_run(cls, session: aiohttp.ClientSession, run: Run) -> Driver:
+        stack = run.stack
+        return cls(
+            session,
+            gateway_url=stack.url("webhook_gateway"),
+            orchestrator_url=stack.url("orchestrator"),
+            admin_token=stack.admin_token,
+        )
 
     async def deploy(self, job: Deploy) -> Deploy:
         auth = {"Authorization": f"Bearer {job.target.token}"}
@@ -218,3 +239,84 @@ def analyse(jobs: Sequence[Deploy], *, rate: float | None, elapsed_s: float) -> 
         "hops_ms": hop_summaries,
         "slowest_hop": slowest,
     }
+
+
+def raise_if_failed(jobs: Sequence[Deploy], when: str) -> None:
+    failed = [j for j in jobs if not j.ok]
+    if failed:
+        raise BenchError(f"{len(failed)} deploys failed {when}, e.g. {failed[0].error or failed[0].status}")
+
+
+async def warm_up(driver: Driver, targets: Sequence[Target], when: str) -> list[Deploy]:
+    """One deploy per component, waited for: tokens, caches and namespaces are then warm."""
+    done = await driver.closed_loop(plan(targets, count=len(targets), first_round=0), concurrency=16)
+    raise_if_failed(done, when)
+    return done
+
+
+async def measure(
+    run: Run,
+    driver: Driver,
+    targets: list[Target],
+    *,
+    deploys: int,
+    rate: float,
+    pids: dict[str, int],
+    warm: bool = True,
+) -> dict[str, Any]:
+    """Warm up, then the open-loop run; with the CPU each process spent per deploy during the run."""
+    warmed = await warm_up(driver, targets, "in the warm-up") if warm else []
+    run.clock.say(f"warm: {len(warmed)} deploys; now {deploys} deploys at {rate:g}/s")
+    jobs = plan(targets, count=deploys)
+    pids = {**pids, "bench driver": os.getpid()}
+    cpu_before = footprint.cpu(pids)
+    started = time.monotonic()
+    await driver.open_loop(jobs, rate=rate)
+    elapsed = time.monotonic() - started
+    cpu_after = footprint.cpu(pids)
+    await driver.fetch_timings(jobs)
+    result = analyse(jobs, rate=rate, elapsed_s=elapsed)
+    result["warmup_deploys"] = len(warmed)
+    spent = {name: cpu_after[name] - cpu_before[name] for name in pids}
+    result["cpu_ms_per_deploy"] = {name: round(1000 * v / deploys, 2) for name, v in spent.items()}
+    result["cpu_ms_per_deploy"]["total"] = round(1000 * sum(spent.values()) / deploys, 2)
+    result["cpu_busy"] = round(sum(spent.values()) / elapsed / (os.cpu_count() or 1), 3)
+    e2e = result["e2e_ms"]
+    run.clock.say(
+        f"{result['succeeded']}/{deploys} succeeded; p50 {e2e.get('p50')} p95 {e2e.get('p95')} "
+        f"p99 {e2e.get('p99')} ms; slowest hop: {result['slowest_hop']}"
+    )
+    return result
+
+
+async def _part(run: Run) -> None:
+    stack, size = run.stack, run.plan
+    async with run.session() as session:
+        admin = Admin.for_stack(session, stack)
+        driver = Driver.for_run(session, run)
+        run.clock.say(f"latency: creating {size.latency_components} components")
+        run.targets = await provision.latency_components(
+            admin,
+            count=size.latency_components,
+            registry_host=stack.registry.host,
+            repository=REPOSITORY,
+            dataplane_id=stack.state["provisioned"]["dataplane_id"],
+        )
+        run.result["latency"] = await measure(
+            run, driver, run.targets, deploys=size.latency_deploys, rate=size.latency_rate, pids=run.pids
+        )
+        # The same path at a rate far below capacity: what each hop costs without queueing.
+        run.result["latency_unloaded"] = await measure(
+            run,
+            driver,
+            run.targets,
+            deploys=size.unloaded_deploys,
+            rate=size.unloaded_rate,
+            pids=run.pids,
+            warm=False,
+        )
+
+
+def part(run: Run) -> None:
+    """`latency` and `latency_unloaded`; leaves the components in `run.targets`."""
+    asyncio.run(_part(run))

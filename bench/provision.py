@@ -7,8 +7,8 @@ with a project, a data plane, an environment on it and an anonymous registry
 on the stack's local image registry. Components are spread round-robin over
 the planes, each with its own CI token.
 
-Requests run concurrently (bounded) with retries on 503, which the services
-answer while a dependency catches up.
+Requests go through `bench.client.Admin`: concurrent (bounded), with retries
+on 503, which the services answer while a dependency catches up.
 """
 
 from __future__ import annotations
@@ -18,13 +18,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import aiohttp
+from bench.client import Admin
 
 T = TypeVar("T")
-
-
-class ProvisionError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -45,73 +41,47 @@ class Plane:
     registry_id: str = ""
 
 
-class Admin:
-    """The admin API of the three HTTP services, over one aiohttp session."""
+async def registry(admin: Admin, org: str, host: str) -> str:
+    reg = await admin.call(
+        "credentials",
+        "POST",
+        f"/v1/orgs/{org}/registries",
+        {"display_name": "bench registry", "auth": {"type": "anonymous", "host": host}},
+    )
+    return str(reg["id"])
 
-    def __init__(
-        self, session: aiohttp.ClientSession, *, urls: dict[str, str], admin_token: str, concurrency: int = 16
-    ) -> None:
-        self.session = session
-        self.urls = urls
-        self.headers = {"Authorization": f"Bearer {admin_token}"}
-        self.gate = asyncio.Semaphore(concurrency)
 
-    async def call(
-        self, service: str, method: str, path: str, body: Any = None, *, expect: Sequence[int] = (200, 201)
-    ) -> Any:
-        url = self.urls[service] + path
-        for attempt in range(20):
-            async with (
-                self.gate,
-                self.session.request(method, url, json=body, headers=self.headers) as resp,
-            ):
-                payload = await resp.json(content_type=None)
-                if resp.status in expect:
-                    return payload
-                if resp.status != 503:
-                    raise ProvisionError(f"{method} {path} answered {resp.status}: {payload}")
-            await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
-        raise ProvisionError(f"{method} {path} kept answering 503")
+async def component(
+    admin: Admin, org: str, project: str, name: str, *, registry_id: str, image: str, dataplane_id: str
+) -> Target:
+    await admin.call(
+        "orchestrator",
+        "POST",
+        f"/v1/orgs/{org}/projects/{project}/components",
+        {"name": name, "type": "service", "registry_id": registry_id, "image": image, "port": 8080},
+    )
+    token = await admin.call(
+        "webhook_gateway",
+        "POST",
+        f"/v1/orgs/{org}/projects/{project}/components/{name}/tokens",
+        {"name": "bench"},
+    )
+    return Target(org=org, component=name, token=str(token["token"]), dataplane_id=dataplane_id)
 
-    async def registry(self, org: str, host: str) -> str:
-        reg = await self.call(
-            "credentials",
-            "POST",
-            f"/v1/orgs/{org}/registries",
-            {"display_name": "bench registry", "auth": {"type": "anonymous", "host": host}},
-        )
-        return str(reg["id"])
 
-    async def component(
-        self, org: str, project: str, name: str, *, registry_id: str, image: str, dataplane_id: str
-    ) -> Target:
-        await self.call(
-            "orchestrator",
-            "POST",
-            f"/v1/orgs/{org}/projects/{project}/components",
-            {"name": name, "type": "service", "registry_id": registry_id, "image": image, "port": 8080},
-        )
-        token = await self.call(
-            "webhook_gateway",
-            "POST",
-            f"/v1/orgs/{org}/projects/{project}/components/{name}/tokens",
-            {"name": "bench"},
-        )
-        return Target(org=org, component=name, token=str(token["token"]), dataplane_id=dataplane_id)
-
-    async def plane(self, org: str, *, registry_host: str) -> Plane:
-        await self.call("orchestrator", "POST", "/v1/orgs", {"name": org})
-        await self.call("orchestrator", "POST", f"/v1/orgs/{org}/projects", {"name": "app"})
-        created = await self.call("orchestrator", "POST", f"/v1/orgs/{org}/dataplanes", {"name": "dp"})
-        plane = Plane(org, str(created["id"]), str(created["enrollment_token"]))
-        await self.call(
-            "orchestrator",
-            "POST",
-            f"/v1/orgs/{org}/environments",
-            {"name": "development", "dataplane_id": plane.dataplane_id, "order": 0},
-        )
-        plane.registry_id = await self.registry(org, registry_host)
-        return plane
+async def plane(admin: Admin, org: str, *, registry_host: str) -> Plane:
+    await admin.call("orchestrator", "POST", "/v1/orgs", {"name": org})
+    await admin.call("orchestrator", "POST", f"/v1/orgs/{org}/projects", {"name": "app"})
+    created = await admin.call("orchestrator", "POST", f"/v1/orgs/{org}/dataplanes", {"name": "dp"})
+    made = Plane(org, str(created["id"]), str(created["enrollment_token"]))
+    await admin.call(
+        "orchestrator",
+        "POST",
+        f"/v1/orgs/{org}/environments",
+        {"name": "development", "dataplane_id": made.dataplane_id, "order": 0},
+    )
+    made.registry_id = await registry(admin, org, registry_host)
+    return made
 
 
 async def gather_all(items: Sequence[T], work: Callable[[T], Awaitable[Any]]) -> list[Any]:
@@ -122,13 +92,13 @@ async def latency_components(
     admin: Admin, *, count: int, registry_host: str, repository: str, dataplane_id: str, prefix: str = "lat"
 ) -> list[Target]:
     """`count` service components in org `default`, project `default`, each with a CI token."""
-    registry_id = await admin.registry("default", registry_host)
+    registry_id = await registry(admin, "default", registry_host)
     image = f"{registry_host}/{repository}:1.0"
     names = [f"{prefix}{i:04d}" for i in range(count)]
     return await gather_all(
         names,
-        lambda name: admin.component(
-            "default", "default", name, registry_id=registry_id, image=image, dataplane_id=dataplane_id
+        lambda name: component(
+            admin, "default", "default", name, registry_id=registry_id, image=image, dataplane_id=dataplane_id
         ),
     )
 
@@ -138,18 +108,19 @@ async def scale_planes(
 ) -> tuple[list[Plane], list[Target]]:
     """`planes` orgs with a data plane each, and `components` components spread over them."""
     orgs = [f"{prefix}-{i:04d}" for i in range(planes)]
-    made: list[Plane] = await gather_all(orgs, lambda org: admin.plane(org, registry_host=registry_host))
+    made: list[Plane] = await gather_all(orgs, lambda org: plane(admin, org, registry_host=registry_host))
     image = f"{registry_host}/{repository}:1.0"
 
     async def one(index: int) -> Target:
-        plane = made[index % planes]
-        return await admin.component(
-            plane.org,
+        home = made[index % planes]
+        return await component(
+            admin,
+            home.org,
             "app",
             f"c{index:04d}",
-            registry_id=plane.registry_id,
+            registry_id=home.registry_id,
             image=image,
-            dataplane_id=plane.dataplane_id,
+            dataplane_id=home.dataplane_id,
         )
 
     targets: list[Target] = await gather_all(list(range(components)), one)

@@ -10,8 +10,8 @@ from typing import Any
 
 import aiohttp
 
+from bench.client import Admin
 from chaos import driver, load, reconcile
-from chaos.client import Admin
 from chaos.provision import PROJECT, Fleet, provision
 from chaos.stack import ChaosStack
 
@@ -139,9 +139,8 @@ async def run(chaos: ChaosStack, plan: CrashPlan, *, say: Callable[[str], None] 
     seconds["webhooks_and_kills"] = time.monotonic() - began
 
     began = time.monotonic()
-    urls = {s: stack.url(s) for s in ("credentials", "orchestrator", "webhook_gateway")}
     async with aiohttp.ClientSession() as session:
-        admin = Admin(session, urls=urls, admin_token=stack.admin_token, patience=300)
+        admin = Admin.for_stack(session, stack, patience=300)
         histories = await reconcile.wait_until_settled(
             admin, PROJECT, fleet.targets, timeout=plan.settle_timeout, say=say
         )

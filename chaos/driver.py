@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from libs.devstack.stack import Stack
 
@@ -112,27 +113,24 @@ class Driver:
         outage.restored_at = time.monotonic()
         self.say(f"t={outage.restored_at - self._started:6.1f}s {event.label} back")
 
+    def _server(self, target: str) -> Any:
+        """The server object (`start()` and `kill()`) behind a target name."""
+        servers = {"nats": self.stack.nats, "postgres": self.stack.postgres, "openbao": self.stack.vault}
+        if target not in servers:
+            raise ValueError(target)
+        return servers[target]
+
     def _kill(self, target: str) -> None:
         if target in SERVICES:
             self.stack.kill_service(target)
-        elif target == "nats":
-            self.stack.nats.kill()
-        elif target == "postgres":
-            self.stack.postgres.kill()
-        elif target == "openbao":
-            self.stack.vault.kill()
         else:
-            raise ValueError(target)
+            self._server(target).kill()
 
     def _start(self, target: str) -> None:
         if target in SERVICES:
             self.stack.restart_service(target)
-        elif target == "nats":
-            self.stack.nats.start()
-        elif target == "postgres":
-            self.stack.postgres.start()
-        elif target == "openbao":
-            self.stack.vault.start()
+        else:
+            self._server(target).start()
 
 
 def schedule(

@@ -47,7 +47,7 @@ from typing import Any
 
 import aiohttp
 
-from chaos.client import Admin
+from bench.client import Admin
 from libs.devstack.stack import Stack
 
 PROJECT = "app"
@@ -110,9 +110,8 @@ async def prepare(stack: Stack, org: str) -> Tenant:
     token), so every service gets a fresh tenant, and the CI token belongs to a component (`ci`)
     that is not in the dictionary the management operations draw from.
     """
-    urls = {s: stack.url(s) for s in ("credentials", "orchestrator", "webhook_gateway")}
     async with aiohttp.ClientSession() as session:
-        admin = Admin(session, urls=urls, admin_token=stack.admin_token)
+        admin = Admin.for_stack(session, stack)
         await admin.call("orchestrator", "POST", "/v1/orgs", {"name": org}, expect=(201, 409))
         await admin.call(
             "orchestrator", "POST", f"/v1/orgs/{org}/projects", {"name": PROJECT}, expect=(201, 409)

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from chaos.client import read_body, retry_after
+from bench.client import read_body, retry_after
 from chaos.provision import Target
 
 

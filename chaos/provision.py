@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from chaos.client import Admin
+from bench.client import Admin
 from chaos.stack import PRIVATE_REGISTRY_USER, ChaosStack
 
 ORG = "default"
@@ -90,9 +90,8 @@ async def provision(
     chaos: ChaosStack, *, components: int, tags: int, prefix: str = "c", project: str = PROJECT
 ) -> Fleet:
     stack = chaos.stack
-    urls = {s: stack.url(s) for s in ("credentials", "orchestrator", "webhook_gateway")}
     async with aiohttp.ClientSession() as session:
-        admin = Admin(session, urls=urls, admin_token=stack.admin_token)
+        admin = Admin.for_stack(session, stack)
         await admin.call(
             "orchestrator", "POST", f"/v1/orgs/{ORG}/projects", {"name": project}, expect=(201, 409)
         )

@@ -35,7 +35,7 @@ from typing import Any
 
 import aiohttp
 
-from chaos.client import Admin
+from bench.client import Admin
 from chaos.load import Webhook
 from chaos.provision import ORG, Target
 from libs.contracts.naming import ANNOTATION_DEPLOYMENT_ID, namespace_for

@@ -48,7 +48,7 @@ from typing import Any
 
 import aiohttp
 
-from chaos.client import Admin, read_body
+from bench.client import Admin, read_body
 from chaos.stack import PRIVATE_REGISTRY_USER, ChaosStack
 
 INFRA = ("/healthz", "/readyz", "/metrics", "/openapi.json")

@@ -22,8 +22,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from bench.client import Admin
 from chaos import load, provision, reconcile, secrets_scan, tenancy
-from chaos.client import Admin
 from chaos.stack import ChaosStack
 
 
@@ -52,9 +52,8 @@ async def test_no_secret_in_the_database_the_streams_or_the_logs(chaos_stack: Ch
     tally = await load.run(chaos_stack.stack.url("webhook_gateway"), hooks, rate=10)
     assert tally.responses[202] == 30
     stack = chaos_stack.stack
-    urls = {s: stack.url(s) for s in ("credentials", "orchestrator", "webhook_gateway")}
     async with aiohttp.ClientSession() as session:
-        admin = Admin(session, urls=urls, admin_token=stack.admin_token)
+        admin = Admin.for_stack(session, stack)
         histories = await reconcile.wait_until_settled(admin, "secrets", fleet.targets, timeout=120)
     assert all(d["status"] == "succeeded" for items in histories.values() for d in items[:1])
     _, used = await tenancy.run(chaos_stack, say=print)
