@@ -1,17 +1,21 @@
 """The whole Landfall stack on one machine, as separate OS processes.
 
-`make up` runs this module; the e2e tests and benchmarks use the `Stack`
-class. It starts the real servers (nats-server with JetStream, PostgreSQL,
+The e2e tests, benchmarks and chaos runs use the `Stack` class; `make up` runs
+it through `libs.devstack.supervisor` (`python -m libs.devstack.stack up|down`
+still works). It starts the real servers (nats-server with JetStream, PostgreSQL,
 OpenBao, Debian's docker-registry as a local image registry), a data plane
 (the current kubeconfig context when a cluster answers, otherwise the sandbox
-Kubernetes API with its simulated controller), the four services, and then
-provisions what API.md promises through the public HTTP API.
+Kubernetes API with its simulated controller), the four services and the front
+door (`libs.devstack.front_door`, `LANDFALL_URL`), and then provisions what
+API.md promises through the public HTTP API.
 
 Subtle parts:
 - Children run in their own process groups, so Ctrl-C reaches only this
   supervisor, which then stops services first (SIGTERM: they finish in-flight
   work) and servers last. `make down` does the same from another terminal
   using `.landfall/pids.json`.
+- The front door is a process like the services, started after them; it only
+  forwards, so it needs no readiness of its own beyond listening.
 - Everything lives under the state directory and is reused: ports, the admin
   token, the Vault unseal key, the provisioned ids. A second `make up` finds
   the earlier registries, components and deployments.
@@ -19,7 +23,6 @@ Subtle parts:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -48,8 +51,8 @@ LOG_NAMES = {
     "webhook_gateway": "gateway",
     "data_plane_agent": "agent",
     "sandbox": "sandbox",
+    "front": "front-door",
 }
-COLORS = {"credentials": 35, "orchestrator": 34, "webhook_gateway": 32, "data_plane_agent": 33, "sandbox": 36}
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Ports:
     vault: int = 8200
     registry: int = 5000
     sandbox: int = 8090
+    front: int = 8088
 
     def for_service(self, name: str) -> int:
         return {
@@ -70,6 +74,7 @@ class Ports:
             "orchestrator": self.orchestrator,
             "webhook_gateway": self.gateway,
             "data_plane_agent": self.agent,
+            "front": self.front,
         }[name]
 
 
@@ -87,7 +92,7 @@ def free_ports(count: int) -> list[int]:
 
 
 def random_ports() -> Ports:
-    ports = free_ports(9)
+    ports = free_ports(10)
     ports[6] = 0  # OpenBao also needs port+1 (cluster listener): let it pick a free pair itself
     return Ports(*ports)
 
@@ -179,6 +184,11 @@ class Stack:
     @property
     def sandbox_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.sandbox}"
+
+    @property
+    def front_url(self) -> str:
+        """`LANDFALL_URL`: the front door, where every endpoint of every service answers."""
+        return self.url("front")
 
     def write_pids(self) -> None:
         pids = {name: p.popen.pid for name, p in self.procs.items() if p.popen and p.popen.poll() is None}
@@ -294,6 +304,18 @@ class Stack:
     def start_services(self) -> None:
         for service in ("credentials", "orchestrator", "webhook_gateway"):
             self.start_service(service)
+        self.start_front_door()
+
+    def start_front_door(self) -> None:
+        argv = [sys.executable, "-m", "libs.devstack.front_door", "--port", str(self.ports.front)]
+        for flag, service in (
+            ("--credentials", "credentials"),
+            ("--gateway", "webhook_gateway"),
+            ("--orchestrator", "orchestrator"),
+        ):
+            argv += [flag, self.url(service)]
+        self._spawn("front", argv, {**os.environ, "PYTHONUNBUFFERED": "1"})
+        self._wait_http(f"{self.front_url}/readyz", "front door")
 
     def _wait_http(
         self, url: str, what: str, *, timeout: float = 90, expect: tuple[int, ...] = (200,)
@@ -340,7 +362,7 @@ class Stack:
         proc = self.procs[name]
         self.stop_service(name)
         self._spawn(name, proc.argv, proc.env)
-        if name in SERVICES:
+        if name in SERVICES or name == "front":
             self._wait_http(f"{self.url(name)}/readyz", name)
 
     def stop(self) -> None:
@@ -424,9 +446,14 @@ class Stack:
 
     def write_local_env(self) -> Path:
         values = {
+            "LANDFALL_URL": self.front_url,
+            "LANDFALL_CONSOLE_URL": self.front_url,
             "LANDFALL_GATEWAY_URL": self.url("webhook_gateway"),
             "LANDFALL_CREDENTIALS_URL": self.url("credentials"),
             "LANDFALL_ORCHESTRATOR_URL": self.url("orchestrator"),
+            "LANDFALL_GATEWAY_URLS": self.url("webhook_gateway"),
+            "LANDFALL_CREDENTIALS_URLS": self.url("credentials"),
+            "LANDFALL_ORCHESTRATOR_URLS": self.url("orchestrator"),
             "LANDFALL_ADMIN_TOKEN": self.admin_token,
             "LANDFALL_DATABASE_URL": self.postgres.dsn,
             "LANDFALL_NATS_URL": self.nats.url,
@@ -445,163 +472,8 @@ class Stack:
         return path
 
 
-# --- the `make up` / `make down` command --------------------------------------------------
-
-
-def reachable_kube_context() -> Path | None:
-    """The current kubeconfig, if its cluster answers on TCP; else None (use the sandbox)."""
-    path = Path(os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config"))).expanduser()
-    if not path.is_file():
-        return None
-    try:
-        import yaml
-
-        cfg = yaml.safe_load(path.read_text())
-        ctx_name = cfg.get("current-context")
-        ctx = next(c["context"] for c in cfg.get("contexts", []) if c["name"] == ctx_name)
-        cluster = next(c["cluster"] for c in cfg.get("clusters", []) if c["name"] == ctx["cluster"])
-        from urllib.parse import urlparse
-
-        server = urlparse(cluster["server"])
-        with socket.create_connection((server.hostname or "", server.port or 443), timeout=2):
-            return path
-    except Exception:
-        return None
-
-
-def _printer() -> Callable[[str, str], None]:
-    lock = threading.Lock()
-    tty = sys.stdout.isatty()
-
-    def echo(name: str, line: str) -> None:
-        label = LOG_NAMES.get(name, name)
-        color = COLORS.get(name, 0)
-        prefix = f"\033[{color}m{label:>12}\033[0m |" if tty and color else f"{label:>12} |"
-        with lock:
-            print(f"{prefix} {line}", flush=True)
-
-    return echo
-
-
-def _ports_for(root: Path, *, random: bool) -> Ports:
-    """The ports of the earlier run in this state directory, else defaults (or free ones)."""
-    state_path = root / "state.json"
-    saved = json.loads(state_path.read_text()).get("ports") if state_path.exists() else None
-    if saved:
-        return Ports(**saved)
-    return random_ports() if random else Ports()
-
-
-def up(root: Path, *, random: bool = False) -> int:
-    echo = _printer()
-    kube = reachable_kube_context()
-    ports = _ports_for(root, random=random)
-    stack = Stack(root, ports=ports, echo=echo, kubeconfig=kube, log_format="text", persist_sandbox=True)
-    stack.state["ports"] = {k: v for k, v in vars(ports).items()}
-    stack._save()
-    stopping = threading.Event()
-
-    def on_signal(signum: int, _: object) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        stack.start_infra()
-        if kube is None:
-            stack.start_sandbox()
-            echo(
-                "landfall",
-                "no reachable Kubernetes cluster in your kubeconfig: using the SANDBOX Kubernetes API",
-            )
-            echo("landfall", "(an emulator with a simulated controller; nothing really runs)")
-        else:
-            echo("landfall", f"deploying to the current context of {kube}")
-        stack.start_services()
-        stack.provision()
-        stack.start_service("data_plane_agent")
-        stack.provision_demo()
-        env_path = stack.write_local_env()
-        stack.write_pids()
-        token = stack.state["demo_ci_token"]
-        gw = stack.url("webhook_gateway")
-        print(
-            f"""
-Landfall is up. Settings for your shell: source {env_path}
-
-  webhook-gateway  {gw}
-  credentials      {stack.url("credentials")}
-  orchestrator     {stack.url("orchestrator")}
-  {"sandbox k8s API  " + stack.sandbox_url if kube is None else "cluster          " + str(kube)}
-  admin token      {stack.admin_token}
-
-Deploy the demo image (tag 1.1 is in the local registry {stack.registry.host}) as CI would:
-
-  curl -sS -X POST {gw}/v1/webhooks/deploy \\
-    -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\
-    -d '{{"tag": "1.1"}}'
-
-then wait for the rollout with the status_url it returns:
-
-  curl -sS -H 'Authorization: Bearer {token}' '{gw}/v1/webhooks/deployments/<deployment_id>?wait=30'
-
-Ctrl-C stops everything (or run `make down` from another terminal).
-""",
-            flush=True,
-        )
-        while not stopping.wait(0.5):
-            for name, proc in stack.procs.items():
-                if proc.popen and proc.popen.poll() is not None:
-                    echo("landfall", f"{name} exited with {proc.popen.returncode}; restarting it")
-                    stack.restart_service(name)
-                    stack.write_pids()
-        return 0
-    except StackError as exc:
-        echo("landfall", f"error: {exc}")
-        return 1
-    finally:
-        echo("landfall", "stopping …")
-        stack.stop()
-        echo("landfall", "stopped")
-
-
-def down(root: Path) -> int:
-    pids_path = root / "pids.json"
-    if not pids_path.exists():
-        print("no running stack found (no .landfall/pids.json)")
-        return 0
-    pids: dict[str, int] = json.loads(pids_path.read_text())
-    supervisor = pids.pop("supervisor", None)
-    if supervisor:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(supervisor, signal.SIGTERM)
-            print(f"asked the supervisor (pid {supervisor}) to stop the stack …")
-            for _ in range(300):
-                if not pids_path.exists():
-                    print("stopped")
-                    return 0
-                time.sleep(0.1)
-    for name, pid in pids.items():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-            print(f"stopped {name} (pid {pid})")
-    pids_path.unlink(missing_ok=True)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m libs.devstack.stack")
-    parser.add_argument("command", choices=["up", "down"])
-    parser.add_argument("--state-dir", default=".landfall")
-    parser.add_argument(
-        "--random-ports",
-        action="store_true",
-        help="free ports, not the defaults (kept for reruns)",
-    )
-    args = parser.parse_args(argv)
-    root = Path(args.state_dir).resolve()
-    return up(root, random=args.random_ports) if args.command == "up" else down(root)
-
-
 if __name__ == "__main__":
+    # `make up` / `make down` run `python -m libs.devstack.stack`; the command lives in supervisor.py.
+    from libs.devstack.supervisor import main
+
     sys.exit(main())
