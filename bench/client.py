@@ -1,11 +1,11 @@
 """The admin API of the stack's three HTTP services, the way a careful client talks to it.
 
 One client for both harnesses: the benchmarks provision through it
-(`bench/provision.py`) and so does every part of `make chaos`. It lives in
-`bench/` rather than `chaos/` or `libs/` because the benchmarks are the simpler
-of the two users and must not depend on the chaos harness, while chaos already
-leans on the same stack and may import from `bench` (never the other way round);
-`libs/` holds what services and tests share, and this is neither.
+(`bench/provision.py`) and so does every part of `make chaos`. Why in `bench/`:
+the two harnesses must not import each other both ways, and `bench` is the
+lower of the two (it imports nothing from `chaos`; `chaos` imports this module
+only). `libs/` is for what the services and their tests share, and the top
+level of the repository is fixed, so neither is the place for a test client.
 
 `Admin.call` retries a 503 after its Retry-After (a dependency is catching up)
 and a dropped connection (the service was just restarted), for at most
