@@ -1,22 +1,26 @@
-"""Ready-to-paste CI snippets: one bash script, wrapped for GitHub Actions and GitLab CI.
+"""Ready-to-paste CI snippets: the `landfall` CLI for GitHub Actions and GitLab CI, a bash script beside.
 
-There is a single source: `deploy_script()`. The curl snippet is that script
-with the component's gateway URL and image filled in as defaults, the GitHub
-step and the GitLab job run the same text, and deploy/ci/ holds the same three
-rendered with empty defaults (a unit test keeps those files in sync).
+One source each: `_SCRIPT` is the curl script (`deploy_script()`, served as `curl`, and
+deploy/ci/landfall-deploy.sh), and `github_actions()` / `gitlab_ci()` render the CLI jobs:
+install the CLI (`pipx install landfall` / `pip install landfall`, skipped when `landfall` is
+already on PATH), then `landfall deploy --tag "$TAG" --wait` with the component's CI token in
+`LANDFALL_TOKEN`. deploy/ci/ holds the three rendered with placeholders (a unit test keeps
+those files in sync; nothing is copied by hand).
 
-What the script does: POST the image with an Idempotency-Key that stays the
-same across curl's retries (so a retried request never deploys twice), then
-long-poll the status URL until the deployment is final. Exit codes: 0
-succeeded, 1 failed or superseded, 2 usage, 3 refused by the gateway or no
-final status in time. The token is passed to curl through a file descriptor,
-never on the command line, so it does not show in `ps` or in CI logs.
+The CLI (libs/cli, CLI.md) follows the rollout through gateway restarts and exits 0 succeeded,
+1 failed or superseded, 3 refused, 5 unavailable or out of time, 6 invalid.
+
+What the script does, for runners without Python: POST the image with an Idempotency-Key that
+stays the same across curl's retries (so a retried request never deploys twice), then
+long-poll the status URL until the deployment is final. Exit codes: 0 succeeded, 1 failed or
+superseded, 2 usage, 3 refused by the gateway or no final status in time. The token is passed
+to curl through a file descriptor, never on the command line, so it does not show in `ps` or
+in CI logs.
 """
 
 from __future__ import annotations
 
 import json
-import textwrap
 
 _SCRIPT = r"""#!/usr/bin/env bash
 # landfall-deploy.sh: deploy an image with Landfall from CI and wait for the rollout.
@@ -105,39 +109,51 @@ def deploy_script(*, gateway_url: str = "", image: str = "") -> str:
     )
 
 
+def _tag_of(image: str) -> str:
+    """The tag part of `image` (`host/repo:TAG`), or `image` itself when it has none."""
+    ref = image.split("@", 1)[0]
+    if ref.rfind(":") > ref.rfind("/"):
+        return ref.rsplit(":", 1)[1]
+    return image
+
+
 def github_actions(*, gateway_url: str, image: str) -> str:
-    script = deploy_script()
     return (
-        "# A GitHub Actions step: add it to your job after the step that pushes the image.\n"
+        "# GitHub Actions steps: add them to your job after the step that pushes the image.\n"
         "# Store the component's CI token as the repository secret LANDFALL_CI_TOKEN.\n"
+        "# `landfall deploy --wait` exits 0 once the rollout succeeded, 1 if it failed (reason printed).\n"
+        "# No Python on the runner? The curl script does the same: deploy/ci/landfall-deploy.sh.\n"
+        "- name: Install the Landfall CLI\n"
+        "  shell: bash\n"
+        "  run: command -v landfall >/dev/null || pipx install landfall\n"
         "- name: Deploy with Landfall\n"
         "  shell: bash\n"
         "  env:\n"
-        "    LANDFALL_CI_TOKEN: ${{ secrets.LANDFALL_CI_TOKEN }}\n"
-        f"    LANDFALL_GATEWAY_URL: {json.dumps(gateway_url)}\n"
-        f"    LANDFALL_IMAGE: {json.dumps(image)}\n"
+        f"    LANDFALL_URL: {json.dumps(gateway_url)}\n"
+        "    LANDFALL_TOKEN: ${{ secrets.LANDFALL_CI_TOKEN }}\n"
+        f"    TAG: {json.dumps(_tag_of(image))}\n"
         '    LANDFALL_IDEMPOTENCY_KEY: "github-${{ github.run_id }}-${{ github.run_attempt }}"\n'
-        "  run: |\n" + textwrap.indent(script, "    ")
+        '  run: landfall deploy --tag "$TAG" --wait\n'
     )
 
 
 def gitlab_ci(*, gateway_url: str, image: str) -> str:
-    script = deploy_script()
-    heredoc = "cat > /tmp/landfall-deploy.sh <<'LANDFALL_EOF'\n" + script + "LANDFALL_EOF\n"
     return (
         "# A GitLab CI job: add it to .gitlab-ci.yml; it runs after the jobs that push the image.\n"
-        "# Store the component's CI token as a masked, protected CI/CD variable LANDFALL_CI_TOKEN.\n"
+        "# Store the component's CI token as a masked, protected CI/CD variable LANDFALL_TOKEN.\n"
+        "# `landfall deploy --wait` exits 0 once the rollout succeeded, 1 if it failed (reason printed).\n"
+        "# No Python in the image? The curl script does the same: deploy/ci/landfall-deploy.sh.\n"
         "landfall-deploy:\n"
         "  stage: deploy\n"
-        "  image: alpine:3.20\n"
+        "  image: python:3.12-slim\n"
         "  variables:\n"
-        f"    LANDFALL_GATEWAY_URL: {json.dumps(gateway_url)}\n"
-        f"    LANDFALL_IMAGE: {json.dumps(image)}\n"
+        f"    LANDFALL_URL: {json.dumps(gateway_url)}\n"
+        f"    TAG: {json.dumps(_tag_of(image))}\n"
         '    LANDFALL_IDEMPOTENCY_KEY: "gitlab-$CI_JOB_ID"\n'
         "  before_script:\n"
-        "    - apk add --no-cache bash curl\n"
+        "    - command -v landfall >/dev/null || pip install --quiet landfall\n"
         "  script:\n"
-        "    - |\n" + textwrap.indent(heredoc, "      ") + "      bash /tmp/landfall-deploy.sh\n"
+        '    - landfall deploy --tag "$TAG" --wait\n'
     )
 
 

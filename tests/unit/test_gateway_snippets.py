@@ -29,17 +29,33 @@ def test_scripts_are_valid_bash() -> None:
         assert "set -euo pipefail" in script
 
 
-def test_github_and_gitlab_snippets_run_the_same_script() -> None:
+def test_github_and_gitlab_snippets_install_the_cli_and_deploy_with_it() -> None:
     snippets = render_all(gateway_url="https://gw.example", repository="ghcr.io/acme/api")
-    (step,) = yaml.safe_load(snippets["github_actions"])
-    assert step["shell"] == "bash"
-    assert step["run"] == deploy_script()
-    assert step["env"]["LANDFALL_CI_TOKEN"] == "${{ secrets.LANDFALL_CI_TOKEN }}"
+    install, deploy = yaml.safe_load(snippets["github_actions"])
+    assert install["shell"] == deploy["shell"] == "bash"
+    assert "pipx install landfall" in install["run"]
+    assert install["run"].startswith("command -v landfall")  # already installed: nothing to do
+    assert deploy["run"] == 'landfall deploy --tag "$TAG" --wait'
+    assert deploy["env"]["LANDFALL_TOKEN"] == "${{ secrets.LANDFALL_CI_TOKEN }}"
+    assert deploy["env"]["LANDFALL_URL"] == "https://gw.example"
+    assert deploy["env"]["TAG"] == "${{ github.sha }}"
     job = yaml.safe_load(snippets["gitlab_ci"])["landfall-deploy"]
-    script = job["script"][0]
-    assert deploy_script() in script
-    assert script.rstrip().endswith("bash /tmp/landfall-deploy.sh")
+    assert job["script"] == ['landfall deploy --tag "$TAG" --wait']
+    assert "pip install" in job["before_script"][0]
+    assert job["variables"]["TAG"] == "$CI_COMMIT_SHA"
     assert "LANDFALL_CI_TOKEN" not in job["variables"]
+    assert "LANDFALL_TOKEN" not in job["variables"]  # a masked CI/CD variable, never in the file
+    for text in (snippets["github_actions"], snippets["gitlab_ci"]):
+        assert "deploy/ci/landfall-deploy.sh" in text  # the curl script, for runners without Python
+    for line in (install["run"], deploy["run"], *job["before_script"], *job["script"]):
+        subprocess.run(["bash", "-n"], input=line.encode(), check=True)
+
+
+def test_the_shipped_script_is_the_served_one() -> None:
+    assert (DEPLOY_CI / "landfall-deploy.sh").read_text() == deploy_script()
+    assert render_all(gateway_url="https://gw", repository="r.example/a")["curl"] == deploy_script(
+        gateway_url="https://gw", image="r.example/a:1.0.0"
+    )
 
 
 def test_defaults_are_shell_safe() -> None:
