@@ -34,3 +34,5 @@ AGENT_ERROR: Final = "agent_error"  # a bug in the agent while applying
 JOB_NAME_TAKEN: Final = "job_name_taken"  # a Job of that name belongs to another run
 DELETED: Final = "deleted"  # the watched object was deleted (or replaced) under the rollout
 PROGRESS_DEADLINE_EXCEEDED: Final = "progress_deadline_exceeded"  # Kubernetes gave up on the rollout
+PULL_SECRET_WRONG_RECIPIENT: Final = "pull_secret_wrong_recipient"  # sealed to another key than the agent's
+PULL_SECRET_UNREADABLE: Final = "pull_secret_unreadable"  # the sealed pull secret does not open
