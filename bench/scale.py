@@ -37,7 +37,7 @@ async def level(run: Run, admin: Admin, driver: latency.Driver, *, planes: int) 
         [
             sys.executable,
             "-m",
-            "libs.devstack.sandbox_cluster",
+            "libs.devstack.sandbox",
             "--port",
             str(port),
             "--kubeconfig",

@@ -274,7 +274,7 @@ class Stack:
             [
                 sys.executable,
                 "-m",
-                "libs.devstack.sandbox_cluster",
+                "libs.devstack.sandbox",
                 "--port",
                 str(self.ports.sandbox),
                 "--kubeconfig",

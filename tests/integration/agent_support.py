@@ -24,7 +24,7 @@ from libs.contracts.ids import new_id
 from libs.contracts.messages import DeployCommand, RolloutReport, SealedSecret, utcnow
 from libs.contracts.naming import namespace_for
 from libs.contracts.subjects import Subjects
-from libs.devstack.sandbox_cluster import SandboxCluster, write_kubeconfig
+from libs.devstack.sandbox import SandboxCluster, write_kubeconfig
 from libs.runtime import bus as busmod
 from libs.runtime.settings import ServiceSettings
 from services.data_plane_agent.app import create_app

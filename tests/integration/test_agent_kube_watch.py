@@ -15,7 +15,7 @@ import pytest
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.watch import watch as watch_module
 
-from libs.devstack.sandbox_cluster import SandboxCluster, write_kubeconfig
+from libs.devstack.sandbox import SandboxCluster, write_kubeconfig
 from services.data_plane_agent.kube import Kube
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from libs.contracts.ids import new_id
 from libs.contracts.messages import AgentHeartbeat, RolloutReport
-from libs.devstack.sandbox_cluster import write_kubeconfig
+from libs.devstack.sandbox import write_kubeconfig
 from libs.devstack.servers import NatsServer, free_port
 from services.data_plane_agent.fleet import run_agents
 from services.data_plane_agent.identity import Identity

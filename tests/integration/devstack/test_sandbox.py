@@ -23,9 +23,9 @@ import pytest
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from libs.devstack.sandbox_cluster import DEPLOYMENT_ID_ANNOTATION, SandboxCluster, write_kubeconfig
+from libs.devstack.sandbox import DEPLOYMENT_ID_ANNOTATION, SandboxCluster, write_kubeconfig
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 MERGE = "application/merge-patch+json"
 
 
@@ -451,11 +451,11 @@ def free_port() -> int:
 
 
 async def start_cli(port: int, *args: str) -> asyncio.subprocess.Process:
-    """`python -m libs.devstack.sandbox_cluster --port PORT ARGS...`, as `make up` runs it."""
+    """`python -m libs.devstack.sandbox --port PORT ARGS...`, as `make up` runs it."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "libs.devstack.sandbox_cluster",
+        "libs.devstack.sandbox",
         "--port",
         str(port),
         *args,
