@@ -24,7 +24,7 @@ from nats.aio.client import RawCredentials
 from libs.contracts.ids import new_id
 from libs.contracts.messages import AgentHeartbeat, DeployCommand, RolloutReport, utcnow
 from libs.contracts.subjects import Subjects
-from libs.devstack.sandbox_cluster import SandboxCluster, write_kubeconfig
+from libs.devstack.sandbox import SandboxCluster, write_kubeconfig
 from libs.runtime import bus as busmod
 from libs.runtime.natsauth import NatsUser, NKey, agent_inbox_prefix, agent_permissions, user_jwt
 from libs.runtime.settings import ServiceSettings
