@@ -1,6 +1,6 @@
 """Container-based servers for machines that have Docker (`LANDFALL_TEST_CONTAINERS=1`).
 
-The default test path starts real servers from pip wheels (libs/devstack/servers.py)
+The default test path starts real servers from pip wheels (libs/devstack/servers/)
 because CI and the developers' machines have no Docker engine. Where Docker exists,
 these testcontainers-backed classes offer the same properties (`url`, `dsn`,
 `addr`, `token`, `start()`, `stop()`), with the same images as docker-compose.yml,

@@ -93,6 +93,16 @@ class Reply:
     body: Any
 
 
+def _named_object(body: Any, name: str, not_an_object: str) -> JsonDict:
+    """`body` if it is an object whose name (if it has one) is `name`; else the apiserver's 400."""
+    if not isinstance(body, dict):
+        raise bad_request(not_an_object)
+    body_name = json_object(body.get("metadata")).get("name")
+    if body_name not in (None, name):
+        raise bad_request(f"the name of the object ({body_name}) does not match the name on the URL ({name})")
+    return body
+
+
 class ObjectApi:
     """What the apiserver does on object URLs, over one store."""
 
@@ -164,14 +174,7 @@ class ObjectApi:
         if method == "PATCH":
             return self._serve_patch(request, kind, target, raw)
         if method == "PUT":
-            body = parse_body(raw)
-            if not isinstance(body, dict):
-                raise bad_request("the request body must be a JSON object")
-            body_name = json_object(body.get("metadata")).get("name")
-            if body_name not in (None, name):
-                raise bad_request(
-                    f"the name of the object ({body_name}) does not match the name on the URL ({name})"
-                )
+            body = _named_object(parse_body(raw), name, "the request body must be a JSON object")
             expected = json_object(body.get("metadata")).get("resourceVersion")
             obj = self._store.update(
                 kind,
@@ -254,13 +257,7 @@ class ObjectApi:
                 "PatchOptions.meta.k8s.io is invalid:"
                 " fieldManager: Required value: is required for apply patch"
             )
-        if not isinstance(applied, dict):
-            raise bad_request("an apply patch must be an object")
-        body_name = json_object(applied.get("metadata")).get("name")
-        if body_name not in (None, name):
-            raise bad_request(
-                f"the name of the object ({body_name}) does not match the name on the URL ({name})"
-            )
+        applied = _named_object(applied, name, "an apply patch must be an object")
         dry_run = "dryRun" in query
         if self._store.get(kind, namespace, name) is None:
             if sub is not None:

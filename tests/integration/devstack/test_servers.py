@@ -27,10 +27,10 @@ from libs.devstack.servers import (
     PostgresServer,
     ServerError,
     ServerStartError,
-    _descendants,
-    _pid_alive,
     free_port,
 )
+from libs.devstack.servers.plumbing import descendants as _descendants
+from libs.devstack.servers.plumbing import pid_alive as _pid_alive
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -323,7 +323,7 @@ def test_failed_start_reports_log_tail_and_hint(tmp_path: Path) -> None:
 def test_auto_port_conflict_is_retried_with_new_ports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from libs.devstack import servers
+    from libs.devstack.servers import process as servers  # where servers pick their ports
 
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))

