@@ -14,21 +14,26 @@ from nacl.public import PrivateKey, SealedBox
 from pydantic import TypeAdapter, ValidationError
 
 from libs.oci.reference import InvalidReference
-from services.credentials.models import Auth, RegistryCreate
-from services.credentials.registry_client import Challenge, api_base_url, parse_www_authenticate
-from services.credentials.rules import (
+from services.credentials.clients.registry_auth import (
+    Challenge,
+    api_base_url,
+    parse_www_authenticate,
+    uses_plain_http,
+)
+from services.credentials.domain import (
+    BadPublicKey,
     RuleViolation,
     ValidatedAuth,
     check_rotation,
     display_name,
+    key_id,
     manifest_reference,
-    pydantic_errors,
     registry_host,
     repository_name,
-    uses_plain_http,
+    seal,
     validate_auth,
 )
-from services.credentials.sealing import BadPublicKey, key_id, seal
+from services.credentials.schemas import Auth, RegistryCreate, pydantic_errors
 from services.credentials.settings import Settings
 
 AUTH: TypeAdapter[Any] = TypeAdapter(Auth)
@@ -36,11 +41,11 @@ LOOPBACK = ["localhost", "127.0.0.1", "[::1]"]
 
 
 def check(raw: dict[str, Any]) -> ValidatedAuth:
-    return validate_auth(AUTH.validate_python(raw))
+    return validate_auth(AUTH.validate_python(raw).to_domain())
 
 
 def fields(exc: pytest.ExceptionInfo[RuleViolation]) -> list[str]:
-    return [e.field for e in exc.value.errors]
+    return [e.field for e in exc.value.field_errors]
 
 
 @pytest.mark.parametrize(

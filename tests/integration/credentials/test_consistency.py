@@ -23,8 +23,10 @@ from nacl.public import PrivateKey
 from libs.contracts.messages import PullSecretReply, PullSecretRequest
 from libs.devstack.servers import DockerRegistry, OpenBaoServer
 from libs.runtime.bus import RpcFailed
+from services.credentials.settings import Settings
 from tests.conftest import REGISTRY_USERS
-from tests.integration.credentials_support import ORG, REGISTRIES, Harness, credentials_settings, running
+from tests.integration.credentials.helpers import ORG, REGISTRIES, Harness, running
+from tests.support import settings_from
 
 USER, PASSWORD = next(iter(REGISTRY_USERS.items()))
 
@@ -70,7 +72,7 @@ async def test_vault_down_is_503_with_retry_after_and_leaves_nothing(
     base_env: dict[str, str], private_vault: OpenBaoServer
 ) -> None:
     env = {**base_env, "LANDFALL_VAULT_ADDR": private_vault.addr, "LANDFALL_VAULT_TOKEN": private_vault.token}
-    async with running(credentials_settings(env)) as svc:
+    async with running(settings_from(Settings, env)) as svc:
         before = await svc.create({"display_name": "before", "auth": basic()})
         assert (await svc.client.get("/readyz")).status == 200
 
@@ -121,15 +123,19 @@ async def test_vault_down_is_503_with_retry_after_and_leaves_nothing(
 
 
 @pytest.fixture
-async def svc_failing_commits(base_env: dict[str, str]) -> AsyncIterator[Harness]:
-    async with running(credentials_settings(base_env, registry_timeout_seconds=5)) as svc:
-        conn = await asyncpg.connect(svc.settings.database_url.get_secret_value())
-        try:
-            await conn.execute(f'SET search_path = "{svc.schema}"')
-            await conn.execute(FAIL_AT_COMMIT)
-        finally:
-            await conn.close()
-        yield svc
+def settings(base_env: dict[str, str]) -> Settings:
+    return settings_from(Settings, base_env, registry_timeout_seconds=5)
+
+
+@pytest.fixture
+async def svc_failing_commits(svc: Harness) -> Harness:
+    conn = await asyncpg.connect(svc.settings.database_url.get_secret_value())
+    try:
+        await conn.execute(f'SET search_path = "{svc.schema}"')
+        await conn.execute(FAIL_AT_COMMIT)
+    finally:
+        await conn.close()
+    return svc
 
 
 async def test_a_create_whose_commit_fails_leaves_no_secret_in_vault(svc_failing_commits: Harness) -> None:

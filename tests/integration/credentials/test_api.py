@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import hvac.exceptions
 import pytest
 
-from tests.integration.credentials_support import (
-    ORG,
-    OTHER_ORG,
-    REGISTRIES,
-    Harness,
-    credentials_settings,
-    running,
-)
+from services.credentials.settings import Settings
+from tests.integration.credentials.helpers import ORG, OTHER_ORG, REGISTRIES, Harness, running
+from tests.support import settings_from
 
 PASSWORD = "pw-Zq8!api-secret-" + "x" * 8
 GCP_KEY = {
@@ -38,12 +32,6 @@ GCP_KEY = {
 def docker_config(host: str, user: str, password: str) -> dict[str, Any]:
     auth = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"auths": {host: {"auth": auth}}}
-
-
-@pytest.fixture
-async def svc(base_env: dict[str, str]) -> AsyncIterator[Harness]:
-    async with running(credentials_settings(base_env)) as harness:
-        yield harness
 
 
 def basic(host: str = "ghcr.io", username: str = "octo", password: str = PASSWORD) -> dict[str, Any]:
@@ -417,7 +405,7 @@ async def test_delete_is_refused_while_components_use_the_registry(svc: Harness)
 
 
 async def test_delete_answers_503_when_the_orchestrator_cannot_tell(base_env: dict[str, str]) -> None:
-    async with running(credentials_settings(base_env, rpc_timeout_seconds=0.5), orchestrator=False) as svc:
+    async with running(settings_from(Settings, base_env, rpc_timeout_seconds=0.5), orchestrator=False) as svc:
         created = await svc.create({"display_name": "ghcr", "auth": basic()})
         path = f"{REGISTRIES}/{created['id']}"
         resp = await svc.client.delete(path, headers=svc.headers)

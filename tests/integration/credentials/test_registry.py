@@ -34,23 +34,17 @@ from libs.contracts.messages import (
 )
 from libs.devstack.servers import DockerRegistry, free_port
 from libs.runtime.bus import RpcFailed
+from services.credentials.settings import Settings
 from tests.conftest import REGISTRY_USERS
-from tests.integration.credentials_support import (
-    ORG,
-    OTHER_ORG,
-    REGISTRIES,
-    Harness,
-    credentials_settings,
-    running,
-)
+from tests.integration.credentials.helpers import ORG, OTHER_ORG, REGISTRIES, Harness
+from tests.support import settings_from
 
 USER, PASSWORD = next(iter(REGISTRY_USERS.items()))
 
 
 @pytest.fixture
-async def svc(base_env: dict[str, str]) -> AsyncIterator[Harness]:
-    async with running(credentials_settings(base_env, registry_timeout_seconds=5)) as harness:
-        yield harness
+def settings(base_env: dict[str, str]) -> Settings:
+    return settings_from(Settings, base_env, registry_timeout_seconds=5)
 
 
 async def register(svc: Harness, host: str, auth: dict[str, Any] | None = None, org: str = ORG) -> str:

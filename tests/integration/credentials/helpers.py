@@ -1,4 +1,4 @@
-"""Helpers for the credentials service's integration tests.
+"""What the credentials integration tests share besides fixtures: names, the harness, the fake orchestrator.
 
 The service runs in-process against the session's real NATS, PostgreSQL and
 OpenBao. The orchestrator (another Landfall service) is the only thing faked:
@@ -9,11 +9,9 @@ the test fills in.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
-from unittest import mock
 
 import hvac
 from aiohttp.test_utils import TestClient, TestServer
@@ -23,19 +21,11 @@ from libs.contracts.subjects import Subjects
 from libs.runtime.bus import Bus, connect
 from services.credentials.app import create_app
 from services.credentials.settings import Settings
+from tests.support import bearer
 
 ORG = "acme"
 OTHER_ORG = "globex"
 REGISTRIES = f"/v1/orgs/{ORG}/registries"
-
-
-def credentials_settings(env: dict[str, str], **overrides: Any) -> Settings:
-    with mock.patch.dict(os.environ, env):
-        return Settings(**overrides)
-
-
-def admin(settings: Settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"}
 
 
 @dataclass
@@ -59,7 +49,7 @@ class Harness:
 
     @property
     def headers(self) -> dict[str, str]:
-        return admin(self.settings)
+        return bearer(self.settings.admin_token.get_secret_value())
 
     async def create(self, body: dict[str, Any], org: str = ORG, expect: int = 201) -> dict[str, Any]:
         resp = await self.client.post(f"/v1/orgs/{org}/registries", json=body, headers=self.headers)
@@ -79,19 +69,12 @@ class Harness:
 
 
 @contextlib.asynccontextmanager
-async def bus_for_tests(settings: Settings) -> AsyncIterator[Bus]:
-    nc = await connect(settings, name="credentials-test", wait_seconds=10)
-    try:
-        yield Bus(nc, Subjects(settings.bus_prefix))
-    finally:
-        await nc.close()
-
-
-@contextlib.asynccontextmanager
 async def running(settings: Settings, *, orchestrator: bool = True) -> AsyncIterator[Harness]:
     """The service on a test server, a bus for the test, and (unless told not to) a fake orchestrator."""
     fake = FakeOrchestrator()
-    async with bus_for_tests(settings) as bus:
+    nc = await connect(settings, name="credentials-test", wait_seconds=10)
+    try:
+        bus = Bus(nc, Subjects(settings.bus_prefix))
         if orchestrator:
             await bus.serve(
                 bus.subjects.rpc_registry_usage, RegistryUsage, fake.registry_usage, queue="orchestrator"
@@ -103,3 +86,5 @@ async def running(settings: Settings, *, orchestrator: bool = True) -> AsyncIter
             yield Harness(settings=settings, client=client, bus=bus, orchestrator=fake)
         finally:
             await client.close()
+    finally:
+        await nc.close()

@@ -1,10 +1,11 @@
-"""Pure rules: what a registry's `auth` may be, and names the API accepts.
+"""The credentials domain: registries, what their `auth` may be, and how a password may leave.
 
-Why this module exists: every rule that decides whether a request is valid is
-here, free of I/O, so it can be tested exhaustively and so that each failure
-names the API field the user must fix (`auth.host`, `auth.password`,
-`auth.config`, ...). The vendor- and Docker-specific knowledge is in
-`libs.oci`; this module maps it onto the API's fields.
+Why this module exists: every rule that decides whether a registry is valid is
+here, free of I/O and of HTTP, so it can be tested exhaustively and so that each
+failure names the API field the user must fix (`auth.host`, `auth.password`,
+`auth.config`, ...). The vendor- and Docker-specific knowledge is in `libs.oci`;
+this module maps it onto the API's fields. The HTTP bodies (`schemas`) convert
+themselves into the `RegistryAuth` types below; nothing here knows them.
 
 What is subtle:
 
@@ -14,18 +15,31 @@ What is subtle:
 * The password to store may differ from the one given: Google `_json_key`
   passwords are minified (see `libs.oci.vendors`).
 * No message here ever contains a password or a config: inputs are echoed only
-  when they are not secret (hosts, display names, repository names).
+  when they are not secret (hosts, display names, repository names), and every
+  type holding a secret keeps it out of `repr`.
+* A pull secret leaves the service only sealed (libsodium sealed box, X25519 +
+  XSalsa20-Poly1305, anonymous sender) to one data plane's public key, whose
+  private half never leaves its cluster: the orchestrator and NATS carry a
+  ciphertext they cannot read. Sealing is pure computation, so it lives here
+  under the same "no I/O" contract as the rules. `recipient_key_id` (sha256 of
+  the raw 32-byte key, first 16 hex characters) lets the agent refuse, with a
+  clear reason, a secret sealed to an older key.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Final, Literal
 
-from pydantic import ValidationError
+from nacl.exceptions import CryptoError
+from nacl.public import PublicKey, SealedBox
 
+from libs.contracts.messages import AuthType, SealedSecret
 from libs.oci.dockerconfig import CONFIG_FIELD, DockerConfigError, parse_docker_config
 from libs.oci.reference import (
     InvalidReference,
@@ -35,38 +49,101 @@ from libs.oci.reference import (
     validate_host,
     validate_tag,
 )
-from libs.oci.vendors import FieldError, check_basic_credentials, check_vendor_host
-from services.credentials.models import (
-    AUTH_TYPES,
-    AnonymousAuth,
-    Auth,
-    AuthType,
-    BasicAuth,
-    DockerConfigAuth,
-    VendorAuth,
-)
+from libs.oci.vendors import FieldError, Vendor, check_basic_credentials, check_vendor_host
+from libs.runtime.errors import Conflict, Invalid
 
-HOST_FIELD = "auth.host"
-USERNAME_FIELD = "auth.username"
-PASSWORD_FIELD = "auth.password"
-DISPLAY_NAME_MAX = 100
-USERNAME_MAX = 256
-PASSWORD_MAX = 16 * 1024  # a Google service-account key is ~2.4 KiB; tokens are far shorter
-HOST_MAX = 255
+AUTH_TYPES: Final[tuple[AuthType, ...]] = ("anonymous", "basic", "docker-config", "vendor")
+SECRET_TYPES: Final = frozenset({"basic", "docker-config"})  # the types with a secret in Vault
+HOST_FIELD: Final = "auth.host"
+USERNAME_FIELD: Final = "auth.username"
+PASSWORD_FIELD: Final = "auth.password"
+DISPLAY_NAME_MAX: Final = 100
+USERNAME_MAX: Final = 256
+PASSWORD_MAX: Final = 16 * 1024  # a Google service-account key is ~2.4 KiB; tokens are far shorter
+HOST_MAX: Final = 255
+KEY_BYTES: Final = 32
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-
-class RuleViolation(Exception):
-    """One or more fields break a rule; `errors` name them. Never carries a secret."""
-
-    def __init__(self, errors: list[FieldError]) -> None:
-        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
-        self.errors = errors
+AuditAction = Literal["create", "update", "rotate", "delete", "test"]
 
 
-def _fail(field_name: str, message: str) -> RuleViolation:
-    return RuleViolation([FieldError(field_name, message)])
+# --- records -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """A registry's metadata; `secret_version` is the Vault version in use (None: no secret)."""
+
+    id: str
+    org: str
+    display_name: str
+    host: str
+    auth_type: AuthType
+    username: str | None
+    vendor: Vendor | None
+    warnings: list[str]
+    secret_version: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    id: int
+    org: str
+    registry_id: str
+    action: AuditAction
+    actor: str
+    outcome: str
+    detail: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A stored username and password, as a registry's login wants them."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The answer to "test connection": a plain sentence that never holds a secret."""
+
+    ok: bool
+    detail: str
+
+
+# --- what a user may send as `auth` ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AnonymousAccess:
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    host: str
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DockerConfigLogin:
+    config: dict[str, Any] | str = field(repr=False)
+    host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VendorIdentity:
+    host: str
+    vendor: Vendor
+
+
+RegistryAuth = AnonymousAccess | Login | DockerConfigLogin | VendorIdentity
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +154,58 @@ class ValidatedAuth:
     host: str
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    vendor: str | None = None
+    vendor: Vendor | None = None
     warnings: tuple[str, ...] = ()
 
     @property
     def has_secret(self) -> bool:
         return self.password is not None
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class RuleViolation(Invalid):
+    """One or more fields break a rule (422 naming every one of them). Never carries a secret."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__(errors[0].field, errors[0].message)
+        self.field_errors = errors
+        self.detail = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
+        self.args = ("; ".join(f"{e.field}: {e.message}" for e in errors),)
+
+    def errors(self) -> list[dict[str, str]]:
+        return [{"field": e.field, "message": e.message} for e in self.field_errors]
+
+
+def _fail(field_name: str, message: str) -> RuleViolation:
+    return RuleViolation([FieldError(field_name, message)])
+
+
+class RegistryInUse(Conflict):
+    """Components still pull from the registry; `components` names them (`org/project/component`)."""
+
+    def __init__(self, components: list[str]) -> None:
+        shown = ", ".join(components[:20]) + (" ..." if len(components) > 20 else "")
+        super().__init__(
+            f"the registry is used by {len(components)} component(s): {shown}; "
+            "point them at another registry or delete them first"
+        )
+        self.components = components
+        self.shown = shown
+
+
+class RegistryBroken(Exception):
+    """The registry's stored secret is missing from Vault; new credentials (PATCH) fix it."""
+
+
+class BadPublicKey(Invalid):
+    """The recipient key is not a base64 X25519 public key (an `invalid` RPC answer)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("recipient_public_key", message)
+        self.detail = message  # the message already names the field
+        self.args = (message,)
 
 
 # --- names -------------------------------------------------------------------------------------
@@ -149,17 +272,17 @@ def _basic(host: str, username: str, password: str, *, on_config: bool) -> tuple
     return check.password, list(check.warnings)
 
 
-def validate_auth(auth: Auth) -> ValidatedAuth:
+def validate_auth(auth: RegistryAuth) -> ValidatedAuth:
     """Apply every rule for the auth type; raises `RuleViolation` naming the fields."""
-    if isinstance(auth, AnonymousAuth):
+    if isinstance(auth, AnonymousAccess):
         return ValidatedAuth(auth_type="anonymous", host=registry_host(auth.host))
-    if isinstance(auth, BasicAuth):
+    if isinstance(auth, Login):
         host = registry_host(auth.host)
-        password, warnings = _basic(host, auth.username, auth.password.get_secret_value(), on_config=False)
+        password, warnings = _basic(host, auth.username, auth.password, on_config=False)
         return ValidatedAuth(
             auth_type="basic", host=host, username=auth.username, password=password, warnings=tuple(warnings)
         )
-    if isinstance(auth, DockerConfigAuth):
+    if isinstance(auth, DockerConfigLogin):
         try:
             parsed = parse_docker_config(auth.config)
         except DockerConfigError as exc:
@@ -178,7 +301,6 @@ def validate_auth(auth: Auth) -> ValidatedAuth:
             password=password,
             warnings=tuple(warnings),
         )
-    assert isinstance(auth, VendorAuth)
     host = registry_host(auth.host)
     problem = check_vendor_host(auth.vendor, host)
     if problem is not None:
@@ -203,31 +325,8 @@ def check_rotation(*, current_type: str, current_host: str, new: ValidatedAuth) 
         )
 
 
-def pydantic_errors(exc: ValidationError) -> list[FieldError]:
-    """Field errors from pydantic with the union's tag taken out of the path.
-
-    Pydantic reports `auth.basic.password`; the API field is `auth.password`.
-    A missing or unknown `type` is reported on `auth.type`.
-    """
-    errors: list[FieldError] = []
-    for err in exc.errors(include_url=False, include_input=False, include_context=False):
-        loc = [str(p) for p in err["loc"]]
-        if len(loc) >= 2 and loc[0] == "auth" and loc[1] in AUTH_TYPES:
-            del loc[1]
-        kind = err["type"]
-        if kind in ("union_tag_not_found", "union_tag_invalid"):
-            loc = [*loc, "type"]
-            message = f"type must be one of: {', '.join(AUTH_TYPES)}"
-        elif kind == "model_attributes_type" and loc == ["auth"]:
-            message = "auth must be an object with a type"
-        elif kind == "missing":
-            message = f"{loc[-1]} is required"
-        elif kind == "extra_forbidden":
-            message = f"{loc[-1]} is not a field here" + (" for this auth type" if loc[0] == "auth" else "")
-        else:
-            message = err["msg"]
-        errors.append(FieldError(".".join(loc) or "body", message))
-    return errors
+def nothing_to_update() -> RuleViolation:
+    return _fail("body", "send display_name and/or auth (new credentials)")
 
 
 # --- registry API arguments --------------------------------------------------------------------
@@ -257,20 +356,32 @@ def manifest_reference(value: str) -> str:
     return validate_tag(value)
 
 
-def _split_port(host: str) -> str:
-    if host.startswith("["):
-        return host.split("]", 1)[0] + "]"
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+# --- sealing -----------------------------------------------------------------------------------
 
 
-def uses_plain_http(host: str, insecure: Iterable[str]) -> bool:
-    """Whether `host` is listed as an insecure (plain HTTP) registry, by name or name:port."""
-    listed = {entry.strip().lower() for entry in insecure if entry.strip()}
-    host = host.lower()
-    return host in listed or _split_port(host) in listed
+def key_id(public_key: bytes) -> str:
+    return hashlib.sha256(public_key).hexdigest()[:16]
 
 
-def secret_payload(auth: ValidatedAuth) -> Mapping[str, Any]:
-    """What is written to Vault for a registry with a secret."""
-    assert auth.password is not None
-    return {"username": auth.username or "", "password": auth.password, "host": auth.host}
+def decode_public_key(value: str) -> bytes:
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadPublicKey("recipient_public_key is not valid base64") from None
+    if len(raw) != KEY_BYTES:
+        raise BadPublicKey(f"recipient_public_key must be {KEY_BYTES} bytes, got {len(raw)}")
+    return raw
+
+
+def seal(plaintext: str, *, recipient_public_key: str, registry_id: str) -> SealedSecret:
+    """`plaintext` sealed to the data plane's X25519 key (raises `BadPublicKey`)."""
+    raw = decode_public_key(recipient_public_key)
+    try:
+        ciphertext = SealedBox(PublicKey(raw)).encrypt(plaintext.encode())
+    except CryptoError:
+        raise BadPublicKey("recipient_public_key is not a usable X25519 key") from None
+    return SealedSecret(
+        recipient_key_id=key_id(raw),
+        ciphertext=base64.b64encode(ciphertext).decode("ascii"),
+        registry_id=registry_id,
+    )

@@ -1,0 +1,1 @@
+"""Other parties over the network: container registries (HTTP) and the orchestrator (NATS)."""

@@ -1,0 +1,41 @@
+"""The orchestrator over NATS request-reply: which components use a registry.
+
+Asked before a registry is deleted (the orchestrator owns components; this
+service never reads its tables). No answer, or an error answer, means "cannot
+tell", which is `OrchestratorUnavailable` (503): deleting a registry that
+components still pull from must not be possible by timing out.
+"""
+
+from __future__ import annotations
+
+from libs.contracts.messages import RegistryUsage, RegistryUsageReply
+from libs.runtime.bus import Bus, BusUnavailable, RpcFailed
+from libs.runtime.errors import DependencyUnavailable
+
+
+class OrchestratorUnavailable(DependencyUnavailable):
+    """The orchestrator could not say which components use a registry."""
+
+
+class Orchestrator:
+    def __init__(self, bus: Bus, *, timeout: float = 5.0) -> None:
+        self.bus = bus
+        self.timeout = timeout
+
+    async def components_using(self, org: str, registry_id: str) -> list[str]:
+        try:
+            reply = await self.bus.request(
+                self.bus.subjects.rpc_registry_usage,
+                RegistryUsage(org=org, registry_id=registry_id),
+                RegistryUsageReply,
+                timeout=self.timeout,
+            )
+        except BusUnavailable as exc:
+            raise OrchestratorUnavailable(
+                "the orchestrator did not answer which components use this registry"
+            ) from exc
+        except RpcFailed as exc:
+            raise OrchestratorUnavailable(
+                f"the orchestrator could not tell which components use this registry ({exc.error.code})"
+            ) from exc
+        return list(reply.components)

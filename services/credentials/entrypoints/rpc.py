@@ -1,0 +1,45 @@
+"""Request-reply handlers for the orchestrator (queue group "credentials").
+
+Thin like the HTTP handlers: `Bus.serve` decodes the request, the use case
+answers, and `Bus.serve` itself turns `NotFound` (another org's registry looks
+exactly like one that does not exist), `Invalid` (`BadPublicKey`) and a
+dependency outage into `not_found`, `invalid` and `unavailable`. What is left
+here: a registry whose secret is gone from Vault (`RegistryBroken`) is
+`unavailable` to the orchestrator too, which keeps retrying the deploy while a
+person sends new credentials.
+"""
+
+from __future__ import annotations
+
+from libs.contracts.messages import (
+    PullSecretReply,
+    PullSecretRequest,
+    RegistryGet,
+    RegistryInfo,
+    ResolvedImage,
+    ResolveImage,
+)
+from libs.runtime.bus import Bus, RpcHandlerError
+from services.credentials.domain import RegistryBroken
+from services.credentials.usecases.pulls import Pulls
+
+QUEUE = "credentials"
+
+
+async def serve(bus: Bus, pulls: Pulls) -> None:
+    async def registry_get(req: RegistryGet) -> RegistryInfo:
+        return await pulls.info(req.org, req.registry_id)
+
+    async def resolve_image(req: ResolveImage) -> ResolvedImage:
+        return await pulls.resolve(req.org, req.registry_id, req.repository, req.reference)
+
+    async def pull_secret(req: PullSecretRequest) -> PullSecretReply:
+        try:
+            return await pulls.pull_secret(req.org, req.registry_id, req.recipient_public_key)
+        except RegistryBroken as exc:
+            raise RpcHandlerError("unavailable", str(exc)) from None
+
+    await bus.serve(bus.subjects.rpc_registry_get, RegistryGet, registry_get, queue=QUEUE)
+    await bus.serve(bus.subjects.rpc_resolve_image, ResolveImage, resolve_image, queue=QUEUE)
+    await bus.serve(bus.subjects.rpc_pull_secret, PullSecretRequest, pull_secret, queue=QUEUE)
+    await bus.nc.flush(timeout=5)
