@@ -3,10 +3,19 @@
 For the scale benchmark. Reads one enrollment token per line from `--tokens`
 (a 0600 file the driver wrote), enrolls every data plane with the orchestrator
 exactly as a lone agent does at its first start, then runs all the agents with
-`services.data_plane_agent.fleet.run_agents` (each with its own durable
-consumer, heartbeat and watches; one NATS connection and one Kubernetes client
-shared, as that module's docstring explains). Settings come from the usual
-`LANDFALL_*` environment, as for `python -m services.data_plane_agent`.
+`run_agents` (each with its own durable consumer, heartbeat and watches; one
+NATS connection and one Kubernetes client shared, see below). Settings come
+from the usual `LANDFALL_*` environment, as for `python -m services.data_plane_agent`.
+
+`run_agents` is the fleet runner, N data planes in one event loop: each
+`Agent` has its own durable consumer, heartbeat, report queue and watches,
+exactly as if it ran alone; by default they share one NATS connection and one
+Kubernetes client (pass `shared=False` for a connection each, closer to N real
+agents). Agents that enrolled with their own NATS user (`identity.nats`) always
+get a connection each, as that user: NATS permissions are per connection. The
+objects each agent writes carry its data plane id, so agents that share one
+cluster resume only their own rollouts. It is a second composition root beside
+the agent's `app.py` (bench-only, so it lives here, not in the service).
 
 When every agent's durable consumer exists on JetStream, it writes `--ready`
 (JSON: how many agents, how long enrolling and starting took) so that the
@@ -17,24 +26,79 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import time
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import aiohttp
 import nats.errors
 import nats.js.errors
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from libs.contracts.subjects import Subjects
+from libs.runtime import bus as busmod
 from libs.runtime.logs import setup_logging
-from services.data_plane_agent.agent import Agent
-from services.data_plane_agent.fleet import run_agents
-from services.data_plane_agent.identity import Identity, enroll
+from libs.runtime.natsauth import NatsUser
+from services.data_plane_agent.agent import Agent, AgentMetrics, AgentOptions
+from services.data_plane_agent.clients.kube import Kube
+from services.data_plane_agent.clients.orchestrator import enroll
+from services.data_plane_agent.domain.identity import Identity
 from services.data_plane_agent.settings import Settings
 
 log = logging.getLogger("bench.fleet")
+
+
+@contextlib.asynccontextmanager
+async def run_agents(
+    settings: Settings,
+    identities: Sequence[Identity],
+    *,
+    shared: bool = True,
+    registry: CollectorRegistry | None = None,
+) -> AsyncIterator[list[Agent]]:
+    """Start one agent per identity; stop them all (and close what was opened) on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        metrics = AgentMetrics(registry or CollectorRegistry())
+        subjects = Subjects(settings.bus_prefix)
+
+        async def open_bus(user: NatsUser | None = None) -> busmod.Bus:
+            nc = await busmod.connect(settings, name=settings.service_name, user=user)
+            stack.push_async_callback(nc.close)
+            return busmod.Bus(nc, subjects)
+
+        async def open_kube() -> Kube:
+            kube = await Kube.from_settings(settings)
+            stack.push_async_callback(kube.close)
+            return kube
+
+        shared_bus = await open_bus() if shared and any(i.nats is None for i in identities) else None
+        shared_kube = await open_kube() if shared else None
+        agents: list[Agent] = []
+        ensured = False
+        for identity in identities:
+            bus = await open_bus(identity.nats) if identity.nats else shared_bus or await open_bus()
+            if settings.ensure_streams and identity.nats is None and not ensured:
+                await busmod.ensure_streams(bus.js, subjects.streams)
+                ensured = True
+            agents.append(
+                Agent(
+                    identity=identity,
+                    bus=bus,
+                    kube=shared_kube or await open_kube(),
+                    options=AgentOptions.from_settings(settings, create_consumer=identity.nats is None),
+                    metrics=metrics,
+                )
+            )
+        try:
+            await asyncio.gather(*(agent.start() for agent in agents))
+            yield agents
+        finally:
+            await asyncio.gather(*(agent.stop(grace_seconds=2.0) for agent in agents))
 
 
 async def enroll_all(settings: Settings, tokens: list[str], *, concurrency: int = 16) -> list[Identity]:

@@ -6,10 +6,10 @@ takes its data plane's deploy commands from a durable JetStream consumer (so an 
 that was offline catches up, in order), writes the Kubernetes objects, and reports
 what the cluster says about the rollout (kubectl's `rollout status` rules).
 
-Read in this order: `settings.py`, `identity.py` (enrollment, the X25519 key that
-opens sealed pull secrets), `manifests.py` (pure: command -> objects), `rollout.py`
-(pure: object -> verdict), `kube.py` (the only module that talks to Kubernetes),
-`agent.py` (the consumer, the ordering and supersession rules, watches, reports),
-`app.py` (composition root) and `fleet.py` (many agents in one process, for
-benchmarks).
+Read in this order (README.md has the map): `settings.py`; `domain/` (pure:
+identity and sealed secrets, command -> objects, which command wins, object ->
+verdict); `clients/` (Kubernetes, the orchestrator's enrollment endpoint);
+`store/state.py` (agent.json); `usecases/` (enrollment, apply, remove, watch,
+report, heartbeat); `entrypoints/consumer.py` (the JetStream consumer);
+`agent.py` (one data plane's parts wired) and `app.py` (composition root).
 """

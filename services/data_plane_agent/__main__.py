@@ -6,8 +6,8 @@ import sys
 from libs.runtime.http import serve
 
 from .app import create_app
-from .identity import EnrollmentError
-from .kube import KubeConfigError
+from .clients.kube import KubeConfigError
+from .domain.identity import EnrollmentError
 from .settings import Settings
 
 

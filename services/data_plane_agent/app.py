@@ -16,27 +16,19 @@ from typing import Any
 
 from aiohttp import web
 
-from libs.runtime.http import METRICS, READY_CHECKS, create_base_app
+from libs.runtime.http import METRICS, create_base_app
 from libs.runtime.service import BUS, nats_ctx
 
 from .agent import Agent, AgentMetrics, AgentOptions
-from .identity import Identity, load_identity
-from .kube import Kube
+from .clients.kube import Kube
+from .domain.identity import Identity
+from .entrypoints.routes import add_readiness
 from .settings import Settings
+from .usecases.enrollment import load_identity
 
 IDENTITY = web.AppKey("identity", Identity)
 KUBE = web.AppKey("kube", Kube)
 AGENT = web.AppKey("agent", Agent)
-
-
-def options_from(settings: Settings, *, create_consumer: bool = True) -> AgentOptions:
-    return AgentOptions(
-        version=settings.version,
-        heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
-        rollout_poll_seconds=settings.rollout_poll_seconds,
-        ack_wait_seconds=settings.ack_wait_seconds,
-        create_consumer=create_consumer,
-    )
 
 
 def identity_ctx(settings: Settings) -> Callable[[web.Application], Any]:
@@ -59,19 +51,9 @@ def agent_nats_ctx(settings: Settings) -> Callable[[web.Application], Any]:
 
 def kube_ctx(settings: Settings) -> Callable[[web.Application], Any]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        kube = await Kube.connect(
-            kubeconfig=settings.kubeconfig,
-            context=settings.kube_context,
-            timeout=settings.kube_timeout_seconds,
-            max_connections=settings.kube_max_connections,
-            max_watches=settings.kube_max_watches,
-        )
+        kube = await Kube.from_settings(settings)
         app[KUBE] = kube
-
-        async def check() -> None:
-            await kube.version()
-
-        app[READY_CHECKS]["kubernetes"] = check
+        add_readiness(app, kube)
         yield
         await kube.close()
 
@@ -80,11 +62,12 @@ def kube_ctx(settings: Settings) -> Callable[[web.Application], Any]:
 
 def agent_ctx(settings: Settings) -> Callable[[web.Application], Any]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        identity = app[IDENTITY]
         agent = Agent(
-            identity=app[IDENTITY],
+            identity=identity,
             bus=app[BUS],
             kube=app[KUBE],
-            options=options_from(settings, create_consumer=app[IDENTITY].nats is None),
+            options=AgentOptions.from_settings(settings, create_consumer=identity.nats is None),
             metrics=AgentMetrics(app[METRICS]),
         )
         app[AGENT] = agent

@@ -12,8 +12,8 @@ from nacl.public import PublicKey, SealedBox
 
 from libs.contracts.ids import new_id
 from libs.contracts.messages import DeployCommand, SealedSecret, utcnow
-from services.data_plane_agent import manifests
-from services.data_plane_agent.identity import Identity, SealedSecretError
+from services.data_plane_agent.domain import manifests
+from services.data_plane_agent.domain.identity import Identity, SealedSecretError
 
 DP = "dp_01jabcdefghjkmnpqrstvwxyz0"
 

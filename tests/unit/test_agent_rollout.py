@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.data_plane_agent.rollout import deployment_verdict, job_verdict, pod_failure, pods_of
+from services.data_plane_agent.domain.rollout import deployment_verdict, job_verdict, pod_failure, pods_of
 
 
 def deployment(

@@ -15,10 +15,10 @@ from pydantic import SecretStr
 
 from libs.contracts.ids import new_id
 from libs.contracts.messages import RolloutReport
-from libs.devstack.servers import NatsServer
-from services.data_plane_agent.identity import EnrollmentError, load_identity
+from services.data_plane_agent.domain.identity import EnrollmentError
 from services.data_plane_agent.settings import Settings
-from tests.integration.agent_support import harness
+from services.data_plane_agent.usecases.enrollment import load_identity
+from tests.integration.data_plane_agent.conftest import OpenHarness
 
 TOKEN = "lfenr_" + "x" * 30
 
@@ -123,13 +123,10 @@ async def test_enrollment_waits_for_an_orchestrator_that_is_not_ready_yet(
 
 
 async def test_an_enrolled_agent_takes_commands_for_its_data_plane(
-    orchestrator: tuple[FakeOrchestrator, TestServer],
-    nats_server: NatsServer,
-    bus_prefix: str,
-    tmp_path: Path,
+    open_harness: OpenHarness, orchestrator: tuple[FakeOrchestrator, TestServer]
 ) -> None:
     fake, server = orchestrator
-    async with harness(nats_server.url, bus_prefix, tmp_path, start=False) as h:
+    async with open_harness(start=False) as h:
         h.settings = h.settings.model_copy(
             update={
                 "dataplane_id": None,

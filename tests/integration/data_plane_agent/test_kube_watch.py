@@ -16,7 +16,7 @@ from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.watch import watch as watch_module
 
 from libs.devstack.sandbox import SandboxCluster, write_kubeconfig
-from services.data_plane_agent.kube import Kube
+from services.data_plane_agent.clients.kube import Kube
 
 
 def _deployment(image: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The Kubernetes adapter: the only module that imports kubernetes_asyncio.
 
 Typed methods over plain JSON objects (`dict`s), not the generated model
-classes: the agent builds manifests as data (`manifests.py`), and reading raw
+classes: the agent builds manifests as data (`domain/manifests.py`), and reading raw
 JSON keeps fields the client's models do not know.
 
 Subtle parts:
@@ -22,10 +22,10 @@ Subtle parts:
   library's global default configuration). Watches borrow it too:
   `watch.Watch()` builds a default `ApiClient` of its own, whose SSL context
   loads the system CA bundle, about 18 ms of CPU on the event loop for every
-  rollout watched (found by `make bench`: half the agent's CPU at 50
-  deploys/s). A watch holds a pooled connection for as long as it runs, so
-  at most `max_watches` run at once (half the pool by default); rollouts
-  beyond that are followed by their timer alone.
+  rollout watched (half the agent's CPU at 50 deploys/s). A watch holds a
+  pooled connection for as long as it runs, so at most `max_watches` run at
+  once (half the pool by default); rollouts beyond that are followed by their
+  timer alone.
 - The client's session does not consult the environment per request (aiohttp's
   `trust_env` reads ~/.netrc and the proxy variables in a thread every time);
   the proxy is looked up once when the client is built (`_env_read_once`).
@@ -49,7 +49,8 @@ from yarl import URL
 
 from libs.runtime.errors import DependencyUnavailable
 
-from .manifests import Body, Kind, strip_nulls
+from ..domain.manifests import Body, Kind, strip_nulls
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,16 @@ class Kube:
     ) -> Kube:
         api = await api_client_from(kubeconfig=kubeconfig, context=context, max_connections=max_connections)
         return cls(api, timeout=timeout, max_watches=min(max_watches, max(1, max_connections // 2)))
+
+    @classmethod
+    async def from_settings(cls, settings: Settings) -> Kube:
+        return await cls.connect(
+            kubeconfig=settings.kubeconfig,
+            context=settings.kube_context,
+            timeout=settings.kube_timeout_seconds,
+            max_connections=settings.kube_max_connections,
+            max_watches=settings.kube_max_watches,
+        )
 
     async def close(self) -> None:
         await self.api.close()

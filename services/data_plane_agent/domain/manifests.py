@@ -4,7 +4,7 @@ Subtle parts:
 - Objects are written with JSON merge patch carrying the FULL desired object, so
   every list we own is always present (`env: []`, `imagePullSecrets: []`, …): an
   empty list replaces whatever an earlier deploy left there. Optional scalars we
-  own are `None` (JSON null deletes them in a merge patch; `kube.create` strips
+  own are `None` (JSON null deletes them in a merge patch; `Kube.create` strips
   them).
 - The primary object (Deployment, CronJob or the Job-template ConfigMap) is
   written LAST and carries `landfall.dev/deployment-seq`: if it shows a seq, every

@@ -11,15 +11,27 @@
 A rollout whose Pods cannot start (bad image, crash loop) only hits the progress
 deadline after 10 minutes, so `pod_failure` reads the Pods' container states to
 fail fast with the reason a user would see in `kubectl get pods`.
+
+`Rollout` is what the agent watches: a Deployment (kind=deploy) or a Job
+(kind=run), built from the command just applied or, after a restart, from the
+object itself (its annotations say which deployment and run it belongs to).
+Before judging an object, `replaced` checks that it is still ours: a Job that
+another run now holds, or a Deployment that a newer deployment rewrote, ends
+the watch without waiting for the rollout.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any
 
-from libs.contracts import naming
+from libs.contracts import naming, reasons
+from libs.contracts.messages import CommandKind, DeployCommand, ReportStatus
+
+from . import manifests
+from .manifests import Kind
 
 # Waiting reasons that do not fix themselves: report them instead of waiting 10 minutes.
 FAILING_WAITING_REASONS = frozenset(
@@ -32,7 +44,7 @@ Obj = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class Verdict:
-    status: Literal["progressing", "succeeded", "failed", "superseded"]
+    status: ReportStatus
     reason: str | None = None
     message: str | None = None
 
@@ -63,7 +75,7 @@ def deployment_verdict(deployment: Obj) -> Verdict:
     if cond is not None and cond.get("reason") == TIMED_OUT_REASON:
         return Verdict(
             "failed",
-            reason="progress_deadline_exceeded",
+            reason=reasons.PROGRESS_DEADLINE_EXCEEDED,
             message=cond.get("message") or f'deployment "{name}" exceeded its progress deadline',
         )
     replicas = _int(spec.get("replicas"), 1)
@@ -155,3 +167,84 @@ def pods_of(
         if given is None or given == wanted:
             keep.append(pod)
     return keep
+
+
+# The labels a rollout's Pods carry (and are listed by): the component's, without managed-by.
+POD_LABELS = (naming.LABEL_ORG, naming.LABEL_PROJECT, naming.LABEL_COMPONENT, naming.LABEL_ENVIRONMENT)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A Deployment rollout (kind=deploy) or a Job (kind=run) to watch to a terminal status."""
+
+    kind: CommandKind
+    deployment_id: str
+    execution_id: str | None
+    seq: int | None
+    namespace: str
+    object_kind: Kind
+    object_name: str
+    pod_labels: dict[str, str]
+    applied_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """One watch per key: a newer deploy of the same object replaces the older watch."""
+        if self.kind == "run":
+            return ("run", self.namespace, self.execution_id or self.object_name)
+        return ("deploy", self.namespace, self.object_name)
+
+    @property
+    def component(self) -> str | None:
+        return self.pod_labels.get(naming.LABEL_COMPONENT)
+
+    def same_as(self, other: Rollout) -> bool:
+        return self.deployment_id == other.deployment_id and self.execution_id == other.execution_id
+
+    @classmethod
+    def from_command(cls, cmd: DeployCommand, applied_at: datetime | None) -> Rollout:
+        kind, name = manifests.primary(cmd)
+        return cls(
+            kind=cmd.kind,
+            deployment_id=cmd.deployment_id,
+            execution_id=cmd.execution_id,
+            seq=cmd.seq,
+            namespace=cmd.namespace,
+            object_kind=kind,
+            object_name=name,
+            pod_labels=manifests.selector(cmd),
+            applied_at=applied_at,
+        )
+
+    @classmethod
+    def from_object(cls, kind: Kind, obj: Obj) -> Rollout | None:
+        """The rollout an object the agent wrote stands for (at start); None if it is not one."""
+        meta = obj.get("metadata") or {}
+        mark = manifests.marker(obj)
+        labels = meta.get("labels") or {}
+        if not mark.deployment_id or not meta.get("name") or not meta.get("namespace"):
+            return None
+        return cls(
+            kind="run" if kind == "Job" else "deploy",
+            deployment_id=mark.deployment_id,
+            execution_id=mark.execution_id,
+            seq=mark.seq,
+            namespace=meta["namespace"],
+            object_kind=kind,
+            object_name=meta["name"],
+            pod_labels={k: labels[k] for k in POD_LABELS if k in labels},
+        )
+
+
+def replaced(target: Rollout, obj: Obj | None) -> Verdict | None:
+    """The watched object is gone or belongs to another deployment (or run) now: the final word."""
+    if obj is None:
+        return Verdict("failed", reason=reasons.DELETED, message=f"the {target.object_kind} was deleted")
+    mark = manifests.marker(obj)
+    if target.kind == "run":
+        if mark.execution_id not in (None, target.execution_id):
+            return Verdict("failed", reason=reasons.DELETED, message="the Job was replaced by another run")
+        return None
+    if mark.deployment_id != target.deployment_id:
+        return Verdict("superseded", message=f"deployment {mark.deployment_id} replaced it")
+    return None

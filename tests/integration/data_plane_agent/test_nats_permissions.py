@@ -29,10 +29,11 @@ from libs.runtime import bus as busmod
 from libs.runtime.natsauth import NatsUser, NKey, agent_inbox_prefix, agent_permissions, user_jwt
 from libs.runtime.settings import ServiceSettings
 from services.data_plane_agent.app import create_app as create_agent_app
-from services.data_plane_agent.identity import Identity, save_state
+from services.data_plane_agent.domain.identity import Identity
 from services.data_plane_agent.settings import Settings as AgentSettings
-from tests.integration.agent_support import ENV, NAMESPACE, ORG, PROJECT
-from tests.integration.nats_auth_support import Client, SecuredNats, connect_as, secured_nats
+from services.data_plane_agent.store.state import save_state
+from tests.integration.data_plane_agent.helpers import deploy_command
+from tests.nats_auth import Client, SecuredNats, connect_as, secured_nats
 
 
 @pytest.fixture(scope="module")
@@ -66,20 +67,7 @@ class Planes:
 
 
 def command(dp: str) -> DeployCommand:
-    return DeployCommand(
-        deployment_id=new_id("dep"),
-        dataplane_id=dp,
-        org=ORG,
-        project=PROJECT,
-        component="api",
-        environment=ENV,
-        namespace=NAMESPACE,
-        component_type="service",
-        image="registry.example.com/acme/api:1.0",
-        seq=1,
-        port=8080,
-        dispatched_at=utcnow(),
-    )
+    return deploy_command(dp, "api")
 
 
 @pytest.fixture

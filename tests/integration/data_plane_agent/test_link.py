@@ -9,19 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from bench.fleet import run_agents
 from libs.contracts.ids import new_id
 from libs.contracts.messages import AgentHeartbeat, RolloutReport
 from libs.devstack.sandbox import write_kubeconfig
 from libs.devstack.servers import NatsServer, free_port
-from services.data_plane_agent.fleet import run_agents
-from services.data_plane_agent.identity import Identity
-from tests.integration.agent_support import harness
+from services.data_plane_agent.domain.identity import Identity
+from tests.integration.data_plane_agent.conftest import OpenHarness
 
 
-async def test_heartbeats_arrive_and_the_agent_is_ready(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
-) -> None:
-    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+async def test_heartbeats_arrive_and_the_agent_is_ready(open_harness: OpenHarness) -> None:
+    async with open_harness() as h:
         beats: asyncio.Queue[AgentHeartbeat] = asyncio.Queue()
 
         async def on_beat(msg: object) -> None:
@@ -52,13 +50,13 @@ async def test_heartbeats_arrive_and_the_agent_is_ready(
 
 
 async def test_the_agent_is_not_ready_while_kubernetes_is_unreachable(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+    open_harness: OpenHarness, tmp_path: Path
 ) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead_port = s.getsockname()[1]
     kubeconfig = write_kubeconfig(tmp_path / "dead-kubeconfig", f"http://127.0.0.1:{dead_port}")
-    async with harness(nats_server.url, bus_prefix, tmp_path, start=False) as h:
+    async with open_harness(start=False) as h:
         h.settings = h.settings.model_copy(update={"kubeconfig": kubeconfig, "kube_timeout_seconds": 1.0})
         await h.start_agent()
         status, body = await h.get("/readyz")
@@ -69,9 +67,9 @@ async def test_the_agent_is_not_ready_while_kubernetes_is_unreachable(
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared-connections", "connection-each"])
 async def test_many_agents_share_one_process_each_with_its_own_consumer(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path, shared: bool
+    open_harness: OpenHarness, shared: bool
 ) -> None:
-    async with harness(nats_server.url, bus_prefix, tmp_path, start=False) as h:
+    async with open_harness(start=False) as h:
         identities = [Identity.generate(new_id("dp")) for _ in range(3)]
         settings = h.settings.model_copy(update={"dataplane_id": None, "private_key_file": None})
         async with run_agents(settings, identities, shared=shared) as agents:
@@ -102,12 +100,12 @@ async def test_many_agents_share_one_process_each_with_its_own_consumer(
 
 
 async def test_a_report_made_while_nats_is_down_is_stored_when_it_returns(
-    bus_prefix: str, tmp_path: Path
+    open_harness: OpenHarness, tmp_path: Path
 ) -> None:
     nats = NatsServer(tmp_path / "own-nats", port=free_port(), monitor_port=free_port())
     await asyncio.to_thread(nats.start)
     try:
-        async with harness(nats.url, bus_prefix, tmp_path) as h:
+        async with open_harness(nats_url=nats.url) as h:
             h.cluster.pause_controller()
             cmd = h.command("api")
             await h.send(cmd)

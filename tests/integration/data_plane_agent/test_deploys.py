@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from libs.contracts.ids import new_id
 from libs.contracts.messages import RemoveCommand, utcnow
-from libs.devstack.servers import NatsServer
-from services.data_plane_agent.identity import Identity
-from services.data_plane_agent.manifests import job_name
-from tests.integration.agent_support import ENV, NAMESPACE, ORG, PROJECT, harness, seal
-from tests.integration.orchestrator_support import eventually
+from services.data_plane_agent.domain.identity import Identity
+from services.data_plane_agent.domain.manifests import job_name
+from tests.integration.data_plane_agent.conftest import OpenHarness
+from tests.integration.data_plane_agent.helpers import ENV, NAMESPACE, ORG, PROJECT, seal
+from tests.support import eventually
 
 LABELS = {
     "app.kubernetes.io/managed-by": "landfall",
@@ -33,10 +32,8 @@ def assert_landfall_object(obj: dict[str, Any] | None, component: str, deploymen
     return obj
 
 
-async def test_a_service_becomes_a_deployment_and_a_service(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
-) -> None:
-    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+async def test_a_service_becomes_a_deployment_and_a_service(open_harness: OpenHarness) -> None:
+    async with open_harness() as h:
         cmd = h.command("api", env={"LOG_LEVEL": "debug"}, seq=3)
         await h.send(cmd)
 
@@ -77,9 +74,9 @@ async def test_a_service_becomes_a_deployment_and_a_service(
 
 
 async def test_a_web_application_gets_an_ingress_only_where_the_data_plane_has_a_class(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+    open_harness: OpenHarness,
 ) -> None:
-    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+    async with open_harness() as h:
         with_class = h.command(
             "shop", component_type="web-application", ingress_class="nginx", ingress_host="shop.example.com"
         )
@@ -103,10 +100,8 @@ async def test_a_web_application_gets_an_ingress_only_where_the_data_plane_has_a
         assert h.obj("networking.k8s.io/v1", "ingresses", "admin") is None
 
 
-async def test_a_scheduled_task_becomes_a_cronjob(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
-) -> None:
-    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+async def test_a_scheduled_task_becomes_a_cronjob(open_harness: OpenHarness) -> None:
+    async with open_harness() as h:
         cmd = h.command(
             "nightly",
             component_type="scheduled-task",
@@ -129,9 +124,9 @@ async def test_a_scheduled_task_becomes_a_cronjob(
 
 
 async def test_a_manual_task_stores_its_template_and_each_run_is_a_job_with_its_args(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+    open_harness: OpenHarness,
 ) -> None:
-    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+    async with open_harness() as h:
         deploy = h.command("migrate", component_type="manual-task", port=None, env={"DB": "main"})
         await h.send(deploy)
         assert (await h.wait_report(deploy.deployment_id)).status == "succeeded"
@@ -173,10 +168,8 @@ async def test_a_manual_task_stores_its_template_and_each_run_is_a_job_with_its_
         assert len(h.cluster.list_objects("batch/v1", "jobs", NAMESPACE)) == 2
 
 
-async def test_a_run_whose_image_cannot_be_pulled_fails_with_the_reason(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
-) -> None:
-    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+async def test_a_run_whose_image_cannot_be_pulled_fails_with_the_reason(open_harness: OpenHarness) -> None:
+    async with open_harness() as h:
         h.cluster.add_failure_rule("missing-image", "ErrImagePull")
         execution_id = new_id("exe")
         run = h.command(
@@ -195,13 +188,13 @@ async def test_a_run_whose_image_cannot_be_pulled_fails_with_the_reason(
 
 
 async def test_a_private_registry_gets_a_pull_secret_only_this_agent_could_open(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path, caplog: object
+    open_harness: OpenHarness, caplog: object
 ) -> None:
     password = "pw-" + new_id("tok")
     dockerconfig = json.dumps(
         {"auths": {"registry.example.com": {"auth": base64.b64encode(f"ci:{password}".encode()).decode()}}}
     ).encode()
-    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+    async with open_harness() as h:
         cmd = h.command("api", pull_secret=seal(dockerconfig, h.identity.public_key))
         await h.send(cmd)
         assert (await h.wait_report(cmd.deployment_id)).status == "succeeded"
@@ -235,10 +228,8 @@ async def test_a_private_registry_gets_a_pull_secret_only_this_agent_could_open(
     assert password not in caplog.text  # type: ignore[attr-defined]
 
 
-async def test_a_redelivered_command_writes_nothing(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
-) -> None:
-    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+async def test_a_redelivered_command_writes_nothing(open_harness: OpenHarness) -> None:
+    async with open_harness() as h:
         cmd = h.command("api")
         await h.send(cmd)
         assert (await h.wait_report(cmd.deployment_id)).status == "succeeded"
@@ -254,9 +245,9 @@ async def test_a_redelivered_command_writes_nothing(
 
 
 async def test_an_older_deploy_arriving_after_a_newer_one_is_superseded_and_not_applied(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+    open_harness: OpenHarness,
 ) -> None:
-    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+    async with open_harness() as h:
         newer = h.command("api", seq=5, image="registry.example.com/acme/api:5")
         older = h.command("api", seq=4, image="registry.example.com/acme/api:4")
         await h.send(newer)
@@ -266,15 +257,11 @@ async def test_an_older_deploy_arriving_after_a_newer_one_is_superseded_and_not_
         report = await h.wait_report(older.deployment_id)
         assert report.status == "superseded"
         assert [w for w in h.cluster.writes if w.deployment_id == older.deployment_id] == []
-        dep = h.obj("apps/v1", "deployments", "api")
-        assert dep is not None
-        assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith("api:5")
+        assert h.image_of("api").endswith("api:5")
 
 
-async def test_commands_sent_while_the_agent_was_away_are_applied_in_order(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
-) -> None:
-    async with harness(nats_server.url, bus_prefix, tmp_path, start=False) as h:
+async def test_commands_sent_while_the_agent_was_away_are_applied_in_order(open_harness: OpenHarness) -> None:
+    async with open_harness(start=False) as h:
         first = h.command("api", seq=1, image="registry.example.com/acme/api:1")
         second = h.command("api", seq=2, image="registry.example.com/acme/api:2")
         await h.send(first)
@@ -289,15 +276,11 @@ async def test_commands_sent_while_the_agent_was_away_are_applied_in_order(
             w.deployment_id for w in h.cluster.writes if w.resource == "deployments" and w.subresource is None
         ]
         assert order == [first.deployment_id, second.deployment_id]
-        dep = h.obj("apps/v1", "deployments", "api")
-        assert dep is not None
-        assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith("api:2")
+        assert h.image_of("api").endswith("api:2")
 
 
-async def test_a_newer_deploy_supersedes_a_rollout_still_in_progress(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
-) -> None:
-    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+async def test_a_newer_deploy_supersedes_a_rollout_still_in_progress(open_harness: OpenHarness) -> None:
+    async with open_harness() as h:
         h.cluster.pause_controller()
         first = h.command("api", seq=1, image="registry.example.com/acme/api:1")
         await h.send(first)
@@ -314,9 +297,9 @@ async def test_a_newer_deploy_supersedes_a_rollout_still_in_progress(
 
 
 async def test_an_image_that_cannot_be_pulled_fails_the_rollout_with_the_reason(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+    open_harness: OpenHarness,
 ) -> None:
-    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+    async with open_harness() as h:
         h.cluster.add_failure_rule("acme/api:broken", "ImagePullBackOff")
         cmd = h.command("api", image="registry.example.com/acme/api:broken")
         await h.send(cmd)
@@ -327,10 +310,8 @@ async def test_an_image_that_cannot_be_pulled_fails_the_rollout_with_the_reason(
         assert [r.status for r in h.reports_for(cmd.deployment_id)] == ["progressing", "failed"]
 
 
-async def test_a_restarted_agent_reports_the_rollouts_it_left_unfinished(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
-) -> None:
-    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+async def test_a_restarted_agent_reports_the_rollouts_it_left_unfinished(open_harness: OpenHarness) -> None:
+    async with open_harness() as h:
         h.cluster.pause_controller()
         cmd = h.command("api")
         await h.send(cmd)
@@ -342,10 +323,8 @@ async def test_a_restarted_agent_reports_the_rollouts_it_left_unfinished(
         assert (await h.wait_report(cmd.deployment_id)).status == "succeeded"
 
 
-async def test_a_namespace_deleted_behind_the_agent_s_back_is_made_again(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
-) -> None:
-    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+async def test_a_namespace_deleted_behind_the_agent_s_back_is_made_again(open_harness: OpenHarness) -> None:
+    async with open_harness() as h:
         first = h.command("api", seq=1)
         await h.send(first)
         assert (await h.wait_report(first.deployment_id)).status == "succeeded"
@@ -361,10 +340,10 @@ async def test_a_namespace_deleted_behind_the_agent_s_back_is_made_again(
 
 
 async def test_a_redeploy_recreates_what_was_deleted_and_adds_a_new_pull_secret(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+    open_harness: OpenHarness,
 ) -> None:
     """The objects next to the Deployment are written together; each is still created if missing."""
-    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+    async with open_harness() as h:
         first = h.command("api", seq=1)
         await h.send(first)
         assert (await h.wait_report(first.deployment_id)).status == "succeeded"
@@ -384,10 +363,10 @@ async def test_a_redeploy_recreates_what_was_deleted_and_adds_a_new_pull_secret(
 
 
 async def test_a_deleted_component_is_removed_and_a_late_older_deploy_does_not_bring_it_back(
-    nats_server: NatsServer, bus_prefix: str, tmp_path: Path
+    open_harness: OpenHarness,
 ) -> None:
     dockerconfig = json.dumps({"auths": {"registry.example.com": {"auth": "Y2k6cHc="}}}).encode()
-    async with harness(nats_server.url, bus_prefix, tmp_path) as h:
+    async with open_harness() as h:
         api = h.command("api", seq=10, pull_secret=seal(dockerconfig, h.identity.public_key))
         web = h.command("web", seq=11)  # another component in the same namespace
         for cmd in (api, web):

@@ -2,7 +2,9 @@
 
 The test plays the orchestrator (another Landfall service): it publishes
 `DeployCommand`s on the data plane's deploy subject and reads `RolloutReport`s
-from the STATUS stream, exactly what the orchestrator would see.
+from the STATUS stream, exactly what the orchestrator would see. Tests get a
+harness from the `open_harness` fixture (conftest.py); `harness` here is what
+it calls.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from libs.devstack.sandbox import SandboxCluster, write_kubeconfig
 from libs.runtime import bus as busmod
 from libs.runtime.settings import ServiceSettings
 from services.data_plane_agent.app import create_app
-from services.data_plane_agent.identity import Identity
+from services.data_plane_agent.domain.identity import Identity
 from services.data_plane_agent.settings import Settings
 
 ORG, PROJECT, ENV = "acme", "shop", "development"
@@ -43,6 +45,26 @@ def seal(dockerconfig: bytes, public_key: bytes) -> SealedSecret:
         ciphertext=base64.b64encode(SealedBox(PublicKey(public_key)).encrypt(dockerconfig)).decode(),
         registry_id=new_id("reg"),
     )
+
+
+def deploy_command(dataplane_id: str, component: str, **overrides: Any) -> DeployCommand:
+    """A deploy command as the orchestrator dispatches it (a service on port 8080, seq 1)."""
+    values: dict[str, Any] = {
+        "deployment_id": new_id("dep"),
+        "dataplane_id": dataplane_id,
+        "org": ORG,
+        "project": PROJECT,
+        "component": component,
+        "environment": ENV,
+        "namespace": NAMESPACE,
+        "component_type": "service",
+        "image": f"registry.example.com/acme/{component}:1.0",
+        "seq": 1,
+        "port": 8080,
+        "dispatched_at": utcnow(),
+    }
+    values.update(overrides)
+    return DeployCommand(**values)
 
 
 @dataclass
@@ -82,22 +104,7 @@ class Harness:
 
     # --- playing the orchestrator ---------------------------------------------------------
     def command(self, component: str, **overrides: Any) -> DeployCommand:
-        values: dict[str, Any] = {
-            "deployment_id": new_id("dep"),
-            "dataplane_id": self.dp,
-            "org": ORG,
-            "project": PROJECT,
-            "component": component,
-            "environment": ENV,
-            "namespace": NAMESPACE,
-            "component_type": "service",
-            "image": f"registry.example.com/acme/{component}:1.0",
-            "seq": 1,
-            "port": 8080,
-            "dispatched_at": utcnow(),
-        }
-        values.update(overrides)
-        return DeployCommand(**values)
+        return deploy_command(overrides.pop("dataplane_id", self.dp), component, **overrides)
 
     async def send(self, cmd: DeployCommand, *, msg_id: str | None = None) -> None:
         await self.bus.publish_durable(
@@ -135,6 +142,12 @@ class Harness:
     # --- reading the cluster --------------------------------------------------------------
     def obj(self, api_version: str, plural: str, name: str) -> dict[str, Any] | None:
         return self.cluster.get(api_version, plural, NAMESPACE, name)
+
+    def image_of(self, deployment: str) -> str:
+        """The image the Deployment's (only) container runs now; the Deployment must exist."""
+        dep = self.obj("apps/v1", "deployments", deployment)
+        assert dep is not None
+        return str(dep["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
 @contextlib.asynccontextmanager

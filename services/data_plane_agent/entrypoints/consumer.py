@@ -1,0 +1,211 @@
+"""The agent's one entry point: its data plane's durable JetStream consumer, one command at a time.
+
+What is subtle:
+- The consumer (`agent-<dp>`: explicit ack, deliver all, `max_ack_pending=1`,
+  `libs.runtime.bus.agent_consumer_config`) hands over ONE command at a time,
+  in stream order, so an agent that was offline catches up in the order the
+  orchestrator decided. That is why this is not `libs.runtime.consumers.
+  pull_forever` (up to 1,000 in flight, keyed concurrency): here order across
+  the whole data plane is the point, and deploys and removals share one subject.
+- An agent enrolled with its own NATS user may not create consumers: it only
+  binds to the one the orchestrator made, and says so if it is missing.
+- Before the first fetch the agent resumes the rollouts it manages (so a
+  restart re-reports what it left unfinished).
+- Order of a deploy: apply (kept with +WPI while Kubernetes is down), report
+  (a final status is stored on JetStream BEFORE the ack), ack, then watch. A
+  stop while applying naks the command at once rather than after ack_wait. An
+  unreadable command, or one for another data plane, is terminated: it would
+  never get better.
+- Idle fetches wait a jittered timeout, so many agents do not poll NATS in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+
+from libs.contracts.messages import DeployCommand, RemoveCommand, command_kind
+from libs.runtime.bus import Bus, agent_consumer_config
+from libs.runtime.consumers import settle
+from libs.runtime.service import retry_forever
+
+from ..domain.ordering import Outcome
+from ..domain.rollout import Rollout
+from ..usecases.apply import Applier
+from ..usecases.metrics import AgentMetrics
+from ..usecases.pacing import KeepAlive, jittered
+from ..usecases.remove import Remover
+from ..usecases.report import Reporter
+from ..usecases.watch import RolloutWatcher
+
+log = logging.getLogger(__name__)
+
+C = TypeVar("C", DeployCommand, RemoveCommand)
+T = TypeVar("T")
+
+
+class ConsumerMissing(Exception):
+    """The agent's durable consumer is gone and its NATS user may not create one."""
+
+
+@dataclass(frozen=True)
+class ConsumerOptions:
+    ack_wait_seconds: float = 60.0
+    fetch_timeout_seconds: float = 5.0
+    create_consumer: bool = True  # False: bind only (an agent with its own NATS user may not create it)
+
+
+@dataclass(frozen=True)
+class CommandConsumer:
+    bus: Bus
+    dataplane_id: str
+    options: ConsumerOptions
+    applier: Applier
+    remover: Remover
+    reporter: Reporter
+    watcher: RolloutWatcher
+    metrics: AgentMetrics | None = None
+
+    async def run(self) -> None:
+        """Resume the managed rollouts, then take commands until cancelled (NATS outages included)."""
+        await retry_forever("resume managed rollouts", self.watcher.resume, delay=1.0)
+        sub: JetStreamContext.PullSubscription | None = None
+        try:
+            while True:
+                try:
+                    if sub is None:
+                        sub = await self._subscribe()
+                        log.info("consuming deploy commands", extra={"dataplane_id": self.dataplane_id})
+                    msgs = await sub.fetch(1, timeout=jittered(self.options.fetch_timeout_seconds))
+                except TimeoutError:  # nats' TimeoutError or the builtin one, both raised by fetch
+                    continue
+                except Exception as exc:
+                    log.warning(
+                        "deploy consumer: cannot fetch; retrying",
+                        extra={"dataplane_id": self.dataplane_id, "error": repr(exc)},
+                    )
+                    if sub is not None:
+                        with contextlib.suppress(Exception):
+                            await sub.unsubscribe()
+                        sub = None
+                    await asyncio.sleep(1)
+                    continue
+                for msg in msgs:
+                    await self.handle(msg)
+        finally:
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        subjects = self.bus.subjects
+        durable = subjects.agent_durable(self.dataplane_id)
+        stream = subjects.dataplane_stream.name
+        if self.options.create_consumer:
+            config = agent_consumer_config(
+                subjects, self.dataplane_id, ack_wait_seconds=self.options.ack_wait_seconds
+            )
+            return await self.bus.js.pull_subscribe(
+                subjects.deploy(self.dataplane_id), durable=durable, stream=stream, config=config
+            )
+        try:
+            await self.bus.js.consumer_info(stream, durable)
+        except nats.js.errors.NotFoundError:
+            raise ConsumerMissing(
+                f"the consumer {durable} does not exist and this agent may not create it;"
+                " the orchestrator creates it when the data plane enrolls"
+            ) from None
+        return await self.bus.js.pull_subscribe_bind(durable=durable, stream=stream)
+
+    async def handle(self, msg: Msg) -> None:
+        if command_kind(msg.data) == "remove":
+            removal = await self._decode(msg, RemoveCommand)
+            if removal is not None:
+                await self._remove(msg, removal)
+            return
+        deploy = await self._decode(msg, DeployCommand)
+        if deploy is not None:
+            await self._deploy(msg, deploy)
+
+    async def _decode(self, msg: Msg, model: type[C]) -> C | None:
+        """The command, or None once a command that could never be applied here is terminated."""
+        what = "remove" if model is RemoveCommand else "deploy"
+        try:
+            cmd = model.model_validate_json(msg.data)
+        except ValidationError as exc:
+            log.error(
+                f"dropping a {what} command this agent cannot read",
+                extra={"dataplane_id": self.dataplane_id, "error": str(exc.errors(include_input=False)[:3])},
+            )
+            await settle(msg, "term")
+            return None
+        if cmd.dataplane_id != self.dataplane_id:
+            ids = (
+                {"teardown_id": cmd.teardown_id}
+                if isinstance(cmd, RemoveCommand)
+                else {"deployment_id": cmd.deployment_id}
+            )
+            log.error(
+                f"dropping a {what} command for another data plane",
+                extra={"dataplane_id": self.dataplane_id, **ids},
+            )
+            await settle(msg, "term")
+            return None
+        return cmd
+
+    async def _settled(self, msg: Msg, work: Callable[[KeepAlive], Awaitable[T]]) -> T:
+        """`work` (kept alive with +WPI), then ack; a stop meanwhile naks the command at once
+        rather than leave it until ack_wait."""
+        try:
+            done = await work(lambda: settle(msg, "in_progress"))
+        except asyncio.CancelledError:
+            await settle(msg, "nak")
+            raise
+        await settle(msg, "ack")
+        return done
+
+    async def _deploy(self, msg: Msg, cmd: DeployCommand) -> None:
+        async def apply_and_report(keep_alive: KeepAlive) -> tuple[Outcome, Rollout | None]:
+            outcome = await self.applier.apply(cmd, keep_alive=keep_alive)
+            return outcome, await self.reporter.outcome(cmd, outcome)
+
+        outcome, target = await self._settled(msg, apply_and_report)
+        if self.metrics:
+            self.metrics.commands.labels(outcome.action).inc()
+        log.info(
+            "deploy command handled",
+            extra={
+                "dataplane_id": self.dataplane_id,
+                "deployment_id": cmd.deployment_id,
+                "kind": cmd.kind,
+                "execution_id": cmd.execution_id,
+                "seq": cmd.seq,
+                "outcome": outcome.action,
+            },
+        )
+        if target is not None:
+            await self.watcher.track(target)
+
+    async def _remove(self, msg: Msg, cmd: RemoveCommand) -> None:
+        removed = await self._settled(msg, lambda keep_alive: self.remover.remove(cmd, keep_alive=keep_alive))
+        if self.metrics:
+            self.metrics.commands.labels("removed").inc()
+        log.info(
+            "component removed",
+            extra={
+                "dataplane_id": self.dataplane_id,
+                "teardown_id": cmd.teardown_id,
+                "namespace": cmd.namespace,
+                "component": cmd.component,
+                "removed": removed,
+            },
+        )
