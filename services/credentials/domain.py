@@ -89,6 +89,16 @@ class Registry:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditSubject:
+    """What an audit event is about: who does which action to which registry (the outcome comes later)."""
+
+    org: str
+    registry_id: str
+    action: AuditAction
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEvent:
     id: int
     org: str

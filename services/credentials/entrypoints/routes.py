@@ -203,19 +203,12 @@ def add_routes(api: Api) -> None:
         request=TestRequest,
         responses={200: TestResult},
     )
-    api.route(
-        "GET",
-        REGISTRY + "/audit",
-        registry_audit,
-        summary="who created, rotated, tested or deleted this registry, newest first",
-        responses={200: AuditList},
-        query=PAGE,
-    )
-    api.route(
-        "GET",
-        "/v1/orgs/{org}/audit",
-        org_audit,
-        summary="the org's registry audit trail, newest first",
-        responses={200: AuditList},
-        query=PAGE,
-    )
+    for path, handler, summary in (
+        (
+            REGISTRY + "/audit",
+            registry_audit,
+            "who created, rotated, tested or deleted this registry, newest first",
+        ),
+        ("/v1/orgs/{org}/audit", org_audit, "the org's registry audit trail, newest first"),
+    ):
+        api.route("GET", path, handler, summary=summary, responses={200: AuditList}, query=PAGE)

@@ -6,40 +6,23 @@ keyset-paginated on the bigserial id, newest first.
 
 from __future__ import annotations
 
-from typing import Any
-
 from libs.runtime.store import Repo
-from services.credentials.domain import AuditAction, AuditEvent
+from services.credentials.domain import AuditEvent, AuditSubject
 
 _COLUMNS = "id, org, registry_id, action, actor, outcome, detail, at"
 DETAIL_MAX = 500
 
 
-def _event(row: Any) -> AuditEvent:
-    return AuditEvent(
-        id=row["id"],
-        org=row["org"],
-        registry_id=row["registry_id"],
-        action=row["action"],
-        actor=row["actor"],
-        outcome=row["outcome"],
-        detail=row["detail"],
-        at=row["at"],
-    )
-
-
 class AuditRepo(Repo):
-    async def add(
-        self, *, org: str, registry_id: str, action: AuditAction, actor: str, outcome: str, detail: str = ""
-    ) -> None:
+    async def add(self, subject: AuditSubject, *, outcome: str, detail: str = "") -> None:
         async with self.guard():
             await self.db.execute(
                 "INSERT INTO audit_events (org, registry_id, action, actor, outcome, detail) "
                 "VALUES ($1, $2, $3, $4, $5, $6)",
-                org,
-                registry_id,
-                action,
-                actor,
+                subject.org,
+                subject.registry_id,
+                subject.action,
+                subject.actor,
                 outcome,
                 detail[:DETAIL_MAX],
             )
@@ -58,4 +41,4 @@ class AuditRepo(Repo):
                 before,
                 limit,
             )
-        return [_event(r) for r in rows]
+        return [AuditEvent(**dict(r)) for r in rows]

@@ -26,19 +26,7 @@ def _registry(row: Any) -> Registry:
     warnings = row["warnings"]
     if isinstance(warnings, str):
         warnings = json.loads(warnings)
-    return Registry(
-        id=row["id"],
-        org=row["org"],
-        display_name=row["display_name"],
-        host=row["host"],
-        auth_type=row["auth_type"],
-        username=row["username"],
-        vendor=row["vendor"],
-        warnings=[str(w) for w in warnings],
-        secret_version=row["secret_version"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+    return Registry(**{**dict(row), "warnings": [str(w) for w in warnings]})
 
 
 class RegistryRepo(Repo):

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from services.credentials.clients.registry import RegistryClient
-from services.credentials.domain import CheckResult, RegistryBroken, repository_name
+from services.credentials.domain import AuditSubject, CheckResult, RegistryBroken, repository_name
 from services.credentials.store import RegistrySecrets, Uow
 from services.credentials.usecases.catalog import Catalog
 from services.credentials.usecases.pulls import credentials_of
@@ -49,14 +49,8 @@ class Checks:
                 result = CheckResult(False, str(exc))
             else:
                 result = await self.client.check(registry.host, credentials, repo_name)
-        await self.uow.now.audit.add(
-            org=org,
-            registry_id=registry_id,
-            action="test",
-            actor=actor,
-            outcome="ok" if result.ok else "not_ok",
-            detail=result.detail,
-        )
+        audit = AuditSubject(org=org, registry_id=registry_id, action="test", actor=actor)
+        await self.uow.now.audit.add(audit, outcome="ok" if result.ok else "not_ok", detail=result.detail)
         log.info(
             "registry tested",
             extra={"org": org, "registry_id": registry_id, "ok": result.ok, "host": registry.host},

@@ -39,6 +39,7 @@ from services.credentials.clients.orchestrator import Orchestrator
 from services.credentials.domain import (
     SECRET_TYPES,
     AuditAction,
+    AuditSubject,
     Registry,
     RegistryAuth,
     RegistryInUse,
@@ -76,6 +77,7 @@ class Registries:
         name = display_name(name)
         registry_id = new_id("reg")
         now = utcnow()
+        audit = AuditSubject(org=org, registry_id=registry_id, action="create", actor=actor)
         written: int | None = None
         try:
             with _unique_name(name):
@@ -102,17 +104,12 @@ class Registries:
                             now=now,
                         )
                     await tx.audit.add(
-                        org=org,
-                        registry_id=registry_id,
-                        action="create",
-                        actor=actor,
-                        outcome="succeeded",
-                        detail=f"{valid.auth_type} auth for {valid.host}",
+                        audit, outcome="succeeded", detail=f"{valid.auth_type} auth for {valid.host}"
                     )
         except BaseException as exc:
             if written is not None:
                 await _best_effort("destroy an uncommitted secret", self.secrets.destroy(org, registry_id))
-            await self._record_failure(org, registry_id, "create", actor, exc)
+            await self._record_failure(audit, exc)
             raise
         log.info(
             "registry created",
@@ -137,6 +134,7 @@ class Registries:
         if not looks_like("reg", registry_id):
             raise unknown(registry_id)
         action: AuditAction = "rotate" if new_auth is not None and new_auth.has_secret else "update"
+        audit = AuditSubject(org=org, registry_id=registry_id, action=action, actor=actor)
         written: int | None = None
         try:
             with _unique_name(new_name):
@@ -162,12 +160,7 @@ class Registries:
                         now=utcnow(),
                     )
                     await tx.audit.add(
-                        org=org,
-                        registry_id=registry_id,
-                        action=action,
-                        actor=actor,
-                        outcome="succeeded",
-                        detail=_update_detail(new_name, new_auth, written),
+                        audit, outcome="succeeded", detail=_update_detail(new_name, new_auth, written)
                     )
         except BaseException as exc:
             if written is not None:
@@ -175,7 +168,7 @@ class Registries:
                     "destroy an uncommitted secret version",
                     self.secrets.destroy_version(org, registry_id, written),
                 )
-            await self._record_failure(org, registry_id, action, actor, exc)
+            await self._record_failure(audit, exc)
             raise
         log.info("registry updated", extra={"org": org, "registry_id": registry_id, "action": action})
         return updated
@@ -183,19 +176,13 @@ class Registries:
     async def delete(self, org: str, registry_id: str, *, actor: str) -> None:
         """Refused (`RegistryInUse`) while the orchestrator says components use the registry."""
         await self.catalog.get(org, registry_id)
+        audit = AuditSubject(org=org, registry_id=registry_id, action="delete", actor=actor)
         components = await self.orchestrator.components_using(org, registry_id)
         if components:
             refused = RegistryInUse(components)
             await _best_effort(
                 "record a refused delete",
-                self.uow.now.audit.add(
-                    org=org,
-                    registry_id=registry_id,
-                    action="delete",
-                    actor=actor,
-                    outcome="refused",
-                    detail=f"in use by {refused.shown}",
-                ),
+                self.uow.now.audit.add(audit, outcome="refused", detail=f"in use by {refused.shown}"),
             )
             raise refused
         try:
@@ -204,30 +191,22 @@ class Registries:
                 if current is None:
                     raise unknown(registry_id)
                 await tx.registries.delete(registry_id)
-                await tx.audit.add(
-                    org=org, registry_id=registry_id, action="delete", actor=actor, outcome="succeeded"
-                )
+                await tx.audit.add(audit, outcome="succeeded")
                 if current.auth_type in SECRET_TYPES:
                     await self.secrets.destroy(org, registry_id)
         except DependencyUnavailable as exc:
-            await self._record_failure(org, registry_id, "delete", actor, exc)
+            await self._record_failure(audit, exc)
             raise
         log.info("registry deleted", extra={"org": org, "registry_id": registry_id})
 
-    async def _record_failure(
-        self, org: str, registry_id: str, action: AuditAction, actor: str, exc: BaseException
-    ) -> None:
+    async def _record_failure(self, audit: AuditSubject, exc: BaseException) -> None:
+        """A dependency outage is audited as `failed` (nothing changed); other errors are not."""
         if not isinstance(exc, DependencyUnavailable):
             return
         await _best_effort(
             "record a failure",
             self.uow.now.audit.add(
-                org=org,
-                registry_id=registry_id,
-                action=action,
-                actor=actor,
-                outcome="failed",
-                detail=f"{type(exc).__name__}: nothing was changed",
+                audit, outcome="failed", detail=f"{type(exc).__name__}: nothing was changed"
             ),
         )
 
