@@ -12,9 +12,10 @@ What is subtle: PostgreSQL and Vault are written together without a distributed
 transaction. The row is written in a transaction, Vault is written before the
 commit, and the row remembers which Vault *version* is current: a failed commit
 leaves the row pointing at the previous version (and the new one is destroyed),
-a failed Vault write rolls the row back. See `registries.py`.
+a failed Vault write rolls the row back. See `usecases.registries`.
 
-Reading order: `rules` (pure validation), `models` (HTTP bodies), `registries`
-(the use cases), `registry_client` (OCI distribution calls), `sealing`, then the
-adapters `repository` and `vault`, and the edges `api`, `rpc` and `app`.
+Reading order: `domain` (records, rules, errors, sealing), `usecases` (catalog,
+registries, checks, pulls), `store` (PostgreSQL tables, Vault secrets),
+`clients` (registries over HTTP, the orchestrator over NATS), then the edges
+`schemas`, `entrypoints.routes`, `entrypoints.rpc` and `app`.
 """

@@ -462,7 +462,7 @@ async def test_changes_are_audited_without_secrets(svc: Harness) -> None:
 
 @pytest.mark.parametrize("before", ["-2594803276905783807180800", "9223372036854775808", "0", "-1", "x"])
 async def test_an_audit_page_cursor_out_of_range_is_a_422_not_a_500(svc: Harness, before: str) -> None:
-    """Found by `make chaos` (schemathesis): `before` beyond PostgreSQL's bigint answered 500."""
+    """`before` must be an event id PostgreSQL's bigint can hold: anything else is a 422 naming it."""
     created = await svc.create({"display_name": "ghcr", "auth": {"type": "anonymous", "host": "ghcr.io"}})
     for path in (f"/v1/orgs/{ORG}/audit", f"{REGISTRIES}/{created['id']}/audit"):
         resp = await svc.client.get(path, params={"before": before}, headers=svc.headers)
