@@ -7,28 +7,9 @@ from typing import Any
 from libs.contracts.messages import DeployCommand, RemoveCommand, utcnow
 from services.data_plane_agent.domain import manifests, ordering
 from services.data_plane_agent.domain.rollout import Rollout, replaced
+from tests.unit.test_agent_manifests import DP, command
 
-DP = "dp_01jabcdefghjkmnpqrstvwxyz0"
-NS = "lf-acme-shop-production-0123456789"
-
-
-def command(**overrides: Any) -> DeployCommand:
-    values: dict[str, Any] = {
-        "deployment_id": "dep_01jabcdefghjkmnpqrstvwxy10",
-        "dataplane_id": DP,
-        "org": "acme",
-        "project": "shop",
-        "component": "api",
-        "environment": "production",
-        "namespace": NS,
-        "component_type": "service",
-        "image": "registry.example.com/acme/api:1.0",
-        "seq": 10,
-        "port": 8080,
-        "dispatched_at": utcnow(),
-    }
-    values.update(overrides)
-    return DeployCommand(**values)
+NS = command().namespace
 
 
 def removal(seq: int) -> RemoveCommand:
@@ -63,7 +44,7 @@ def test_the_same_deployment_again_is_a_redelivery_and_an_older_one_is_overwritt
     redelivered = ordering.against_primary(cmd, written_by(cmd))
     assert redelivered is not None
     assert redelivered.action == "redelivered"
-    older = written_by(command(deployment_id="dep_01jabcdefghjkmnpqrstvwxy09", seq=9))
+    older = written_by(command(deployment_id="dep_01jabcdefghjkmnpqrstvwxy06", seq=6))
     assert ordering.against_primary(cmd, older) is None
 
 
