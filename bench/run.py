@@ -30,7 +30,7 @@ from typing import Any
 
 import psutil
 
-from bench import footprint, intake, latency, report, scale
+from bench import cli_overhead, footprint, intake, latency, report, scale
 from bench.client import ApiError
 from bench.plan import FULL, QUICK
 from bench.stack import BenchError, Clock, Part, Run, server_pids, service_pids, start_stack
@@ -43,6 +43,8 @@ PARTS: tuple[tuple[str, Part], ...] = (
     ("latency", latency.part),
     # The same with 10, 100 and 1,000 data planes, their agents in one extra process.
     ("scale", scale.part),
+    # `landfall deploy --tag … --wait` (a subprocess) against the same deploys over plain HTTP.
+    ("cli_overhead", cli_overhead.part),
     # Last: every webhook it gets accepted is a real deployment the orchestrator then works through.
     ("intake", intake.part),
 )

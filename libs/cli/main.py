@@ -8,9 +8,9 @@ Global options (`--url`, `--token`, `--token-stdin`, `--org`, `--project`, `--pr
 from __future__ import annotations
 
 import functools
+import secrets
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -566,7 +566,7 @@ def follow_deployment(run: Run, deployment_id: str, timeout: float) -> Followed:
     on_change, on_retry = _progress(run, deployment_id)
     with (
         run.output.err.status(f"waiting for {deployment_id}", spinner="dots")
-        if run.output.err.is_terminal
+        if sys.stderr.isatty()  # a person watching: a spinner; in CI's log only the lines
         else _null()
     ):
         return follow(
@@ -670,7 +670,7 @@ def deploy(
             raise usage(
                 "error: with a CI token, deploy goes to the component's first environment; drop --environment"
             )
-        key = idempotency_key or "landfall-cli-" + uuid.uuid4().hex
+        key = idempotency_key or "landfall-cli-" + secrets.token_hex(16)
         accepted = post_retrying(
             api,
             "/v1/webhooks/deploy",

@@ -7,14 +7,15 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _console(stderr: bool) -> Console:
+    from rich.console import Console  # lazily: Rich costs start-up time that most commands never need
+
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
     # Not a terminal (a pipe, CI's log): no colours, and wide enough that nothing wraps or is cut.
@@ -24,8 +25,20 @@ def _console(stderr: bool) -> Console:
 class Output:
     def __init__(self, fmt: str = "table") -> None:
         self.json = fmt == "json"
-        self.out = _console(stderr=False)
-        self.err = _console(stderr=True)
+        self._out: Console | None = None
+        self._err: Console | None = None
+
+    @property
+    def out(self) -> Console:
+        if self._out is None:
+            self._out = _console(stderr=False)
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            self._err = _console(stderr=True)
+        return self._err
 
     # --- standard output ---------------------------------------------------------------------
     def document(self, doc: Any) -> None:
@@ -35,14 +48,18 @@ class Output:
 
     def line(self, text: str) -> None:
         """A line of the result for people (never in json mode)."""
-        self.out.print(Text(text))
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
 
     def table(
         self, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str = "nothing yet"
     ) -> None:
+        from rich.table import Table
+        from rich.text import Text
+
         rows = list(rows)
         if not rows:
-            self.err.print(Text(empty))
+            self.note(empty)
             return
         table = Table(*columns, box=None, header_style="bold", pad_edge=False)
         for row in rows:
@@ -54,7 +71,13 @@ class Output:
 
     # --- standard error ----------------------------------------------------------------------
     def note(self, text: str) -> None:
-        self.err.print(Text(text))
+        if self._err is not None:  # a spinner may be running on it: print through it
+            from rich.text import Text
+
+            self._err.print(Text(text))
+            return
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 def cell(value: Any) -> str:

@@ -70,6 +70,11 @@ def test_a_quick_bench_run_writes_every_section_with_numbers(tmp_path: Path) -> 
         _latency_section(level)
         assert level["fleet"]["agents"] == level["dataplanes_total"]
 
+    cli = latest["cli_overhead"]  # landfall deploy --wait against plain HTTP
+    assert cli["cli_ms"]["count"] == cli["http_ms"]["count"] == cli["deploys"] > 0
+    assert all(_number(cli[side][k]) for side in ("cli_ms", "http_ms") for k in ("p50", "p95"))
+    assert _number(cli["overhead_ms"]["p50"])
+
     footprint = latest["footprint"]
     services = {"webhook_gateway", "orchestrator", "credentials", "data_plane_agent"}
     for key in ("idle_mb", "after_mb", "peak_mb"):
