@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.webhook_gateway.barrier import BroadcastBarrier
+from libs.runtime.broadcasts import BroadcastBarrier
 
 
 class Flushes:

@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import pytest
 
 from libs.contracts.messages import ComponentInfo
-from libs.runtime.errors import ProblemError
-from services.webhook_gateway.intake import component_reference, idempotency_key, resolve_image
-from services.webhook_gateway.models import DeployRequest
-from services.webhook_gateway.ratelimit import RateLimiter, retry_after_header
-from services.webhook_gateway.signatures import SignatureError, generate_secret, secret_key, sign, verify
+from libs.oci.reference import ImageReference
+from libs.runtime.errors import DomainError, ProblemError
+from services.webhook_gateway.domain.images import component_reference, idempotency_key
+from services.webhook_gateway.domain.images import resolve_image as resolve_fields
+from services.webhook_gateway.domain.ratelimit import RateLimiter, retry_after_header
+from services.webhook_gateway.domain.signatures import (
+    SignatureError,
+    generate_secret,
+    secret_key,
+    sign,
+    verify,
+)
+from services.webhook_gateway.schemas import DeployRequest
+
+T = TypeVar("T")
+
+
+def rendered(call: Callable[[], T]) -> T:
+    """Run a domain rule; a refusal comes out as the problem the HTTP middleware would render."""
+    try:
+        return call()
+    except DomainError as exc:
+        raise ProblemError.from_domain(exc) from exc
+
+
+def resolve_image(body: DeployRequest, info: ComponentInfo) -> ImageReference:
+    """The rule applied to a decoded body, as the webhook's entry point does."""
+    return rendered(lambda: resolve_fields(info, image=body.image, tag=body.tag, digest=body.digest))
+
 
 # --- rate limit -------------------------------------------------------------------------------
 
@@ -167,4 +194,4 @@ def test_idempotency_key_shape() -> None:
     assert idempotency_key("run-1") == "run-1"
     for bad in ("", "x" * 256, "é", "a\tb"):
         with pytest.raises(ProblemError):
-            idempotency_key(bad)
+            rendered(lambda: idempotency_key(bad))  # noqa: B023

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from libs.runtime.errors import ProblemError
-from services.webhook_gateway.auth import TokenAuthenticator
-from services.webhook_gateway.model import Binding, TokenRow
-from services.webhook_gateway.tokens import generate_token, token_hash, token_prefix
+from libs.runtime.cache import BroadcastCache
+from libs.runtime.errors import DomainError, ProblemError
+from services.webhook_gateway.domain.records import Binding, TokenRow
+from services.webhook_gateway.domain.tokens import generate_token, token_hash, token_prefix
+from services.webhook_gateway.usecases.authentication import CachedToken, TokenAuthenticator
 
 
 class FakeRepo:
@@ -43,18 +44,34 @@ class FakeRepo:
     def revoke(self, row: TokenRow) -> None:
         self.rows[row.token_sha256] = dataclasses.replace(row, revoked_at=datetime.now(UTC))
 
-    async def token_by_hash(self, digest: bytes) -> TokenRow | None:
+    async def by_hash(self, digest: bytes) -> TokenRow | None:
         self.lookups += 1
         if self.pause is not None:
             await self.pause.wait()
         return self.rows.get(digest)
 
-    async def touch_token(
+    async def touch(
         self, token_id: str, *, min_interval: timedelta
     ) -> tuple[datetime | None, datetime | None]:
         self.touches += 1
         row = next(r for r in self.rows.values() if r.id == token_id)
         return row.revoked_at, row.expires_at
+
+
+class RenderedAuth:
+    """The authenticator, with its refusals rendered as the CI endpoints render them (a 401 problem)."""
+
+    def __init__(self, auth: TokenAuthenticator) -> None:
+        self.auth = auth
+
+    def revoked(self, token_id: str) -> None:
+        self.auth.revoked(token_id)
+
+    async def authenticate(self, token: str) -> TokenRow:
+        try:
+            return await self.auth.authenticate(token)
+        except DomainError as exc:
+            raise ProblemError.from_domain(exc) from exc
 
 
 class Env:
@@ -64,14 +81,17 @@ class Env:
         self.mono = 0.0
         self.now = datetime(2030, 1, 1, tzinfo=UTC)
         registry = CollectorRegistry()
-        self.auth = TokenAuthenticator(
-            self.repo,  # type: ignore[arg-type]
-            touch_interval=60,
-            epoch=lambda: self.epoch,
-            checks=Counter("checks", "", ["result"], registry=registry),
-            lookups=Counter("lookups", "", registry=registry),
-            clock=lambda: self.mono,
-            now=lambda: self.now,
+        cache: BroadcastCache[bytes, CachedToken] = BroadcastCache(epoch=lambda: self.epoch)
+        self.auth = RenderedAuth(
+            TokenAuthenticator(
+                self.repo,  # type: ignore[arg-type]
+                cache=cache,
+                touch_interval=60,
+                checks=Counter("checks", "", ["result"], registry=registry),
+                lookups=Counter("lookups", "", registry=registry),
+                clock=lambda: self.mono,
+                now=lambda: self.now,
+            )
         )
 
 

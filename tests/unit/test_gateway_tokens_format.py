@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from services.webhook_gateway.tokens import (
+from services.webhook_gateway.domain.tokens import (
     TOKEN_LENGTH,
     generate_token,
     token_hash,

@@ -1,20 +1,21 @@
-"""Helpers for the webhook-gateway integration tests.
+"""Helpers for the webhook-gateway integration tests (the fixtures are in conftest.py).
 
-`FakeOrchestrator` stands in for the orchestrator (another Landfall service) on
-the real NATS: it answers `rpc_component_get` / `rpc_deployment_get` like the
-orchestrator would, records every `ImagePushed` it sees, and publishes
-`DeploymentChanged` when a test moves a deployment on.
+`Env` is one running gateway with a fake orchestrator and a CI token for the
+component `api`, plus the requests the tests send. `FakeOrchestrator` stands in
+for the orchestrator (another Landfall service) on the real NATS: it answers
+`rpc_component_get` / `rpc_deployment_get` like the orchestrator would, records
+every `ImagePushed` it sees, and publishes `DeploymentChanged` when a test
+moves a deployment on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from unittest import mock
 
 from aiohttp.test_utils import TestClient, TestServer
 from nats.aio.msg import Msg
@@ -33,14 +34,10 @@ from libs.runtime.bus import Bus, RpcHandlerError, connect
 from libs.runtime.settings import ServiceSettings
 from services.webhook_gateway.app import create_app
 from services.webhook_gateway.settings import Settings
+from tests.support import bearer
 
 ORG, PROJECT = "acme", "shop"
 COMPONENT_PATH = f"/v1/orgs/{ORG}/projects/{PROJECT}/components"
-
-
-def gateway_settings(env: dict[str, str], **overrides: Any) -> Settings:
-    with mock.patch.dict(os.environ, env):
-        return Settings(**overrides)
 
 
 def component_info(
@@ -214,10 +211,6 @@ def admin(settings: Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"}
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 async def create_token(
     client: TestClient[Any, Any], settings: Settings, component: str = "api", **body: Any
 ) -> dict[str, Any]:
@@ -225,3 +218,65 @@ async def create_token(
     assert resp.status == 201, await resp.text()
     data: dict[str, Any] = await resp.json()
     return data
+
+
+@dataclass
+class Env:
+    settings: Settings
+    orch: FakeOrchestrator
+    client: TestClient[Any, Any]
+    token: str
+
+    @property
+    def url(self) -> str:
+        return str(self.client.make_url("")).rstrip("/")
+
+    async def send(self, body: Any, **headers: str) -> tuple[int, Any]:
+        """POST `body` as JSON to the webhook with this env's token."""
+        resp = await self.client.post(
+            "/v1/webhooks/deploy", json=body, headers={**bearer(self.token), **headers}
+        )
+        return resp.status, await resp.json()
+
+    async def send_raw(
+        self, body: bytes, headers: dict[str, str], client: TestClient[Any, Any] | None = None
+    ) -> tuple[int, Any]:
+        """POST these exact bytes (what a signature covers), to another replica with `client`."""
+        resp = await (client or self.client).post(
+            "/v1/webhooks/deploy",
+            data=body,
+            headers={"Content-Type": "application/json", **headers, **bearer(self.token)},
+        )
+        return resp.status, await resp.json()
+
+    async def deploy(self, tag: str = "1.0") -> str:
+        resp = await self.client.post("/v1/webhooks/deploy", json={"tag": tag}, headers=bearer(self.token))
+        assert resp.status == 202
+        deployment_id: str = (await resp.json())["deployment_id"]
+        return deployment_id
+
+    async def status(
+        self, deployment_id: str, wait: int | str | None = None, token: str | None = None
+    ) -> tuple[int, Any]:
+        query = f"?wait={wait}" if wait is not None else ""
+        resp = await self.client.get(
+            f"/v1/webhooks/deployments/{deployment_id}{query}", headers=bearer(token or self.token)
+        )
+        return resp.status, await resp.json()
+
+    async def new_secret(self, component: str = "api") -> str:
+        resp = await self.client.post(
+            f"{COMPONENT_PATH}/{component}/signing-secret", headers=admin(self.settings)
+        )
+        assert resp.status == 201, await resp.text()
+        secret: str = (await resp.json())["secret"]
+        return secret
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Env]:
+    """A gateway and a fake orchestrator that knows the component `api`, and a CI token for it."""
+    async with fake_orchestrator(settings) as orch, gateway_client(settings) as client:
+        orch.add(component_info("api"))
+        token = (await create_token(client, settings))["token"]
+        yield Env(settings, orch, client, token)

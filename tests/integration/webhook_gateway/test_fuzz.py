@@ -19,17 +19,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.webhook_gateway.domain.tokens import generate_token
 from services.webhook_gateway.settings import Settings
-from services.webhook_gateway.tokens import generate_token
-from tests.integration.gateway_support import (
+from tests.integration.webhook_gateway.helpers import (
     COMPONENT_PATH,
     admin,
     component_info,
     create_token,
     fake_orchestrator,
     gateway_client,
-    gateway_settings,
 )
+from tests.support import settings_from
 
 EXAMPLES = 1000
 
@@ -192,7 +192,7 @@ def _fuzz(settings_: Settings) -> dict[int, int]:
 
 @pytest.mark.timeout(600)
 async def test_no_request_to_the_webhook_gets_a_5xx(base_env: dict[str, str]) -> None:
-    fuzz_settings = gateway_settings(base_env, rate_limit_per_second=1e6, rate_limit_burst=1_000_000)
+    fuzz_settings = settings_from(Settings, base_env, rate_limit_per_second=1e6, rate_limit_burst=1_000_000)
     statuses = await asyncio.to_thread(_fuzz, fuzz_settings)
     assert sum(statuses.values()) >= EXAMPLES
     # The examples reach every layer: auth, media type, validation, signatures and acceptance.

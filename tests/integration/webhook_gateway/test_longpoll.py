@@ -3,55 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from libs.contracts.ids import new_id
-from services.webhook_gateway.settings import Settings
-from tests.integration.gateway_support import (
-    FakeOrchestrator,
-    bearer,
-    component_info,
-    create_token,
-    fake_orchestrator,
-    gateway_client,
-    gateway_settings,
-)
-
-
-class Env:
-    def __init__(
-        self, settings: Settings, orch: FakeOrchestrator, client: TestClient[Any, Any], token: str
-    ) -> None:
-        self.settings, self.orch, self.client, self.token = settings, orch, client, token
-
-    async def status(
-        self, deployment_id: str, wait: int | str | None = None, token: str | None = None
-    ) -> tuple[int, Any]:
-        query = f"?wait={wait}" if wait is not None else ""
-        resp = await self.client.get(
-            f"/v1/webhooks/deployments/{deployment_id}{query}", headers=bearer(token or self.token)
-        )
-        return resp.status, await resp.json()
-
-    async def deploy(self, tag: str = "1.0") -> str:
-        resp = await self.client.post("/v1/webhooks/deploy", json={"tag": tag}, headers=bearer(self.token))
-        assert resp.status == 202
-        deployment_id: str = (await resp.json())["deployment_id"]
-        return deployment_id
+from tests.integration.webhook_gateway.helpers import Env, component_info, create_token
 
 
 @pytest.fixture
-async def env(base_env: dict[str, str]) -> AsyncIterator[Env]:
-    settings: Settings = gateway_settings(base_env)
-    async with fake_orchestrator(settings) as orch, gateway_client(settings) as client:
-        orch.add(component_info("api"))
-        orch.add(component_info("web"))
-        token = (await create_token(client, settings))["token"]
-        yield Env(settings, orch, client, token)
+def env(env: Env) -> Env:
+    env.orch.add(component_info("web"))
+    return env
 
 
 async def _later(delay: float, action: Awaitable[Any]) -> None:

@@ -9,25 +9,19 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
+from services.webhook_gateway.domain.tokens import generate_token
 from services.webhook_gateway.settings import Settings
-from services.webhook_gateway.tokens import generate_token
-from tests.integration.gateway_support import (
+from tests.integration.webhook_gateway.helpers import (
     COMPONENT_PATH,
     admin,
-    bearer,
     component_info,
     create_token,
     fake_orchestrator,
     gateway_client,
-    gateway_settings,
 )
+from tests.support import bearer
 
 STATUS_OF_NOTHING = "/v1/webhooks/deployments/dep_01hzzzzzzzzzzzzzzzzzzzzzzz"
-
-
-@pytest.fixture
-def settings(base_env: dict[str, str]) -> Settings:
-    return gateway_settings(base_env)
 
 
 async def _sql(settings: Settings, query: str, *args: object) -> None:

@@ -1,4 +1,4 @@
-"""Plain records the gateway's modules pass around (no I/O here)."""
+"""Plain records the gateway's layers pass around."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ class Binding:
 
     def __str__(self) -> str:
         return f"{self.org}/{self.project}/{self.component}"
+
+    def parts(self) -> tuple[str, str, str]:
+        return self.org, self.project, self.component
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,8 @@ class TokenRow:
 
 @dataclass(frozen=True, slots=True)
 class AcceptedRow:
+    """A request the gateway accepted (and answered 202 for, once it is on JetStream)."""
+
     deployment_id: str
     token_id: str
     binding: Binding
@@ -49,3 +54,11 @@ class AcceptedRow:
 
 
 AcceptOutcome = Literal["created", "replayed", "key_mismatch", "webhook_replayed"]
+
+
+@dataclass(frozen=True, slots=True)
+class SigningState:
+    """Whether a component's webhooks must be signed and, if so, its HMAC key (None: no secret)."""
+
+    required: bool
+    key: bytes | None = None

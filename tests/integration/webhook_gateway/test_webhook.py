@@ -9,28 +9,23 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient
 
 from libs.contracts.messages import ImagePushed
 from libs.devstack.servers import NatsServer
-from services.webhook_gateway.api import GATEWAY
+from services.webhook_gateway.entrypoints.routes import GATEWAY
 from services.webhook_gateway.settings import Settings
-from tests.integration.gateway_support import (
+from services.webhook_gateway.usecases import Gateway
+from tests.integration.webhook_gateway.helpers import (
+    Env,
     FakeOrchestrator,
-    bearer,
     component_info,
     create_token,
     fake_orchestrator,
     gateway_client,
-    gateway_settings,
 )
+from tests.support import bearer, settings_from
 
 DIGEST = "sha256:" + "ab" * 32
-
-
-@pytest.fixture
-def settings(base_env: dict[str, str]) -> Settings:
-    return gateway_settings(base_env)
 
 
 async def _count_accepted(settings: Settings) -> int:
@@ -49,27 +44,8 @@ async def _stream_messages(orch: FakeOrchestrator) -> int:
     return int(info.state.messages)
 
 
-class Env:
-    def __init__(self, settings: Settings, orch: FakeOrchestrator, client: TestClient[Any, Any], token: str):
-        self.settings, self.orch, self.client, self.token = settings, orch, client, token
-
-    async def post(self, body: Any, **headers: str) -> tuple[int, Any]:
-        resp = await self.client.post(
-            "/v1/webhooks/deploy", json=body, headers={**bearer(self.token), **headers}
-        )
-        return resp.status, await resp.json()
-
-
-@pytest.fixture
-async def env(settings: Settings) -> AsyncIterator[Env]:
-    async with fake_orchestrator(settings) as orch, gateway_client(settings) as client:
-        orch.add(component_info("api"))
-        token = (await create_token(client, settings))["token"]
-        yield Env(settings, orch, client, token)
-
-
 async def test_accepted_image_is_on_jetstream_before_the_202(env: Env) -> None:
-    status, body = await env.post({"image": "GHCR.io/acme/api:1.4.2"})
+    status, body = await env.send({"image": "GHCR.io/acme/api:1.4.2"})
     assert status == 202, body
     assert body["status"] == "pending"
     assert body["deployment_id"].startswith("dep_")
@@ -90,9 +66,9 @@ async def test_accepted_image_is_on_jetstream_before_the_202(env: Env) -> None:
 
 
 async def test_tag_and_digest_apply_to_the_components_repository(env: Env) -> None:
-    status, tag_body = await env.post({"tag": "2.0.1"})
+    status, tag_body = await env.send({"tag": "2.0.1"})
     assert status == 202
-    status, digest_body = await env.post({"digest": DIGEST})
+    status, digest_body = await env.send({"digest": DIGEST})
     assert status == 202
     pushed = await env.orch.wait_pushed(2)
     images = {p.deployment_id: p.image for p in pushed}
@@ -125,7 +101,7 @@ async def test_docker_hub_names_are_normalised(settings: Settings) -> None:
     ],
 )
 async def test_another_registry_or_repository_is_forbidden(env: Env, image: str) -> None:
-    status, body = await env.post({"image": image})
+    status, body = await env.send({"image": image})
     assert status == 403, body
     assert "ghcr.io/acme/api" in body["detail"]
     assert await _stream_messages(env.orch) == 0
@@ -151,7 +127,7 @@ async def test_another_registry_or_repository_is_forbidden(env: Env, image: str)
     ],
 )
 async def test_invalid_references_are_422_naming_the_field(env: Env, body: Any, field: str) -> None:
-    status, problem = await env.post(body)
+    status, problem = await env.send(body)
     assert status == 422, problem
     assert problem["errors"][0]["field"] == field
     assert problem["detail"]
@@ -190,36 +166,36 @@ async def test_body_rules_413_415_400(env: Env) -> None:
 
 
 async def test_idempotency_key_returns_the_same_deployment(env: Env) -> None:
-    status, first = await env.post({"tag": "1.0"}, **{"Idempotency-Key": "build-42"})
+    status, first = await env.send({"tag": "1.0"}, **{"Idempotency-Key": "build-42"})
     assert status == 202
-    status, again = await env.post({"tag": "1.0"}, **{"Idempotency-Key": "build-42"})
+    status, again = await env.send({"tag": "1.0"}, **{"Idempotency-Key": "build-42"})
     assert status == 202
     assert again == first
     # The same image spelled differently is the same request.
-    status, spelled = await env.post({"image": "ghcr.io/acme/api:1.0"}, **{"Idempotency-Key": "build-42"})
+    status, spelled = await env.send({"image": "ghcr.io/acme/api:1.0"}, **{"Idempotency-Key": "build-42"})
     assert status == 202
     assert spelled == first
     assert await _stream_messages(env.orch) == 1
 
-    status, problem = await env.post({"tag": "2.0"}, **{"Idempotency-Key": "build-42"})
+    status, problem = await env.send({"tag": "2.0"}, **{"Idempotency-Key": "build-42"})
     assert status == 422
     assert problem["errors"][0]["field"] == "Idempotency-Key"
 
-    status, other = await env.post({"tag": "1.0"}, **{"Idempotency-Key": "build-43"})
+    status, other = await env.send({"tag": "1.0"}, **{"Idempotency-Key": "build-43"})
     assert status == 202
     assert other["deployment_id"] != first["deployment_id"]
-    status, no_key = await env.post({"tag": "1.0"})
+    status, no_key = await env.send({"tag": "1.0"})
     assert status == 202
     assert no_key["deployment_id"] not in {first["deployment_id"], other["deployment_id"]}
     assert await _stream_messages(env.orch) == 3
 
-    status, problem = await env.post({"tag": "1.0"}, **{"Idempotency-Key": "x" * 300})
+    status, problem = await env.send({"tag": "1.0"}, **{"Idempotency-Key": "x" * 300})
     assert status == 422
 
 
 async def test_concurrent_retries_with_one_key_make_one_deployment(env: Env) -> None:
     results = await asyncio.gather(
-        *(env.post({"tag": "3.0"}, **{"Idempotency-Key": "race"}) for _ in range(8))
+        *(env.send({"tag": "3.0"}, **{"Idempotency-Key": "race"}) for _ in range(8))
     )
     assert {status for status, _ in results} == {202}
     assert len({body["deployment_id"] for _, body in results}) == 1
@@ -243,7 +219,7 @@ async def test_the_request_is_committed_before_it_is_published(env: Env) -> None
     """Found by `make chaos`: PostgreSQL died between the JetStream publish and the COMMIT, so CI got
     a 503 for an image that was then deployed, and its retry (same Idempotency-Key) became a second
     deployment. Now nothing reaches JetStream that the database has not committed."""
-    gw = env.client.app[GATEWAY]
+    gw: Gateway = env.client.app[GATEWAY]
     real = gw.bus.publish_durable
     seen: list[bool] = []
 
@@ -252,7 +228,7 @@ async def test_the_request_is_committed_before_it_is_published(env: Env) -> None
         return await real(subject, message, msg_id=msg_id, headers=headers)
 
     gw.bus.publish_durable = checking  # type: ignore[method-assign]
-    status, body = await env.post({"tag": "1.0"}, **{"Idempotency-Key": "commit-first"})
+    status, body = await env.send({"tag": "1.0"}, **{"Idempotency-Key": "commit-first"})
     assert status == 202, body
     assert seen == [True]
 
@@ -260,7 +236,7 @@ async def test_the_request_is_committed_before_it_is_published(env: Env) -> None
 async def test_a_retry_after_a_crash_behind_the_publish_is_the_same_deployment(env: Env) -> None:
     """The gateway stored the request on JetStream and died before answering: CI's retry with the same
     Idempotency-Key gets the deployment that is already on its way, and JetStream holds one copy."""
-    gw = env.client.app[GATEWAY]
+    gw: Gateway = env.client.app[GATEWAY]
     real = gw.bus.publish_durable
     crashes = [RuntimeError("the gateway died here")]
 
@@ -275,7 +251,7 @@ async def test_a_retry_after_a_crash_behind_the_publish_is_the_same_deployment(e
         "/v1/webhooks/deploy", json={"tag": "1.0"}, headers={**bearer(env.token), "Idempotency-Key": "k"}
     )
     assert resp.status == 500  # what CI sees of a crash: no 202
-    status, body = await env.post({"tag": "1.0"}, **{"Idempotency-Key": "k"})
+    status, body = await env.send({"tag": "1.0"}, **{"Idempotency-Key": "k"})
     assert status == 202, body
     assert await _stream_messages(env.orch) == 1
     stored = await env.orch.bus.js.get_last_msg(
@@ -288,7 +264,7 @@ async def test_a_retry_after_a_crash_behind_the_publish_is_the_same_deployment(e
 async def test_idempotency_key_is_per_component(env: Env) -> None:
     env.orch.add(component_info("web"))
     web_token = (await create_token(env.client, env.settings, "web"))["token"]
-    status, api = await env.post({"tag": "1.0"}, **{"Idempotency-Key": "shared"})
+    status, api = await env.send({"tag": "1.0"}, **{"Idempotency-Key": "shared"})
     resp = await env.client.post(
         "/v1/webhooks/deploy", json={"tag": "1.0"}, headers={**bearer(web_token), "Idempotency-Key": "shared"}
     )
@@ -298,7 +274,7 @@ async def test_idempotency_key_is_per_component(env: Env) -> None:
 
 
 async def test_rate_limit_answers_429_with_retry_after(base_env: dict[str, str]) -> None:
-    settings = gateway_settings(base_env, rate_limit_per_second=0.5, rate_limit_burst=2)
+    settings = settings_from(Settings, base_env, rate_limit_per_second=0.5, rate_limit_burst=2)
     async with fake_orchestrator(settings) as orch, gateway_client(settings) as client:
         orch.add(component_info("api"))
         token = (await create_token(client, settings))["token"]
@@ -316,23 +292,23 @@ async def test_rate_limit_answers_429_with_retry_after(base_env: dict[str, str])
 
 
 async def test_component_changes_are_picked_up_at_once(env: Env) -> None:
-    status, _ = await env.post({"tag": "1.0"})
+    status, _ = await env.send({"tag": "1.0"})
     assert status == 202
     moved = env.orch.add(component_info("api", repository="acme/api-v2"))
     await env.orch.component_changed(moved)
-    status, body = await env.post({"image": "ghcr.io/acme/api-v2:1.0"})
+    status, body = await env.send({"image": "ghcr.io/acme/api-v2:1.0"})
     assert status == 202, body
-    status, _ = await env.post({"image": "ghcr.io/acme/api:1.0"})
+    status, _ = await env.send({"image": "ghcr.io/acme/api:1.0"})
     assert status == 403
     del env.orch.components[("acme", "shop", "api")]
     await env.orch.component_changed(moved)
-    status, body = await env.post({"tag": "1.0"})
+    status, body = await env.send({"tag": "1.0"})
     assert status == 403
     assert "no longer exists" in body["detail"]
 
 
 async def test_status_url_is_absolute_with_public_url(base_env: dict[str, str]) -> None:
-    settings = gateway_settings(base_env, public_url="https://gw.example.com/")
+    settings = settings_from(Settings, base_env, public_url="https://gw.example.com/")
     async with fake_orchestrator(settings) as orch, gateway_client(settings) as client:
         orch.add(component_info("api"))
         token = (await create_token(client, settings))["token"]
@@ -345,7 +321,7 @@ async def test_nats_down_is_503_and_nothing_is_recorded(base_env: dict[str, str]
     server = NatsServer(tmp_path / "nats")
     await asyncio.to_thread(server.start)
     try:
-        settings = gateway_settings(base_env, nats_url=server.url)
+        settings = settings_from(Settings, base_env, nats_url=server.url)
         async with fake_orchestrator(settings) as orch, gateway_client(settings) as client:
             orch.add(component_info("api"))
             token = (await create_token(client, settings))["token"]

@@ -9,26 +9,14 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 import hvac
 import pytest
-from aiohttp.test_utils import TestClient
 
 from services.webhook_gateway.settings import Settings
-from tests.integration.gateway_support import (
-    COMPONENT_PATH,
-    FakeOrchestrator,
-    admin,
-    bearer,
-    component_info,
-    create_token,
-    fake_orchestrator,
-    gateway_client,
-    gateway_settings,
-)
+from tests.integration.webhook_gateway.helpers import COMPONENT_PATH, Env, admin, gateway_client
+from tests.support import bearer, settings_from
 
 SECRET_PATH = f"{COMPONENT_PATH}/api/signing-secret"
 
@@ -49,45 +37,12 @@ def signed_headers(
     }
 
 
-class Env:
-    def __init__(
-        self, settings: Settings, orch: FakeOrchestrator, client: TestClient[Any, Any], token: str
-    ) -> None:
-        self.settings, self.orch, self.client, self.token = settings, orch, client, token
-
-    async def post(
-        self, body: bytes, headers: dict[str, str], client: TestClient[Any, Any] | None = None
-    ) -> tuple[int, Any]:
-        resp = await (client or self.client).post(
-            "/v1/webhooks/deploy",
-            data=body,
-            headers={"Content-Type": "application/json", **headers, **bearer(self.token)},
-        )
-        return resp.status, await resp.json()
-
-    async def new_secret(self) -> str:
-        resp = await self.client.post(SECRET_PATH, headers=admin(self.settings))
-        assert resp.status == 201, await resp.text()
-        body = await resp.json()
-        secret: str = body["secret"]
-        return secret
-
-
-@pytest.fixture
-async def env(base_env: dict[str, str]) -> AsyncIterator[Env]:
-    settings = gateway_settings(base_env)
-    async with fake_orchestrator(settings) as orch, gateway_client(settings) as client:
-        orch.add(component_info("api"))
-        token = (await create_token(client, settings))["token"]
-        yield Env(settings, orch, client, token)
-
-
 BODY = json.dumps({"tag": "1.0"}).encode()
 
 
 async def test_signatures_required_once_a_secret_exists(env: Env, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    assert (await env.post(BODY, {}))[0] == 202  # not required yet
+    assert (await env.send_raw(BODY, {}))[0] == 202  # not required yet
     status = await (await env.client.get(SECRET_PATH, headers=admin(env.settings))).json()
     assert status == {"required": False, "created_at": None}
 
@@ -98,16 +53,16 @@ async def test_signatures_required_once_a_secret_exists(env: Env, caplog: pytest
     assert status["required"] is True
     assert "secret" not in status
 
-    code, problem = await env.post(BODY, {})
+    code, problem = await env.send_raw(BODY, {})
     assert code == 401
     assert "webhook-signature" in problem["detail"]
-    code, body = await env.post(BODY, signed_headers(secret, BODY))
+    code, body = await env.send_raw(BODY, signed_headers(secret, BODY))
     assert code == 202, body
 
     # Several signatures (the sender rotating its secret): any valid one is enough.
     headers = signed_headers(secret, BODY)
     headers["webhook-signature"] = "v1,AAAA" + " " + headers["webhook-signature"]
-    assert (await env.post(BODY, headers))[0] == 202
+    assert (await env.send_raw(BODY, headers))[0] == 202
 
     # The secret is in Vault at the documented path, and nowhere in the database or the logs.
     vault = hvac.Client(url=env.settings.vault_addr, token=env.settings.vault_token.get_secret_value())
@@ -141,7 +96,7 @@ async def test_bad_signatures_are_401(env: Env) -> None:
         ({**signed_headers(secret, BODY), "webhook-timestamp": "yesterday"}, BODY),
         ({k: v for k, v in signed_headers(secret, BODY).items() if k != "webhook-id"}, BODY),
     ]:
-        code, problem = await env.post(body, headers)
+        code, problem = await env.send_raw(body, headers)
         assert code == 401, (headers, problem)
         assert problem["status"] == 401
     assert env.orch.pushed == []
@@ -150,7 +105,7 @@ async def test_bad_signatures_are_401(env: Env) -> None:
 @pytest.mark.parametrize(("skew", "word"), [(-400, "old"), (400, "future")])
 async def test_stale_timestamps_are_401_with_a_reason(env: Env, skew: int, word: str) -> None:
     secret = await env.new_secret()
-    code, problem = await env.post(BODY, signed_headers(secret, BODY, timestamp=int(time.time()) + skew))
+    code, problem = await env.send_raw(BODY, signed_headers(secret, BODY, timestamp=int(time.time()) + skew))
     assert code == 401
     assert word in problem["detail"]
     assert "±300" in problem["detail"]
@@ -159,18 +114,18 @@ async def test_stale_timestamps_are_401_with_a_reason(env: Env, skew: int, word:
 async def test_a_replayed_webhook_id_is_409(env: Env) -> None:
     secret = await env.new_secret()
     headers = signed_headers(secret, BODY, webhook_id="msg_once")
-    assert (await env.post(BODY, headers))[0] == 202
-    code, problem = await env.post(BODY, headers)
+    assert (await env.send_raw(BODY, headers))[0] == 202
+    code, problem = await env.send_raw(BODY, headers)
     assert code == 409
     assert "webhook-id" in problem["detail"]
     # A freshly signed request with the same id is still a replay.
-    code, _ = await env.post(BODY, signed_headers(secret, BODY, webhook_id="msg_once"))
+    code, _ = await env.send_raw(BODY, signed_headers(secret, BODY, webhook_id="msg_once"))
     assert code == 409
     # A retry that carries the same Idempotency-Key gets the original answer instead.
     keyed = {**signed_headers(secret, BODY, webhook_id="msg_keyed"), "Idempotency-Key": "ci-run-7"}
-    code, first = await env.post(BODY, keyed)
+    code, first = await env.send_raw(BODY, keyed)
     assert code == 202
-    code, again = await env.post(BODY, keyed)
+    code, again = await env.send_raw(BODY, keyed)
     assert code == 202
     assert again == first
 
@@ -178,15 +133,15 @@ async def test_a_replayed_webhook_id_is_409(env: Env) -> None:
 async def test_rotation_and_removal_apply_at_once_on_every_replica(env: Env) -> None:
     async with gateway_client(env.settings) as second:
         old = await env.new_secret()
-        assert (await env.post(BODY, signed_headers(old, BODY), client=second))[0] == 202  # cached there
+        assert (await env.send_raw(BODY, signed_headers(old, BODY), client=second))[0] == 202  # cached there
 
         new = await env.new_secret()  # rotate on the first replica
-        assert (await env.post(BODY, signed_headers(old, BODY), client=second))[0] == 401
-        assert (await env.post(BODY, signed_headers(new, BODY), client=second))[0] == 202
+        assert (await env.send_raw(BODY, signed_headers(old, BODY), client=second))[0] == 401
+        assert (await env.send_raw(BODY, signed_headers(new, BODY), client=second))[0] == 202
 
         resp = await env.client.delete(SECRET_PATH, headers=admin(env.settings))
         assert resp.status == 204
-        assert (await env.post(BODY, {}, client=second))[0] == 202
+        assert (await env.send_raw(BODY, {}, client=second))[0] == 202
         assert (await env.client.delete(SECRET_PATH, headers=admin(env.settings))).status == 404
 
 
@@ -199,9 +154,9 @@ async def test_signing_secret_endpoints_need_the_admin_token_and_a_component(env
 
 async def test_vault_down_is_503_and_changes_nothing(env: Env, base_env: dict[str, str]) -> None:
     secret = await env.new_secret()
-    broken = gateway_settings({**base_env, "LANDFALL_VAULT_ADDR": "http://127.0.0.1:9"})
+    broken = settings_from(Settings, {**base_env, "LANDFALL_VAULT_ADDR": "http://127.0.0.1:9"})
     async with gateway_client(broken) as no_vault:
-        code, problem = await env.post(BODY, signed_headers(secret, BODY), client=no_vault)
+        code, problem = await env.send_raw(BODY, signed_headers(secret, BODY), client=no_vault)
         assert code == 503
         assert problem["status"] == 503
         # Rotating fails as a whole: the old secret keeps working.
@@ -210,6 +165,6 @@ async def test_vault_down_is_503_and_changes_nothing(env: Env, base_env: dict[st
         assert resp.headers["Retry-After"]
         resp = await no_vault.delete(SECRET_PATH, headers=admin(env.settings))
         assert resp.status == 503
-    assert (await env.post(BODY, signed_headers(secret, BODY)))[0] == 202
+    assert (await env.send_raw(BODY, signed_headers(secret, BODY)))[0] == 202
     status = await (await env.client.get(SECRET_PATH, headers=admin(env.settings))).json()
     assert status["required"] is True

@@ -1,4 +1,4 @@
-"""Turning what CI sent into the one image reference the component may deploy.
+"""Turning what CI sent into the one image reference the component may deploy; the Idempotency-Key shape.
 
 Rules: `image` must name the component's registry host and repository (after
 normalisation, so "GHCR.io/acme/api" and "ghcr.io/acme/api" are the same, and
@@ -16,8 +16,8 @@ from libs.oci.reference import (
     canonical_host,
     parse_reference,
 )
-from libs.runtime.errors import ProblemError, invalid
-from services.webhook_gateway.models import DeployRequest
+from libs.runtime.errors import Invalid
+from services.webhook_gateway.domain.errors import ImageNotAllowed
 
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -35,39 +35,41 @@ def component_reference(info: ComponentInfo) -> ImageReference:
     return ImageReference(host=ref.host, repository=ref.repository)
 
 
-def resolve_image(request: DeployRequest, info: ComponentInfo) -> ImageReference:
-    """The normalised image to deploy; 422 for an invalid reference, 403 for another repository."""
+def resolve_image(
+    info: ComponentInfo, *, image: str | None = None, tag: str | None = None, digest: str | None = None
+) -> ImageReference:
+    """The normalised image to deploy (exactly one of `image`, `tag`, `digest` is given).
+
+    `Invalid` for a reference that does not parse, `ImageNotAllowed` for another repository.
+    """
     own = component_reference(info)
-    if request.tag is not None:
+    if tag is not None:
         try:
-            return own.with_tag(request.tag)
+            return own.with_tag(tag)
         except InvalidReference as exc:
-            raise invalid("tag", exc.reason) from None
-    if request.digest is not None:
+            raise Invalid("tag", exc.reason) from None
+    if digest is not None:
         try:
-            return own.with_digest(request.digest)
+            return own.with_digest(digest)
         except InvalidReference as exc:
-            raise invalid("digest", exc.reason) from None
-    assert request.image is not None
+            raise Invalid("digest", exc.reason) from None
+    if image is None:
+        raise Invalid("body", 'send exactly one of "image", "tag" or "digest"')
     try:
-        ref = parse_reference(request.image)
+        ref = parse_reference(image)
     except InvalidReference as exc:
-        raise invalid("image", exc.reason) from None
+        raise Invalid("image", exc.reason) from None
     if ref.tag is None and ref.digest is None:
-        raise invalid("image", "give a tag or a digest (e.g. :1.4.2 or @sha256:…); ':latest' is not implied")
+        raise Invalid("image", "give a tag or a digest (e.g. :1.4.2 or @sha256:…); ':latest' is not implied")
     if ref.host != own.host or ref.repository != own.repository:
-        raise ProblemError(
-            403,
-            "Forbidden",
-            f"image {ref.name} is not this component's repository {own.name}",
-            kind="image-not-allowed",
-        )
+        raise ImageNotAllowed(f"image {ref.name} is not this component's repository {own.name}")
     return ref
 
 
 def idempotency_key(value: str | None) -> str | None:
+    """The header's value if it has the shape the IETF draft allows, None when it was not sent."""
     if value is None:
         return None
     if not value or len(value) > MAX_IDEMPOTENCY_KEY or not value.isascii() or not value.isprintable():
-        raise invalid("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters")
+        raise Invalid("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters")
     return value

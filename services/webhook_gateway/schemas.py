@@ -1,4 +1,8 @@
-"""Request and response bodies of the gateway's HTTP API (they also make /openapi.json)."""
+"""Request and response bodies of the gateway's HTTP API (they also make /openapi.json).
+
+Only the entry points (and the app) import these; the `from_*` constructors
+turn the records use cases return into bodies.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from libs.contracts.messages import DeploymentStatus
+from libs.contracts.messages import DeploymentView
+from services.webhook_gateway.domain.records import AcceptedRow, TokenRow
 
 
 class TokenCreate(BaseModel):
@@ -34,6 +40,18 @@ class TokenOut(BaseModel):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None = Field(description="updated at most once a minute")
+
+    @classmethod
+    def from_row(cls, row: TokenRow) -> TokenOut:
+        return cls(
+            id=row.id,
+            name=row.name,
+            token_prefix=row.token_prefix,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+            last_used_at=row.last_used_at,
+        )
 
 
 class TokenList(BaseModel):
@@ -63,23 +81,37 @@ class DeployAccepted(BaseModel):
     status_url: str
 
 
-class DeploymentOut(BaseModel):
-    """A deployment as the orchestrator reports it (`environment` is null until it picked one)."""
+class DeploymentOut(DeploymentView):
+    """A deployment as the orchestrator reports it (`environment` is null until it picked one).
 
-    id: str
-    org: str
-    project: str
-    component: str
-    environment: str | None
-    image: str
-    digest: str | None = None
-    status: DeploymentStatus
-    reason: str | None = None
-    source: str | None = None
-    notes: list[str] = Field(default_factory=list)
-    created_at: datetime
-    updated_at: datetime
-    timings: dict[str, datetime] = Field(default_factory=dict)
+    The contract's `DeploymentView`, less its `schema_version` (a bus field, not part of this answer).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schema_version: SkipJsonSchema[Literal[1]] = Field(default=1, exclude=True)
+    environment: str | None  # type: ignore[assignment]
+
+    @classmethod
+    def from_view(cls, view: DeploymentView) -> DeploymentOut:
+        return cls.model_validate(view.model_dump())
+
+    @classmethod
+    def pending(cls, row: AcceptedRow) -> DeploymentOut:
+        """A request accepted here that the orchestrator has not recorded yet."""
+        return cls(
+            id=row.deployment_id,
+            org=row.binding.org,
+            project=row.binding.project,
+            component=row.binding.component,
+            environment=None,
+            image=row.image,
+            status="pending",
+            source="webhook",
+            created_at=row.created_at,
+            updated_at=row.created_at,
+            timings={"accepted": row.created_at},
+        )
 
 
 class SigningSecretCreated(BaseModel):

@@ -1,0 +1,252 @@
+"""The gateway's HTTP API: the route table and thin handlers (decode, call a use case, encode).
+
+The CI endpoints (`auth="ci"`) are wrapped by `_ci`: it admits the CI token and
+renders what only HTTP knows, `Unauthenticated` as 401 with `WWW-Authenticate`
+and `RateLimited` as 429 with `Retry-After`. Every other refusal is a domain
+error that the shared middleware renders. The webhook's order of checks is part
+of its contract: token, media type, Idempotency-Key, component and signature
+(over the raw body), then the body itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from libs.contracts.ids import looks_like
+from libs.runtime.errors import Invalid, NotFound, ProblemError
+from libs.runtime.http import Api, bearer_token, json_response, path_name, read_json
+from services.webhook_gateway.domain.errors import RateLimited, Unauthenticated
+from services.webhook_gateway.domain.images import idempotency_key
+from services.webhook_gateway.domain.ratelimit import retry_after_header
+from services.webhook_gateway.domain.records import AcceptedRow, Binding, TokenRow
+from services.webhook_gateway.schemas import (
+    CiSnippets,
+    DeployAccepted,
+    DeploymentOut,
+    DeployRequest,
+    SigningSecretCreated,
+    SigningStatus,
+    TokenCreate,
+    TokenCreated,
+    TokenList,
+    TokenOut,
+)
+from services.webhook_gateway.settings import Settings
+from services.webhook_gateway.usecases import Gateway
+
+GATEWAY = web.AppKey("gateway", Gateway)
+SETTINGS = web.AppKey("gateway_settings", Settings)
+COMPONENT = "/v1/orgs/{org}/projects/{project}/components/{component}"
+
+CiHandler = Callable[[web.Request, Gateway, TokenRow], Awaitable[web.StreamResponse]]
+
+
+def unauthorized(detail: str) -> ProblemError:
+    return ProblemError(
+        401,
+        "Unauthorized",
+        detail,
+        kind="unauthorized",
+        headers={"WWW-Authenticate": 'Bearer realm="landfall", error="invalid_token"'},
+    )
+
+
+def _ci(handler: CiHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        gw = request.app[GATEWAY]
+        try:
+            token = await gw.access.admit(bearer_token(request))
+            return await handler(request, gw, token)
+        except Unauthenticated as exc:
+            raise unauthorized(exc.detail) from None
+        except RateLimited as exc:
+            raise ProblemError(
+                429,
+                "Too Many Requests",
+                exc.detail,
+                kind="rate-limited",
+                headers={"Retry-After": retry_after_header(exc.wait)},
+            ) from None
+
+    return wrapped
+
+
+def _binding(request: web.Request) -> Binding:
+    return Binding(path_name(request, "org"), path_name(request, "project"), path_name(request, "component"))
+
+
+# --- the webhook (CI token) -------------------------------------------------------------------
+
+
+def _status_url(settings: Settings, deployment_id: str) -> str:
+    path = f"/v1/webhooks/deployments/{deployment_id}"
+    return settings.public_url.rstrip("/") + path if settings.public_url else path
+
+
+async def deploy(request: web.Request, gw: Gateway, token: TokenRow) -> web.Response:
+    if request.content_type != "application/json":
+        raise ProblemError(
+            415,
+            "Unsupported Media Type",
+            "send the body as JSON with Content-Type: application/json",
+            kind="unsupported-media-type",
+        )
+    key = idempotency_key(request.headers.get("Idempotency-Key"))
+    authorised = await gw.intake.authorise(token, body=await request.read(), headers=request.headers)
+    body = await read_json(request, DeployRequest)
+    stored = await gw.intake.accept(
+        authorised, idempotency_key=key, image=body.image, tag=body.tag, digest=body.digest
+    )
+    url = _status_url(request.app[SETTINGS], stored.deployment_id)
+    return json_response(DeployAccepted(deployment_id=stored.deployment_id, status_url=url), status=202)
+
+
+async def get_deployment(request: web.Request, gw: Gateway, token: TokenRow) -> web.Response:
+    deployment_id = request.match_info["id"]
+    raw_wait = request.query.get("wait", "0")
+    limit = request.app[SETTINGS].long_poll_max_seconds
+    if not raw_wait.isascii() or not raw_wait.isdigit() or int(raw_wait) > limit:
+        raise Invalid("wait", f"must be a whole number of seconds from 0 to {limit}")
+    if not looks_like("dep", deployment_id):
+        raise NotFound("deployment")
+    found = await gw.status.get(token.binding, deployment_id, wait=int(raw_wait))
+    return json_response(
+        DeploymentOut.pending(found) if isinstance(found, AcceptedRow) else DeploymentOut.from_view(found)
+    )
+
+
+# --- tokens (admin) ---------------------------------------------------------------------------
+
+
+async def create_token(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    binding = _binding(request)
+    body = await read_json(request, TokenCreate) if request.body_exists else TokenCreate()
+    new = await gw.tokens.create(binding, name=body.name, expires_in_days=body.expires_in_days)
+    row = new.row
+    created = TokenCreated(
+        id=row.id,
+        name=row.name,
+        token=new.token,
+        token_prefix=row.token_prefix,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+    )
+    return json_response(created, status=201)
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    rows = await request.app[GATEWAY].tokens.list(_binding(request))
+    return json_response(TokenList(items=[TokenOut.from_row(r) for r in rows]))
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    await request.app[GATEWAY].tokens.revoke(_binding(request), request.match_info["id"])
+    return web.Response(status=204)
+
+
+# --- signing secrets (admin) ------------------------------------------------------------------
+
+
+async def create_signing_secret(request: web.Request) -> web.Response:
+    secret, created_at = await request.app[GATEWAY].signing.create(_binding(request))
+    return json_response(SigningSecretCreated(secret=secret, created_at=created_at), status=201)
+
+
+async def get_signing_secret(request: web.Request) -> web.Response:
+    created_at = await request.app[GATEWAY].signing.required_since(_binding(request))
+    return json_response(SigningStatus(required=created_at is not None, created_at=created_at))
+
+
+async def delete_signing_secret(request: web.Request) -> web.Response:
+    await request.app[GATEWAY].signing.delete(_binding(request))
+    return web.Response(status=204)
+
+
+# --- CI snippets (admin) ----------------------------------------------------------------------
+
+
+async def ci_snippets(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    gateway_url, image, rendered = await gw.snippets.render(
+        _binding(request), origin=str(request.url.origin())
+    )
+    return json_response(CiSnippets(gateway_url=gateway_url, image=image, **rendered))
+
+
+# --- the table --------------------------------------------------------------------------------
+
+
+def add_routes(api: Api, settings: Settings) -> None:
+    """Declare every route (the handlers read `app[GATEWAY]` and `app[SETTINGS]`, set by the app)."""
+    r = api.route
+    r(
+        "POST",
+        COMPONENT + "/tokens",
+        create_token,
+        summary="create a CI token for the component (the token is shown once)",
+        request=TokenCreate,
+        responses={201: TokenCreated},
+    )
+    r(
+        "GET",
+        COMPONENT + "/tokens",
+        list_tokens,
+        summary="list the component's CI tokens (never the token itself)",
+        responses={200: TokenList},
+    )
+    r(
+        "DELETE",
+        COMPONENT + "/tokens/{id}",
+        revoke_token,
+        summary="revoke a CI token; it stops working at once on every replica",
+        responses={204: None},
+    )
+    r(
+        "POST",
+        COMPONENT + "/signing-secret",
+        create_signing_secret,
+        summary="create or rotate the signing secret (shown once); webhooks must then be signed",
+        responses={201: SigningSecretCreated},
+    )
+    r(
+        "GET",
+        COMPONENT + "/signing-secret",
+        get_signing_secret,
+        summary="whether the component's webhooks must be signed",
+        responses={200: SigningStatus},
+    )
+    r(
+        "DELETE",
+        COMPONENT + "/signing-secret",
+        delete_signing_secret,
+        summary="stop requiring signatures and delete the secret",
+        responses={204: None},
+    )
+    r(
+        "GET",
+        COMPONENT + "/ci-snippets",
+        ci_snippets,
+        summary="ready-to-paste CI snippets: bash/curl, GitHub Actions, GitLab CI",
+        responses={200: CiSnippets},
+    )
+    r(
+        "POST",
+        "/v1/webhooks/deploy",
+        _ci(deploy),
+        summary="deploy an image of the token's component (exactly one of image, tag, digest)",
+        auth="ci",
+        request=DeployRequest,
+        responses={202: DeployAccepted},
+    )
+    r(
+        "GET",
+        "/v1/webhooks/deployments/{id}",
+        _ci(get_deployment),
+        summary="a deployment of the token's component; ?wait=N long-polls until it is final",
+        auth="ci",
+        responses={200: DeploymentOut},
+        query={"wait": {"type": "integer", "minimum": 0, "maximum": settings.long_poll_max_seconds}},
+    )
