@@ -113,8 +113,8 @@ def _nul_character_at(value: Any, path: str = "") -> str | None:
     return None
 
 
-async def read_json(request: web.Request, model: type[M]) -> M:
-    """Decode a JSON body into `model`: 415 for another type, 400 for bad JSON, 422 for bad values."""
+def require_json(request: web.Request) -> None:
+    """415 unless the body is declared JSON (for a handler that must refuse before it reads the body)."""
     if request.content_type != "application/json":
         raise ProblemError(
             415,
@@ -122,6 +122,11 @@ async def read_json(request: web.Request, model: type[M]) -> M:
             "send the body as JSON with Content-Type: application/json",
             kind="unsupported-media-type",
         )
+
+
+async def read_json(request: web.Request, model: type[M]) -> M:
+    """Decode a JSON body into `model`: 415 for another type, 400 for bad JSON, 422 for bad values."""
+    require_json(request)
     raw = await request.read()
     try:
         data = json.loads(raw or b"null")
