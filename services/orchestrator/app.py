@@ -1,8 +1,8 @@
-"""Composition root: `create_app(settings)` builds the whole orchestrator.
+"""Composition root: `create_app(settings)` builds the whole orchestrator; the tests call it too.
 
-Start order: NATS (and the streams), PostgreSQL (and migrations), then the
-domain objects with the RPC servers and the heartbeat subscription, then the
-background workers (intake, status, sweeper). Shutdown runs in reverse.
+Start order: NATS (and the streams), PostgreSQL (and migrations), then the use
+cases with the RPC servers and the heartbeat subscription, then the background
+workers (intake, status, sweeper). Shutdown runs in reverse.
 """
 
 from __future__ import annotations
@@ -13,28 +13,27 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from libs.runtime.bus import Bus
 from libs.runtime.http import METRICS, create_base_app
 from libs.runtime.service import BUS, POOL, background, nats_ctx, postgres_ctx
-from services.orchestrator import api
-from services.orchestrator.catalog import Catalog
-from services.orchestrator.consumers import (
-    INTAKE_DURABLE,
-    STATUS_DURABLE,
-    intake_handler,
-    json_key,
-    pull_forever,
-    serve_rpcs,
-    status_handler,
-    subscribe_heartbeats,
-    sweep_forever,
-)
-from services.orchestrator.credentials import Credentials
-from services.orchestrator.deployments import Deployer
-from services.orchestrator.natsaccess import AgentNatsIssuer
-from services.orchestrator.repository import Repository
+from services.orchestrator.clients.agents import AgentNatsIssuer, Agents
+from services.orchestrator.clients.credentials import Credentials
+from services.orchestrator.clients.gateways import Gateways
+from services.orchestrator.entrypoints import HEARTBEAT_FRESH, USECASES, UseCases, consumers, routes, rpc
 from services.orchestrator.settings import Settings
+from services.orchestrator.store import Store, open_store
+from services.orchestrator.usecases.catalog import Catalog
+from services.orchestrator.usecases.dataplanes import DataPlanes
+from services.orchestrator.usecases.deployments import Deployments
+from services.orchestrator.usecases.dispatch import Dispatcher
+from services.orchestrator.usecases.executions import Executions
+from services.orchestrator.usecases.intake import Intake
+from services.orchestrator.usecases.recording import Recorder
+from services.orchestrator.usecases.reports import Reports
+from services.orchestrator.usecases.sweep import Sweeper
+from services.orchestrator.usecases.teardowns import Teardowns
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -50,76 +49,76 @@ def _nats_issuer(settings: Settings, bus: Bus) -> AgentNatsIssuer | None:
     )
 
 
-def _domain_ctx(settings: Settings) -> Callable[[web.Application], Any]:
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        bus, repo = app[BUS], Repository(app[POOL])
-        credentials = Credentials(bus, timeout=settings.rpc_timeout_seconds)
-        catalog = Catalog(
-            repo=repo,
-            bus=bus,
-            credentials=credentials,
-            nats=_nats_issuer(settings, bus),
+def build_usecases(settings: Settings, *, bus: Bus, store: Store, metrics: CollectorRegistry) -> UseCases:
+    credentials = Credentials(bus, timeout=settings.rpc_timeout_seconds)
+    agents = Agents(bus, issuer=_nats_issuer(settings, bus))
+    gateways = Gateways(bus, metrics=metrics)
+    dispatcher = Dispatcher(
+        store=store,
+        credentials=credentials,
+        agents=agents,
+        gateways=gateways,
+        retry_seconds=settings.sweep_interval_seconds,
+        max_retry_seconds=settings.max_retry_seconds,
+    )
+    recorder = Recorder(store=store, gateways=gateways, dispatcher=dispatcher)
+    teardowns = Teardowns(store=store, agents=agents)
+    catalog = Catalog(store=store, credentials=credentials, gateways=gateways, teardowns=teardowns)
+    return UseCases(
+        catalog=catalog,
+        dataplanes=DataPlanes(
+            store=store,
+            catalog=catalog,
+            agents=agents,
             enrollment_token_ttl_seconds=settings.enrollment_token_ttl_seconds,
-        )
-        deployer = Deployer(
-            repo=repo,
-            bus=bus,
-            credentials=credentials,
-            retry_seconds=settings.sweep_interval_seconds,
-            max_retry_seconds=settings.max_retry_seconds,
-            metrics=app[METRICS],
-        )
-        app[api.CATALOG] = catalog
-        app[api.DEPLOYER] = deployer
-        await serve_rpcs(bus, catalog, deployer)
-        # never so rare that a live plane would look disconnected
-        write_every = min(settings.heartbeat_write_seconds, settings.heartbeat_fresh_seconds / 2)
-        await subscribe_heartbeats(bus, catalog, write_every=write_every)
+            # never so rare that a live plane would look disconnected
+            heartbeat_write_seconds=min(
+                settings.heartbeat_write_seconds, settings.heartbeat_fresh_seconds / 2
+            ),
+        ),
+        intake=Intake(store=store, recorder=recorder, dispatcher=dispatcher),
+        deployments=Deployments(store=store, recorder=recorder),
+        executions=Executions(store=store, recorder=recorder, dispatcher=dispatcher),
+        reports=Reports(store=store, gateways=gateways),
+        sweeper=Sweeper(store=store, dispatcher=dispatcher, teardowns=teardowns),
+    )
+
+
+def _usecases_ctx(settings: Settings) -> Callable[[web.Application], Any]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        bus = app[BUS]
+        usecases = build_usecases(settings, bus=bus, store=open_store(app[POOL]), metrics=app[METRICS])
+        app[USECASES] = usecases
+        await rpc.serve_rpcs(bus, usecases)
+        await consumers.subscribe_heartbeats(bus, usecases)
         yield
 
     return ctx
 
 
 def create_app(settings: Settings) -> web.Application:
-    app, routes = create_base_app(
+    app, api = create_base_app(
         service=settings.service_name, version=settings.version, admin_token=settings.admin_token
     )
-    app[api.HEARTBEAT_FRESH] = timedelta(seconds=settings.heartbeat_fresh_seconds)
+    app[HEARTBEAT_FRESH] = timedelta(seconds=settings.heartbeat_fresh_seconds)
     app.cleanup_ctx.append(nats_ctx(settings))
     app.cleanup_ctx.append(
         postgres_ctx(settings, schema="orchestrator" + settings.schema_suffix, migrations=MIGRATIONS)
     )
-    app.cleanup_ctx.append(_domain_ctx(settings))
+    app.cleanup_ctx.append(_usecases_ctx(settings))
+    concurrency = settings.consumer_concurrency
 
     async def intake(app: web.Application) -> None:
-        bus = app[BUS]
-        await pull_forever(
-            bus,
-            stream=bus.subjects.intake_stream.name,
-            subject=bus.subjects.image_pushed,
-            durable=INTAKE_DURABLE,
-            handle=intake_handler(app[api.DEPLOYER]),
-            key=json_key("org", "project", "component"),
-            concurrency=settings.consumer_concurrency,
-        )
+        await consumers.consume_intake(app[BUS], app[USECASES], concurrency=concurrency)
 
     async def status(app: web.Application) -> None:
-        bus = app[BUS]
-        await pull_forever(
-            bus,
-            stream=bus.subjects.status_stream.name,
-            subject=bus.subjects.all_status,
-            durable=STATUS_DURABLE,
-            handle=status_handler(app[api.DEPLOYER]),
-            key=json_key("deployment_id"),
-            concurrency=settings.consumer_concurrency,
-        )
+        await consumers.consume_status(app[BUS], app[USECASES], concurrency=concurrency)
 
     async def sweeper(app: web.Application) -> None:
-        await sweep_forever(app[api.DEPLOYER], interval=settings.sweep_interval_seconds)
+        await app[USECASES].sweeper.forever(interval=settings.sweep_interval_seconds)
 
     app.cleanup_ctx.append(background("orchestrator-intake", intake))
     app.cleanup_ctx.append(background("orchestrator-status", status))
     app.cleanup_ctx.append(background("orchestrator-sweeper", sweeper))
-    api.register(routes)
+    routes.register(api)
     return app

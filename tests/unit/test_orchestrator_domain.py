@@ -8,12 +8,9 @@ from typing import Any
 
 import pytest
 
-from libs.runtime.errors import ProblemError
-from services.orchestrator.domain import (
-    Component,
-    DataPlane,
-    Deployment,
-    Environment,
+from libs.runtime.errors import DomainError, ProblemError
+from services.orchestrator.domain.records import Component, DataPlane, Deployment, Environment, pinned_image
+from services.orchestrator.domain.rules import (
     check_component_spec,
     check_image_host,
     check_public_key,
@@ -22,7 +19,6 @@ from services.orchestrator.domain import (
     execution_status_for,
     manual_image,
     next_environment,
-    pinned_image,
     retry_delay,
     token_sha256,
     valid_schedule,
@@ -53,8 +49,9 @@ def _component(image: str = "ghcr.io/acme/api:1.0") -> Component:
     )
 
 
-def _fields(exc: pytest.ExceptionInfo[ProblemError]) -> list[str]:
-    return [e["field"] for e in exc.value.errors]
+def _fields(exc: pytest.ExceptionInfo[DomainError]) -> list[str]:
+    """The fields the RFC 9457 problem the HTTP middleware renders for this error names."""
+    return [e["field"] for e in ProblemError.from_domain(exc.value).errors]
 
 
 @pytest.mark.parametrize(
@@ -112,14 +109,14 @@ def test_a_scheduled_task_needs_schedule_and_timezone() -> None:
     )
     assert spec.schedule == "*/15 * * * 1-5"
     assert spec.port is None
-    with pytest.raises(ProblemError) as exc:
+    with pytest.raises(DomainError) as exc:
         check_component_spec(**_spec(type="scheduled-task"))
     assert exc.value.status == 422
     assert _fields(exc) == ["schedule", "timezone"]
 
 
 def test_every_wrong_field_is_reported_at_once() -> None:
-    with pytest.raises(ProblemError) as exc:
+    with pytest.raises(DomainError) as exc:
         check_component_spec(
             **_spec(image="", port=0, schedule="* * * * *", timezone="UTC", env={"OK_1": "", "no-dash": ""})
         )
@@ -154,7 +151,7 @@ def test_timezones_are_iana_names() -> None:
 def test_the_image_host_must_be_the_registry_host() -> None:
     spec = check_component_spec(**_spec(image="nginx:1.27"))
     check_image_host(spec.image, "registry-1.docker.io")  # Docker Hub aliases are one host
-    with pytest.raises(ProblemError) as exc:
+    with pytest.raises(DomainError) as exc:
         check_image_host(spec.image, "ghcr.io")
     assert _fields(exc) == ["image"]
 
@@ -165,13 +162,13 @@ def test_manual_images_stay_on_the_component_repository() -> None:
     assert str(manual_image(component, image=None, tag="2.0")) == "ghcr.io/acme/api:2.0"
     pinned = manual_image(component, image=f"ghcr.io/acme/api@{DIGEST}", tag=None)
     assert pinned.digest == DIGEST
-    with pytest.raises(ProblemError) as forbidden:
+    with pytest.raises(DomainError) as forbidden:
         manual_image(component, image="ghcr.io/evil/api:1.0", tag=None)
     assert forbidden.value.status == 403
-    with pytest.raises(ProblemError) as both:
+    with pytest.raises(DomainError) as both:
         manual_image(component, image="ghcr.io/acme/api:1.0", tag="1.0")
     assert both.value.status == 422
-    with pytest.raises(ProblemError) as bad_tag:
+    with pytest.raises(DomainError) as bad_tag:
         manual_image(component, image=None, tag="-nope")
     assert _fields(bad_tag) == ["tag"]
 
@@ -232,9 +229,9 @@ def test_an_agent_is_connected_within_the_freshness_window() -> None:
 def test_public_keys_are_32_byte_base64() -> None:
     key = base64.b64encode(bytes(range(32))).decode()
     assert check_public_key(key) == key
-    with pytest.raises(ProblemError):
+    with pytest.raises(DomainError):
         check_public_key(base64.b64encode(b"short").decode())
-    with pytest.raises(ProblemError):
+    with pytest.raises(DomainError):
         check_public_key("not base64!")
     assert token_sha256("a") != token_sha256("b")
     assert len(token_sha256("a")) == 64

@@ -12,8 +12,9 @@ from libs.contracts.messages import AgentHeartbeat, utcnow
 from libs.runtime import bus as busmod
 from libs.runtime.natsauth import NatsUser, NKey, decode_jwt
 from libs.runtime.settings import ServiceSettings
-from tests.integration.nats_auth_support import SecuredNats, secured_nats
-from tests.integration.orchestrator_support import Harness, eventually, running_orchestrator
+from tests.integration.orchestrator.helpers import Harness, running_orchestrator
+from tests.nats_auth import SecuredNats, secured_nats
+from tests.support import eventually
 
 
 @pytest.fixture(scope="module")

@@ -7,36 +7,24 @@ the agent are played by the test on their NATS subjects.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
-
-import pytest
 
 from libs.contracts.ids import new_id
 from libs.contracts.messages import RemoveCommand, ResolvedImage
 from libs.contracts.naming import namespace_for
-from tests.integration.orchestrator_support import (
+from tests.integration.orchestrator.helpers import (
     DIGEST_1_0,
     DIGEST_1_1,
     REGISTRY_HOST,
     REPOSITORY,
     SEALED_CIPHERTEXT,
     Harness,
-    eventually,
     now,
-    running_orchestrator,
 )
+from tests.support import eventually
 
 IMAGE_1_0 = f"{REGISTRY_HOST}/{REPOSITORY}:1.0"
 IMAGE_1_1 = f"{REGISTRY_HOST}/{REPOSITORY}:1.1"
-
-
-@pytest.fixture
-async def orch(base_env: dict[str, str]) -> AsyncIterator[Harness]:
-    async with running_orchestrator(base_env) as harness:
-        harness.credentials.add_tag("1.0", DIGEST_1_0)
-        harness.credentials.add_tag("1.1", DIGEST_1_1)
-        yield harness
 
 
 async def test_pushed_image_is_dispatched_pinned_by_digest_with_the_sealed_secret(orch: Harness) -> None:

@@ -1,4 +1,4 @@
-"""Helpers for the orchestrator integration tests.
+"""Helpers for the orchestrator integration tests (the fixtures are in conftest.py).
 
 The orchestrator runs in-process against the session's real NATS and PostgreSQL.
 The other Landfall services it talks to are played by the test on the same NATS,
@@ -13,17 +13,15 @@ with the same `Bus` class:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
-from unittest import mock
+from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 from nats.aio.msg import Msg
@@ -50,8 +48,7 @@ from libs.runtime.bus import Bus, RpcHandlerError, connect
 from libs.runtime.settings import ServiceSettings
 from services.orchestrator.app import create_app
 from services.orchestrator.settings import Settings
-
-T = TypeVar("T")
+from tests.support import bearer, eventually, settings_from
 
 REGISTRY_HOST = "registry.example.test:5000"
 REPOSITORY = "team/api"
@@ -62,23 +59,6 @@ SEALED_CIPHERTEXT = base64.b64encode(b"sealed-for-the-data-plane").decode()
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def orchestrator_settings(env: dict[str, str], **overrides: Any) -> Settings:
-    with mock.patch.dict(os.environ, env):
-        return Settings(**overrides)
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 10.0, what: str = "") -> T:
-    """Poll `probe` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or probe}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -184,10 +164,8 @@ class Harness:
     async def call(
         self, method: str, path: str, body: Any = None, *, expect: int | None = None, token: str | None = ""
     ) -> tuple[int, Any, dict[str, str]]:
-        headers = {}
         auth = self.admin_token if token == "" else token
-        if auth is not None:
-            headers["Authorization"] = f"Bearer {auth}"
+        headers = bearer(auth) if auth is not None else {}
         resp = await self.client.request(method, path, json=body, headers=headers)
         payload = await resp.json() if resp.content_type.endswith("json") else await resp.text()
         if expect is not None:
@@ -322,7 +300,7 @@ class Harness:
 @contextlib.asynccontextmanager
 async def running_orchestrator(env: dict[str, str], **overrides: Any) -> AsyncIterator[Harness]:
     """The orchestrator app on a test server, a fake credentials service, and the test's own bus."""
-    settings = orchestrator_settings(env, sweep_interval_seconds=0.3, **overrides)
+    settings = settings_from(Settings, env, sweep_interval_seconds=0.3, **overrides)
     credentials = FakeCredentials(settings)
     await credentials.start()
     nc = await connect(settings, name="orchestrator-test", wait_seconds=5)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,24 +21,17 @@ from libs.contracts.messages import (
     RegistryUsageReply,
 )
 from libs.runtime.bus import RpcFailed
-from tests.integration.orchestrator_support import (
+from tests.integration.orchestrator.helpers import (
     DIGEST_1_0,
     REGISTRY_HOST,
     REPOSITORY,
     Harness,
-    eventually,
     now,
     running_orchestrator,
 )
+from tests.support import eventually
 
 IMAGE = f"{REGISTRY_HOST}/{REPOSITORY}:1.0"
-
-
-@pytest.fixture
-async def orch(base_env: dict[str, str]) -> AsyncIterator[Harness]:
-    async with running_orchestrator(base_env) as harness:
-        harness.credentials.add_tag("1.0", DIGEST_1_0)
-        yield harness
 
 
 def _key() -> str:

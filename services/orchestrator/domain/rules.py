@@ -1,38 +1,40 @@
-"""The orchestrator's pure logic: the objects, their rules and the deployment state machine.
+"""What may happen to the orchestrator's records: state machines, validation, images, pipeline order.
 
-Nothing here does I/O, so every rule can be tested without a server. What is subtle:
+What is subtle:
 
 * A deployment only moves forward (pending -> dispatched -> progressing -> terminal)
   and a terminal status never changes. Reports arrive out of order and more than
   once (JetStream redelivers), so "forward only" is what makes applying them
   idempotent; the same holds for executions.
-* An image is pinned by digest before it reaches a data plane, so every replica
-  (and a later promotion) runs exactly the bytes that were tested; the tag stays
-  in the stored reference only for people to read.
-* Validation reports every wrong field at once, each under the name the client sent.
+* Validation reports every wrong field at once, each under the name the client
+  sent (`InvalidFields`, one 422 naming them all).
+* Only the component's own registry host and repository may run under it: a
+  manual deployment of another image is `ImageNotAllowed` (403), an intake event
+  for one is recorded `failed` (`checked_intake`) so CI sees why.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import hashlib
 import re
 import secrets
 import zoneinfo
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
 from typing import Final
 
 from croniter import croniter
 
-from libs.contracts.messages import TERMINAL_STATUSES, DeploymentView
+from libs.contracts import reasons
+from libs.contracts.messages import TERMINAL_STATUSES
 from libs.oci.reference import ImageReference, InvalidReference, canonical_host, parse_reference, validate_tag
-from libs.runtime.errors import ProblemError, invalid
+from libs.runtime.errors import Forbidden, Invalid
+from services.orchestrator.domain.records import Component, Deployment, Environment, NewDeployment
 
-COMPONENT_TYPES: Final = ("service", "web-application", "scheduled-task", "manual-task")
 NETWORKED_TYPES: Final = frozenset({"service", "web-application"})
 DEFAULT_PORT: Final = 8080
 ENV_KEY_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$", re.ASCII)
@@ -52,183 +54,34 @@ EXECUTION_TERMINAL: Final = frozenset({"succeeded", "failed"})
 NOTE_VENDOR_TAG: Final = "tag not pinned: vendor registry"
 
 
-# --- objects ------------------------------------------------------------------------------
+# --- errors ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Org:
-    name: str
-    created_at: datetime
+class InvalidFields(Invalid):
+    """Several fields failed validation: one 422 problem that lists them all."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__(errors[0]["field"], errors[0]["message"])
+        self.detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        self.args = (self.detail,)
+        self._errors = errors
+
+    def errors(self) -> list[dict[str, str]]:
+        return list(self._errors)
 
 
-@dataclass(frozen=True, slots=True)
-class DataPlane:
-    id: str
-    org: str
-    name: str
-    ingress_class: str | None
-    public_key: str | None
-    enrolled_at: datetime | None
-    agent_version: str | None
-    last_seen: datetime | None
-    created_at: datetime
-    enrollment_expires_at: datetime | None = None
+class ImageNotAllowed(Forbidden):
+    """A manual deployment of an image that is not on the component's host and repository."""
 
-    def connected(self, now: datetime, fresh: timedelta) -> bool:
-        return self.last_seen is not None and now - self.last_seen <= fresh
+    kind = "image-not-allowed"
 
 
-@dataclass(frozen=True, slots=True)
-class Environment:
-    id: str
-    org: str
-    name: str
-    dataplane_id: str
-    order: int
-    created_at: datetime
+class EnrollmentRefused(Exception):
+    """The enrollment token is unknown, used or expired; `detail` says whom to ask for a new one."""
 
-
-@dataclass(frozen=True, slots=True)
-class Project:
-    id: str
-    org: str
-    name: str
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Component:
-    id: str
-    org: str
-    project: str
-    name: str
-    type: str
-    registry_id: str
-    registry_host: str
-    repository: str
-    image: str
-    port: int | None
-    schedule: str | None
-    timezone: str | None
-    env: dict[str, str]
-    created_at: datetime
-    updated_at: datetime
-
-    @property
-    def reference(self) -> ImageReference:
-        return parse_reference(self.image)
-
-
-@dataclass(frozen=True, slots=True)
-class Deployment:
-    id: str
-    component_id: str
-    org: str
-    project: str
-    component: str
-    environment: str
-    dataplane_id: str | None
-    seq: int
-    image: str
-    digest: str | None
-    status: str
-    reason: str | None
-    message: str | None
-    source: str
-    notes: list[str]
-    attempts: int
-    accepted_at: datetime | None
-    recorded_at: datetime
-    dispatched_at: datetime | None
-    applied_at: datetime | None
-    reported_at: datetime | None
-    finished_at: datetime | None
-    updated_at: datetime
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-    @property
-    def pinned_image(self) -> str:
-        """What the data plane pulls: `host/repository@digest` when known, else the reference as given."""
-        return pinned_image(self.image, self.digest)
-
-    def view(self) -> DeploymentView:
-        hops = {
-            "accepted": self.accepted_at,
-            "recorded": self.recorded_at,
-            "dispatched": self.dispatched_at,
-            "applied": self.applied_at,
-            "reported": self.reported_at,
-            "finished": self.finished_at,
-        }
-        return DeploymentView(
-            id=self.id,
-            org=self.org,
-            project=self.project,
-            component=self.component,
-            environment=self.environment,
-            image=self.image,
-            digest=self.digest,
-            status=self.status,
-            reason=self.reason,
-            source=self.source,
-            notes=list(self.notes),
-            created_at=self.recorded_at,
-            updated_at=self.updated_at,
-            timings={k: v for k, v in hops.items() if v is not None},
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Execution:
-    id: str
-    deployment_id: str
-    component_id: str
-    environment: str
-    args: list[str]
-    status: str
-    reason: str | None
-    message: str | None
-    attempts: int
-    created_at: datetime
-    dispatched_at: datetime | None
-    finished_at: datetime | None
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Teardown:
-    """A deleted component's objects in one environment, to be removed by its data plane's agent."""
-
-    id: str
-    dataplane_id: str
-    org: str
-    project: str
-    component: str
-    environment: str
-    namespace: str
-    seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class NewDeployment:
-    """What is known when a deployment is asked for; the repository adds seq and timestamps."""
-
-    id: str
-    component: Component
-    environment: Environment | None
-    image: str
-    source: str
-    digest: str | None = None
-    status: str = "pending"
-    reason: str | None = None
-    message: str | None = None
-    notes: list[str] = field(default_factory=list)
-    accepted_at: datetime | None = None
-    token_prefix: str | None = None
-    idempotency_key: str | None = None
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 # --- state machines -------------------------------------------------------------------------
@@ -257,7 +110,7 @@ def execution_status_for(report_status: str) -> tuple[str, str | None]:
     if report_status == "progressing":
         return "running", None
     if report_status == "superseded":
-        return "failed", "superseded"
+        return "failed", reasons.SUPERSEDED
     return report_status, None
 
 
@@ -265,7 +118,7 @@ def execution_status_for(report_status: str) -> tuple[str, str | None]:
 
 
 class FieldErrors:
-    """Collects every invalid field, then raises one 422 problem naming them all."""
+    """Collects every invalid field, then raises one `InvalidFields` naming them all."""
 
     def __init__(self) -> None:
         self.errors: list[dict[str, str]] = []
@@ -275,8 +128,7 @@ class FieldErrors:
 
     def raise_if_any(self) -> None:
         if self.errors:
-            detail = "; ".join(f"{e['field']}: {e['message']}" for e in self.errors[:5])
-            raise ProblemError(422, "Validation Failed", detail, kind="validation-failed", errors=self.errors)
+            raise InvalidFields(self.errors)
 
 
 @functools.cache
@@ -317,7 +169,7 @@ def check_component_spec(
     timezone: str | None,
     env: dict[str, str],
 ) -> ComponentSpec:
-    """Validate the type-dependent rules; raises a 422 problem listing every wrong field."""
+    """Validate the type-dependent rules; raises `InvalidFields` listing every wrong field."""
     errors = FieldErrors()
     reference: ImageReference | None = None
     try:
@@ -362,44 +214,69 @@ def check_component_spec(
     )
 
 
+# --- images ---------------------------------------------------------------------------------
+
+
 def check_image_host(reference: ImageReference, registry_host: str) -> None:
     if canonical_host(reference.host) != canonical_host(registry_host):
-        raise invalid("image", f"host {reference.host!r} is not the registry's host {registry_host!r}")
+        raise Invalid("image", f"host {reference.host!r} is not the registry's host {registry_host!r}")
 
 
 def manual_image(component: Component, *, image: str | None, tag: str | None) -> ImageReference:
     """The image a manual deployment asks for: an explicit reference, the component's with a new tag,
     or (neither given) the component's own image. Only the component's host and repository may run."""
     if image is not None and tag is not None:
-        raise invalid("image", "give either image or tag, not both")
+        raise Invalid("image", "give either image or tag, not both")
     base = component.reference
     if tag is not None:
         try:
             validate_tag(tag)
         except InvalidReference as exc:
-            raise invalid("tag", exc.reason) from None
+            raise Invalid("tag", exc.reason) from None
         return ImageReference(host=base.host, repository=base.repository, tag=tag)
     if image is None:
         return base
     try:
         wanted = parse_reference(image)
     except InvalidReference as exc:
-        raise invalid("image", exc.reason) from None
+        raise Invalid("image", exc.reason) from None
     if (canonical_host(wanted.host), wanted.repository) != (canonical_host(base.host), base.repository):
-        raise ProblemError(
-            403,
-            "Forbidden",
-            f"this component deploys only {base.name}; {wanted.name} is another image",
-            kind="image-not-allowed",
-        )
+        raise ImageNotAllowed(f"this component deploys only {base.name}; {wanted.name} is another image")
     return wanted
 
 
-def pinned_image(image: str, digest: str | None) -> str:
-    if digest is None:
-        return image
-    reference = parse_reference(image)
-    return f"{reference.name}@{digest}"
+def checked_intake(new: NewDeployment) -> NewDeployment:
+    """The gateway validated the event; still record as failed what this component could never run."""
+    if new.environment is None:
+        return dataclasses.replace(
+            new,
+            status="failed",
+            reason=reasons.NO_ENVIRONMENT,
+            message="the org has no environment to deploy to",
+        )
+    try:
+        reference = parse_reference(new.image)
+    except InvalidReference as exc:
+        return dataclasses.replace(new, status="failed", reason=reasons.INVALID_IMAGE, message=exc.reason)
+    component = new.component
+    if (canonical_host(reference.host), reference.repository) != (
+        component.registry_host,
+        component.repository,
+    ):
+        return dataclasses.replace(
+            new,
+            status="failed",
+            reason=reasons.IMAGE_NOT_ALLOWED,
+            message="not the component's registry or repository",
+        )
+    return dataclasses.replace(new, image=str(reference), digest=reference.digest)
+
+
+def same_image(deployment: Deployment, image: str, digest: str | None) -> bool:
+    return deployment.image == image or (digest is not None and deployment.digest == digest)
+
+
+# --- pipeline and retries -------------------------------------------------------------------
 
 
 def next_environment(environments: Sequence[Environment], name: str) -> Environment | None:
@@ -430,7 +307,7 @@ def check_public_key(value: str) -> str:
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise invalid("public_key", "not base64") from None
+        raise Invalid("public_key", "not base64") from None
     if len(raw) != 32:
-        raise invalid("public_key", f"an X25519 public key is 32 bytes, this is {len(raw)}")
+        raise Invalid("public_key", f"an X25519 public key is 32 bytes, this is {len(raw)}")
     return base64.b64encode(raw).decode()

@@ -12,16 +12,16 @@ from typing import Any
 from nats.aio.msg import Msg
 
 from libs.contracts.messages import AgentHeartbeat, ImagePushed
-from services.orchestrator.consumers import json_key, pull_forever
-from tests.integration.orchestrator_support import (
+from libs.runtime.consumers import json_key, pull_forever
+from tests.integration.orchestrator.helpers import (
     DIGEST_1_0,
     DIGEST_1_1,
     REGISTRY_HOST,
     REPOSITORY,
-    eventually,
     now,
     running_orchestrator,
 )
+from tests.support import eventually
 
 IMAGES = (f"{REGISTRY_HOST}/{REPOSITORY}:1.0", f"{REGISTRY_HOST}/{REPOSITORY}:1.1")
 

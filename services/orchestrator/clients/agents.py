@@ -1,0 +1,72 @@
+"""The data planes' agents as the orchestrator reaches them: all of it over NATS.
+
+* Commands (`DeployCommand`, `RemoveCommand`) go on the data plane's own deploy
+  subject (JetStream, with a msg id, so a repeated publish within the stream's
+  duplicate window is dropped by the server), in the order they are sent.
+* Enrollment creates the agent's durable consumer (`ensure_consumer`): an agent
+  with its own NATS user may only bind to it, not create it.
+* In operator mode the orchestrator holds the NATS account's signing key
+  (`LANDFALL_NATS_ACCOUNT_SIGNING_SEED`) and signs, for the public half of the
+  agent's nkeys user key, a user JWT with the permissions of
+  `libs.runtime.natsauth.agent_permissions`. nats-server checks them on every
+  subscribe and publish, so an agent cannot read another data plane's commands
+  or speak for it, whatever code it runs. The agent's seed never reaches us; the
+  JWT is not a secret without it.
+
+`AgentNatsIssuer` lives here, not in the domain, because it is NATS
+configuration holding a key (`libs.runtime.natsauth`): together with the
+consumer, it is what nats-server lets one agent do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from libs.contracts.messages import DeployCommand, RemoveCommand
+from libs.contracts.subjects import Subjects
+from libs.runtime.bus import Bus
+from libs.runtime.natsauth import NKey, agent_inbox_prefix, agent_permissions, user_jwt
+
+
+@dataclass(frozen=True)
+class NatsGrant:
+    jwt: str
+    inbox_prefix: str
+
+
+class AgentNatsIssuer:
+    def __init__(self, *, signing_seed: str, account: str | None, subjects: Subjects) -> None:
+        self._signer = NKey.from_seed(signing_seed, kind="account")
+        self.account = account or self._signer.public_key
+        self.subjects = subjects
+
+    def issue(self, dataplane_id: str, user_public_key: str) -> NatsGrant:
+        token = user_jwt(
+            user_public_key,
+            signer=self._signer,
+            account=self.account,
+            name=self.subjects.agent_durable(dataplane_id),
+            permissions=agent_permissions(self.subjects, dataplane_id),
+        )
+        return NatsGrant(jwt=token, inbox_prefix=agent_inbox_prefix(dataplane_id))
+
+
+class Agents:
+    def __init__(self, bus: Bus, *, issuer: AgentNatsIssuer | None = None) -> None:
+        self.bus = bus
+        self.issuer = issuer
+
+    async def send(self, command: DeployCommand | RemoveCommand, *, msg_id: str) -> None:
+        """Store the command on its data plane's subject; `BusUnavailable` when JetStream has not."""
+        await self.bus.publish_durable(self.bus.subjects.deploy(command.dataplane_id), command, msg_id=msg_id)
+
+    async def ensure_consumer(self, dataplane_id: str) -> None:
+        await self.bus.ensure_agent_consumer(dataplane_id)
+
+    @property
+    def issues_nats_users(self) -> bool:
+        return self.issuer is not None
+
+    def nats_user(self, dataplane_id: str, user_public_key: str) -> NatsGrant | None:
+        """A NATS user for the agent, when we hold the account's signing key."""
+        return self.issuer.issue(dataplane_id, user_public_key) if self.issuer is not None else None

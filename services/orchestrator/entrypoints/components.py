@@ -1,0 +1,185 @@
+"""HTTP handlers for components and what happens to them: deployments, promotions, executions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from libs.runtime.errors import Invalid
+from libs.runtime.http import NAME_RE, json_response, path_name, read_json
+from services.orchestrator.domain.records import Component, Deployment, Execution
+from services.orchestrator.entrypoints import USECASES
+from services.orchestrator.schemas import (
+    ComponentCreate,
+    ComponentList,
+    ComponentOut,
+    ComponentPatch,
+    DeploymentList,
+    DeploymentRequest,
+    ExecutionList,
+    ExecutionOut,
+    ExecutionRequest,
+    PromotionRequest,
+    RunningImage,
+)
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+# --- encoding and decoding --------------------------------------------------------------------
+
+
+def component_out(component: Component, running: dict[str, Deployment]) -> ComponentOut:
+    return ComponentOut(
+        org=component.org,
+        project=component.project,
+        name=component.name,
+        type=component.type,
+        registry_id=component.registry_id,
+        image=component.image,
+        port=component.port,
+        schedule=component.schedule,
+        timezone=component.timezone,
+        env=component.env,
+        created_at=component.created_at,
+        updated_at=component.updated_at,
+        environments={
+            env: RunningImage(image=d.image, digest=d.digest, deployment_id=d.id, status=d.status)
+            for env, d in running.items()
+        },
+    )
+
+
+def execution_out(execution: Execution) -> ExecutionOut:
+    return ExecutionOut(
+        id=execution.id,
+        status=execution.status,
+        args=execution.args,
+        environment=execution.environment,
+        deployment_id=execution.deployment_id,
+        reason=execution.reason,
+        created_at=execution.created_at,
+        updated_at=execution.updated_at,
+    )
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", str(DEFAULT_LIMIT))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise Invalid("limit", f"an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def _environment_filter(request: web.Request) -> str | None:
+    value = request.query.get("environment")
+    if value is not None and (len(value) > 40 or not NAME_RE.match(value)):
+        raise Invalid("environment", "not an environment name")
+    return value
+
+
+def _path(request: web.Request) -> tuple[str, str, str]:
+    return path_name(request, "org"), path_name(request, "project"), path_name(request, "component")
+
+
+async def _component(request: web.Request) -> Component:
+    return await request.app[USECASES].catalog.component(*_path(request))
+
+
+async def _with_running(request: web.Request, component: Component) -> web.Response:
+    running = await request.app[USECASES].catalog.running([component])
+    return json_response(component_out(component, running.get(component.id, {})))
+
+
+# --- components -------------------------------------------------------------------------------
+
+
+async def create_component(request: web.Request) -> web.Response:
+    org, project = path_name(request, "org"), path_name(request, "project")
+    body = await read_json(request, ComponentCreate)
+    component = await request.app[USECASES].catalog.create_component(
+        org,
+        project,
+        name=body.name,
+        type=body.type,
+        registry_id=body.registry_id,
+        image=body.image,
+        port=body.port,
+        schedule=body.schedule,
+        timezone=body.timezone,
+        env=body.env,
+    )
+    return json_response(component_out(component, {}), 201)
+
+
+async def list_components(request: web.Request) -> web.Response:
+    catalog = request.app[USECASES].catalog
+    components = await catalog.components(path_name(request, "org"), path_name(request, "project"))
+    running = await catalog.running(components)
+    return json_response(ComponentList(items=[component_out(c, running.get(c.id, {})) for c in components]))
+
+
+async def get_component(request: web.Request) -> web.Response:
+    return await _with_running(request, await _component(request))
+
+
+async def patch_component(request: web.Request) -> web.Response:
+    org, project, name = _path(request)
+    body = await read_json(request, ComponentPatch)
+    catalog = request.app[USECASES].catalog
+    component = await catalog.update_component(org, project, name, body.model_dump(exclude_unset=True))
+    return await _with_running(request, component)
+
+
+async def delete_component(request: web.Request) -> web.Response:
+    await request.app[USECASES].catalog.delete_component(*_path(request))
+    return web.Response(status=204)
+
+
+# --- deployments, promotions, executions ------------------------------------------------------
+
+
+async def create_deployment(request: web.Request) -> web.Response:
+    component = await _component(request)
+    body = await read_json(request, DeploymentRequest)
+    deployment = await request.app[USECASES].deployments.deploy(
+        component, environment=body.environment, image=body.image, tag=body.tag
+    )
+    return json_response(deployment.view(), 202)
+
+
+async def list_deployments(request: web.Request) -> web.Response:
+    component = await _component(request)
+    deployments = await request.app[USECASES].deployments.history(
+        component, environment=_environment_filter(request), limit=_limit(request)
+    )
+    return json_response(DeploymentList(items=[d.view() for d in deployments]))
+
+
+async def create_promotion(request: web.Request) -> web.Response:
+    component = await _component(request)
+    body = await read_json(request, PromotionRequest)
+    deployment = await request.app[USECASES].deployments.promote(
+        component, from_env=body.from_, to_env=body.to
+    )
+    return json_response(deployment.view(), 202)
+
+
+async def create_execution(request: web.Request) -> web.Response:
+    component = await _component(request)
+    body = await read_json(request, ExecutionRequest)
+    execution = await request.app[USECASES].executions.start(
+        component, environment=body.environment, args=body.args
+    )
+    return json_response(execution_out(execution), 202)
+
+
+async def list_executions(request: web.Request) -> web.Response:
+    component = await _component(request)
+    executions = await request.app[USECASES].executions.history(
+        component, environment=_environment_filter(request), limit=_limit(request)
+    )
+    return json_response(ExecutionList(items=[execution_out(e) for e in executions]))
+
+
+async def get_deployment(request: web.Request) -> web.Response:
+    deployment = await request.app[USECASES].deployments.get(request.match_info["id"])
+    return json_response(deployment.view())

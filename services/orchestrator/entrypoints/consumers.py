@@ -1,0 +1,150 @@
+"""What the orchestrator reads from NATS: intake events and rollout reports (JetStream), heartbeats.
+
+What is subtle:
+
+* Intake and status are durable JetStream pull consumers (`libs.runtime.consumers`):
+  a message is acked only once its effect is stored, so a crash means redelivery,
+  and every use case is idempotent (intake inserts with ON CONFLICT DO NOTHING;
+  reports only move a deployment forward). When PostgreSQL (or another
+  dependency) is down the message is nak'ed with a delay instead of being dropped.
+* A message that can never be handled (unknown schema version, unknown
+  component, a report on another data plane's subject) is terminated with a
+  log line, so it does not come back forever; an unexpected error is retried a
+  few times, then dropped the same way (`retry_or_drop`).
+* Both consumers handle messages concurrently, but one at a time and in stream
+  order per key: intake per component (the order in which a component's
+  deployments are recorded decides which supersedes which), status per deployment.
+* A status report is trusted only on its own data plane's subject (NATS
+  permissions let an agent publish on nothing else).
+* Heartbeats are core NATS (lossy, every few seconds), shared by the replicas'
+  queue group.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from nats.aio.msg import Msg
+from pydantic import BaseModel, ValidationError
+
+from libs.contracts.messages import AgentHeartbeat, ImagePushed, RolloutReport
+from libs.runtime.bus import Bus
+from libs.runtime.consumers import (
+    NAK_DELAY_SECONDS,
+    MessageHandler,
+    Settlement,
+    json_key,
+    pull_forever,
+    retry_or_drop,
+    settle,
+)
+from libs.runtime.errors import DependencyUnavailable
+from services.orchestrator.entrypoints import UseCases
+
+log = logging.getLogger(__name__)
+
+INTAKE_DURABLE = "orchestrator-intake"
+STATUS_DURABLE = "orchestrator-status"
+QUEUE = "orchestrator"
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _handler(
+    what: str, noun: str, model: type[M], apply: Callable[[M, Msg], Awaitable[Settlement]]
+) -> MessageHandler:
+    """Decode, apply, settle: unreadable = term, a dependency down = nak later, a bug = retry or drop."""
+
+    async def handle(msg: Msg) -> None:
+        try:
+            message = model.model_validate_json(msg.data)
+        except ValidationError as exc:
+            log.error(f"{what}: unreadable {noun}, dropped", extra={"errors": str(exc.errors()[:3])})
+            await settle(msg, "term")
+            return
+        ids: dict[str, str | None] = {"deployment_id": getattr(message, "deployment_id", None)}
+        try:
+            outcome = await apply(message, msg)
+        except DependencyUnavailable as exc:
+            log.warning(f"{what}: retry later", extra={**ids, "error": str(exc)})
+            await settle(msg, "nak", delay=NAK_DELAY_SECONDS)
+            return
+        except Exception:
+            await retry_or_drop(msg, what, ids)
+            return
+        await settle(msg, outcome)
+
+    return handle
+
+
+def intake_handler(usecases: UseCases) -> MessageHandler:
+    async def apply(event: ImagePushed, msg: Msg) -> Settlement:
+        if await usecases.intake.intake(event):
+            return "ack"
+        log.warning(
+            "intake: unknown component, dropped",
+            extra={
+                "deployment_id": event.deployment_id,
+                "org": event.org,
+                "project": event.project,
+                "component": event.component,
+            },
+        )
+        return "term"
+
+    return _handler("intake", "event", ImagePushed, apply)
+
+
+def status_handler(bus: Bus, usecases: UseCases) -> MessageHandler:
+    async def apply(report: RolloutReport, msg: Msg) -> Settlement:
+        if msg.subject != bus.subjects.status(report.dataplane_id):
+            log.warning(
+                "status: report on another data plane's subject, dropped",
+                extra={"deployment_id": report.deployment_id, "dataplane_id": report.dataplane_id},
+            )
+            return "term"
+        await usecases.reports.apply(report)
+        return "ack"
+
+    return _handler("status", "report", RolloutReport, apply)
+
+
+async def consume_intake(bus: Bus, usecases: UseCases, *, concurrency: int) -> None:
+    await pull_forever(
+        bus,
+        stream=bus.subjects.intake_stream.name,
+        subject=bus.subjects.image_pushed,
+        durable=INTAKE_DURABLE,
+        handle=intake_handler(usecases),
+        key=json_key("org", "project", "component"),
+        concurrency=concurrency,
+    )
+
+
+async def consume_status(bus: Bus, usecases: UseCases, *, concurrency: int) -> None:
+    await pull_forever(
+        bus,
+        stream=bus.subjects.status_stream.name,
+        subject=bus.subjects.all_status,
+        durable=STATUS_DURABLE,
+        handle=status_handler(bus, usecases),
+        key=json_key("deployment_id"),
+        concurrency=concurrency,
+    )
+
+
+async def subscribe_heartbeats(bus: Bus, usecases: UseCases) -> None:
+    async def on_heartbeat(msg: Msg) -> None:
+        try:
+            beat = AgentHeartbeat.model_validate_json(msg.data)
+        except ValidationError:
+            log.warning("unreadable heartbeat", extra={"subject": msg.subject})
+            return
+        if msg.subject != bus.subjects.heartbeat(beat.dataplane_id):
+            return
+        await usecases.dataplanes.heartbeat(dataplane_id=beat.dataplane_id, version=beat.version)
+
+    await bus.nc.subscribe(bus.subjects.all_heartbeats, queue=QUEUE, cb=on_heartbeat)

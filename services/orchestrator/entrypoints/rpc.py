@@ -1,0 +1,45 @@
+"""The orchestrator's RPC servers (NATS request-reply) for the webhook gateway and credentials.
+
+`Bus.serve` answers a use case's `NotFound` as `not_found` and an unreachable
+PostgreSQL as `unavailable`, so the handlers only translate records to messages.
+"""
+
+from __future__ import annotations
+
+from libs.contracts.messages import (
+    ComponentGet,
+    ComponentInfo,
+    DeploymentGet,
+    DeploymentView,
+    RegistryUsage,
+    RegistryUsageReply,
+)
+from libs.runtime.bus import Bus
+from services.orchestrator.entrypoints import UseCases
+
+QUEUE = "orchestrator"
+
+
+async def serve_rpcs(bus: Bus, usecases: UseCases) -> None:
+    async def component_get(req: ComponentGet) -> ComponentInfo:
+        component = await usecases.catalog.component(req.org, req.project, req.component)
+        return ComponentInfo(
+            org=component.org,
+            project=component.project,
+            component=component.name,
+            type=component.type,
+            registry_id=component.registry_id,
+            registry_host=component.registry_host,
+            repository=component.repository,
+            component_id=component.id,
+        )
+
+    async def deployment_get(req: DeploymentGet) -> DeploymentView:
+        return (await usecases.deployments.get(req.deployment_id)).view()
+
+    async def registry_usage(req: RegistryUsage) -> RegistryUsageReply:
+        return RegistryUsageReply(components=await usecases.catalog.registry_usage(req.org, req.registry_id))
+
+    await bus.serve(bus.subjects.rpc_component_get, ComponentGet, component_get, queue=QUEUE)
+    await bus.serve(bus.subjects.rpc_deployment_get, DeploymentGet, deployment_get, queue=QUEUE)
+    await bus.serve(bus.subjects.rpc_registry_usage, RegistryUsage, registry_usage, queue=QUEUE)

@@ -1,0 +1,57 @@
+"""PostgreSQL: the orchestrator's repositories, one module per kind of record, under one unit of work.
+
+`open_store(pool)` gives a `UnitOfWork[Repos]`: `store.now.<repo>` runs each
+statement on its own (the hot path: a report is one UPDATE, a deployment is
+recorded by one function call), `async with store.transaction() as tx` binds
+the same repositories to one transaction for the use cases that write more
+than one row together (enrollment, deleting a component, moving an execution).
+This package is the only place that speaks SQL and imports asyncpg; connection
+failures come out as `DatabaseUnavailable`, unique violations as `Duplicate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from libs.runtime.store import Executor, UnitOfWork
+from services.orchestrator.store.components import Components, Projects
+from services.orchestrator.store.dataplanes import DataPlanes
+from services.orchestrator.store.deployments import Deployments
+from services.orchestrator.store.environments import Environments
+from services.orchestrator.store.executions import Executions
+from services.orchestrator.store.orgs import Orgs
+from services.orchestrator.store.teardowns import Teardowns
+
+
+@dataclass(frozen=True, slots=True)
+class Repos:
+    orgs: Orgs
+    dataplanes: DataPlanes
+    environments: Environments
+    projects: Projects
+    components: Components
+    deployments: Deployments
+    executions: Executions
+    teardowns: Teardowns
+
+
+def bind(db: Executor) -> Repos:
+    return Repos(
+        orgs=Orgs(db),
+        dataplanes=DataPlanes(db),
+        environments=Environments(db),
+        projects=Projects(db),
+        components=Components(db),
+        deployments=Deployments(db),
+        executions=Executions(db),
+        teardowns=Teardowns(db),
+    )
+
+
+Store = UnitOfWork[Repos]
+
+
+def open_store(pool: asyncpg.Pool) -> Store:
+    return UnitOfWork(pool, bind)

@@ -1,0 +1,157 @@
+"""Projects and the components in them (what can be deployed, from which registry and repository).
+
+What is subtle: `lock` takes the component's row lock for a deletion, so a
+concurrent deployment either commits first (and gets its teardown) or fails on
+the missing component (`record_deployment`'s foreign key): none slips in between.
+"""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+
+from services.orchestrator.domain.records import Component, Environment, Project
+from services.orchestrator.store.base import RecordRepo
+from services.orchestrator.store.environments import environment_from
+
+
+def project_from(r: asyncpg.Record) -> Project:
+    return Project(id=r["id"], org=r["org"], name=r["name"], created_at=r["created_at"])
+
+
+def component_from(r: asyncpg.Record) -> Component:
+    return Component(
+        id=r["id"],
+        org=r["org"],
+        project=r["project"],
+        name=r["name"],
+        type=r["type"],
+        registry_id=r["registry_id"],
+        registry_host=r["registry_host"],
+        repository=r["repository"],
+        image=r["image"],
+        port=r["port"],
+        schedule=r["schedule"],
+        timezone=r["timezone"],
+        env=json.loads(r["env"]),
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+    )
+
+
+class Projects(RecordRepo[Project]):
+    constraint_fields = {"projects_org_name_key": "name"}
+
+    def decode(self, row: asyncpg.Record) -> Project:
+        return project_from(row)
+
+    async def create(self, *, id: str, org: str, name: str) -> Project:
+        project = await self.one(
+            "INSERT INTO projects (id, org, name) VALUES ($1, $2, $3) RETURNING *", id, org, name
+        )
+        assert project is not None
+        return project
+
+    async def get(self, org: str, name: str) -> Project | None:
+        return await self.one("SELECT * FROM projects WHERE org = $1 AND name = $2", org, name)
+
+    async def of_org(self, org: str) -> list[Project]:
+        return await self.many("SELECT * FROM projects WHERE org = $1 ORDER BY name", org)
+
+
+class Components(RecordRepo[Component]):
+    constraint_fields = {"components_org_project_name_key": "name"}
+
+    def decode(self, row: asyncpg.Record) -> Component:
+        return component_from(row)
+
+    async def create(self, component: Component) -> Component:
+        created = await self.one(
+            "INSERT INTO components (id, org, project, name, type, registry_id, registry_host,"
+            " repository, image, port, schedule, timezone, env)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb) RETURNING *",
+            component.id,
+            component.org,
+            component.project,
+            component.name,
+            component.type,
+            component.registry_id,
+            component.registry_host,
+            component.repository,
+            component.image,
+            component.port,
+            component.schedule,
+            component.timezone,
+            json.dumps(component.env),
+        )
+        assert created is not None
+        return created
+
+    async def update(self, component: Component) -> Component | None:
+        return await self.one(
+            "UPDATE components SET registry_id = $2, registry_host = $3, repository = $4, image = $5,"
+            " port = $6, schedule = $7, timezone = $8, env = $9::jsonb, updated_at = now()"
+            " WHERE id = $1 RETURNING *",
+            component.id,
+            component.registry_id,
+            component.registry_host,
+            component.repository,
+            component.image,
+            component.port,
+            component.schedule,
+            component.timezone,
+            json.dumps(component.env),
+        )
+
+    async def get(self, org: str, project: str, name: str) -> Component | None:
+        return await self.one(
+            "SELECT * FROM components WHERE org = $1 AND project = $2 AND name = $3", org, project, name
+        )
+
+    async def with_environments(
+        self, org: str, project: str, name: str
+    ) -> tuple[Component, list[Environment]] | None:
+        """A component with its org's environments in pipeline order, in one round trip (intake)."""
+        async with self.guard():
+            row = await self.db.fetchrow(
+                "SELECT c, ARRAY(SELECT e FROM environments e WHERE e.org = c.org ORDER BY e.position)"
+                " AS envs FROM components c WHERE c.org = $1 AND c.project = $2 AND c.name = $3",
+                org,
+                project,
+                name,
+            )
+        if row is None:
+            return None
+        return component_from(row["c"]), [environment_from(e) for e in row["envs"]]
+
+    async def in_project(self, org: str, project: str) -> list[Component]:
+        return await self.many(
+            "SELECT * FROM components WHERE org = $1 AND project = $2 ORDER BY name", org, project
+        )
+
+    async def using_registry(self, org: str, registry_id: str) -> list[str]:
+        """`project/name` of the org's components on that registry."""
+        async with self.guard():
+            rows = await self.db.fetch(
+                "SELECT project, name FROM components WHERE org = $1 AND registry_id = $2"
+                " ORDER BY project, name",
+                org,
+                registry_id,
+            )
+        return [f"{r['project']}/{r['name']}" for r in rows]
+
+    async def lock(self, org: str, project: str, name: str) -> str | None:
+        """The component's id, its row locked until the transaction ends (deletion)."""
+        async with self.guard():
+            component_id: str | None = await self.db.fetchval(
+                "SELECT id FROM components WHERE org = $1 AND project = $2 AND name = $3 FOR UPDATE",
+                org,
+                project,
+                name,
+            )
+        return component_id
+
+    async def delete(self, component_id: str) -> None:
+        """Delete it with its history (deployments and executions cascade)."""
+        await self.execute("DELETE FROM components WHERE id = $1", component_id)

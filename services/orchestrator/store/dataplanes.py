@@ -1,0 +1,103 @@
+"""Data planes: enrollment tokens (stored as sha256 only), agent keys and heartbeats.
+
+What is subtle: `enroll` consumes the token in the same UPDATE that stores the
+agent's key, so a second use (or two agents racing with one token) finds
+nothing; an expired token finds nothing either.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from services.orchestrator.domain.records import DataPlane
+from services.orchestrator.store.base import RecordRepo
+
+
+def dataplane_from(r: asyncpg.Record) -> DataPlane:
+    return DataPlane(
+        id=r["id"],
+        org=r["org"],
+        name=r["name"],
+        ingress_class=r["ingress_class"],
+        public_key=r["public_key"],
+        enrolled_at=r["enrolled_at"],
+        agent_version=r["agent_version"],
+        last_seen=r["last_seen"],
+        created_at=r["created_at"],
+        enrollment_expires_at=r["enrollment_expires_at"],
+    )
+
+
+class DataPlanes(RecordRepo[DataPlane]):
+    constraint_fields = {"dataplanes_org_name_key": "name"}
+
+    def decode(self, row: asyncpg.Record) -> DataPlane:
+        return dataplane_from(row)
+
+    async def create(
+        self,
+        *,
+        id: str,
+        org: str,
+        name: str,
+        ingress_class: str | None,
+        token_sha256: str,
+        token_ttl_seconds: float,
+    ) -> DataPlane:
+        plane = await self.one(
+            "INSERT INTO dataplanes (id, org, name, ingress_class, enrollment_token_sha256,"
+            " enrollment_expires_at) VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))"
+            " RETURNING *",
+            id,
+            org,
+            name,
+            ingress_class,
+            token_sha256,
+            token_ttl_seconds,
+        )
+        assert plane is not None
+        return plane
+
+    async def of_org(self, org: str) -> list[DataPlane]:
+        return await self.many("SELECT * FROM dataplanes WHERE org = $1 ORDER BY name", org)
+
+    async def get(self, dataplane_id: str, *, org: str | None = None) -> DataPlane | None:
+        return await self.one(
+            "SELECT * FROM dataplanes WHERE id = $1 AND ($2::text IS NULL OR org = $2)", dataplane_id, org
+        )
+
+    async def set_enrollment_token(
+        self, *, org: str, dataplane_id: str, token_sha256: str, token_ttl_seconds: float
+    ) -> DataPlane | None:
+        return await self.one(
+            "UPDATE dataplanes SET enrollment_token_sha256 = $3,"
+            " enrollment_expires_at = now() + make_interval(secs => $4)"
+            " WHERE org = $1 AND id = $2 RETURNING *",
+            org,
+            dataplane_id,
+            token_sha256,
+            token_ttl_seconds,
+        )
+
+    async def by_enrollment_token(self, token_sha256: str) -> DataPlane | None:
+        return await self.one("SELECT * FROM dataplanes WHERE enrollment_token_sha256 = $1", token_sha256)
+
+    async def enroll(self, *, token_sha256: str, public_key: str, version: str) -> DataPlane | None:
+        """Consume a one-time token (atomically: a second use finds nothing) and store the key.
+        An expired token finds nothing either."""
+        return await self.one(
+            "UPDATE dataplanes SET enrollment_token_sha256 = NULL, enrollment_expires_at = NULL,"
+            " public_key = $2, enrolled_at = now(), agent_version = $3"
+            " WHERE enrollment_token_sha256 = $1"
+            " AND (enrollment_expires_at IS NULL OR enrollment_expires_at > now()) RETURNING *",
+            token_sha256,
+            public_key,
+            version,
+        )
+
+    async def record_heartbeat(self, *, dataplane_id: str, version: str) -> None:
+        await self.execute(
+            "UPDATE dataplanes SET last_seen = now(), agent_version = $2 WHERE id = $1",
+            dataplane_id,
+            version,
+        )

@@ -1,0 +1,274 @@
+"""Deployments: recorded once, moved forward only, each status write conditional in its WHERE.
+
+What is subtle:
+
+* Recording and superseding the older in-flight deployments of the same
+  (component, environment) happen in one round trip, in the PL/pgSQL function
+  `record_deployment` (migrations/0005): an advisory lock on the pair, seq drawn
+  inside it, acceptance order checked, `INSERT ... ON CONFLICT (id) DO NOTHING`
+  (a redelivered intake event is a no-op).
+* Every status write names the statuses it may move from (`status = 'pending'`,
+  or `deployment_may_move_from` for reports): the row lock the UPDATE takes makes
+  concurrent moves apply one after the other, each against what the other left,
+  so a late report, a sweeper and an intake racing cannot move one backwards.
+* `claim_due` leases pending rows (`FOR UPDATE SKIP LOCKED`) so another replica's
+  sweeper does not pick them too; a crashed attempt is retried after the lease.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+from services.orchestrator.domain.records import Component, DataPlane, Deployment, NewDeployment
+from services.orchestrator.domain.rules import deployment_may_move_from
+from services.orchestrator.store.base import RecordRepo
+from services.orchestrator.store.components import component_from
+from services.orchestrator.store.dataplanes import dataplane_from
+
+
+def deployment_from(r: asyncpg.Record) -> Deployment:
+    return Deployment(
+        id=r["id"],
+        component_id=r["component_id"],
+        org=r["org"],
+        project=r["project"],
+        component=r["component"],
+        environment=r["environment"],
+        dataplane_id=r["dataplane_id"],
+        seq=r["seq"],
+        image=r["image"],
+        digest=r["digest"],
+        status=r["status"],
+        reason=r["reason"],
+        message=r["message"],
+        source=r["source"],
+        notes=json.loads(r["notes"]),
+        attempts=r["attempts"],
+        accepted_at=r["accepted_at"],
+        recorded_at=r["recorded_at"],
+        dispatched_at=r["dispatched_at"],
+        applied_at=r["applied_at"],
+        reported_at=r["reported_at"],
+        finished_at=r["finished_at"],
+        updated_at=r["updated_at"],
+    )
+
+
+class Deployments(RecordRepo[Deployment]):
+    def decode(self, row: asyncpg.Record) -> Deployment:
+        return deployment_from(row)
+
+    async def record(self, new: NewDeployment) -> tuple[Deployment, list[Deployment]] | None:
+        """Record `new` and supersede the older in-flight deployments of the same component and
+        environment. Returns None (and changes nothing) when the id exists already, or when the
+        component was deleted meanwhile."""
+        environment = new.environment.name if new.environment else ""
+        try:
+            rows = await self.many(
+                "SELECT * FROM record_deployment($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+                " $14::jsonb, $15, $16, $17)",
+                new.id,
+                new.component.id,
+                new.component.org,
+                new.component.project,
+                new.component.name,
+                environment,
+                new.environment.dataplane_id if new.environment else None,
+                new.image,
+                new.digest,
+                new.status,
+                new.reason,
+                new.message,
+                new.source,
+                json.dumps(new.notes),
+                new.token_prefix,
+                new.idempotency_key,
+                new.accepted_at,
+            )
+        except asyncpg.ForeignKeyViolationError:
+            return None
+        recorded = [d for d in rows if d.id == new.id]
+        if not recorded:
+            return None
+        return recorded[0], [d for d in rows if d.id != new.id]
+
+    async def get(self, deployment_id: str) -> Deployment | None:
+        return await self.one("SELECT * FROM deployments WHERE id = $1", deployment_id)
+
+    async def history(self, component_id: str, *, environment: str | None, limit: int) -> list[Deployment]:
+        return await self.many(
+            "SELECT * FROM deployments WHERE component_id = $1 AND ($2::text IS NULL OR environment = $2)"
+            " ORDER BY seq DESC LIMIT $3",
+            component_id,
+            environment,
+            limit,
+        )
+
+    async def last_succeeded(self, component_id: str, environment: str) -> Deployment | None:
+        return await self.one(
+            "SELECT * FROM deployments WHERE component_id = $1 AND environment = $2"
+            " AND status = 'succeeded' ORDER BY seq DESC LIMIT 1",
+            component_id,
+            environment,
+        )
+
+    async def succeeded_before(
+        self, component_id: str, environment: str, *, image: str, digest: str | None
+    ) -> bool:
+        """Whether this image (by digest when known) ever ran successfully in the environment."""
+        async with self.guard():
+            found = await self.db.fetchval(
+                "SELECT 1 FROM deployments WHERE component_id = $1 AND environment = $2"
+                " AND status = 'succeeded'"
+                " AND (image = $3 OR ($4::text IS NOT NULL AND digest = $4)) LIMIT 1",
+                component_id,
+                environment,
+                image,
+                digest,
+            )
+        return found is not None
+
+    async def running(self, component_ids: Sequence[str]) -> dict[str, dict[str, Deployment]]:
+        """Per component, per environment: the newest succeeded deployment (what runs there)."""
+        rows = await self.many(
+            "SELECT DISTINCT ON (component_id, environment) * FROM deployments"
+            " WHERE component_id = ANY($1::text[]) AND status = 'succeeded'"
+            " ORDER BY component_id, environment, seq DESC",
+            list(component_ids),
+        )
+        out: dict[str, dict[str, Deployment]] = {}
+        for d in rows:
+            out.setdefault(d.component_id, {})[d.environment] = d
+        return out
+
+    async def targets(self, component_id: str) -> list[tuple[str, str]]:
+        """(environment, data plane) pairs the component was ever sent to."""
+        async with self.guard():
+            rows = await self.db.fetch(
+                "SELECT DISTINCT environment, dataplane_id FROM deployments"
+                " WHERE component_id = $1 AND dataplane_id IS NOT NULL ORDER BY environment",
+                component_id,
+            )
+        return [(r["environment"], r["dataplane_id"]) for r in rows]
+
+    async def claim_due(self, limit: int, *, lease_seconds: float) -> list[str]:
+        """Pending deployments whose next attempt is due, leased for `lease_seconds` so that
+        another replica's sweeper does not pick them too (a crashed attempt is retried after it)."""
+        async with self.guard():
+            rows = await self.db.fetch(
+                "UPDATE deployments SET next_attempt_at = now() + make_interval(secs => $2)"
+                " WHERE id IN (SELECT id FROM deployments"
+                " WHERE status = 'pending' AND next_attempt_at <= now()"
+                " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id",
+                limit,
+                lease_seconds,
+            )
+        return [r["id"] for r in rows]
+
+    async def due_now(self, dataplane_id: str) -> None:
+        """Work that waited for this data plane (its agent's key) is due now."""
+        await self.execute(
+            "UPDATE deployments SET next_attempt_at = now() WHERE dataplane_id = $1 AND status = 'pending'",
+            dataplane_id,
+        )
+
+    async def dispatch_context(
+        self, deployment_id: str
+    ) -> tuple[Deployment, Component, DataPlane | None] | None:
+        """A deployment with what dispatching it needs: its component and its data plane.
+
+        One round trip: the three rows come back as composite values (asyncpg decodes a table's
+        row type into a record with the table's column names)."""
+        async with self.guard():
+            row = await self.db.fetchrow(
+                "SELECT d, c, p FROM deployments d JOIN components c ON c.id = d.component_id"
+                " LEFT JOIN dataplanes p ON p.id = d.dataplane_id WHERE d.id = $1",
+                deployment_id,
+            )
+        if row is None:
+            return None
+        plane = row["p"]
+        return (
+            deployment_from(row["d"]),
+            component_from(row["c"]),
+            dataplane_from(plane) if plane is not None else None,
+        )
+
+    async def set_digest(self, deployment_id: str, digest: str) -> None:
+        await self.execute(
+            "UPDATE deployments SET digest = $2, updated_at = now() WHERE id = $1 AND status = 'pending'",
+            deployment_id,
+            digest,
+        )
+
+    async def defer(self, deployment_id: str, *, reason: str | None, delay_seconds: float) -> None:
+        """Leave a deployment pending and try again after `delay_seconds`."""
+        await self.execute(
+            "UPDATE deployments SET attempts = attempts + 1, reason = COALESCE($2, reason),"
+            " next_attempt_at = now() + make_interval(secs => $3), updated_at = now()"
+            " WHERE id = $1 AND status = 'pending'",
+            deployment_id,
+            reason,
+            delay_seconds,
+        )
+
+    async def fail_pending(
+        self, deployment_id: str, *, reason: str, message: str | None
+    ) -> Deployment | None:
+        return await self.one(
+            "UPDATE deployments SET status = 'failed', reason = $2, message = $3, finished_at = now(),"
+            " updated_at = now() WHERE id = $1 AND status = 'pending' RETURNING *",
+            deployment_id,
+            reason,
+            message,
+        )
+
+    async def mark_dispatched(
+        self, deployment_id: str, *, digest: str | None, notes: list[str], dispatched_at: datetime
+    ) -> Deployment | None:
+        return await self.one(
+            "UPDATE deployments SET status = 'dispatched', digest = COALESCE($2, digest),"
+            " notes = $3::jsonb, reason = NULL, dispatched_at = $4, updated_at = now()"
+            " WHERE id = $1 AND status = 'pending' RETURNING *",
+            deployment_id,
+            digest,
+            json.dumps(notes),
+            dispatched_at,
+        )
+
+    async def apply_report(
+        self,
+        deployment_id: str,
+        *,
+        dataplane_id: str,
+        status: str,
+        reason: str | None,
+        message: str | None,
+        applied_at: datetime | None,
+        reported_at: datetime,
+    ) -> Deployment | None:
+        """Move a deployment to `status` if the state machine allows; None when nothing changed.
+
+        One statement (the state machine's rule is in its WHERE): the row lock it takes makes
+        concurrent moves of one deployment apply one after the other, each against the status the
+        other left."""
+        return await self.one(
+            "UPDATE deployments SET status = $2, reason = $3, message = $4,"
+            " applied_at = COALESCE($5, applied_at), reported_at = $6,"
+            " dispatched_at = COALESCE(dispatched_at, $6),"
+            " finished_at = CASE WHEN $2 IN ('succeeded', 'failed', 'superseded') THEN now() END,"
+            " updated_at = now() WHERE id = $1 AND dataplane_id = $7 AND status = ANY($8::text[])"
+            " RETURNING *",
+            deployment_id,
+            status,
+            reason,
+            message,
+            applied_at,
+            reported_at,
+            dataplane_id,
+            deployment_may_move_from(status),
+        )

@@ -1,0 +1,42 @@
+"""Environments: an org's pipeline, in `position` order (the API calls it `order`)."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from services.orchestrator.domain.records import Environment
+from services.orchestrator.store.base import RecordRepo
+
+
+def environment_from(r: asyncpg.Record) -> Environment:
+    return Environment(
+        id=r["id"],
+        org=r["org"],
+        name=r["name"],
+        dataplane_id=r["dataplane_id"],
+        order=r["position"],
+        created_at=r["created_at"],
+    )
+
+
+class Environments(RecordRepo[Environment]):
+    constraint_fields = {"environments_org_name_key": "name", "environments_org_position_key": "order"}
+
+    def decode(self, row: asyncpg.Record) -> Environment:
+        return environment_from(row)
+
+    async def create(self, *, id: str, org: str, name: str, dataplane_id: str, order: int) -> Environment:
+        environment = await self.one(
+            "INSERT INTO environments (id, org, name, dataplane_id, position)"
+            " VALUES ($1, $2, $3, $4, $5) RETURNING *",
+            id,
+            org,
+            name,
+            dataplane_id,
+            order,
+        )
+        assert environment is not None
+        return environment
+
+    async def of_org(self, org: str) -> list[Environment]:
+        return await self.many("SELECT * FROM environments WHERE org = $1 ORDER BY position", org)

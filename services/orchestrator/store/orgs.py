@@ -1,0 +1,27 @@
+"""Orgs: the tenants; every other record is scoped by one."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from services.orchestrator.domain.records import Org
+from services.orchestrator.store.base import RecordRepo
+
+
+def org_from(r: asyncpg.Record) -> Org:
+    return Org(name=r["name"], created_at=r["created_at"])
+
+
+class Orgs(RecordRepo[Org]):
+    constraint_fields = {"orgs_pkey": "name"}
+
+    def decode(self, row: asyncpg.Record) -> Org:
+        return org_from(row)
+
+    async def create(self, name: str) -> Org:
+        org = await self.one("INSERT INTO orgs (name) VALUES ($1) RETURNING *", name)
+        assert org is not None
+        return org
+
+    async def get(self, name: str) -> Org | None:
+        return await self.one("SELECT * FROM orgs WHERE name = $1", name)

@@ -1,0 +1,68 @@
+"""Teardowns: a deleted component's objects in one environment, kept until its agent was told.
+
+A teardown's seq comes from the deployments' sequence (migrations/0004), so it
+is above every deployment of the component: the agent's tombstone refuses a
+deploy command dispatched before the deletion that arrives after it.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from services.orchestrator.domain.records import Teardown
+from services.orchestrator.store.base import RecordRepo
+
+
+def teardown_from(r: asyncpg.Record) -> Teardown:
+    return Teardown(
+        id=r["id"],
+        dataplane_id=r["dataplane_id"],
+        org=r["org"],
+        project=r["project"],
+        component=r["component"],
+        environment=r["environment"],
+        namespace=r["namespace"],
+        seq=r["seq"],
+    )
+
+
+class Teardowns(RecordRepo[Teardown]):
+    def decode(self, row: asyncpg.Record) -> Teardown:
+        return teardown_from(row)
+
+    async def add(
+        self,
+        *,
+        id: str,
+        dataplane_id: str,
+        org: str,
+        project: str,
+        component: str,
+        environment: str,
+        namespace: str,
+    ) -> Teardown:
+        teardown = await self.one(
+            "INSERT INTO teardowns (id, dataplane_id, org, project, component, environment,"
+            " namespace) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+            id,
+            dataplane_id,
+            org,
+            project,
+            component,
+            environment,
+            namespace,
+        )
+        assert teardown is not None
+        return teardown
+
+    async def claim_due(self, limit: int, *, lease_seconds: float) -> list[Teardown]:
+        return await self.many(
+            "UPDATE teardowns SET next_attempt_at = now() + make_interval(secs => $2)"
+            " WHERE id IN (SELECT id FROM teardowns WHERE next_attempt_at <= now()"
+            " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *",
+            limit,
+            lease_seconds,
+        )
+
+    async def sent(self, teardown_id: str) -> None:
+        await self.execute("DELETE FROM teardowns WHERE id = $1", teardown_id)

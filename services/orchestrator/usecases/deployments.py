@@ -1,0 +1,93 @@
+"""Deployments people ask for: deploy an image (a rollback when it ran there before), promote, read.
+
+What is subtle:
+
+* "Newer" means accepted later: a manual deployment is accepted when it is asked
+  for, so it supersedes whatever of the component is in flight in that environment.
+* A rollback is a deployment of an image that succeeded in the environment
+  before, and is not what runs there now; pinning it by digest redeploys exactly
+  those bytes.
+* A promotion takes the digest of what runs in one environment to the next one
+  in pipeline order, never further.
+"""
+
+from __future__ import annotations
+
+from libs.contracts.ids import looks_like, new_id
+from libs.contracts.messages import utcnow
+from libs.runtime.errors import Conflict, Invalid, NotFound
+from services.orchestrator.domain.records import Component, Deployment, NewDeployment
+from services.orchestrator.domain.rules import manual_image, next_environment, same_image
+from services.orchestrator.store import Store
+from services.orchestrator.usecases.recording import Recorder
+
+
+class Deployments:
+    def __init__(self, *, store: Store, recorder: Recorder) -> None:
+        self.store = store
+        self.recorder = recorder
+
+    async def deploy(
+        self, component: Component, *, environment: str | None, image: str | None, tag: str | None
+    ) -> Deployment:
+        """Deploy an image of the component (by default its configured one) to an environment.
+
+        Redeploying an earlier image is the same call with that image (best pinned as
+        `host/repository@digest`, from the deployment history); it is recorded as a rollback."""
+        reference = manual_image(component, image=image, tag=tag)
+        target, _ = await self.recorder.environment(component.org, environment, field="environment")
+        image_text = str(reference)
+        deployments = self.store.now.deployments
+        running = await deployments.last_succeeded(component.id, target.name)
+        source = "manual"
+        if running is not None and not same_image(running, image_text, reference.digest):
+            earlier = await deployments.succeeded_before(
+                component.id, target.name, image=image_text, digest=reference.digest
+            )
+            source = "rollback" if earlier else "manual"
+        new = NewDeployment(
+            id=new_id("dep"),
+            component=component,
+            environment=target,
+            image=image_text,
+            digest=reference.digest,
+            source=source,
+            accepted_at=utcnow(),
+        )
+        return await self.recorder.record_and_dispatch(new)
+
+    async def promote(self, component: Component, *, from_env: str, to_env: str) -> Deployment:
+        """Deploy what runs in `from_env` (same digest) to the next environment of the pipeline."""
+        source, environments = await self.recorder.environment(component.org, from_env, field="from")
+        target = next((e for e in environments if e.name == to_env), None)
+        if target is None:
+            raise Invalid("to", f"no environment named {to_env!r}")
+        following = next_environment(environments, source.name)
+        if following is None or following.name != target.name:
+            hint = f"the next one is {following.name!r}" if following else f"{source.name!r} is the last one"
+            raise Invalid("to", f"promotions go to the next environment in pipeline order; {hint}")
+        running = await self.store.now.deployments.last_succeeded(component.id, source.name)
+        if running is None:
+            raise Conflict(f"nothing runs in {source.name!r} yet: no succeeded deployment to promote")
+        new = NewDeployment(
+            id=new_id("dep"),
+            component=component,
+            environment=target,
+            image=running.image,
+            digest=running.digest,
+            source="promotion",
+            notes=[f"promoted from {source.name} ({running.id})"],
+            accepted_at=utcnow(),
+        )
+        return await self.recorder.record_and_dispatch(new)
+
+    async def get(self, deployment_id: str) -> Deployment:
+        found = (
+            await self.store.now.deployments.get(deployment_id) if looks_like("dep", deployment_id) else None
+        )
+        if found is None:
+            raise NotFound(f"deployment {deployment_id[:40]!r}")
+        return found
+
+    async def history(self, component: Component, *, environment: str | None, limit: int) -> list[Deployment]:
+        return await self.store.now.deployments.history(component.id, environment=environment, limit=limit)

@@ -1,0 +1,64 @@
+"""What every way of asking for a deployment shares: choosing the environment, recording, announcing.
+
+Recording supersedes the older in-flight deployments of the same component and
+environment in the same round trip (see `store.deployments`); each of those is
+announced too, so a gateway's long poll on one of them returns at once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from libs.runtime.errors import Conflict, Invalid, NotFound
+from services.orchestrator.clients.gateways import Gateways
+from services.orchestrator.domain.records import Deployment, Environment, NewDeployment
+from services.orchestrator.store import Store
+from services.orchestrator.usecases.dispatch import Dispatcher
+
+log = logging.getLogger(__name__)
+
+
+class Recorder:
+    def __init__(self, *, store: Store, gateways: Gateways, dispatcher: Dispatcher) -> None:
+        self.store = store
+        self.gateways = gateways
+        self.dispatcher = dispatcher
+
+    async def environment(
+        self, org: str, name: str | None, *, field: str
+    ) -> tuple[Environment, list[Environment]]:
+        """The environment called `name` (default: the first in pipeline order), and all of them."""
+        environments = await self.store.now.environments.of_org(org)
+        if not environments:
+            raise Conflict("the org has no environment yet; create one first")
+        if name is None:
+            return environments[0], environments
+        for environment in environments:
+            if environment.name == name:
+                return environment, environments
+        raise Invalid(field, f"no environment named {name!r}")
+
+    async def record(self, new: NewDeployment) -> Deployment | None:
+        """Record `new` (once: None when its id exists already or its component is gone)."""
+        result = await self.store.now.deployments.record(new)
+        if result is None:
+            return None
+        deployment, superseded = result
+        for old in superseded:
+            log.info("deployment superseded", extra={"deployment_id": old.id, "by": deployment.id})
+            await self.gateways.deployment_changed(old)
+        log.info(
+            "deployment recorded",
+            extra={"deployment_id": deployment.id, "source": new.source, "status": deployment.status},
+        )
+        await self.gateways.deployment_changed(deployment)
+        return deployment
+
+    async def record_and_dispatch(self, new: NewDeployment) -> Deployment:
+        """Record `new`, dispatch it if it can be now, and return it as it then is."""
+        await self.record(new)
+        await self.dispatcher.dispatch_soon(new.id)
+        deployment = await self.store.now.deployments.get(new.id)
+        if deployment is None:  # the component was deleted meanwhile
+            raise NotFound(f"component {new.component.project}/{new.component.name}")
+        return deployment
