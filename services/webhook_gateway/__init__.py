@@ -8,7 +8,8 @@ orchestrator's deployment changes so a pipeline can wait for the rollout.
 
 It owns CI tokens (hashed, revocable at once on every replica), idempotency
 keys, optional Standard Webhooks signatures and the ready-to-paste CI snippets.
-Reading order: `app.py` (composition root) -> `api.py` (handlers) -> the
-domain modules (`tokens`, `auth`, `intake`, `status`, `signatures`) -> the
-adapters (`repository.py`, `vault.py`).
+Reading order: `app.py` (composition root) -> `entrypoints/` (routes,
+broadcasts, timers) -> `usecases/` (authentication, intake, status, tokens,
+signing, snippets) -> `store/` and `clients/` -> `domain/`. The README has the
+module map and where the gateway differs from the shared shape.
 """

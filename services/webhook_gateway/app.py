@@ -54,7 +54,11 @@ def build(
     infos: BroadcastCache[Binding, ComponentInfo] = BroadcastCache(epoch=bus.epoch, max_age=max_age)
     signing: BroadcastCache[Binding, SigningState] = BroadcastCache(epoch=bus.epoch, max_age=max_age)
     directory = ComponentDirectory(
-        orchestrator, uow, secrets, infos=shared.register(infos), signing=shared.register(signing)
+        orchestrator=orchestrator,
+        uow=uow,
+        secrets=secrets,
+        infos=shared.register(infos),
+        signing_states=shared.register(signing),
     )
     tokens: BroadcastCache[bytes, CachedToken] = BroadcastCache(epoch=bus.epoch)
     auth = TokenAuthenticator(

@@ -31,6 +31,17 @@ class TokenCreated(BaseModel):
     created_at: datetime
     expires_at: datetime | None
 
+    @classmethod
+    def from_row(cls, row: TokenRow, token: str) -> TokenCreated:
+        return cls(
+            id=row.id,
+            name=row.name,
+            token=token,
+            token_prefix=row.token_prefix,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+        )
+
 
 class TokenOut(BaseModel):
     id: str

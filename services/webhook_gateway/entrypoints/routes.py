@@ -16,7 +16,7 @@ from aiohttp import web
 
 from libs.contracts.ids import looks_like
 from libs.runtime.errors import Invalid, NotFound, ProblemError
-from libs.runtime.http import Api, bearer_token, json_response, path_name, read_json
+from libs.runtime.http import Api, bearer_token, json_response, path_name, read_json, require_json
 from services.webhook_gateway.domain.errors import RateLimited, Unauthenticated
 from services.webhook_gateway.domain.images import idempotency_key
 from services.webhook_gateway.domain.ratelimit import retry_after_header
@@ -86,13 +86,7 @@ def _status_url(settings: Settings, deployment_id: str) -> str:
 
 
 async def deploy(request: web.Request, gw: Gateway, token: TokenRow) -> web.Response:
-    if request.content_type != "application/json":
-        raise ProblemError(
-            415,
-            "Unsupported Media Type",
-            "send the body as JSON with Content-Type: application/json",
-            kind="unsupported-media-type",
-        )
+    require_json(request)
     key = idempotency_key(request.headers.get("Idempotency-Key"))
     authorised = await gw.intake.authorise(token, body=await request.read(), headers=request.headers)
     body = await read_json(request, DeployRequest)
@@ -125,16 +119,7 @@ async def create_token(request: web.Request) -> web.Response:
     binding = _binding(request)
     body = await read_json(request, TokenCreate) if request.body_exists else TokenCreate()
     new = await gw.tokens.create(binding, name=body.name, expires_in_days=body.expires_in_days)
-    row = new.row
-    created = TokenCreated(
-        id=row.id,
-        name=row.name,
-        token=new.token,
-        token_prefix=row.token_prefix,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-    )
-    return json_response(created, status=201)
+    return json_response(TokenCreated.from_row(new.row, new.token), status=201)
 
 
 async def list_tokens(request: web.Request) -> web.Response:

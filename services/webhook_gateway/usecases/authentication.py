@@ -26,7 +26,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Counter
@@ -50,25 +50,20 @@ class CachedToken:
     touched_at: float
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
 class TokenAuthenticator:
-    def __init__(
-        self,
-        tokens: TokenRepo,
-        *,
-        cache: BroadcastCache[bytes, CachedToken],
-        touch_interval: float,
-        checks: Counter,
-        lookups: Counter,
-        clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.tokens = tokens
-        self.cache = cache
-        self.touch_interval = touch_interval
-        self.checks = checks
-        self.lookups = lookups
-        self.clock = clock
-        self.now = now
+    tokens: TokenRepo
+    _: KW_ONLY
+    cache: BroadcastCache[bytes, CachedToken]
+    touch_interval: float
+    checks: Counter
+    lookups: Counter
+    clock: Callable[[], float] = time.monotonic
+    now: Callable[[], datetime] = _utcnow
 
     def revoked(self, token_id: str) -> None:
         """Forget a token now (called for local revocations and for `TokenRevoked` broadcasts)."""
@@ -125,13 +120,13 @@ class TokenAuthenticator:
         return entry.row
 
 
+@dataclass(kw_only=True)
 class CiAccess:
     """Who may call the CI endpoints: a valid token that has not spent its rate limit."""
 
-    def __init__(self, *, broadcasts: Broadcasts, auth: TokenAuthenticator, limiter: RateLimiter) -> None:
-        self.broadcasts = broadcasts
-        self.auth = auth
-        self.limiter = limiter
+    broadcasts: Broadcasts
+    auth: TokenAuthenticator
+    limiter: RateLimiter
 
     async def admit(self, presented: str | None) -> TokenRow:
         """The token's row; `Unauthenticated`, or `RateLimited` once it sent too many requests."""

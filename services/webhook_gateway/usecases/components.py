@@ -11,6 +11,8 @@ stale data), and a generous max age is only a backstop.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from libs.contracts.messages import ComponentInfo
 from libs.runtime.cache import BroadcastCache
 from libs.runtime.errors import NotFound
@@ -21,21 +23,13 @@ from services.webhook_gateway.domain.signatures import secret_key
 from services.webhook_gateway.store import SigningSecrets, StoreUnit
 
 
+@dataclass(kw_only=True)
 class ComponentDirectory:
-    def __init__(
-        self,
-        orchestrator: Orchestrator,
-        uow: StoreUnit,
-        secrets: SigningSecrets,
-        *,
-        infos: BroadcastCache[Binding, ComponentInfo],
-        signing: BroadcastCache[Binding, SigningState],
-    ) -> None:
-        self.orchestrator = orchestrator
-        self.uow = uow
-        self.secrets = secrets
-        self.infos = infos
-        self.signing_states = signing
+    orchestrator: Orchestrator
+    uow: StoreUnit
+    secrets: SigningSecrets
+    infos: BroadcastCache[Binding, ComponentInfo]
+    signing_states: BroadcastCache[Binding, SigningState]
 
     def forget(self, binding: Binding) -> None:
         self.infos.forget(binding)

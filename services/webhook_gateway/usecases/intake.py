@@ -59,25 +59,15 @@ class Authorised:
     webhook_id: str | None
 
 
+@dataclass(kw_only=True)
 class Intake:
-    def __init__(
-        self,
-        *,
-        uow: StoreUnit,
-        stream: IntakeStream,
-        directory: ComponentDirectory,
-        webhooks: Counter,
-        idempotency_ttl: timedelta,
-        replay_window: timedelta,
-        signature_tolerance: int,
-    ) -> None:
-        self.uow = uow
-        self.stream = stream
-        self.directory = directory
-        self.webhooks = webhooks
-        self.idempotency_ttl = idempotency_ttl
-        self.replay_window = replay_window
-        self.signature_tolerance = signature_tolerance
+    uow: StoreUnit
+    stream: IntakeStream
+    directory: ComponentDirectory
+    webhooks: Counter
+    idempotency_ttl: timedelta
+    replay_window: timedelta
+    signature_tolerance: int
 
     async def authorise(self, token: TokenRow, *, body: bytes, headers: Mapping[str, str]) -> Authorised:
         info = await self.directory.find(token.binding)

@@ -9,6 +9,7 @@ either change every replica forgets the component (`ComponentChanged`).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 
 from libs.contracts.messages import ComponentChanged
@@ -22,19 +23,12 @@ from services.webhook_gateway.usecases.components import ComponentDirectory
 log = logging.getLogger(__name__)
 
 
+@dataclass(kw_only=True)
 class SigningAdmin:
-    def __init__(
-        self,
-        *,
-        uow: StoreUnit,
-        secrets: SigningSecrets,
-        directory: ComponentDirectory,
-        broadcasts: Broadcasts,
-    ) -> None:
-        self.uow = uow
-        self.secrets = secrets
-        self.directory = directory
-        self.broadcasts = broadcasts
+    uow: StoreUnit
+    secrets: SigningSecrets
+    directory: ComponentDirectory
+    broadcasts: Broadcasts
 
     async def create(self, binding: Binding) -> tuple[str, datetime]:
         """A new secret (or a rotated one) and since when signatures are required."""

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from services.webhook_gateway.domain.images import component_reference
 from services.webhook_gateway.domain.records import Binding
 from services.webhook_gateway.snippets import render_all
 from services.webhook_gateway.usecases.components import ComponentDirectory
 
 
+@dataclass(kw_only=True)
 class Snippets:
-    def __init__(self, *, directory: ComponentDirectory, public_url: str | None) -> None:
-        self.directory = directory
-        self.public_url = public_url
+    directory: ComponentDirectory
+    public_url: str | None
 
     async def render(self, binding: Binding, *, origin: str) -> tuple[str, str, dict[str, str]]:
         """(gateway URL, example image, the snippets by name); `origin` serves when no public URL is set."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 
 from libs.contracts.messages import TERMINAL_STATUSES, DeploymentView
 from libs.runtime.bus import BusUnavailable
@@ -31,10 +32,10 @@ def _owned(view: DeploymentView, binding: Binding) -> bool:
     return (view.org, view.project, view.component) == binding.parts()
 
 
+@dataclass(kw_only=True)
 class DeploymentStatus:
-    def __init__(self, *, orchestrator: Orchestrator, uow: StoreUnit) -> None:
-        self.orchestrator = orchestrator
-        self.uow = uow
+    orchestrator: Orchestrator
+    uow: StoreUnit
 
     async def _current(self, binding: Binding, deployment_id: str) -> DeploymentView | AcceptedRow:
         view = await self.orchestrator.deployment(deployment_id)

@@ -30,19 +30,12 @@ class NewToken:
     token: str  # the only time it exists outside CI's secret store
 
 
+@dataclass(kw_only=True)
 class TokenAdmin:
-    def __init__(
-        self,
-        *,
-        uow: StoreUnit,
-        directory: ComponentDirectory,
-        auth: TokenAuthenticator,
-        broadcasts: Broadcasts,
-    ) -> None:
-        self.uow = uow
-        self.directory = directory
-        self.auth = auth
-        self.broadcasts = broadcasts
+    uow: StoreUnit
+    directory: ComponentDirectory
+    auth: TokenAuthenticator
+    broadcasts: Broadcasts
 
     async def create(self, binding: Binding, *, name: str | None, expires_in_days: int | None) -> NewToken:
         info = await self.directory.existing(binding)

@@ -105,7 +105,7 @@ async def test_admin_token_is_required_and_component_must_exist(settings: Settin
 
 
 async def test_a_nul_character_in_a_token_name_is_a_422_not_a_500(settings: Settings) -> None:
-    """Found by `make chaos` (schemathesis): PostgreSQL refuses U+0000 in text, which was a 500."""
+    """PostgreSQL refuses U+0000 in text: the gateway must refuse it first, naming the field."""
     async with fake_orchestrator(settings) as orch, gateway_client(settings) as client:
         orch.add(component_info("api"))
         for body in ({"name": "ci\u0000bot"}, {"name": "ok", "\u0000": 1}):

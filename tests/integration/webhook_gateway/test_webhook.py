@@ -216,9 +216,9 @@ async def _committed(settings: Settings, deployment_id: str) -> bool:
 
 
 async def test_the_request_is_committed_before_it_is_published(env: Env) -> None:
-    """Found by `make chaos`: PostgreSQL died between the JetStream publish and the COMMIT, so CI got
-    a 503 for an image that was then deployed, and its retry (same Idempotency-Key) became a second
-    deployment. Now nothing reaches JetStream that the database has not committed."""
+    """Nothing reaches JetStream that the database has not committed: were PostgreSQL to die between
+    the publish and the COMMIT, CI would get a 503 for an image that is deployed anyway, and its retry
+    with the same Idempotency-Key would become a second deployment."""
     gw: Gateway = env.client.app[GATEWAY]
     real = gw.bus.publish_durable
     seen: list[bool] = []
