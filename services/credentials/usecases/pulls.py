@@ -63,14 +63,7 @@ class Pulls:
         return registry
 
     async def info(self, org: str, registry_id: str) -> RegistryInfo:
-        registry = await self._registry(org, registry_id)
-        return RegistryInfo(
-            id=registry.id,
-            org=registry.org,
-            host=registry.host,
-            auth_type=registry.auth_type,
-            vendor=registry.vendor,
-        )
+        return RegistryInfo.model_validate(await self._registry(org, registry_id), from_attributes=True)
 
     async def resolve(self, org: str, registry_id: str, repository: str, reference: str) -> ResolvedImage:
         registry = await self._registry(org, registry_id)
