@@ -8,6 +8,7 @@ the missing component (`record_deployment`'s foreign key): none slips in between
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import asyncpg
 
@@ -37,6 +38,20 @@ def component_from(r: asyncpg.Record) -> Component:
         env=json.loads(r["env"]),
         created_at=r["created_at"],
         updated_at=r["updated_at"],
+    )
+
+
+def _settings(component: Component) -> tuple[Any, ...]:
+    """What a change may touch, in the column order both INSERT and UPDATE use ($6.. and $2..)."""
+    return (
+        component.registry_id,
+        component.registry_host,
+        component.repository,
+        component.image,
+        component.port,
+        component.schedule,
+        component.timezone,
+        json.dumps(component.env),
     )
 
 
@@ -76,14 +91,7 @@ class Components(RecordRepo[Component]):
             component.project,
             component.name,
             component.type,
-            component.registry_id,
-            component.registry_host,
-            component.repository,
-            component.image,
-            component.port,
-            component.schedule,
-            component.timezone,
-            json.dumps(component.env),
+            *_settings(component),
         )
         assert created is not None
         return created
@@ -94,14 +102,7 @@ class Components(RecordRepo[Component]):
             " port = $6, schedule = $7, timezone = $8, env = $9::jsonb, updated_at = now()"
             " WHERE id = $1 RETURNING *",
             component.id,
-            component.registry_id,
-            component.registry_host,
-            component.repository,
-            component.image,
-            component.port,
-            component.schedule,
-            component.timezone,
-            json.dumps(component.env),
+            *_settings(component),
         )
 
     async def get(self, org: str, project: str, name: str) -> Component | None:

@@ -151,12 +151,7 @@ class Catalog:
             type=spec.type,
             registry_id=registry_id,
             registry_host=registry_host,
-            repository=spec.image.repository,
-            image=str(spec.image),
-            port=spec.port,
-            schedule=spec.schedule,
-            timezone=spec.timezone,
-            env=spec.env,
+            **spec.settings(),
             created_at=now,
             updated_at=now,
         )
@@ -218,12 +213,7 @@ class Catalog:
                 current,
                 registry_id=registry_id,
                 registry_host=registry_host,
-                repository=spec.image.repository,
-                image=str(spec.image),
-                port=spec.port,
-                schedule=spec.schedule,
-                timezone=spec.timezone,
-                env=spec.env,
+                **spec.settings(),
                 updated_at=datetime.now(UTC),
             )
         )

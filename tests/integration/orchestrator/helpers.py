@@ -276,6 +276,14 @@ class Harness:
             msg_id=f"{deployment_id}:{execution_id}:{status}:{time.monotonic_ns()}",
         )
 
+    async def roll_out(self, world: World, image: str) -> str:
+        """Push `image` and, once it is dispatched, report it progressing; its deployment id."""
+        deployment_id = await self.push(world, image)
+        await self.wait_status(deployment_id, "dispatched")
+        await self.report(world, deployment_id, "progressing")
+        await self.wait_status(deployment_id, "progressing")
+        return deployment_id
+
     async def deployment(self, deployment_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.ok("GET", f"/v1/deployments/{deployment_id}")
         return result

@@ -80,11 +80,7 @@ async def test_an_unknown_tag_fails_at_once_with_image_not_found(orch: Harness) 
 
 async def test_a_succeeded_report_finishes_the_deployment_and_is_announced(orch: Harness) -> None:
     world = await orch.provision()
-    deployment_id = await orch.push(world, IMAGE_1_0)
-    await orch.wait_status(deployment_id, "dispatched")
-
-    await orch.report(world, deployment_id, "progressing")
-    await orch.wait_status(deployment_id, "progressing")
+    deployment_id = await orch.roll_out(world, IMAGE_1_0)
     await orch.report(world, deployment_id, "succeeded")
     view = await orch.wait_status(deployment_id, "succeeded")
     assert {"applied", "reported", "finished"} <= set(view["timings"])
@@ -107,19 +103,13 @@ async def test_a_succeeded_report_finishes_the_deployment_and_is_announced(orch:
     }
     # A repeated or late report never moves a terminal deployment.
     await orch.report(world, deployment_id, "failed", reason="CrashLoopBackOff")
-    marker = await orch.push(world, IMAGE_1_1)
-    await orch.wait_status(marker, "dispatched")
-    await orch.report(world, marker, "progressing")
-    await orch.wait_status(marker, "progressing")
+    await orch.roll_out(world, IMAGE_1_1)  # handled after the late report: that one was seen
     assert (await orch.deployment(deployment_id))["status"] == "succeeded"
 
 
 async def test_a_newer_deployment_supersedes_an_older_one_still_in_flight(orch: Harness) -> None:
     world = await orch.provision()
-    older = await orch.push(world, IMAGE_1_0)
-    await orch.wait_status(older, "dispatched")
-    await orch.report(world, older, "progressing")
-    await orch.wait_status(older, "progressing")
+    older = await orch.roll_out(world, IMAGE_1_0)
 
     newer = await orch.push(world, IMAGE_1_1)
     superseded = await orch.wait_status(older, "superseded")
