@@ -33,7 +33,7 @@ deps: $(STAMP) /usr/bin/docker-registry /usr/bin/wrk ## make the virtualenv and 
 lint: deps ## ruff, ruff format --check, mypy --strict, the import layering check
 	@echo "==> ruff"; $(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@echo "==> mypy --strict"; $(VENV)/bin/mypy libs services bench chaos
+	@echo "==> mypy --strict"; $(VENV)/bin/mypy libs services bench chaos tests
 	@echo "==> import-linter (services never import each other; adapters own their clients)"; $(VENV)/bin/lint-imports
 
 format: deps ## apply ruff fixes and formatting

@@ -78,7 +78,12 @@ class PostgresContainer(_Container):
 
         self.container.start()
         host, port = self._host_port(5432)
-        _wait(lambda: socket.create_connection((host, port), timeout=2).close() is None, "postgres")
+
+        def accepting() -> bool:
+            socket.create_connection((host, port), timeout=2).close()
+            return True
+
+        _wait(accepting, "postgres")
         time.sleep(1)  # the image restarts the server once after initdb
 
     @property

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> World:
     home = tmp_path_factory.mktemp("home")
     w = World(stack, home)
     for tag in ("1.0", "1.1"):

@@ -63,6 +63,7 @@ def _wait_status(stack: Stack, token: str, deployment_id: str, wait: int = 30) -
         timeout=wait + 10,
     )
     assert status == 200, payload
+    assert isinstance(payload, dict)
     return payload
 
 
