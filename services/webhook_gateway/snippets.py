@@ -1,10 +1,11 @@
 """Ready-to-paste CI snippets: the `landfall` CLI for GitHub Actions and GitLab CI, a bash script beside.
 
-One source each: `_SCRIPT` is the curl script (`deploy_script()`, served as `curl`, and
-deploy/ci/landfall-deploy.sh), and `github_actions()` / `gitlab_ci()` render the CLI jobs:
+One source each: the curl script is services/webhook_gateway/ci/landfall-deploy.sh (package
+data; deploy/ci/landfall-deploy.sh is a link to it; `deploy_script()` serves it as `curl` with
+the defaults filled in), and `github_actions()` / `gitlab_ci()` render the CLI jobs:
 install the CLI (`pipx install landfall` / `pip install landfall`, skipped when `landfall` is
 already on PATH), then `landfall deploy --tag "$TAG" --wait` with the component's CI token in
-`LANDFALL_TOKEN`. deploy/ci/ holds the three rendered with placeholders (a unit test keeps
+`LANDFALL_TOKEN`. deploy/ci/ holds the three with placeholders (a unit test keeps
 those files in sync; nothing is copied by hand).
 
 The CLI (libs/cli, CLI.md) follows the rollout through gateway restarts and exits 0 succeeded,
@@ -21,79 +22,10 @@ in CI logs.
 from __future__ import annotations
 
 import json
+from importlib import resources
 
-_SCRIPT = r"""#!/usr/bin/env bash
-# landfall-deploy.sh: deploy an image with Landfall from CI and wait for the rollout.
-#
-# usage: landfall-deploy.sh <gateway-url> <image>
-#        (or set LANDFALL_GATEWAY_URL and LANDFALL_IMAGE)
-# env:   LANDFALL_CI_TOKEN         the component's CI token (keep it in your CI's secret store)
-#        LANDFALL_TIMEOUT          seconds to wait for a final status (default 1800)
-#        LANDFALL_IDEMPOTENCY_KEY  optional; default: a random key, reused by every retry of this run
-# exit:  0 succeeded, 1 failed or superseded, 2 usage, 3 refused or no final status in time
-set -euo pipefail
-
-gateway="${1:-${LANDFALL_GATEWAY_URL:-@@GATEWAY@@}}"
-image="${2:-${LANDFALL_IMAGE:-@@IMAGE@@}}"
-if [ -z "$gateway" ] || [ -z "$image" ]; then
-  echo "usage: $0 <gateway-url> <image>  (or set LANDFALL_GATEWAY_URL and LANDFALL_IMAGE)" >&2
-  exit 2
-fi
-if [ -z "${LANDFALL_CI_TOKEN:-}" ]; then
-  echo "landfall: set LANDFALL_CI_TOKEN to the component's CI token (from your CI's secret store)" >&2
-  exit 2
-fi
-gateway="${gateway%/}"
-timeout="${LANDFALL_TIMEOUT:-1800}"
-key="${LANDFALL_IDEMPOTENCY_KEY:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
-tmp="$(mktemp)"
-trap 'rm -f "$tmp"' EXIT
-
-auth() { printf 'Authorization: Bearer %s\n' "$LANDFALL_CI_TOKEN"; }
-field() { sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p" "$tmp" | head -n 1; }
-
-image_json="${image//\\/\\\\}"
-image_json="${image_json//\"/\\\"}"
-code="$(curl -sS -o "$tmp" -w '%{http_code}' --retry 5 --retry-max-time 120 --max-time 30 \
-  -X POST -H @<(auth) -H 'Content-Type: application/json' -H "Idempotency-Key: $key" \
-  --data "{\"image\":\"$image_json\"}" "$gateway/v1/webhooks/deploy")" || true
-if [ "$code" != 202 ]; then
-  echo "landfall: the gateway did not accept $image (HTTP $code): $(cat "$tmp" 2>/dev/null || true)" >&2
-  exit 3
-fi
-deployment_id="$(field deployment_id)"
-status_url="$(field status_url)"
-case "$status_url" in /*) status_url="$gateway$status_url" ;; esac
-echo "landfall: accepted $image as $deployment_id; waiting for the rollout"
-
-deadline=$(( $(date +%s) + timeout ))
-last=""
-while :; do
-  now="$(date +%s)"
-  if [ "$now" -ge "$deadline" ]; then
-    echo "landfall: no final status for $deployment_id after ${timeout}s (last: ${last:-unknown})" >&2
-    exit 3
-  fi
-  wait=$(( deadline - now ))
-  if [ "$wait" -gt 60 ]; then wait=60; fi
-  code="$(curl -sS -o "$tmp" -w '%{http_code}' --max-time $(( wait + 30 )) \
-    -H @<(auth) "$status_url?wait=$wait")" || true
-  case "$code" in
-    200) ;;
-    000|429|5??) echo "landfall: status unavailable (HTTP $code); retrying" >&2; sleep 2; continue ;;
-    *) echo "landfall: cannot read the status (HTTP $code): $(cat "$tmp")" >&2; exit 3 ;;
-  esac
-  status="$(field status)"
-  if [ "$status" != "$last" ]; then
-    echo "landfall: $deployment_id is $status"
-    last="$status"
-  fi
-  case "$status" in
-    succeeded) exit 0 ;;
-    failed|superseded) echo "landfall: deployment $status: $(field reason)" >&2; exit 1 ;;
-  esac
-done
-"""
+# The curl script, package data beside this module; deploy/ci/landfall-deploy.sh links to it.
+_SCRIPT = (resources.files("services.webhook_gateway") / "ci" / "landfall-deploy.sh").read_text()
 
 
 def _shell_default(value: str) -> str:
@@ -103,10 +35,13 @@ def _shell_default(value: str) -> str:
     return value
 
 
+def _with_default(script: str, variable: str, value: str) -> str:
+    """Fill the empty default of `${variable:-}` in `script` with `value`, shell-escaped."""
+    return script.replace(f"${{{variable}:-}}", f"${{{variable}:-{_shell_default(value)}}}", 1)
+
+
 def deploy_script(*, gateway_url: str = "", image: str = "") -> str:
-    return _SCRIPT.replace("@@GATEWAY@@", _shell_default(gateway_url)).replace(
-        "@@IMAGE@@", _shell_default(image)
-    )
+    return _with_default(_with_default(_SCRIPT, "LANDFALL_GATEWAY_URL", gateway_url), "LANDFALL_IMAGE", image)
 
 
 def _tag_of(image: str) -> str:

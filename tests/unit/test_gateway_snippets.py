@@ -53,6 +53,8 @@ def test_github_and_gitlab_snippets_install_the_cli_and_deploy_with_it() -> None
 
 def test_the_shipped_script_is_the_served_one() -> None:
     assert (DEPLOY_CI / "landfall-deploy.sh").read_text() == deploy_script()
+    package_script = DEPLOY_CI.parents[1] / "services" / "webhook_gateway" / "ci" / "landfall-deploy.sh"
+    assert (DEPLOY_CI / "landfall-deploy.sh").resolve() == package_script  # one file, linked
     assert render_all(gateway_url="https://gw", repository="r.example/a")["curl"] == deploy_script(
         gateway_url="https://gw", image="r.example/a:1.0.0"
     )
