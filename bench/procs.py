@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.stack import BenchError
-from libs.devstack.stack import http
+from libs.devstack.stack import http, stop_group
 
 
 class Child:
@@ -41,16 +41,7 @@ class Child:
         return self.popen.poll() is None
 
     def stop(self, timeout: float = 30) -> None:
-        if not self.alive():
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(5)
+        stop_group(self.popen, timeout=timeout)
 
     def tail(self, lines: int = 20) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -101,6 +101,23 @@ class StackError(RuntimeError):
     pass
 
 
+def stop_group(popen: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    """Stop the process group of `popen` (started with start_new_session) and reap it.
+
+    `sig` first; SIGKILL for the group if it has not exited within `timeout` seconds.
+    """
+    if popen.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(popen.pid, sig)
+    try:
+        popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait(5)
+
+
 def http(
     method: str, url: str, *, token: str | None = None, body: Any = None, timeout: float = 10
 ) -> tuple[int, Any]:
@@ -344,14 +361,7 @@ class Stack:
         proc = self.procs.get(name)
         if not proc or not proc.popen or proc.popen.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.popen.pid, sig)
-        try:
-            proc.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.popen.pid, signal.SIGKILL)
-            proc.popen.wait(5)
+        stop_group(proc.popen, sig=sig, timeout=timeout)
         if proc.pump:
             proc.pump.join(5)
 
