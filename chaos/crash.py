@@ -25,31 +25,35 @@ class CrashPlan:
     webhooks: int
     rate: float
     tags: int
-    singles_each: int
-    pairs: int
-    agent_away: bool
+    kills: driver.Kills
     seed: int = 7
     settle_timeout: float = 300.0
-    targets: tuple[str, ...] = driver.TARGETS
-    down: tuple[float, float] = (1.0, 6.0)
 
     @property
     def duration(self) -> float:
         return self.webhooks / self.rate
 
 
-FULL = CrashPlan(components=200, webhooks=10_000, rate=20.0, tags=4, singles_each=2, pairs=4, agent_away=True)
+FULL = CrashPlan(
+    components=200,
+    webhooks=10_000,
+    rate=20.0,
+    tags=4,
+    kills=driver.Kills(singles_each=2, pairs=4, agent_away=True),
+)
 QUICK = CrashPlan(
     components=20,
     webhooks=300,
     rate=6.0,
     tags=3,
-    singles_each=1,
-    pairs=1,
-    agent_away=False,
     settle_timeout=150.0,
-    targets=("nats", "postgres", "orchestrator", "webhook_gateway"),
-    down=(1.0, 3.0),
+    kills=driver.Kills(
+        singles_each=1,
+        pairs=1,
+        agent_away=False,
+        targets=("nats", "postgres", "orchestrator", "webhook_gateway"),
+        down=(1.0, 3.0),
+    ),
 )
 
 
@@ -114,15 +118,7 @@ async def run(chaos: ChaosStack, plan: CrashPlan, *, say: Callable[[str], None] 
     say(f"provisioned {plan.components} components with {plan.tags} tags each")
 
     hooks = load.plan(fleet.targets, plan.webhooks, seed=plan.seed)
-    events = driver.schedule(
-        plan.duration,
-        singles_each=plan.singles_each,
-        pairs=plan.pairs,
-        agent_away=plan.agent_away,
-        seed=plan.seed,
-        targets=plan.targets,
-        down=plan.down,
-    )
+    events = driver.schedule(plan.duration, plan.kills, seed=plan.seed)
     kills = driver.Driver(stack, events, say=say)
     say(
         f"sending {plan.webhooks} webhooks at {plan.rate:g}/s (~{plan.duration:.0f} s) "

@@ -133,28 +133,29 @@ class Driver:
             self._server(target).start()
 
 
-def schedule(
-    duration: float,
-    *,
-    singles_each: int,
-    pairs: int,
-    agent_away: bool,
-    seed: int,
-    targets: tuple[str, ...] = TARGETS,
-    down: tuple[float, float] = (1.0, 6.0),
-) -> list[Event]:
-    """Events at random moments in the middle 80 % of `duration`, spaced so that they do not overlap.
+@dataclass(frozen=True)
+class Kills:
+    """Which kill events a run has: every target alone `singles_each` times, `pairs` events that
+    take two down together, and with `agent_away` one minute without the agent; each down for a
+    random time within `down` seconds."""
 
-    Every target is killed alone `singles_each` times, `pairs` events take two
-    down together, and `agent_away` adds one minute without the agent.
-    """
+    singles_each: int
+    pairs: int
+    agent_away: bool
+    targets: tuple[str, ...] = TARGETS
+    down: tuple[float, float] = (1.0, 6.0)
+
+
+def schedule(duration: float, kills: Kills, *, seed: int) -> list[Event]:
+    """The events of `kills` at random moments in the middle 80 % of `duration`, spaced so that
+    they do not overlap."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible schedule, not a secret
     kinds: list[tuple[tuple[str, ...], float]] = []
-    for _ in range(singles_each):
-        kinds += [((t,), rng.uniform(*down)) for t in targets]
-    for i in range(pairs):
-        kinds.append((PAIRS[i % len(PAIRS)], rng.uniform(*down)))
-    if agent_away:
+    for _ in range(kills.singles_each):
+        kinds += [((t,), rng.uniform(*kills.down)) for t in kills.targets]
+    for i in range(kills.pairs):
+        kinds.append((PAIRS[i % len(PAIRS)], rng.uniform(*kills.down)))
+    if kills.agent_away:
         kinds.append((("data_plane_agent",), AGENT_AWAY_SECONDS))
     rng.shuffle(kinds)
     lengths = [seconds + EVENT_SECONDS for _, seconds in kinds]
