@@ -11,8 +11,10 @@ of its contract: token, media type, Idempotency-Key, component and signature
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from libs.contracts.ids import looks_like
 from libs.runtime.errors import Invalid, NotFound, ProblemError
@@ -40,7 +42,10 @@ GATEWAY = web.AppKey("gateway", Gateway)
 SETTINGS = web.AppKey("gateway_settings", Settings)
 COMPONENT = "/v1/orgs/{org}/projects/{project}/components/{component}"
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CiHandler = Callable[[web.Request, Gateway, TokenRow], Awaitable[web.StreamResponse]]
+Responses = dict[int, type[BaseModel] | None]
+Query = dict[str, dict[str, Any]]
 
 
 def unauthorized(detail: str) -> ProblemError:
@@ -86,6 +91,7 @@ def _status_url(settings: Settings, deployment_id: str) -> str:
 
 
 async def deploy(request: web.Request, gw: Gateway, token: TokenRow) -> web.Response:
+    """deploy an image of the token's component (exactly one of image, tag, digest)"""
     require_json(request)
     key = idempotency_key(request.headers.get("Idempotency-Key"))
     authorised = await gw.intake.authorise(token, body=await request.read(), headers=request.headers)
@@ -98,6 +104,7 @@ async def deploy(request: web.Request, gw: Gateway, token: TokenRow) -> web.Resp
 
 
 async def get_deployment(request: web.Request, gw: Gateway, token: TokenRow) -> web.Response:
+    """a deployment of the token's component; ?wait=N long-polls until it is final"""
     deployment_id = request.match_info["id"]
     raw_wait = request.query.get("wait", "0")
     limit = request.app[SETTINGS].long_poll_max_seconds
@@ -115,6 +122,7 @@ async def get_deployment(request: web.Request, gw: Gateway, token: TokenRow) -> 
 
 
 async def create_token(request: web.Request) -> web.Response:
+    """create a CI token for the component (the token is shown once)"""
     gw = request.app[GATEWAY]
     binding = _binding(request)
     body = await read_json(request, TokenCreate) if request.body_exists else TokenCreate()
@@ -123,11 +131,13 @@ async def create_token(request: web.Request) -> web.Response:
 
 
 async def list_tokens(request: web.Request) -> web.Response:
+    """list the component's CI tokens (never the token itself)"""
     rows = await request.app[GATEWAY].tokens.list(_binding(request))
     return json_response(TokenList(items=[TokenOut.from_row(r) for r in rows]))
 
 
 async def revoke_token(request: web.Request) -> web.Response:
+    """revoke a CI token; it stops working at once on every replica"""
     await request.app[GATEWAY].tokens.revoke(_binding(request), request.match_info["id"])
     return web.Response(status=204)
 
@@ -136,16 +146,19 @@ async def revoke_token(request: web.Request) -> web.Response:
 
 
 async def create_signing_secret(request: web.Request) -> web.Response:
+    """create or rotate the signing secret (shown once); webhooks must then be signed"""
     secret, created_at = await request.app[GATEWAY].signing.create(_binding(request))
     return json_response(SigningSecretCreated(secret=secret, created_at=created_at), status=201)
 
 
 async def get_signing_secret(request: web.Request) -> web.Response:
+    """whether the component's webhooks must be signed"""
     created_at = await request.app[GATEWAY].signing.required_since(_binding(request))
     return json_response(SigningStatus(required=created_at is not None, created_at=created_at))
 
 
 async def delete_signing_secret(request: web.Request) -> web.Response:
+    """stop requiring signatures and delete the secret"""
     await request.app[GATEWAY].signing.delete(_binding(request))
     return web.Response(status=204)
 
@@ -154,6 +167,7 @@ async def delete_signing_secret(request: web.Request) -> web.Response:
 
 
 async def ci_snippets(request: web.Request) -> web.Response:
+    """ready-to-paste CI snippets: bash/curl, GitHub Actions, GitLab CI"""
     gw = request.app[GATEWAY]
     gateway_url, image, rendered = await gw.snippets.render(
         _binding(request), origin=str(request.url.origin())
@@ -161,77 +175,43 @@ async def ci_snippets(request: web.Request) -> web.Response:
     return json_response(CiSnippets(gateway_url=gateway_url, image=image, **rendered))
 
 
+def _summary(handler: Callable[..., object]) -> str:
+    assert handler.__doc__, f"{handler.__name__} needs a docstring: it is the route's summary"
+    return handler.__doc__
+
+
 # --- the table --------------------------------------------------------------------------------
 
 
 def add_routes(api: Api, settings: Settings) -> None:
-    """Declare every route (the handlers read `app[GATEWAY]` and `app[SETTINGS]`, set by the app)."""
-    r = api.route
-    r(
-        "POST",
-        COMPONENT + "/tokens",
-        create_token,
-        summary="create a CI token for the component (the token is shown once)",
-        request=TokenCreate,
-        responses={201: TokenCreated},
-    )
-    r(
-        "GET",
-        COMPONENT + "/tokens",
-        list_tokens,
-        summary="list the component's CI tokens (never the token itself)",
-        responses={200: TokenList},
-    )
-    r(
-        "DELETE",
-        COMPONENT + "/tokens/{id}",
-        revoke_token,
-        summary="revoke a CI token; it stops working at once on every replica",
-        responses={204: None},
-    )
-    r(
-        "POST",
-        COMPONENT + "/signing-secret",
-        create_signing_secret,
-        summary="create or rotate the signing secret (shown once); webhooks must then be signed",
-        responses={201: SigningSecretCreated},
-    )
-    r(
-        "GET",
-        COMPONENT + "/signing-secret",
-        get_signing_secret,
-        summary="whether the component's webhooks must be signed",
-        responses={200: SigningStatus},
-    )
-    r(
-        "DELETE",
-        COMPONENT + "/signing-secret",
-        delete_signing_secret,
-        summary="stop requiring signatures and delete the secret",
-        responses={204: None},
-    )
-    r(
-        "GET",
-        COMPONENT + "/ci-snippets",
-        ci_snippets,
-        summary="ready-to-paste CI snippets: bash/curl, GitHub Actions, GitLab CI",
-        responses={200: CiSnippets},
-    )
-    r(
-        "POST",
-        "/v1/webhooks/deploy",
-        _ci(deploy),
-        summary="deploy an image of the token's component (exactly one of image, tag, digest)",
-        auth="ci",
-        request=DeployRequest,
-        responses={202: DeployAccepted},
-    )
-    r(
-        "GET",
-        "/v1/webhooks/deployments/{id}",
-        _ci(get_deployment),
-        summary="a deployment of the token's component; ?wait=N long-polls until it is final",
-        auth="ci",
-        responses={200: DeploymentOut},
-        query={"wait": {"type": "integer", "minimum": 0, "maximum": settings.long_poll_max_seconds}},
-    )
+    """Declare every route (the handlers read `app[GATEWAY]` and `app[SETTINGS]`, set by the app).
+
+    A route's summary in the OpenAPI document is its handler's docstring.
+    """
+    admin: list[tuple[str, str, Handler, type[BaseModel] | None, Responses]] = [
+        ("POST", COMPONENT + "/tokens", create_token, TokenCreate, {201: TokenCreated}),
+        ("GET", COMPONENT + "/tokens", list_tokens, None, {200: TokenList}),
+        ("DELETE", COMPONENT + "/tokens/{id}", revoke_token, None, {204: None}),
+        ("POST", COMPONENT + "/signing-secret", create_signing_secret, None, {201: SigningSecretCreated}),
+        ("GET", COMPONENT + "/signing-secret", get_signing_secret, None, {200: SigningStatus}),
+        ("DELETE", COMPONENT + "/signing-secret", delete_signing_secret, None, {204: None}),
+        ("GET", COMPONENT + "/ci-snippets", ci_snippets, None, {200: CiSnippets}),
+    ]
+    for method, path, handler, request, responses in admin:
+        api.route(method, path, handler, summary=_summary(handler), request=request, responses=responses)
+    wait = {"wait": {"type": "integer", "minimum": 0, "maximum": settings.long_poll_max_seconds}}
+    ci: list[tuple[str, str, CiHandler, type[BaseModel] | None, Responses, Query | None]] = [
+        ("POST", "/v1/webhooks/deploy", deploy, DeployRequest, {202: DeployAccepted}, None),
+        ("GET", "/v1/webhooks/deployments/{id}", get_deployment, None, {200: DeploymentOut}, wait),
+    ]
+    for method, path, ci_handler, request, responses, query in ci:
+        api.route(
+            method,
+            path,
+            _ci(ci_handler),
+            summary=_summary(ci_handler),
+            auth="ci",
+            request=request,
+            responses=responses,
+            query=query,
+        )
