@@ -1,14 +1,44 @@
-"""A repository of one kind of record: its rows decoded once, read and written under `Repo.guard`."""
+"""A repository of one kind of record: its rows decoded once, read and written under `Repo.guard`.
+
+`row_decoder(Record)` is how a row becomes a record: each field of the frozen
+dataclass from the column of the same name (or the one `columns` names), the
+`jsonb` columns parsed. It reads a table's row and a row-typed composite value
+(`SELECT d, c FROM ...`) alike.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+import dataclasses
+import json
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import asyncpg
 
 from libs.runtime.store import Repo
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 R = TypeVar("R")
+D = TypeVar("D", bound="DataclassInstance")
+
+
+def row_decoder(
+    record: type[D], *, json_columns: Collection[str] = (), columns: Mapping[str, str] | None = None
+) -> Callable[[asyncpg.Record], D]:
+    """A function that decodes a row into `record`: each field from its column (`columns` maps a
+    field to a column of another name), the `json_columns` parsed from their JSON text."""
+    renamed = dict(columns or {})
+    names = [
+        (f.name, renamed.get(f.name, f.name), f.name in json_columns) for f in dataclasses.fields(record)
+    ]
+
+    def decode(row: asyncpg.Record) -> D:
+        values = {name: json.loads(row[column]) if parse else row[column] for name, column, parse in names}
+        return record(**values)
+
+    return decode
 
 
 class RecordRepo(Repo, Generic[R]):
@@ -28,3 +58,49 @@ class RecordRepo(Repo, Generic[R]):
     async def execute(self, sql: str, *args: Any) -> None:
         async with self.guard():
             await self.db.execute(sql, *args)
+
+
+class PendingRepo(RecordRepo[R]):
+    """Records that wait `pending` until they are dispatched, retried after a delay by the sweeper
+    (deployments and executions): the same statements on `table`, in each one's own order."""
+
+    table: str
+    newest_first: str  # ORDER BY of a component's history
+    oldest_first: str  # ORDER BY of the due rows the sweeper claims
+
+    async def get(self, record_id: str) -> R | None:
+        return await self.one(f"SELECT * FROM {self.table} WHERE id = $1", record_id)
+
+    async def history(self, component_id: str, *, environment: str | None, limit: int) -> list[R]:
+        return await self.many(
+            f"SELECT * FROM {self.table} WHERE component_id = $1"
+            f" AND ($2::text IS NULL OR environment = $2) ORDER BY {self.newest_first} LIMIT $3",
+            component_id,
+            environment,
+            limit,
+        )
+
+    async def claim_due(self, limit: int, *, lease_seconds: float) -> list[str]:
+        """Pending rows whose next attempt is due, leased for `lease_seconds` so that another
+        replica's sweeper does not pick them too (a crashed attempt is retried after it)."""
+        async with self.guard():
+            rows = await self.db.fetch(
+                f"UPDATE {self.table} SET next_attempt_at = now() + make_interval(secs => $2)"
+                f" WHERE id IN (SELECT id FROM {self.table}"
+                " WHERE status = 'pending' AND next_attempt_at <= now()"
+                f" ORDER BY {self.oldest_first} LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id",
+                limit,
+                lease_seconds,
+            )
+        return [r["id"] for r in rows]
+
+    async def defer(self, record_id: str, *, reason: str | None, delay_seconds: float) -> None:
+        """Leave it pending and try again after `delay_seconds`."""
+        await self.execute(
+            f"UPDATE {self.table} SET attempts = attempts + 1, reason = COALESCE($2, reason),"
+            " next_attempt_at = now() + make_interval(secs => $3), updated_at = now()"
+            " WHERE id = $1 AND status = 'pending'",
+            record_id,
+            reason,
+            delay_seconds,
+        )

@@ -13,32 +13,13 @@ from typing import Any
 import asyncpg
 
 from services.orchestrator.domain.records import Component, Environment, Project
-from services.orchestrator.store.base import RecordRepo
+from services.orchestrator.store.base import RecordRepo, row_decoder
 from services.orchestrator.store.environments import environment_from
 
-
-def project_from(r: asyncpg.Record) -> Project:
-    return Project(id=r["id"], org=r["org"], name=r["name"], created_at=r["created_at"])
+project_from = row_decoder(Project)
 
 
-def component_from(r: asyncpg.Record) -> Component:
-    return Component(
-        id=r["id"],
-        org=r["org"],
-        project=r["project"],
-        name=r["name"],
-        type=r["type"],
-        registry_id=r["registry_id"],
-        registry_host=r["registry_host"],
-        repository=r["repository"],
-        image=r["image"],
-        port=r["port"],
-        schedule=r["schedule"],
-        timezone=r["timezone"],
-        env=json.loads(r["env"]),
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
-    )
+component_from = row_decoder(Component, json_columns={"env"})
 
 
 def _settings(component: Component) -> tuple[Any, ...]:

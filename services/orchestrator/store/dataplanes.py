@@ -10,22 +10,9 @@ from __future__ import annotations
 import asyncpg
 
 from services.orchestrator.domain.records import DataPlane
-from services.orchestrator.store.base import RecordRepo
+from services.orchestrator.store.base import RecordRepo, row_decoder
 
-
-def dataplane_from(r: asyncpg.Record) -> DataPlane:
-    return DataPlane(
-        id=r["id"],
-        org=r["org"],
-        name=r["name"],
-        ingress_class=r["ingress_class"],
-        public_key=r["public_key"],
-        enrolled_at=r["enrolled_at"],
-        agent_version=r["agent_version"],
-        last_seen=r["last_seen"],
-        created_at=r["created_at"],
-        enrollment_expires_at=r["enrollment_expires_at"],
-    )
+dataplane_from = row_decoder(DataPlane)
 
 
 class DataPlanes(RecordRepo[DataPlane]):

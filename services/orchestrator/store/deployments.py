@@ -25,40 +25,18 @@ import asyncpg
 
 from services.orchestrator.domain.records import Component, DataPlane, Deployment, NewDeployment
 from services.orchestrator.domain.rules import deployment_may_move_from
-from services.orchestrator.store.base import RecordRepo
+from services.orchestrator.store.base import PendingRepo, row_decoder
 from services.orchestrator.store.components import component_from
 from services.orchestrator.store.dataplanes import dataplane_from
 
-
-def deployment_from(r: asyncpg.Record) -> Deployment:
-    return Deployment(
-        id=r["id"],
-        component_id=r["component_id"],
-        org=r["org"],
-        project=r["project"],
-        component=r["component"],
-        environment=r["environment"],
-        dataplane_id=r["dataplane_id"],
-        seq=r["seq"],
-        image=r["image"],
-        digest=r["digest"],
-        status=r["status"],
-        reason=r["reason"],
-        message=r["message"],
-        source=r["source"],
-        notes=json.loads(r["notes"]),
-        attempts=r["attempts"],
-        accepted_at=r["accepted_at"],
-        recorded_at=r["recorded_at"],
-        dispatched_at=r["dispatched_at"],
-        applied_at=r["applied_at"],
-        reported_at=r["reported_at"],
-        finished_at=r["finished_at"],
-        updated_at=r["updated_at"],
-    )
+deployment_from = row_decoder(Deployment, json_columns={"notes"})
 
 
-class Deployments(RecordRepo[Deployment]):
+class Deployments(PendingRepo[Deployment]):
+    table = "deployments"
+    newest_first = "seq DESC"
+    oldest_first = "seq"
+
     def decode(self, row: asyncpg.Record) -> Deployment:
         return deployment_from(row)
 
@@ -95,18 +73,6 @@ class Deployments(RecordRepo[Deployment]):
         if not recorded:
             return None
         return recorded[0], [d for d in rows if d.id != new.id]
-
-    async def get(self, deployment_id: str) -> Deployment | None:
-        return await self.one("SELECT * FROM deployments WHERE id = $1", deployment_id)
-
-    async def history(self, component_id: str, *, environment: str | None, limit: int) -> list[Deployment]:
-        return await self.many(
-            "SELECT * FROM deployments WHERE component_id = $1 AND ($2::text IS NULL OR environment = $2)"
-            " ORDER BY seq DESC LIMIT $3",
-            component_id,
-            environment,
-            limit,
-        )
 
     async def last_succeeded(self, component_id: str, environment: str) -> Deployment | None:
         return await self.one(
@@ -155,20 +121,6 @@ class Deployments(RecordRepo[Deployment]):
             )
         return [(r["environment"], r["dataplane_id"]) for r in rows]
 
-    async def claim_due(self, limit: int, *, lease_seconds: float) -> list[str]:
-        """Pending deployments whose next attempt is due, leased for `lease_seconds` so that
-        another replica's sweeper does not pick them too (a crashed attempt is retried after it)."""
-        async with self.guard():
-            rows = await self.db.fetch(
-                "UPDATE deployments SET next_attempt_at = now() + make_interval(secs => $2)"
-                " WHERE id IN (SELECT id FROM deployments"
-                " WHERE status = 'pending' AND next_attempt_at <= now()"
-                " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id",
-                limit,
-                lease_seconds,
-            )
-        return [r["id"] for r in rows]
-
     async def due_now(self, dataplane_id: str) -> None:
         """Work that waited for this data plane (its agent's key) is due now."""
         await self.execute(
@@ -203,17 +155,6 @@ class Deployments(RecordRepo[Deployment]):
             "UPDATE deployments SET digest = $2, updated_at = now() WHERE id = $1 AND status = 'pending'",
             deployment_id,
             digest,
-        )
-
-    async def defer(self, deployment_id: str, *, reason: str | None, delay_seconds: float) -> None:
-        """Leave a deployment pending and try again after `delay_seconds`."""
-        await self.execute(
-            "UPDATE deployments SET attempts = attempts + 1, reason = COALESCE($2, reason),"
-            " next_attempt_at = now() + make_interval(secs => $3), updated_at = now()"
-            " WHERE id = $1 AND status = 'pending'",
-            deployment_id,
-            reason,
-            delay_seconds,
         )
 
     async def fail_pending(

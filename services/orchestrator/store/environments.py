@@ -5,18 +5,9 @@ from __future__ import annotations
 import asyncpg
 
 from services.orchestrator.domain.records import Environment
-from services.orchestrator.store.base import RecordRepo
+from services.orchestrator.store.base import RecordRepo, row_decoder
 
-
-def environment_from(r: asyncpg.Record) -> Environment:
-    return Environment(
-        id=r["id"],
-        org=r["org"],
-        name=r["name"],
-        dataplane_id=r["dataplane_id"],
-        order=r["position"],
-        created_at=r["created_at"],
-    )
+environment_from = row_decoder(Environment, columns={"order": "position"})
 
 
 class Environments(RecordRepo[Environment]):

@@ -13,28 +13,12 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.orchestrator.domain.records import Component, DataPlane, Deployment, Execution
-from services.orchestrator.store.base import RecordRepo
+from services.orchestrator.store.base import PendingRepo, row_decoder
 from services.orchestrator.store.components import component_from
 from services.orchestrator.store.dataplanes import dataplane_from
 from services.orchestrator.store.deployments import deployment_from
 
-
-def execution_from(r: asyncpg.Record) -> Execution:
-    return Execution(
-        id=r["id"],
-        deployment_id=r["deployment_id"],
-        component_id=r["component_id"],
-        environment=r["environment"],
-        args=json.loads(r["args"]),
-        status=r["status"],
-        reason=r["reason"],
-        message=r["message"],
-        attempts=r["attempts"],
-        created_at=r["created_at"],
-        dispatched_at=r["dispatched_at"],
-        finished_at=r["finished_at"],
-        updated_at=r["updated_at"],
-    )
+execution_from = row_decoder(Execution, json_columns={"args"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +28,11 @@ class ExecutionState:
     dataplane_id: str | None
 
 
-class Executions(RecordRepo[Execution]):
+class Executions(PendingRepo[Execution]):
+    table = "executions"
+    newest_first = "created_at DESC, id DESC"
+    oldest_first = "created_at"
+
     def decode(self, row: asyncpg.Record) -> Execution:
         return execution_from(row)
 
@@ -60,30 +48,6 @@ class Executions(RecordRepo[Execution]):
         )
         assert execution is not None
         return execution
-
-    async def get(self, execution_id: str) -> Execution | None:
-        return await self.one("SELECT * FROM executions WHERE id = $1", execution_id)
-
-    async def history(self, component_id: str, *, environment: str | None, limit: int) -> list[Execution]:
-        return await self.many(
-            "SELECT * FROM executions WHERE component_id = $1 AND ($2::text IS NULL OR environment = $2)"
-            " ORDER BY created_at DESC, id DESC LIMIT $3",
-            component_id,
-            environment,
-            limit,
-        )
-
-    async def claim_due(self, limit: int, *, lease_seconds: float) -> list[str]:
-        async with self.guard():
-            rows = await self.db.fetch(
-                "UPDATE executions SET next_attempt_at = now() + make_interval(secs => $2)"
-                " WHERE id IN (SELECT id FROM executions"
-                " WHERE status = 'pending' AND next_attempt_at <= now()"
-                " ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id",
-                limit,
-                lease_seconds,
-            )
-        return [r["id"] for r in rows]
 
     async def dispatch_context(
         self, execution_id: str
@@ -105,16 +69,6 @@ class Executions(RecordRepo[Execution]):
             deployment_from(d),
             component_from(component),
             dataplane_from(plane) if plane else None,
-        )
-
-    async def defer(self, execution_id: str, *, reason: str | None, delay_seconds: float) -> None:
-        await self.execute(
-            "UPDATE executions SET attempts = attempts + 1, reason = COALESCE($2, reason),"
-            " next_attempt_at = now() + make_interval(secs => $3), updated_at = now()"
-            " WHERE id = $1 AND status = 'pending'",
-            execution_id,
-            reason,
-            delay_seconds,
         )
 
     async def lock_state(self, execution_id: str) -> ExecutionState | None:

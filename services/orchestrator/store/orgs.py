@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncpg
 
 from services.orchestrator.domain.records import Org
-from services.orchestrator.store.base import RecordRepo
+from services.orchestrator.store.base import RecordRepo, row_decoder
 
-
-def org_from(r: asyncpg.Record) -> Org:
-    return Org(name=r["name"], created_at=r["created_at"])
+org_from = row_decoder(Org)
 
 
 class Orgs(RecordRepo[Org]):

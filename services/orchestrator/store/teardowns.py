@@ -10,20 +10,9 @@ from __future__ import annotations
 import asyncpg
 
 from services.orchestrator.domain.records import Teardown
-from services.orchestrator.store.base import RecordRepo
+from services.orchestrator.store.base import RecordRepo, row_decoder
 
-
-def teardown_from(r: asyncpg.Record) -> Teardown:
-    return Teardown(
-        id=r["id"],
-        dataplane_id=r["dataplane_id"],
-        org=r["org"],
-        project=r["project"],
-        component=r["component"],
-        environment=r["environment"],
-        namespace=r["namespace"],
-        seq=r["seq"],
-    )
+teardown_from = row_decoder(Teardown)
 
 
 class Teardowns(RecordRepo[Teardown]):
