@@ -15,6 +15,7 @@ middleware renders as RFC 9457 problems. What is subtle:
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -48,6 +49,7 @@ PAGE: dict[str, dict[str, Any]] = {
 }
 
 M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class _AnyObject(BaseModel):
@@ -73,6 +75,7 @@ def _use(request: web.Request) -> UseCases:
 
 
 async def create_registry(request: web.Request) -> web.Response:
+    """register a container registry; its password or Docker config goes to Vault (write-only)"""
     org = path_name(request, "org")
     body = await _read(request, RegistryCreate)
     registry = await _use(request).registries.create(
@@ -82,16 +85,19 @@ async def create_registry(request: web.Request) -> web.Response:
 
 
 async def list_registries(request: web.Request) -> web.Response:
+    """the org's registries (never a secret)"""
     registries = await _use(request).catalog.list_registries(path_name(request, "org"))
     return json_response(RegistryList(items=[_out(r) for r in registries]))
 
 
 async def get_registry(request: web.Request) -> web.Response:
+    """one registry"""
     org = path_name(request, "org")
     return json_response(_out(await _use(request).catalog.get(org, request.match_info["id"])))
 
 
 async def update_registry(request: web.Request) -> web.Response:
+    """rename and/or rotate credentials (same auth type and host; a new Vault version)"""
     org = path_name(request, "org")
     registry_id = request.match_info["id"]
     await _use(request).catalog.get(org, registry_id)
@@ -107,6 +113,7 @@ async def update_registry(request: web.Request) -> web.Response:
 
 
 async def delete_registry(request: web.Request) -> web.Response:
+    """delete the registry and destroy every version of its secret; 409 while components use it"""
     org = path_name(request, "org")
     try:
         await _use(request).registries.delete(org, request.match_info["id"], actor=ADMIN_ACTOR)
@@ -118,6 +125,7 @@ async def delete_registry(request: web.Request) -> web.Response:
 
 
 async def test_registry(request: web.Request) -> web.Response:
+    """log in to the registry with the stored credentials (and check pull access to a repository)"""
     org = path_name(request, "org")
     registry_id = request.match_info["id"]
     await _use(request).catalog.get(org, registry_id)
@@ -156,59 +164,34 @@ async def _audit(request: web.Request, registry_id: str | None) -> web.Response:
 
 
 async def registry_audit(request: web.Request) -> web.Response:
+    """who created, rotated, tested or deleted this registry, newest first"""
     return await _audit(request, request.match_info["id"])
 
 
 async def org_audit(request: web.Request) -> web.Response:
+    """the org's registry audit trail, newest first"""
     return await _audit(request, None)
 
 
 def add_routes(api: Api) -> None:
-    api.route(
-        "POST",
-        REGISTRIES,
-        create_registry,
-        summary="register a container registry; its password or Docker config goes to Vault (write-only)",
-        request=RegistryCreate,
-        responses={201: RegistryOut},
-    )
-    api.route(
-        "GET",
-        REGISTRIES,
-        list_registries,
-        summary="the org's registries (never a secret)",
-        responses={200: RegistryList},
-    )
-    api.route("GET", REGISTRY, get_registry, summary="one registry", responses={200: RegistryOut})
-    api.route(
-        "PATCH",
-        REGISTRY,
-        update_registry,
-        summary="rename and/or rotate credentials (same auth type and host; a new Vault version)",
-        request=RegistryUpdate,
-        responses={200: RegistryOut},
-    )
-    api.route(
-        "DELETE",
-        REGISTRY,
-        delete_registry,
-        summary="delete the registry and destroy every version of its secret; 409 while components use it",
-        responses={204: None},
-    )
-    api.route(
-        "POST",
-        REGISTRY + "/test",
-        test_registry,
-        summary="log in to the registry with the stored credentials (and check pull access to a repository)",
-        request=TestRequest,
-        responses={200: TestResult},
-    )
-    for path, handler, summary in (
-        (
-            REGISTRY + "/audit",
-            registry_audit,
-            "who created, rotated, tested or deleted this registry, newest first",
-        ),
-        ("/v1/orgs/{org}/audit", org_audit, "the org's registry audit trail, newest first"),
-    ):
-        api.route("GET", path, handler, summary=summary, responses={200: AuditList}, query=PAGE)
+    """Declare every route; a route's summary in the OpenAPI document is its handler's docstring."""
+    routes: list[tuple[str, str, Handler, type[BaseModel] | None, dict[int, type[BaseModel] | None]]] = [
+        ("POST", REGISTRIES, create_registry, RegistryCreate, {201: RegistryOut}),
+        ("GET", REGISTRIES, list_registries, None, {200: RegistryList}),
+        ("GET", REGISTRY, get_registry, None, {200: RegistryOut}),
+        ("PATCH", REGISTRY, update_registry, RegistryUpdate, {200: RegistryOut}),
+        ("DELETE", REGISTRY, delete_registry, None, {204: None}),
+        ("POST", REGISTRY + "/test", test_registry, TestRequest, {200: TestResult}),
+        ("GET", REGISTRY + "/audit", registry_audit, None, {200: AuditList}),
+        ("GET", "/v1/orgs/{org}/audit", org_audit, None, {200: AuditList}),
+    ]
+    for method, path, handler, request, responses in routes:
+        api.route(
+            method,
+            path,
+            handler,
+            summary=handler.__doc__ or "",
+            request=request,
+            responses=responses,
+            query=PAGE if handler in (registry_audit, org_audit) else None,
+        )
