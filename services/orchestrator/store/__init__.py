@@ -11,7 +11,8 @@ failures come out as `DatabaseUnavailable`, unique violations as `Duplicate`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import get_type_hints
 
 import asyncpg
 
@@ -37,17 +38,12 @@ class Repos:
     teardowns: Teardowns
 
 
+_REPO_CLASSES = get_type_hints(Repos)
+
+
 def bind(db: Executor) -> Repos:
-    return Repos(
-        orgs=Orgs(db),
-        dataplanes=DataPlanes(db),
-        environments=Environments(db),
-        projects=Projects(db),
-        components=Components(db),
-        deployments=Deployments(db),
-        executions=Executions(db),
-        teardowns=Teardowns(db),
-    )
+    """Every repository `Repos` names, on `db` (the pool, or one transaction's connection)."""
+    return Repos(**{f.name: _REPO_CLASSES[f.name](db) for f in fields(Repos)})
 
 
 Store = UnitOfWork[Repos]
