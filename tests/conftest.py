@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TypeVar, cast
 
 import pytest
 
-from libs.devstack.servers import DockerRegistry, NatsServer, OpenBaoServer, PostgresServer
+from libs.devstack.servers import DockerRegistry, NatsServer, OpenBaoServer, PostgresServer, ServerProcess
 
 REGISTRY_USERS = {"ci-bot": "s3cret-registry-pass-7f1c"}
 
@@ -34,59 +34,51 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 CONTAINERS = os.environ.get("LANDFALL_TEST_CONTAINERS") == "1"
 
 
-@pytest.fixture(scope="session")
-def nats_server(session_dir: Path) -> Iterator[NatsServer]:
-    if CONTAINERS:
-        from tests.containers import NatsContainer
+S = TypeVar("S", bound=ServerProcess)
 
-        server: Any = NatsContainer()
-    else:
-        server = NatsServer(session_dir / "nats")
+
+def _local_or_container(container: str, make: Callable[[], S]) -> S:
+    """`make()`, or with LANDFALL_TEST_CONTAINERS=1 the class `container` of tests/containers.py."""
+    if CONTAINERS:
+        from tests import containers
+
+        return cast(S, getattr(containers, container)())
+    return make()
+
+
+def _running(server: S) -> Iterator[S]:
+    """A session fixture's body: start `server`, hand it to the tests, stop it after them."""
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_server(session_dir: Path) -> Iterator[NatsServer]:
+    yield from _running(_local_or_container("NatsContainer", lambda: NatsServer(session_dir / "nats")))
 
 
 @pytest.fixture(scope="session")
 def postgres_server(session_dir: Path) -> Iterator[PostgresServer]:
-    if CONTAINERS:
-        from tests.containers import PostgresContainer
-
-        server: Any = PostgresContainer()
-    else:
-        server = PostgresServer(session_dir / "pg")
-    server.start()
-    yield server
-    server.stop()
+    yield from _running(_local_or_container("PostgresContainer", lambda: PostgresServer(session_dir / "pg")))
 
 
 @pytest.fixture(scope="session")
 def openbao(session_dir: Path) -> Iterator[OpenBaoServer]:
-    if CONTAINERS:
-        from tests.containers import OpenBaoContainer
-
-        server: Any = OpenBaoContainer()
-    else:
-        server = OpenBaoServer(session_dir / "bao", root_token="root-" + uuid.uuid4().hex)
-    server.start()
-    yield server
-    server.stop()
+    token = "root-" + uuid.uuid4().hex
+    yield from _running(
+        _local_or_container("OpenBaoContainer", lambda: OpenBaoServer(session_dir / "bao", root_token=token))
+    )
 
 
 @pytest.fixture(scope="session")
 def docker_registry(session_dir: Path) -> Iterator[DockerRegistry]:
-    server = DockerRegistry(session_dir / "registry", users=REGISTRY_USERS)
-    server.start()
-    yield server
-    server.stop()
+    yield from _running(DockerRegistry(session_dir / "registry", users=REGISTRY_USERS))
 
 
 @pytest.fixture(scope="session")
 def anonymous_registry(session_dir: Path) -> Iterator[DockerRegistry]:
-    server = DockerRegistry(session_dir / "registry-anon")
-    server.start()
-    yield server
-    server.stop()
+    yield from _running(DockerRegistry(session_dir / "registry-anon"))
 
 
 @pytest.fixture

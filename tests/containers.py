@@ -45,6 +45,15 @@ class _Container:
     def _host_port(self, port: int) -> tuple[str, int]:
         return self.container.get_container_host_ip(), int(self.container.get_exposed_port(port))
 
+    def _url(self, scheme: str, port: int) -> str:
+        host, host_port = self._host_port(port)
+        return f"{scheme}://{host}:{host_port}"
+
+    def _start_until_ok(self, url: str, what: str) -> None:
+        """Start the container and wait until GET `url` answers 200."""
+        self.container.start()
+        _wait(lambda: urllib.request.urlopen(url, timeout=2).status == 200, what)
+
 
 class NatsContainer(_Container):
     def __init__(self) -> None:
@@ -53,16 +62,11 @@ class NatsContainer(_Container):
         )
 
     def start(self) -> None:
-        self.container.start()
-        host, port = self._host_port(8222)
-        _wait(
-            lambda: urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=2).status == 200, "nats"
-        )
+        self._start_until_ok(f"{self._url('http', 8222)}/healthz", "nats")
 
     @property
     def url(self) -> str:
-        host, port = self._host_port(4222)
-        return f"nats://{host}:{port}"
+        return self._url("nats", 4222)
 
 
 class PostgresContainer(_Container):
@@ -103,12 +107,8 @@ class OpenBaoContainer(_Container):
         )
 
     def start(self) -> None:
-        self.container.start()
-        _wait(
-            lambda: urllib.request.urlopen(f"{self.addr}/v1/sys/health", timeout=2).status == 200, "openbao"
-        )
+        self._start_until_ok(f"{self.addr}/v1/sys/health", "openbao")
 
     @property
     def addr(self) -> str:
-        host, port = self._host_port(8200)
-        return f"http://{host}:{port}"
+        return self._url("http", 8200)

@@ -214,6 +214,18 @@ async def test_strategic_merge_patch_merges_containers_by_name(
     assert patched.metadata.generation == 2
 
 
+async def _apply(apps: Any, namespace: str, body: dict[str, Any]) -> Any:
+    """Server-side apply of the Deployment `web` as the field manager landfall, as the agent does."""
+    return await apps.patch_namespaced_deployment(
+        "web",
+        namespace,
+        body,
+        field_manager="landfall",
+        force=True,
+        _content_type="application/apply-patch+yaml",
+    )
+
+
 async def test_server_side_apply_creates_then_prunes_what_it_no_longer_applies(
     api: Any, namespace: str
 ) -> None:
@@ -221,27 +233,13 @@ async def test_server_side_apply_creates_then_prunes_what_it_no_longer_applies(
     desired = deployment("web", deployment_id="dep-1")
     desired["metadata"]["annotations"]["extra"] = "yes"
 
-    created = await apps.patch_namespaced_deployment(
-        "web",
-        namespace,
-        desired,
-        field_manager="landfall",
-        force=True,
-        _content_type="application/apply-patch+yaml",
-    )
+    created = await _apply(apps, namespace, desired)
     assert created.metadata.generation == 1
     assert created.metadata.annotations["extra"] == "yes"
 
     del desired["metadata"]["annotations"]["extra"]
     desired["spec"]["replicas"] = 4
-    applied = await apps.patch_namespaced_deployment(
-        "web",
-        namespace,
-        desired,
-        field_manager="landfall",
-        force=True,
-        _content_type="application/apply-patch+yaml",
-    )
+    applied = await _apply(apps, namespace, desired)
     assert "extra" not in applied.metadata.annotations
     assert applied.spec.replicas == 4
     assert applied.metadata.generation == 2

@@ -62,10 +62,8 @@ def _basic(user: str, password: str) -> dict[str, str]:
 
 @pytest.fixture
 def fresh_nats(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats")
-    server.start()
-    yield server
-    server.stop()
+    with NatsServer(tmp_path / "nats") as server:
+        yield server
 
 
 async def _publish(url: str, subject: str, payload: bytes, **options: str) -> int:
@@ -120,10 +118,8 @@ async def test_nats_config_extra_is_applied(tmp_path: Path) -> None:
 
 @pytest.fixture
 def fresh_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
-    server = PostgresServer(tmp_path / "pg")
-    server.start()
-    yield server
-    server.stop()
+    with PostgresServer(tmp_path / "pg") as server:
+        yield server
 
 
 async def _fetchval(dsn: str, query: str) -> object:
