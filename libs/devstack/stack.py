@@ -424,35 +424,57 @@ class Stack:
         if not p.get("demo_component"):
             for tag in ("1.0", "1.1"):
                 self.registry.push_image("demo/hello", tag)
-            reg = self.api(
-                "credentials",
-                "POST",
-                "/v1/orgs/default/registries",
-                {"display_name": "local registry", "auth": {"type": "anonymous", "host": self.registry.host}},
-            )
-            p["registry_id"] = reg["id"]
-            self.api(
-                "orchestrator",
-                "POST",
-                "/v1/orgs/default/projects/default/components",
-                {
-                    "name": "hello",
-                    "type": "service",
-                    "registry_id": reg["id"],
-                    "image": f"{self.registry.host}/demo/hello:1.0",
-                    "port": 8080,
-                },
-            )
-            tok = self.api(
-                "webhook_gateway",
-                "POST",
-                "/v1/orgs/default/projects/default/components/hello/tokens",
-                {"name": "make-up"},
+            p["registry_id"], self.state["demo_ci_token"] = self.add_component(
+                "hello",
+                f"{self.registry.host}/demo/hello:1.0",
+                registry="local registry",
+                token_name="make-up",
             )
             p["demo_component"] = "hello"
-            self.state["demo_ci_token"] = tok["token"]
             self._save()
         return p
+
+    def add_component(
+        self,
+        name: str,
+        image: str,
+        *,
+        auth: dict[str, str] | None = None,
+        registry: str | None = None,
+        port: int | None = 8080,
+        token_name: str | None = None,
+    ) -> tuple[str, str]:
+        """A registry for the host of `image` (`auth`, anonymous by default; shown as `registry`),
+        a service component `name` on it in the default project, and a CI token for it.
+
+        Returns (registry id, CI token).
+        """
+        host = image.split("/", 1)[0]
+        reg = self.api(
+            "credentials",
+            "POST",
+            "/v1/orgs/default/registries",
+            {
+                "display_name": registry or f"reg {name}",
+                "auth": {**(auth or {"type": "anonymous"}), "host": host},
+            },
+        )
+        component: dict[str, Any] = {
+            "name": name,
+            "type": "service",
+            "registry_id": reg["id"],
+            "image": image,
+        }
+        if port is not None:
+            component["port"] = port
+        self.api("orchestrator", "POST", "/v1/orgs/default/projects/default/components", component)
+        token = self.api(
+            "webhook_gateway",
+            "POST",
+            f"/v1/orgs/default/projects/default/components/{name}/tokens",
+            {"name": token_name} if token_name else {},
+        )
+        return reg["id"], token["token"]
 
     def write_local_env(self) -> Path:
         values = {

@@ -116,26 +116,7 @@ def _webhook(stack: Stack, token: str, body: dict[str, str], headers: dict[str, 
 def test_a_long_poll_is_held_until_the_gateway_answers(stack: Stack) -> None:
     name = "hold" + uuid.uuid4().hex[:6]
     stack.registry.push_image(f"team/{name}", "1.0")
-    reg = stack.api(
-        "credentials",
-        "POST",
-        "/v1/orgs/default/registries",
-        {"display_name": f"reg {name}", "auth": {"type": "anonymous", "host": stack.registry.host}},
-    )
-    stack.api(
-        "orchestrator",
-        "POST",
-        "/v1/orgs/default/projects/default/components",
-        {
-            "name": name,
-            "type": "service",
-            "registry_id": reg["id"],
-            "image": f"{stack.registry.host}/team/{name}:1.0",
-        },
-    )
-    token = stack.api(
-        "webhook_gateway", "POST", f"/v1/orgs/default/projects/default/components/{name}/tokens", {}
-    )["token"]
+    _, token = stack.add_component(name, f"{stack.registry.host}/team/{name}:1.0", port=None)
     stack.stop_service("data_plane_agent")  # nothing rolls out: the poll waits its full time
     try:
         accepted = _webhook(stack, token, {"tag": "1.0"}, {})

@@ -23,29 +23,9 @@ from tests.e2e.conftest import kube_get, logs_of, wait_until
 
 def _component(stack: Stack, *, registry_host: str, auth: dict[str, str], name: str) -> tuple[str, str]:
     """Register a registry, a service component on it, and a CI token; return (registry id, token)."""
-    reg = stack.api(
-        "credentials",
-        "POST",
-        "/v1/orgs/default/registries",
-        {"display_name": f"reg {name}", "auth": {**auth, "host": registry_host}},
-    )
-    stack.api(
-        "orchestrator",
-        "POST",
-        "/v1/orgs/default/projects/default/components",
-        {
-            "name": name,
-            "type": "service",
-            "registry_id": reg["id"],
-            "image": f"{registry_host}/team/{name}:1.0",
-            "port": 8080,
-        },
-    )
-    tok = stack.api(
-        "webhook_gateway", "POST", f"/v1/orgs/default/projects/default/components/{name}/tokens", {}
-    )
-    assert tok["token"].startswith("lfci_")
-    return reg["id"], tok["token"]
+    registry_id, token = stack.add_component(name, f"{registry_host}/team/{name}:1.0", auth=auth)
+    assert token.startswith("lfci_")
+    return registry_id, token
 
 
 def _webhook(stack: Stack, token: str, body: dict[str, str]) -> tuple[int, dict[str, str]]:
