@@ -21,14 +21,7 @@ from hypothesis import strategies as st
 
 from services.webhook_gateway.domain.tokens import generate_token
 from services.webhook_gateway.settings import Settings
-from tests.integration.webhook_gateway.helpers import (
-    COMPONENT_PATH,
-    admin,
-    component_info,
-    create_token,
-    fake_orchestrator,
-    gateway_client,
-)
+from tests.integration.webhook_gateway.helpers import component_info, create_token, running
 from tests.support import settings_from
 
 EXAMPLES = 1000
@@ -94,20 +87,14 @@ def _fuzz(settings_: Settings) -> dict[int, int]:
     loop = asyncio.new_event_loop()
     statuses: dict[int, int] = {}
     try:
-        orch_cm = fake_orchestrator(settings_)
-        orch = loop.run_until_complete(orch_cm.__aenter__())
-        client_cm = gateway_client(settings_)
-        client = loop.run_until_complete(client_cm.__aenter__())
+        env_cm = running(settings_)  # a gateway, a fake orchestrator, a CI token for `api`
+        env = loop.run_until_complete(env_cm.__aenter__())
+        client = env.client
         try:
-            orch.add(component_info("api"))
-            orch.add(component_info("signed"))
-            plain = loop.run_until_complete(create_token(client, settings_, "api"))["token"]
+            env.orch.add(component_info("signed"))
+            plain = env.token
             signed = loop.run_until_complete(create_token(client, settings_, "signed"))["token"]
-            resp = loop.run_until_complete(
-                client.post(f"{COMPONENT_PATH}/signed/signing-secret", headers=admin(settings_))
-            )
-            assert resp.status == 201
-            secret = loop.run_until_complete(resp.json())["secret"]
+            secret = loop.run_until_complete(env.new_secret("signed"))
             tokens = st.one_of(
                 st.just(plain),
                 st.just(plain),
@@ -182,8 +169,7 @@ def _fuzz(settings_: Settings) -> dict[int, int]:
 
             post_anything()
         finally:
-            loop.run_until_complete(client_cm.__aexit__(None, None, None))
-            loop.run_until_complete(orch_cm.__aexit__(None, None, None))
+            loop.run_until_complete(env_cm.__aexit__(None, None, None))
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
