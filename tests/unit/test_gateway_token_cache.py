@@ -94,6 +94,13 @@ class Env:
             )
         )
 
+    async def cached_token(self, **fields: Any) -> tuple[str, TokenRow]:
+        """A new token in the repository (`fields` as `FakeRepo.add`), authenticated once: now cached."""
+        token = generate_token()
+        row = self.repo.add(token, **fields)
+        await self.auth.authenticate(token)
+        return token, row
+
 
 @pytest.fixture
 def env() -> Env:
@@ -113,9 +120,7 @@ async def test_known_tokens_are_served_from_memory(env: Env) -> None:
 
 
 async def test_revocation_drops_the_cached_token(env: Env) -> None:
-    token = generate_token()
-    row = env.repo.add(token)
-    await env.auth.authenticate(token)
+    token, row = await env.cached_token()
     env.repo.revoke(row)
     env.auth.revoked(row.id)
     with pytest.raises(ProblemError) as info:
@@ -124,9 +129,7 @@ async def test_revocation_drops_the_cached_token(env: Env) -> None:
 
 
 async def test_a_missed_revocation_is_caught_by_the_periodic_touch(env: Env) -> None:
-    token = generate_token()
-    row = env.repo.add(token)
-    await env.auth.authenticate(token)
+    token, row = await env.cached_token()
     env.repo.revoke(row)  # no broadcast arrived
     env.mono += 61
     with pytest.raises(ProblemError):
@@ -134,9 +137,7 @@ async def test_a_missed_revocation_is_caught_by_the_periodic_touch(env: Env) -> 
 
 
 async def test_a_cached_token_expires_on_time(env: Env) -> None:
-    token = generate_token()
-    env.repo.add(token, expires_at=env.now + timedelta(hours=1))
-    await env.auth.authenticate(token)
+    token, _ = await env.cached_token(expires_at=env.now + timedelta(hours=1))
     env.now += timedelta(hours=1, seconds=1)
     with pytest.raises(ProblemError) as info:
         await env.auth.authenticate(token)
@@ -144,9 +145,7 @@ async def test_a_cached_token_expires_on_time(env: Env) -> None:
 
 
 async def test_cache_is_bypassed_while_disconnected_and_emptied_after_a_reconnect(env: Env) -> None:
-    token = generate_token()
-    env.repo.add(token)
-    await env.auth.authenticate(token)
+    token, _ = await env.cached_token()
     env.epoch = None  # disconnected: broadcasts could be missed
     await env.auth.authenticate(token)
     await env.auth.authenticate(token)

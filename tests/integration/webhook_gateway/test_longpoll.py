@@ -23,10 +23,16 @@ async def _later(delay: float, action: Awaitable[Any]) -> None:
     await action
 
 
-async def test_long_poll_returns_when_the_rollout_succeeds(env: Env) -> None:
+async def _recorded(env: Env, status: str) -> str:
+    """Deploy through the webhook; the orchestrator records the deployment as `status`. Its id."""
     deployment_id = await env.deploy()
     (event,) = await env.orch.wait_pushed(1)
-    env.orch.record(event, status="dispatched")
+    env.orch.record(event, status=status)
+    return deployment_id
+
+
+async def test_long_poll_returns_when_the_rollout_succeeds(env: Env) -> None:
+    deployment_id = await _recorded(env, "dispatched")
 
     async def rollout() -> None:
         await asyncio.sleep(0.2)
@@ -45,9 +51,7 @@ async def test_long_poll_returns_when_the_rollout_succeeds(env: Env) -> None:
 
 
 async def test_long_poll_reports_a_failed_rollout(env: Env) -> None:
-    deployment_id = await env.deploy()
-    (event,) = await env.orch.wait_pushed(1)
-    env.orch.record(event, status="progressing")
+    deployment_id = await _recorded(env, "progressing")
     (status, body), _ = await asyncio.gather(
         env.status(deployment_id, wait=60),
         _later(
@@ -60,18 +64,14 @@ async def test_long_poll_reports_a_failed_rollout(env: Env) -> None:
 
 
 async def test_a_final_deployment_is_answered_without_waiting_for_news(env: Env) -> None:
-    deployment_id = await env.deploy()
-    (event,) = await env.orch.wait_pushed(1)
-    env.orch.record(event, status="superseded")
+    deployment_id = await _recorded(env, "superseded")
     status, body = await env.status(deployment_id, wait=60)
     assert status == 200
     assert body["status"] == "superseded"
 
 
 async def test_deadline_answers_the_latest_status(env: Env) -> None:
-    deployment_id = await env.deploy()
-    (event,) = await env.orch.wait_pushed(1)
-    env.orch.record(event, status="progressing")
+    deployment_id = await _recorded(env, "progressing")
     status, body = await env.status(deployment_id, wait=1)
     assert status == 200
     assert body["status"] == "progressing"
