@@ -67,13 +67,19 @@ class SealedSecret(Message):
     registry_id: str
 
 
-class DeployCommand(Message):
-    """Orchestrator -> agent: make the data plane run this (kind=deploy) or run a task once (kind=run)."""
+class CommandRef(Message):
+    """Which command: a deploy (kind=deploy) or a task run (kind=run, `execution_id`) of a deployment
+    on one data plane. A report names the command it is about with the same fields."""
 
     kind: CommandKind = "deploy"
     deployment_id: str
     execution_id: str | None = None
     dataplane_id: str
+
+
+class DeployCommand(CommandRef):
+    """Orchestrator -> agent: make the data plane run this (kind=deploy) or run a task once (kind=run)."""
+
     org: str
     project: str
     component: str
@@ -120,13 +126,9 @@ def command_kind(data: bytes) -> str:
     return kind if isinstance(kind, str) else "unreadable"
 
 
-class RolloutReport(Message):
+class RolloutReport(CommandRef):
     """Agent -> orchestrator: what the data plane says about one deployment or run."""
 
-    kind: CommandKind = "deploy"
-    deployment_id: str
-    execution_id: str | None = None
-    dataplane_id: str
     status: ReportStatus
     reason: str | None = None
     message: str | None = None
@@ -170,10 +172,23 @@ class TokenRevoked(Message):
     token_id: str
 
 
-class ComponentChanged(Message):
+class ComponentRef(Message):
+    """One component, by name: the fields that lead every message about a component."""
+
     org: str
     project: str
     component: str
+
+
+class RegistryRef(Message):
+    """One registry of an org: the fields that lead every request about a registry."""
+
+    org: str
+    registry_id: str
+
+
+class ComponentChanged(ComponentRef):  # orchestrator -> gateways: it changed or went away
+    pass
 
 
 # --- request-reply --------------------------------------------------------------------
@@ -195,9 +210,8 @@ class RpcReply(BaseModel, Generic[T]):
     error: RpcError | None = None
 
 
-class RegistryGet(Message):
-    org: str
-    registry_id: str
+class RegistryGet(RegistryRef):
+    pass
 
 
 class RegistryInfo(Message):
@@ -208,9 +222,7 @@ class RegistryInfo(Message):
     vendor: str | None = None
 
 
-class PullSecretRequest(Message):
-    org: str
-    registry_id: str
+class PullSecretRequest(RegistryRef):
     recipient_public_key: str = Field(description="base64 X25519 public key of the data plane")
 
 
@@ -219,9 +231,7 @@ class PullSecretReply(Message):
     reason: PullSecretReason = Field(description="why there is (no) secret")
 
 
-class ResolveImage(Message):
-    org: str
-    registry_id: str
+class ResolveImage(RegistryRef):
     repository: str
     reference: str = Field(description="a tag or a digest")
 
@@ -232,16 +242,11 @@ class ResolvedImage(Message):
     detail: str = ""
 
 
-class ComponentGet(Message):
-    org: str
-    project: str
-    component: str
+class ComponentGet(ComponentRef):
+    pass
 
 
-class ComponentInfo(Message):
-    org: str
-    project: str
-    component: str
+class ComponentInfo(ComponentRef):
     type: ComponentType
     registry_id: str
     registry_host: str
@@ -257,9 +262,8 @@ class DeploymentGet(Message):
     deployment_id: str
 
 
-class RegistryUsage(Message):
-    org: str
-    registry_id: str
+class RegistryUsage(RegistryRef):
+    pass
 
 
 class RegistryUsageReply(Message):
