@@ -42,8 +42,7 @@ def row_decoder(
 
 
 class RecordRepo(Repo, Generic[R]):
-    def decode(self, row: asyncpg.Record) -> R:
-        raise NotImplementedError
+    decode: Callable[[asyncpg.Record], R]  # each repository's `row_decoder`, as a staticmethod
 
     async def one(self, sql: str, *args: Any) -> R | None:
         async with self.guard():

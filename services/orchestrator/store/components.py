@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import asyncpg
-
 from services.orchestrator.domain.records import Component, Environment, Project
 from services.orchestrator.store.base import RecordRepo, row_decoder
 from services.orchestrator.store.environments import environment_from
@@ -39,8 +37,7 @@ def _settings(component: Component) -> tuple[Any, ...]:
 class Projects(RecordRepo[Project]):
     constraint_fields = {"projects_org_name_key": "name"}
 
-    def decode(self, row: asyncpg.Record) -> Project:
-        return project_from(row)
+    decode = staticmethod(project_from)
 
     async def create(self, *, id: str, org: str, name: str) -> Project:
         project = await self.one(
@@ -59,8 +56,7 @@ class Projects(RecordRepo[Project]):
 class Components(RecordRepo[Component]):
     constraint_fields = {"components_org_project_name_key": "name"}
 
-    def decode(self, row: asyncpg.Record) -> Component:
-        return component_from(row)
+    decode = staticmethod(component_from)
 
     async def create(self, component: Component) -> Component:
         created = await self.one(

@@ -7,8 +7,6 @@ nothing; an expired token finds nothing either.
 
 from __future__ import annotations
 
-import asyncpg
-
 from services.orchestrator.domain.records import DataPlane
 from services.orchestrator.store.base import RecordRepo, row_decoder
 
@@ -18,8 +16,7 @@ dataplane_from = row_decoder(DataPlane)
 class DataPlanes(RecordRepo[DataPlane]):
     constraint_fields = {"dataplanes_org_name_key": "name"}
 
-    def decode(self, row: asyncpg.Record) -> DataPlane:
-        return dataplane_from(row)
+    decode = staticmethod(dataplane_from)
 
     async def create(
         self,

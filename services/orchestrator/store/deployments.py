@@ -37,8 +37,7 @@ class Deployments(PendingRepo[Deployment]):
     newest_first = "seq DESC"
     oldest_first = "seq"
 
-    def decode(self, row: asyncpg.Record) -> Deployment:
-        return deployment_from(row)
+    decode = staticmethod(deployment_from)
 
     async def record(self, new: NewDeployment) -> tuple[Deployment, list[Deployment]] | None:
         """Record `new` and supersede the older in-flight deployments of the same component and

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncpg
-
 from services.orchestrator.domain.records import Environment
 from services.orchestrator.store.base import RecordRepo, row_decoder
 
@@ -13,8 +11,7 @@ environment_from = row_decoder(Environment, columns={"order": "position"})
 class Environments(RecordRepo[Environment]):
     constraint_fields = {"environments_org_name_key": "name", "environments_org_position_key": "order"}
 
-    def decode(self, row: asyncpg.Record) -> Environment:
-        return environment_from(row)
+    decode = staticmethod(environment_from)
 
     async def create(self, *, id: str, org: str, name: str, dataplane_id: str, order: int) -> Environment:
         environment = await self.one(

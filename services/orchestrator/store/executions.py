@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import asyncpg
-
 from services.orchestrator.domain.records import Component, DataPlane, Deployment, Execution
 from services.orchestrator.store.base import PendingRepo, row_decoder
 from services.orchestrator.store.components import component_from
@@ -33,8 +31,7 @@ class Executions(PendingRepo[Execution]):
     newest_first = "created_at DESC, id DESC"
     oldest_first = "created_at"
 
-    def decode(self, row: asyncpg.Record) -> Execution:
-        return execution_from(row)
+    decode = staticmethod(execution_from)
 
     async def create(self, *, id: str, deployment: Deployment, args: list[str]) -> Execution:
         execution = await self.one(

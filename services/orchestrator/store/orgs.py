@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncpg
-
 from services.orchestrator.domain.records import Org
 from services.orchestrator.store.base import RecordRepo, row_decoder
 
@@ -13,8 +11,7 @@ org_from = row_decoder(Org)
 class Orgs(RecordRepo[Org]):
     constraint_fields = {"orgs_pkey": "name"}
 
-    def decode(self, row: asyncpg.Record) -> Org:
-        return org_from(row)
+    decode = staticmethod(org_from)
 
     async def create(self, name: str) -> Org:
         org = await self.one("INSERT INTO orgs (name) VALUES ($1) RETURNING *", name)

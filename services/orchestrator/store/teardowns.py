@@ -7,8 +7,6 @@ deploy command dispatched before the deletion that arrives after it.
 
 from __future__ import annotations
 
-import asyncpg
-
 from services.orchestrator.domain.records import Teardown
 from services.orchestrator.store.base import RecordRepo, row_decoder
 
@@ -16,8 +14,7 @@ teardown_from = row_decoder(Teardown)
 
 
 class Teardowns(RecordRepo[Teardown]):
-    def decode(self, row: asyncpg.Record) -> Teardown:
-        return teardown_from(row)
+    decode = staticmethod(teardown_from)
 
     async def add(
         self,
