@@ -12,7 +12,7 @@ import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lowercase
 
-PREFIXES = ("reg", "dp", "dep", "tok", "exe", "evt", "org", "env", "prj", "cmp", "td")
+PREFIXES = ("reg", "dp", "dep", "tok", "exe", "evt", "org", "env", "prj", "cmp", "td", "key", "aud")
 
 
 def _encode(number: int, length: int) -> str:

@@ -75,6 +75,11 @@ class Subjects:
         return self._s("tokens.revoked")
 
     @property
+    def apikeys_revoked(self) -> str:
+        """Orchestrator -> every replica of every service: drop this API key from your cache now."""
+        return self._s("apikeys.revoked")
+
+    @property
     def components_changed(self) -> str:
         """Orchestrator -> gateways: a component changed or went away."""
         return self._s("components.changed")
@@ -103,6 +108,19 @@ class Subjects:
     @property
     def rpc_registry_usage(self) -> str:
         return self._s("rpc.orchestrator.registry.usage")
+
+    @property
+    def rpc_apikey_lookup(self) -> str:
+        return self._s("rpc.orchestrator.apikey.lookup")
+
+    # --- the audit trail (JetStream) ---------------------------------------------------
+    def audit(self, org: str) -> str:
+        """Any service -> orchestrator: one change or refused attempt in `org` (stream AUDIT)."""
+        return self._s(f"audit.{org}")
+
+    @property
+    def all_audit(self) -> str:
+        return self._s("audit.*")
 
     # --- streams ---------------------------------------------------------------------
     def _stream(self, base: str) -> str:
@@ -138,8 +156,17 @@ class Subjects:
         )
 
     @property
+    def audit_stream(self) -> StreamSpec:
+        return StreamSpec(
+            name=self._stream("LANDFALL_AUDIT"),
+            subjects=(self.all_audit,),
+            max_age_seconds=30 * 24 * 3600,
+            description="audit events from every service, until the orchestrator recorded them",
+        )
+
+    @property
     def streams(self) -> tuple[StreamSpec, ...]:
-        return (self.intake_stream, self.dataplane_stream, self.status_stream)
+        return (self.intake_stream, self.dataplane_stream, self.status_stream, self.audit_stream)
 
     def agent_durable(self, dataplane_id: str) -> str:
         return f"agent-{dataplane_id}"

@@ -14,13 +14,12 @@ so clients never have to parse two error formats.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from aiohttp import web
@@ -28,29 +27,26 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from libs.runtime.access import (
+    AUTHENTICATOR,
+    REQUEST_ID_KEY,
+    Authenticator,
+    Need,
+    bearer_token,
+    default_action,
+    guard,
+)
 from libs.runtime.errors import DependencyUnavailable, DomainError, ProblemError
+from libs.runtime.logs import request_id_var
+from libs.runtime.openapi import NAME_PATTERN, PROBLEM_JSON, RouteDoc, openapi_document
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ReadyCheck = Callable[[], Awaitable[None]]
-Auth = Literal["admin", "ci", "none"]
-
-NAME_PATTERN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 NAME_RE = re.compile(rf"^{NAME_PATTERN}$")
-PROBLEM_JSON = "application/problem+json"
-
-
-@dataclass
-class RouteDoc:
-    method: str
-    path: str
-    summary: str
-    auth: Auth
-    request: type[BaseModel] | None
-    responses: dict[int, type[BaseModel] | None]
-    query: dict[str, dict[str, Any]] = field(default_factory=dict)
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}", re.ASCII)
 
 
 READY_CHECKS = web.AppKey("ready_checks", dict[str, ReadyCheck])
@@ -59,9 +55,13 @@ ADMIN_TOKEN = web.AppKey("admin_token", SecretStr)
 
 
 def problem_response(problem: ProblemError) -> web.Response:
+    body = problem.body()
+    rid = request_id_var.get()
+    if rid is not None:
+        body.setdefault("request_id", rid)
     return web.Response(
         status=problem.status,
-        text=json.dumps(problem.body()),
+        text=json.dumps(body),
         content_type=PROBLEM_JSON,
         headers=problem.headers,
     )
@@ -170,25 +170,7 @@ def json_response(model: BaseModel | Mapping[str, Any], status: int = 200) -> we
     return web.Response(status=status, text=text, content_type="application/json")
 
 
-def bearer_token(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return None
-    return value.strip()
-
-
-def check_admin(request: web.Request) -> None:
-    expected = request.app[ADMIN_TOKEN].get_secret_value()
-    given = bearer_token(request)
-    if not expected or given is None or not hmac.compare_digest(given.encode(), expected.encode()):
-        raise ProblemError(
-            401,
-            "Unauthorized",
-            "send the admin token as 'Authorization: Bearer <token>'",
-            kind="unauthorized",
-            headers={"WWW-Authenticate": 'Bearer realm="landfall"'},
-        )
+__all__ = ["NAME_PATTERN", "PROBLEM_JSON", "bearer_token"]  # re-exported for entry points
 
 
 class Api:
@@ -207,100 +189,25 @@ class Api:
         handler: Handler,
         *,
         summary: str,
-        auth: Auth = "admin",
+        auth: Need | Literal["admin"] = "platform",
+        action: str | None = None,
         request: type[BaseModel] | None = None,
         responses: dict[int, type[BaseModel] | None] | None = None,
         query: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        wrapped = handler
-        if auth == "admin":
-
-            async def wrapped(req: web.Request, _h: Handler = handler) -> web.StreamResponse:
-                check_admin(req)
-                return await _h(req)
-
-        self.app.router.add_route(method, path, wrapped)
+        """Declare a route: what it needs (`auth`: a role, `platform`, `ci` or `none`), what a change
+        is called in the audit trail (`action`), and its OpenAPI description."""
+        need: Need = "platform" if auth == "admin" else auth
+        name = action or default_action(method.upper(), path)
+        self.app.router.add_route(method, path, guard(handler, need=need, action=name))
         self.routes.append(
-            RouteDoc(method.upper(), path, summary, auth, request, responses or {200: None}, query or {})
+            RouteDoc(
+                method.upper(), path, summary, need, request, responses or {200: None}, query or {}, name
+            )
         )
 
     def openapi(self) -> dict[str, Any]:
-        schemas: dict[str, Any] = {
-            "Problem": {
-                "type": "object",
-                "properties": {
-                    "type": {"type": "string"},
-                    "title": {"type": "string"},
-                    "status": {"type": "integer"},
-                    "detail": {"type": "string"},
-                    "errors": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-                        },
-                    },
-                },
-                "required": ["type", "title", "status"],
-            }
-        }
-
-        def ref(model: type[BaseModel]) -> dict[str, Any]:
-            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            for name, sub in schema.pop("$defs", {}).items():
-                schemas[name] = sub
-            schemas[model.__name__] = schema
-            return {"$ref": f"#/components/schemas/{model.__name__}"}
-
-        problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-        paths: dict[str, Any] = {}
-        for r in self.routes:
-            params = [
-                {
-                    "name": name,
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "pattern": f"^{NAME_PATTERN}$", "maxLength": 40}
-                    if not name.endswith("id")
-                    else {"type": "string", "maxLength": 64},
-                }
-                for name in re.findall(r"{(\w+)}", r.path)
-            ]
-            params += [{"name": n, "in": "query", "required": False, "schema": s} for n, s in r.query.items()]
-            op: dict[str, Any] = {"summary": r.summary, "parameters": params, "responses": {}}
-            if r.auth != "none":
-                op["security"] = [{"adminToken": []}] if r.auth == "admin" else [{"ciToken": []}]
-            if r.request is not None:
-                op["requestBody"] = {
-                    "required": True,
-                    "content": {"application/json": {"schema": ref(r.request)}},
-                }
-            for status, model in r.responses.items():
-                content = {"application/json": {"schema": ref(model)}} if model is not None else None
-                op["responses"][str(status)] = {
-                    "description": "success",
-                    **({"content": content} if content else {}),
-                }
-            for status in (
-                ([400, 413, 415, 422] if r.request else [])
-                + ([422] if r.query else [])  # a query parameter out of its range or of the wrong type
-                + ([401] if r.auth != "none" else [])
-                + [403, 404, 409, 429, 503]
-            ):
-                op["responses"].setdefault(str(status), {"description": "problem", "content": problem})
-            paths.setdefault(r.path, {})[r.method.lower()] = op
-        return {
-            "openapi": "3.0.3",
-            "info": {"title": self.title, "version": self.version},
-            "paths": paths,
-            "components": {
-                "schemas": schemas,
-                "securitySchemes": {
-                    "adminToken": {"type": "http", "scheme": "bearer"},
-                    "ciToken": {"type": "http", "scheme": "bearer"},
-                },
-            },
-        }
+        return openapi_document(self.routes, title=self.title, version=self.version)
 
 
 API = web.AppKey("api", Api)
@@ -329,6 +236,22 @@ def create_base_app(
         registry=registry,
         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
     )
+
+    @web.middleware
+    async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Take the caller's `X-Request-Id` (if it is a sane token) or make one; answer with it,
+        put it in every log line of the request, the audit items and problem documents."""
+        given = request.headers.get("X-Request-Id", "")
+        rid = given if REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
+        request[REQUEST_ID_KEY] = rid
+        reset = request_id_var.set(rid)
+        try:
+            response = await handler(request)
+        finally:
+            request_id_var.reset(reset)
+        if not response.prepared:
+            response.headers["X-Request-Id"] = rid
+        return response
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -385,10 +308,12 @@ def create_base_app(
             requests_total.labels(route, request.method, str(status)).inc()
             latency.labels(route, request.method).observe(time.perf_counter() - started)
 
-    app = web.Application(middlewares=[middleware], client_max_size=client_max_size)
+    app = web.Application(middlewares=[request_ids, middleware], client_max_size=client_max_size)
     app[READY_CHECKS] = {}
     app[METRICS] = registry
     app[ADMIN_TOKEN] = admin_token or SecretStr("")
+    # The admin token only; a service that accepts org API keys replaces it (service.access_ctx).
+    app[AUTHENTICATOR] = Authenticator(admin_token=app[ADMIN_TOKEN])
     api = Api(app, title=f"Landfall {service}", version=version)
     app[API] = api
 

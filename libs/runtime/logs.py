@@ -1,17 +1,22 @@
 """Structured JSON logs on stderr, one object per line.
 
-Fields passed with `extra={...}` become top-level keys. The formatter never
+Fields passed with `extra={...}` become top-level keys, and a line written while
+a request is served carries its `request_id`. The formatter never
 serialises arbitrary objects' reprs, so a secret wrapped in `SecretStr` stays
 masked; code logs token *prefixes* and ids, never token values.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+"""The request being served (set by the HTTP middleware): every log line written meanwhile carries it."""
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
 
@@ -29,6 +34,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        request_id = request_id_var.get()
+        if request_id is not None:
+            payload["request_id"] = request_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 payload[key] = value if isinstance(value, str | int | float | bool | None) else str(value)

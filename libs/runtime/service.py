@@ -18,10 +18,14 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from libs.contracts.identity import ApiKeyRevoked
 from libs.contracts.subjects import Subjects
 from libs.runtime import bus as busmod
 from libs.runtime import db
-from libs.runtime.http import READY_CHECKS
+from libs.runtime.access import AUDIT, AUTHENTICATOR, Authenticator, KeyDirectory, KeyLookup, bus_key_lookup
+from libs.runtime.audit import AuditLog
+from libs.runtime.broadcasts import Broadcasts
+from libs.runtime.http import ADMIN_TOKEN, READY_CHECKS
 from libs.runtime.natsauth import NatsUser
 from libs.runtime.settings import DatabaseSettings, ServiceSettings
 
@@ -55,6 +59,36 @@ def nats_ctx(
             await nc.drain()
         with contextlib.suppress(Exception):
             await nc.close()
+
+    return ctx
+
+
+def access_ctx(
+    settings: ServiceSettings, *, lookup: Callable[[web.Application], KeyLookup] | None = None
+) -> Callable[[web.Application], Any]:
+    """Org API keys and the audit trail (after `nats_ctx`, and after whatever `lookup` reads).
+
+    `lookup(app)` gives the key look-up by digest: the orchestrator, which owns the keys, reads
+    its own store; every other service leaves it None and asks the orchestrator over the bus.
+    Every replica listens for `ApiKeyRevoked` and forgets the key at once."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        bus = app[BUS]
+        broadcasts = Broadcasts(bus)
+        keys = KeyDirectory(
+            lookup=lookup(app) if lookup is not None else bus_key_lookup(bus),
+            broadcasts=broadcasts,
+            epoch=bus.epoch,
+        )
+        await broadcasts.listen(bus.subjects.apikeys_revoked, ApiKeyRevoked, keys.revoked)
+        await broadcasts.ready()
+        app[AUTHENTICATOR] = Authenticator(admin_token=app[ADMIN_TOKEN], keys=keys)
+        audit = AuditLog(bus, service=settings.service_name)
+        audit.start()
+        app[AUDIT] = audit
+        yield
+        await audit.stop()
+        await broadcasts.close()
 
     return ctx
 
