@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 BUS = web.AppKey("bus", busmod.Bus)
 POOL = web.AppKey("pool", asyncpg.Pool)
 TASKS = web.AppKey("background_tasks", list[asyncio.Task[None]])
+BROADCASTS = web.AppKey("access_broadcasts", Broadcasts)
+"""The `Broadcasts` that `access_ctx` listens on (announce `ApiKeyRevoked` through it)."""
 
 
 def nats_ctx(
@@ -82,6 +84,7 @@ def access_ctx(
         )
         await broadcasts.listen(bus.subjects.apikeys_revoked, ApiKeyRevoked, keys.revoked)
         await broadcasts.ready()
+        app[BROADCASTS] = broadcasts
         app[AUTHENTICATOR] = Authenticator(admin_token=app[ADMIN_TOKEN], keys=keys)
         audit = AuditLog(bus, service=settings.service_name)
         audit.start()
