@@ -12,18 +12,13 @@ from tests.unit.test_agent_manifests import DP, command
 NS = command().namespace
 
 
+WHERE = ("dataplane_id", "org", "project", "component", "environment", "namespace")
+
+
 def removal(seq: int) -> RemoveCommand:
-    return RemoveCommand(
-        teardown_id="td_01jabcdefghjkmnpqrstvwxyz2",
-        dataplane_id=DP,
-        org="acme",
-        project="shop",
-        component="api",
-        environment="production",
-        namespace=NS,
-        seq=seq,
-        sent_at=utcnow(),
-    )
+    """The teardown of the component that `command()` deploys, in the same place."""
+    where = command().model_dump(include=set(WHERE))
+    return RemoveCommand(teardown_id="td_01jabcdefghjkmnpqrstvwxyz2", seq=seq, sent_at=utcnow(), **where)
 
 
 def written_by(cmd: DeployCommand, dataplane_id: str = DP) -> dict[str, Any]:

@@ -57,7 +57,7 @@ class Applier:
             )
         except KubeRejected as exc:
             return Outcome(
-                "failed", reason=reasons.APPLY_REJECTED, message=f"{exc.status} {exc.reason}: {exc.message}"
+                "failed", reason=reasons.APPLY_REJECTED, message=str(exc)
             )
         except SealedSecretError as exc:
             return Outcome("failed", reason=exc.reason, message=exc.message)

@@ -50,7 +50,7 @@ class Remover:
                     "teardown_id": cmd.teardown_id,
                     "namespace": cmd.namespace,
                     "component": cmd.component,
-                    "error": f"{exc.status} {exc.reason}: {exc.message}",
+                    "error": str(exc),
                 },
             )
             return []
