@@ -7,6 +7,7 @@ only a long-running workload has (port, schedule, time zone, ingress class).
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from libs.contracts.messages import DeployCommand, RemoveCommand, SealedSecret
@@ -56,14 +57,6 @@ def command_msg_id(deployment: Deployment, execution: Execution | None = None) -
 
 
 def remove_command(teardown: Teardown, *, sent_at: datetime) -> RemoveCommand:
-    return RemoveCommand(
-        teardown_id=teardown.id,
-        dataplane_id=teardown.dataplane_id,
-        org=teardown.org,
-        project=teardown.project,
-        component=teardown.component,
-        environment=teardown.environment,
-        namespace=teardown.namespace,
-        seq=teardown.seq,
-        sent_at=sent_at,
-    )
+    """The teardown's fields, its id as `teardown_id`."""
+    fields = dataclasses.asdict(teardown)
+    return RemoveCommand(teardown_id=fields.pop("id"), **fields, sent_at=sent_at)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from aiohttp import web
 
 from libs.runtime.errors import Invalid
@@ -29,37 +31,17 @@ MAX_LIMIT = 200
 
 
 def component_out(component: Component, running: dict[str, Deployment]) -> ComponentOut:
-    return ComponentOut(
-        org=component.org,
-        project=component.project,
-        name=component.name,
-        type=component.type,
-        registry_id=component.registry_id,
-        image=component.image,
-        port=component.port,
-        schedule=component.schedule,
-        timezone=component.timezone,
-        env=component.env,
-        created_at=component.created_at,
-        updated_at=component.updated_at,
-        environments={
-            env: RunningImage(image=d.image, digest=d.digest, deployment_id=d.id, status=d.status)
-            for env, d in running.items()
-        },
-    )
+    """The fields of the component that `ComponentOut` shows, and the image running in each environment."""
+    environments = {
+        env: RunningImage(image=d.image, digest=d.digest, deployment_id=d.id, status=d.status)
+        for env, d in running.items()
+    }
+    return ComponentOut.model_validate({**dataclasses.asdict(component), "environments": environments})
 
 
 def execution_out(execution: Execution) -> ExecutionOut:
-    return ExecutionOut(
-        id=execution.id,
-        status=execution.status,
-        args=execution.args,
-        environment=execution.environment,
-        deployment_id=execution.deployment_id,
-        reason=execution.reason,
-        created_at=execution.created_at,
-        updated_at=execution.updated_at,
-    )
+    """The fields of the execution that `ExecutionOut` shows."""
+    return ExecutionOut.model_validate(execution, from_attributes=True)
 
 
 def _limit(request: web.Request) -> int:
