@@ -11,6 +11,7 @@ What is subtle:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -126,22 +127,10 @@ class Deployment:
             "reported": self.reported_at,
             "finished": self.finished_at,
         }
-        return DeploymentView(
-            id=self.id,
-            org=self.org,
-            project=self.project,
-            component=self.component,
-            environment=self.environment,
-            image=self.image,
-            digest=self.digest,
-            status=self.status,
-            reason=self.reason,
-            source=self.source,
-            notes=list(self.notes),
-            created_at=self.recorded_at,
-            updated_at=self.updated_at,
-            timings={k: v for k, v in hops.items() if v is not None},
-        )
+        timings = {k: v for k, v in hops.items() if v is not None}
+        # the fields DeploymentView declares (it ignores the others), created when it was recorded
+        fields = {**dataclasses.asdict(self), "created_at": self.recorded_at, "timings": timings}
+        return DeploymentView.model_validate(fields)
 
 
 @dataclass(frozen=True, slots=True)
