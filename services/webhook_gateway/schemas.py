@@ -54,15 +54,8 @@ class TokenOut(BaseModel):
 
     @classmethod
     def from_row(cls, row: TokenRow) -> TokenOut:
-        return cls(
-            id=row.id,
-            name=row.name,
-            token_prefix=row.token_prefix,
-            created_at=row.created_at,
-            expires_at=row.expires_at,
-            revoked_at=row.revoked_at,
-            last_used_at=row.last_used_at,
-        )
+        """The row's fields of the same names (never its hash)."""
+        return cls.model_validate(row, from_attributes=True)
 
 
 class TokenList(BaseModel):
