@@ -56,9 +56,7 @@ class Applier:
                 ids={"deployment_id": cmd.deployment_id},
             )
         except KubeRejected as exc:
-            return Outcome(
-                "failed", reason=reasons.APPLY_REJECTED, message=str(exc)
-            )
+            return Outcome("failed", reason=reasons.APPLY_REJECTED, message=str(exc))
         except SealedSecretError as exc:
             return Outcome("failed", reason=exc.reason, message=exc.message)
         except Exception as exc:  # a bug must not block every later command

@@ -92,6 +92,20 @@ class Reporter:
         self._queue.put_nowait((report, stored))
         return stored
 
+    def watched(
+        self, rollout: Rollout, status: ReportStatus, *, reason: str | None = None, message: str | None = None
+    ) -> asyncio.Future[None]:
+        """`report` what watching `rollout` found: its command's ids, when it was applied."""
+        return self.report(
+            rollout.kind,
+            rollout.deployment_id,
+            rollout.execution_id,
+            status,
+            reason=reason,
+            message=message,
+            applied_at=rollout.applied_at,
+        )
+
     async def outcome(self, cmd: DeployCommand, outcome: Outcome) -> Rollout | None:
         """Report what applying decided; returns the rollout to watch, if any (see the module docstring)."""
         if outcome.action in ("failed", "superseded"):

@@ -79,14 +79,8 @@ class RolloutWatcher:
             await old.cancel()
             if not old.finished:
                 old.finished = True
-                was = old.rollout
-                self._reporter.report(
-                    was.kind,
-                    was.deployment_id,
-                    was.execution_id,
-                    "superseded",
-                    message=f"deployment {target.deployment_id} replaced it",
-                    applied_at=was.applied_at,
+                self._reporter.watched(
+                    old.rollout, "superseded", message=f"deployment {target.deployment_id} replaced it"
                 )
         watch = _Watch(target)
         self._watches[target.key] = watch
@@ -149,14 +143,8 @@ class RolloutWatcher:
                         verdict = None
                     if verdict is not None and verdict.terminal:
                         watch.finished = True
-                        self._reporter.report(
-                            target.kind,
-                            target.deployment_id,
-                            target.execution_id,
-                            verdict.status,
-                            reason=verdict.reason,
-                            message=verdict.message,
-                            applied_at=target.applied_at,
+                        self._reporter.watched(
+                            target, verdict.status, reason=verdict.reason, message=verdict.message
                         )
                         return
                     seen = feed.latest() if await feed.wait(self._poll_seconds) else None
