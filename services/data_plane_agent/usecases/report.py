@@ -31,6 +31,8 @@ from .metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 
+LOGGED = {"deployment_id", "execution_id", "status", "reason"}  # of a report, once stored
+
 
 def report_msg_id(report: RolloutReport) -> str:
     if report.kind == "run":
@@ -144,15 +146,7 @@ class Reporter:
                 stored.set_result(None)
             if self._metrics:
                 self._metrics.reports.labels(report.status).inc()
-            log.info(
-                "reported",
-                extra={
-                    "deployment_id": report.deployment_id,
-                    "execution_id": report.execution_id,
-                    "status": report.status,
-                    "reason": report.reason,
-                },
-            )
+            log.info("reported", extra=report.model_dump(include=LOGGED))
             self._queue.task_done()
 
     async def _store(self, subject: str, report: RolloutReport) -> None:
