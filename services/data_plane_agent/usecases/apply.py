@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from libs.contracts import naming, reasons
 from libs.contracts.messages import DeployCommand, utcnow
@@ -40,11 +41,11 @@ from .pacing import KeepAlive, while_kube_unavailable
 log = logging.getLogger(__name__)
 
 
+@dataclass(kw_only=True)
 class Applier:
-    def __init__(self, *, kube: Kube, identity: Identity, namespaces: Namespaces) -> None:
-        self._kube = kube
-        self._identity = identity
-        self._namespaces = namespaces
+    kube: Kube
+    identity: Identity
+    namespaces: Namespaces
 
     async def apply(self, cmd: DeployCommand, *, keep_alive: KeepAlive) -> Outcome:
         """Apply `cmd` until it is done one way or another (see the module docstring for errors)."""
@@ -65,17 +66,17 @@ class Applier:
 
     async def _apply(self, cmd: DeployCommand) -> Outcome:
         kind, name = manifests.primary(cmd)
-        current = await self._kube.get(kind, cmd.namespace, name)
+        current = await self.kube.get(kind, cmd.namespace, name)
         if current is None:
             # Nothing applied yet, or the component was deleted: then a tombstone says since when.
-            tomb = await self._kube.get("ConfigMap", cmd.namespace, manifests.tombstone_name(cmd.component))
+            tomb = await self.kube.get("ConfigMap", cmd.namespace, manifests.tombstone_name(cmd.component))
             decided = ordering.against_tombstone(cmd, tomb)
         else:
             decided = ordering.against_primary(cmd, current)
         if decided is not None:
             return decided
-        dockerconfig = self._identity.open(cmd.pull_secret) if cmd.pull_secret is not None else None
-        objects = manifests.plan(cmd, self._identity.dataplane_id, dockerconfigjson=dockerconfig)
+        dockerconfig = self.identity.open(cmd.pull_secret) if cmd.pull_secret is not None else None
+        objects = manifests.plan(cmd, self.identity.dataplane_id, dockerconfigjson=dockerconfig)
         del dockerconfig
         try:
             # An earlier deploy's pull Secret is only worth looking for if that deploy used one.
@@ -84,9 +85,9 @@ class Applier:
                 cmd, objects, primary_exists=current is not None, may_have_pull_secret=used_secret
             )
         except KubeRejected as exc:
-            if exc.status != 404 or cmd.namespace not in self._namespaces:
+            if exc.status != 404 or cmd.namespace not in self.namespaces:
                 raise
-            self._namespaces.forget(cmd.namespace)  # someone deleted the namespace: make it again
+            self.namespaces.forget(cmd.namespace)  # someone deleted the namespace: make it again
             return await self._write(cmd, objects, primary_exists=None)
 
     async def _write(
@@ -97,10 +98,10 @@ class Applier:
         primary_exists: bool | None,
         may_have_pull_secret: bool = True,
     ) -> Outcome:
-        await self._namespaces.ensure(cmd)
+        await self.namespaces.ensure(cmd)
         *before, primary = objects
         written = await asyncio.gather(
-            *(self._kube.apply(obj.kind, cmd.namespace, obj.body, exists=primary_exists) for obj in before),
+            *(self.kube.apply(obj.kind, cmd.namespace, obj.body, exists=primary_exists) for obj in before),
             return_exceptions=True,
         )
         for result in written:
@@ -108,11 +109,11 @@ class Applier:
                 raise result
         if primary.kind == "Job":
             try:
-                await self._kube.create("Job", cmd.namespace, primary.body)
+                await self.kube.create("Job", cmd.namespace, primary.body)
             except Conflict:
                 return Outcome("redelivered")
         else:
-            await self._kube.apply(primary.kind, cmd.namespace, primary.body, exists=primary_exists)
+            await self.kube.apply(primary.kind, cmd.namespace, primary.body, exists=primary_exists)
         if cmd.pull_secret is None and cmd.kind == "deploy" and may_have_pull_secret:
             await self._drop_pull_secret(cmd)
         return Outcome("applied", applied_at=utcnow())
@@ -120,7 +121,7 @@ class Applier:
     async def _drop_pull_secret(self, cmd: DeployCommand) -> None:
         """The registry became anonymous (or vendor): remove the credential an earlier deploy left."""
         name = manifests.pull_secret_name(cmd.component)
-        secret = await self._kube.get("Secret", cmd.namespace, name)
+        secret = await self.kube.get("Secret", cmd.namespace, name)
         labels = ((secret or {}).get("metadata") or {}).get("labels") or {}
         if secret is not None and labels.get(naming.MANAGED_BY) == "landfall":
-            await self._kube.delete("Secret", cmd.namespace, name)
+            await self.kube.delete("Secret", cmd.namespace, name)

@@ -13,6 +13,7 @@ person and does not block later commands.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from libs.contracts.messages import RemoveCommand
 
@@ -25,14 +26,12 @@ from .watch import RolloutWatcher
 log = logging.getLogger(__name__)
 
 
+@dataclass(kw_only=True)
 class Remover:
-    def __init__(
-        self, *, kube: Kube, namespaces: Namespaces, watcher: RolloutWatcher, dataplane_id: str
-    ) -> None:
-        self._kube = kube
-        self._namespaces = namespaces
-        self._watcher = watcher
-        self._dataplane_id = dataplane_id
+    kube: Kube
+    namespaces: Namespaces
+    watcher: RolloutWatcher
+    dataplane_id: str
 
     async def remove(self, cmd: RemoveCommand, *, keep_alive: KeepAlive) -> list[str]:
         """What was deleted (`Kind/name`), once done; nothing if the API server refused."""
@@ -56,17 +55,17 @@ class Remover:
             return []
 
     async def _remove(self, cmd: RemoveCommand) -> list[str]:
-        await self._watcher.forget_component(cmd.namespace, cmd.component)
-        await self._namespaces.ensure(cmd)
-        tomb = manifests.tombstone(cmd, self._dataplane_id)
-        await self._kube.apply(tomb.kind, cmd.namespace, tomb.body)
+        await self.watcher.forget_component(cmd.namespace, cmd.component)
+        await self.namespaces.ensure(cmd)
+        tomb = manifests.tombstone(cmd, self.dataplane_id)
+        await self.kube.apply(tomb.kind, cmd.namespace, tomb.body)
         removed: list[str] = []
         selector = manifests.labels(cmd)
         for kind in manifests.REMOVABLE:
-            for obj in await self._kube.list(kind, cmd.namespace, selector):
-                if not ordering.removable(obj, cmd, self._dataplane_id):
+            for obj in await self.kube.list(kind, cmd.namespace, selector):
+                if not ordering.removable(obj, cmd, self.dataplane_id):
                     continue
                 name = str((obj.get("metadata") or {}).get("name", ""))
-                if name and await self._kube.delete(kind, cmd.namespace, name):
+                if name and await self.kube.delete(kind, cmd.namespace, name):
                     removed.append(f"{kind}/{name}")
         return removed

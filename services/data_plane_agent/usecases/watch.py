@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from libs.contracts import naming
 
@@ -50,22 +50,14 @@ class _Watch:
             await asyncio.gather(self.task, return_exceptions=True)
 
 
+@dataclass(kw_only=True)
 class RolloutWatcher:
-    def __init__(
-        self,
-        *,
-        kube: Kube,
-        reporter: Reporter,
-        dataplane_id: str,
-        poll_seconds: float,
-        metrics: AgentMetrics | None = None,
-    ) -> None:
-        self._kube = kube
-        self._reporter = reporter
-        self._dataplane_id = dataplane_id
-        self._poll_seconds = poll_seconds
-        self._metrics = metrics
-        self._watches: dict[tuple[str, str, str], _Watch] = {}
+    kube: Kube
+    reporter: Reporter
+    dataplane_id: str
+    poll_seconds: float
+    metrics: AgentMetrics | None = None
+    _watches: dict[tuple[str, str, str], _Watch] = field(default_factory=dict, init=False)
 
     @property
     def watching(self) -> int:
@@ -79,14 +71,14 @@ class RolloutWatcher:
             await old.cancel()
             if not old.finished:
                 old.finished = True
-                self._reporter.watched(
+                self.reporter.watched(
                     old.rollout, "superseded", message=f"deployment {target.deployment_id} replaced it"
                 )
         watch = _Watch(target)
         self._watches[target.key] = watch
         watch.task = asyncio.create_task(
             self._watch(watch),
-            name=f"agent-rollout-{self._dataplane_id}-{target.namespace}-{target.object_name}",
+            name=f"agent-rollout-{self.dataplane_id}-{target.namespace}-{target.object_name}",
         )
 
     async def forget_component(self, namespace: str, component: str) -> None:
@@ -102,24 +94,22 @@ class RolloutWatcher:
         resumed = 0
         for kind in ("Deployment", "Job"):
             try:
-                found = await self._kube.list(kind, None, {naming.MANAGED_BY: "landfall"})
+                found = await self.kube.list(kind, None, {naming.MANAGED_BY: "landfall"})
             except KubeRejected as exc:  # e.g. RBAC without cluster-wide list: start anyway
                 log.warning(
                     "cannot list managed objects; unfinished rollouts are not re-reported",
-                    extra={"dataplane_id": self._dataplane_id, "kind": kind, "error": str(exc)},
+                    extra={"dataplane_id": self.dataplane_id, "kind": kind, "error": str(exc)},
                 )
                 continue
             for obj in found:
-                if manifests.marker(obj).dataplane_id != self._dataplane_id:
+                if manifests.marker(obj).dataplane_id != self.dataplane_id:
                     continue
                 target = Rollout.from_object(kind, obj)
                 if target is not None:
                     await self.track(target)
                     resumed += 1
         if resumed:
-            log.info(
-                "resumed watching rollouts", extra={"dataplane_id": self._dataplane_id, "count": resumed}
-            )
+            log.info("resumed watching rollouts", extra={"dataplane_id": self.dataplane_id, "count": resumed})
 
     async def stop(self) -> None:
         watches = list(self._watches.values())
@@ -127,10 +117,10 @@ class RolloutWatcher:
 
     async def _watch(self, watch: _Watch) -> None:
         target = watch.rollout
-        if self._metrics:
-            self._metrics.watching.inc()
+        if self.metrics:
+            self.metrics.watching.inc()
         try:
-            async with self._kube.changes(target.object_kind, target.namespace, target.object_name) as feed:
+            async with self.kube.changes(target.object_kind, target.namespace, target.object_name) as feed:
                 seen: manifests.Body | None = None  # the object as the last watch event carried it
                 while True:
                     try:
@@ -143,14 +133,14 @@ class RolloutWatcher:
                         verdict = None
                     if verdict is not None and verdict.terminal:
                         watch.finished = True
-                        self._reporter.watched(
+                        self.reporter.watched(
                             target, verdict.status, reason=verdict.reason, message=verdict.message
                         )
                         return
-                    seen = feed.latest() if await feed.wait(self._poll_seconds) else None
+                    seen = feed.latest() if await feed.wait(self.poll_seconds) else None
         finally:
-            if self._metrics:
-                self._metrics.watching.dec()
+            if self.metrics:
+                self.metrics.watching.dec()
             if self._watches.get(target.key) is watch:
                 del self._watches[target.key]
 
@@ -158,19 +148,19 @@ class RolloutWatcher:
         obj = (
             seen
             if seen is not None
-            else await self._kube.get(target.object_kind, target.namespace, target.object_name)
+            else await self.kube.get(target.object_kind, target.namespace, target.object_name)
         )
         gone = rollout.replaced(target, obj)
         if gone is not None:
             return gone
         assert obj is not None  # `replaced` judges a missing object
         if target.kind == "run":
-            pods = await self._kube.list("Pod", target.namespace, target.pod_labels)
+            pods = await self.kube.list("Pod", target.namespace, target.pod_labels)
             mine = rollout.pods_of(pods, execution_id=target.execution_id, job_name=target.object_name)
             return rollout.job_verdict(obj, mine)
         verdict = rollout.deployment_verdict(obj)
         if verdict.status == "progressing":
-            pods = await self._kube.list("Pod", target.namespace, target.pod_labels)
+            pods = await self.kube.list("Pod", target.namespace, target.pod_labels)
             failure = rollout.pod_failure(rollout.pods_of(pods, deployment_id=target.deployment_id))
             if failure is not None:
                 return failure
