@@ -39,6 +39,7 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -354,27 +355,20 @@ class _BorrowedClientWatch(watch.Watch):
             self.resp = None
 
 
+@dataclass
 class ChangeFeed:
     """Wakes `wait()` when the watched object changes; `wait()` also returns after `timeout`.
 
     `latest()` hands over the object as the newest event carried it (once), so the watcher need
     not read it again; None after a deletion or when no event came."""
 
-    def __init__(
-        self,
-        list_fn: Callable[..., Awaitable[Any]],
-        namespace: str,
-        name: str,
-        slots: asyncio.Semaphore,
-        api: client.ApiClient,
-    ) -> None:
-        self._list = list_fn
-        self._api = api
-        self._slots = slots
-        self._namespace = namespace
-        self._name = name
-        self._changed = asyncio.Event()
-        self._latest: Body | None = None
+    list_fn: Callable[..., Awaitable[Any]]
+    namespace: str
+    name: str
+    slots: asyncio.Semaphore
+    api: client.ApiClient
+    _changed: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _latest: Body | None = field(default=None, init=False)
 
     def latest(self) -> Body | None:
         found, self._latest = self._latest, None
@@ -383,22 +377,22 @@ class ChangeFeed:
     async def run(self) -> None:
         while True:
             try:
-                async with self._slots, _BorrowedClientWatch(self._api) as w:
+                async with self.slots, _BorrowedClientWatch(self.api) as w:
                     async for event in w.stream(
-                        self._list,
-                        self._namespace,
-                        field_selector=f"metadata.name={self._name}",
+                        self.list_fn,
+                        self.namespace,
+                        field_selector=f"metadata.name={self.name}",
                         timeout_seconds=300,
                     ):
                         obj = event.get("raw_object") if isinstance(event, dict) else None
-                        if isinstance(obj, dict) and (obj.get("metadata") or {}).get("name") == self._name:
+                        if isinstance(obj, dict) and (obj.get("metadata") or {}).get("name") == self.name:
                             kind = event.get("type") if isinstance(event, dict) else None
                             self._latest = dict(obj) if kind in ("ADDED", "MODIFIED") else None
                             self._changed.set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the timer in `wait` covers for a broken watch
-                log.debug("watch broke; re-opening", extra={"object": self._name, "error": repr(exc)})
+                log.debug("watch broke; re-opening", extra={"object": self.name, "error": repr(exc)})
                 await asyncio.sleep(1)
 
     async def wait(self, timeout: float) -> bool:
