@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(kw_only=True)
 class Applier:
+    """Applies deploy commands: the objects, in order, unless the cluster holds a newer deployment."""
+
     kube: Kube
     identity: Identity
     namespaces: Namespaces

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(kw_only=True)
 class Remover:
+    """Removes a deleted component: stops its watches, leaves a tombstone, deletes its objects."""
+
     kube: Kube
     namespaces: Namespaces
     watcher: RolloutWatcher
