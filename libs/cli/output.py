@@ -1,11 +1,17 @@
 """What goes where: results on standard output (a table, or with `-o json` the API's JSON and
-nothing else), progress and errors on standard error."""
+nothing else), progress and errors on standard error.
+
+Rich is imported only to draw a table or a spinner: a `-o json` deploy in CI never loads it.
+Once a Rich console on standard error exists (a spinner may be running on it), notes go through
+it, so a line of progress never lands in the middle of the spinner.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +75,31 @@ class Output:
     def fields(self, pairs: Sequence[tuple[str, Any]]) -> None:
         self.table(("FIELD", "VALUE"), [(k, v) for k, v in pairs if v not in (None, "", [], {})])
 
+    def answer(self, doc: Any, pairs: Sequence[tuple[str, Any]], *, notes: Iterable[str] = ()) -> None:
+        """One object the API answered: as it is with `-o json`; for people these fields, then the
+        notes on standard error."""
+        if self.json:
+            self.document(doc)
+            return
+        self.fields(pairs)
+        for text in notes:
+            self.note(text)
+
+    def listing(
+        self,
+        doc: dict[str, Any],
+        columns: Sequence[str],
+        row: Callable[[dict[str, Any]], Sequence[Any]],
+        *,
+        empty: str,
+    ) -> None:
+        """A list the API answered (`{"items": [...]}`): as it is with `-o json`; for people a
+        table with a row per item, or `empty` on standard error when there is none."""
+        if self.json:
+            self.document(doc)
+            return
+        self.table(columns, [row(item) for item in doc.get("items") or []], empty=empty)
+
     # --- standard error ----------------------------------------------------------------------
     def note(self, text: str) -> None:
         if self._err is not None:  # a spinner may be running on it: print through it
@@ -78,6 +109,23 @@ class Output:
             return
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
+
+    def progress(self, what: str) -> tuple[Callable[[str, dict[str, Any]], None], Callable[[str], None]]:
+        """Notes for `wait.follow`: each new status, and each retry, stamped with the time."""
+
+        def on_change(status: str, state: dict[str, Any]) -> None:
+            self.note(f"{stamp()}  {what}  {status}")
+
+        def on_retry(message: str) -> None:
+            self.note(f"{stamp()}  {what}  {message}")
+
+        return on_change, on_retry
+
+
+def stamp(moment: float | None = None) -> str:
+    """Wall-clock time to the millisecond: 18:02:11.204."""
+    now = datetime.fromtimestamp(time.time() if moment is None else moment)
+    return now.strftime("%H:%M:%S.") + f"{now.microsecond // 1000:03d}"
 
 
 def cell(value: Any) -> str:

@@ -11,8 +11,10 @@ import pytest
 
 from libs.cli import config as cfg
 from libs.cli.client import ApiError, format_problem, is_ci_token
+from libs.cli.commands.deploys import repository_of
+from libs.cli.context import parse_pairs
 from libs.cli.errors import CliError, exit_code_for_status
-from libs.cli.main import _repository, hoist_global_options, parse_pairs
+from libs.cli.main import hoist_global_options
 from libs.cli.wait import Clock, TimedOut, follow
 
 
@@ -96,9 +98,9 @@ def test_small_parsers() -> None:
     assert parse_pairs(["A=1", "B=x=y", "C="], "--env") == {"A": "1", "B": "x=y", "C": ""}
     with pytest.raises(CliError):
         parse_pairs(["novalue"], "--env")
-    assert _repository("127.0.0.1:5000/team/app:1.0") == "127.0.0.1:5000/team/app"
-    assert _repository("127.0.0.1:5000/team/app@sha256:ab") == "127.0.0.1:5000/team/app"
-    assert _repository("ghcr.io/a/b") == "ghcr.io/a/b"
+    assert repository_of("127.0.0.1:5000/team/app:1.0") == "127.0.0.1:5000/team/app"
+    assert repository_of("127.0.0.1:5000/team/app@sha256:ab") == "127.0.0.1:5000/team/app"
+    assert repository_of("ghcr.io/a/b") == "ghcr.io/a/b"
     assert is_ci_token("lfci_abc")
     assert not is_ci_token("lfk_abc")
     assert not is_ci_token(None)
