@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import NotRequired, Protocol, TypedDict, Unpack
 
 from libs.contracts.identity import Actor, AuditEvent, Outcome
 from libs.contracts.ids import new_id
@@ -28,21 +28,23 @@ from libs.runtime.errors import DependencyUnavailable
 log = logging.getLogger(__name__)
 
 
+class AuditEntry(TypedDict):
+    """What the one who saw a change or a refusal knows about it (the log adds id, time, service)."""
+
+    org: str
+    actor: Actor
+    action: str
+    target: str
+    outcome: Outcome
+    status: int
+    request_id: str | None
+    detail: NotRequired[str]
+
+
 class AuditSink(Protocol):
     """What the HTTP guard needs of an audit log."""
 
-    def record(
-        self,
-        *,
-        org: str,
-        actor: Actor,
-        action: str,
-        target: str,
-        outcome: Outcome,
-        status: int,
-        request_id: str | None,
-        detail: str = "",
-    ) -> object: ...
+    def record(self, **entry: Unpack[AuditEntry]) -> object: ...
 
 
 class AuditLog:
@@ -52,35 +54,17 @@ class AuditLog:
         self._queue: asyncio.Queue[AuditEvent] = asyncio.Queue(maxsize=max_queued)
         self._task: asyncio.Task[None] | None = None
 
-    def record(
-        self,
-        *,
-        org: str,
-        actor: Actor,
-        action: str,
-        target: str,
-        outcome: Outcome,
-        status: int,
-        request_id: str | None,
-        detail: str = "",
-    ) -> AuditEvent:
+    def record(self, **entry: Unpack[AuditEntry]) -> AuditEvent:
         event = AuditEvent(
             id=new_id("aud"),
             time=datetime.now(UTC),
-            org=org,
             service=self.service,
-            actor=actor,
-            action=action,
-            target=target[:300],
-            outcome=outcome,
-            status=status,
-            request_id=request_id,
-            detail=detail[:300],
+            **{**entry, "target": entry["target"][:300], "detail": entry.get("detail", "")[:300]},
         )
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
-            log.error("audit queue full: event dropped", extra={"action": action, "org": org})
+            log.error("audit queue full: event dropped", extra={"action": event.action, "org": event.org})
         return event
 
     def start(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
 import pytest
 from aiohttp import web
@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from libs.contracts.identity import Actor, ApiKeyInfo, ApiKeyRevoked, Outcome, Role
 from libs.contracts.tokens import API_KEY, CI_TOKEN, token_hash, token_prefix
 from libs.runtime.access import AUDIT, AUTHENTICATOR, Authenticator, KeyDirectory, caller
+from libs.runtime.audit import AuditEntry
 from libs.runtime.http import create_base_app, json_response
 
 ADMIN = "admin-token-for-tests"
@@ -30,30 +31,8 @@ class Recorder:
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
 
-    def record(
-        self,
-        *,
-        org: str,
-        actor: Actor,
-        action: str,
-        target: str,
-        outcome: Outcome,
-        status: int,
-        request_id: str | None,
-        detail: str = "",
-    ) -> None:
-        self.items.append(
-            {
-                "org": org,
-                "actor": actor,
-                "action": action,
-                "target": target,
-                "outcome": outcome,
-                "status": status,
-                "request_id": request_id,
-                "detail": detail,
-            }
-        )
+    def record(self, **entry: Unpack[AuditEntry]) -> None:
+        self.items.append({"detail": "", **entry})
 
 
 class Keys:
