@@ -77,6 +77,7 @@ class Caller:
 CALLER_KEY = web.RequestKey("landfall_caller", Caller)
 AUDIT_TARGET_KEY = web.RequestKey("landfall_audit_target", str)
 AUDIT_ORG_KEY = web.RequestKey("landfall_audit_org", str)
+AUDIT_DETAIL_KEY = web.RequestKey("landfall_audit_detail", str)
 REQUEST_ID_KEY = web.RequestKey("landfall_request_id", str)
 
 PLATFORM: Final = Caller(kind="platform", name="platform admin")
@@ -94,11 +95,14 @@ def set_caller(request: web.Request, who: Caller) -> None:
     request[CALLER_KEY] = who
 
 
-def audit_target(request: web.Request, target: str, *, org: str | None = None) -> None:
-    """Name what a change made (e.g. the new id) and, where the path names no org, whose it is."""
+def audit_target(request: web.Request, target: str, *, org: str | None = None, detail: str = "") -> None:
+    """Name what a change made (e.g. the new id) and, where the path names no org, whose it is;
+    `detail` says what came of it (e.g. what a registry check found), never a secret."""
     request[AUDIT_TARGET_KEY] = target
     if org is not None:
         request[AUDIT_ORG_KEY] = org
+    if detail:
+        request[AUDIT_DETAIL_KEY] = detail
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -334,7 +338,14 @@ def guard(handler: Handler, *, need: Need, action: str) -> Handler:
                 _audit(request, who=who, action=action, outcome="refused", status=status, detail=exc.detail)
             raise
         if request.method in CHANGES and response.status < 400:
-            _audit(request, who=caller(request), action=action, outcome="ok", status=response.status)
+            _audit(
+                request,
+                who=caller(request),
+                action=action,
+                outcome="ok",
+                status=response.status,
+                detail=request.get(AUDIT_DETAIL_KEY, ""),
+            )
         return response
 
     return guarded
