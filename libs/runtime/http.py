@@ -47,6 +47,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ReadyCheck = Callable[[], Awaitable[None]]
 NAME_RE = re.compile(rf"^{NAME_PATTERN}$")
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}", re.ASCII)
+INTEGER_RE = re.compile(r"-?[0-9]{1,18}", re.ASCII)
+MAX_JSON_DEPTH = 400
 
 
 READY_CHECKS = web.AppKey("ready_checks", dict[str, ReadyCheck])
@@ -124,16 +126,73 @@ def require_json(request: web.Request) -> None:
         )
 
 
-async def read_json(request: web.Request, model: type[M]) -> M:
-    """Decode a JSON body into `model`: 415 for another type, 400 for bad JSON, 422 for bad values."""
-    require_json(request)
-    raw = await request.read()
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether containers nest deeper than `limit` (iterative: a hostile body cannot recurse us)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def too_large(detail: str) -> ProblemError:
+    return ProblemError(
+        422,
+        "Validation Failed",
+        detail,
+        kind="validation-failed",
+        errors=[{"field": "body", "message": detail}],
+    )
+
+
+def decode_json(raw: bytes) -> Any:
+    """JSON with limits: 400 when it does not parse, 422 when it nests deeper than `MAX_JSON_DEPTH`
+    or holds an integer longer than Python converts (`ValueError`), never a `RecursionError`."""
     try:
         data = json.loads(raw or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise too_large(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
         raise ProblemError(
             400, "Malformed JSON", f"the body is not valid JSON: {exc}", kind="malformed-json"
         ) from exc
+    except UnicodeDecodeError:
+        raise ProblemError(
+            400, "Malformed JSON", "the body is not valid UTF-8 JSON", kind="malformed-json"
+        ) from None
+    except ValueError:  # int('9' * 5000): longer than sys.get_int_max_str_digits()
+        raise too_large("the body holds a number with more digits than any field accepts") from None
+    if _too_deep(data, MAX_JSON_DEPTH):
+        raise too_large(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def query_int(request: web.Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
+    """An integer query parameter in [minimum, maximum]: ASCII digits only (no `²`, no `1_000`, no
+    4,300-digit strings), else a 422 naming the parameter."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not INTEGER_RE.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+        message = f"must be a whole number from {minimum} to {maximum}"
+        raise ProblemError(
+            422,
+            "Validation Failed",
+            f"{name}: {message}",
+            kind="validation-failed",
+            errors=[{"field": name, "message": message}],
+        )
+    return int(raw)
+
+
+async def read_json(request: web.Request, model: type[M]) -> M:
+    """Decode a JSON body into `model`: 415 for another type, 400 for bad JSON, 422 for bad values."""
+    require_json(request)
+    data = decode_json(await request.read())
     if not isinstance(data, dict):
         raise ProblemError(
             422,

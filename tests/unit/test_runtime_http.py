@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel, Field, SecretStr
 
 from libs.runtime.errors import DependencyUnavailable
-from libs.runtime.http import create_base_app, json_response, path_name, read_json
+from libs.runtime.http import create_base_app, json_response, path_name, query_int, read_json
 
 ADMIN = "admin-token-for-tests"
 
@@ -142,3 +142,60 @@ def test_openapi_documents_422_for_operations_with_query_parameters() -> None:
     doc = api.openapi()
     assert "422" in doc["paths"]["/v1/things"]["get"]["responses"]
     assert "422" not in doc["paths"]["/v1/plain"]["get"]["responses"]
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    """A service with a body and a query parameter, to send what no schema-driven fuzzer makes."""
+    app, api = create_base_app(service="test", version="0", admin_token=SecretStr(ADMIN))
+
+    async def echo(request: web.Request) -> web.Response:
+        await read_json(request, Loose)
+        return json_response({"limit": query_int(request, "limit", default=10, minimum=1, maximum=200)})
+
+    api.route("POST", "/echo", echo, summary="echo", auth="none", request=Loose)
+    async with TestClient(TestServer(app)) as c:
+        yield c
+
+
+class Loose(BaseModel):
+    model_config = {"extra": "allow"}
+
+
+def nested(depth: int) -> bytes:
+    """An object holding `depth - 1` nested lists: `depth` levels in all."""
+    return b'{"a":' + b"[" * (depth - 1) + b"1" + b"]" * (depth - 1) + b"}"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (nested(100_000), 422),  # json.loads would raise RecursionError: it was a 500
+        (nested(401), 422),
+        (nested(400), 200),
+        (b'{"n": ' + b"9" * 5000 + b"}", 422),  # longer than int() converts
+        (b'{"n": "\xff\xfe"}', 400),  # not UTF-8
+    ],
+)
+async def test_hostile_bodies_are_refused_with_a_problem_never_a_500(
+    hostile: TestClient[web.Request, web.Application], body: bytes, status: int
+) -> None:
+    resp = await hostile.post("/echo", data=body, headers={"Content-Type": "application/json"})
+    assert resp.status == status
+    if status != 200:
+        assert resp.content_type == "application/problem+json"
+
+
+@pytest.mark.parametrize("value", ["²", "1_000", "9" * 5000, "0", "201", "-1", " 5", "5.0", "0x10"])
+async def test_query_integers_are_ascii_digits_within_bounds(
+    hostile: TestClient[web.Request, web.Application], value: str
+) -> None:
+    resp = await hostile.post(f"/echo?limit={value}", json={})
+    assert resp.status == 422
+    problem = await resp.json()
+    assert problem["errors"][0]["field"] == "limit"
+
+
+async def test_a_good_query_integer_is_used(hostile: TestClient[web.Request, web.Application]) -> None:
+    resp = await hostile.post("/echo?limit=200", json={})
+    assert await resp.json() == {"limit": 200}
