@@ -24,17 +24,21 @@ Subtle parts:
 - Status codes and end-to-end headers pass unchanged (Authorization, Idempotency-Key, the
   webhook-* signature headers, Retry-After, Location, ...); only hop-by-hop headers are
   dropped, and responses are not decompressed, so Content-Encoding and Content-Length stay true.
-- A service that cannot be reached answers 503 + Retry-After as an RFC 9457 problem naming the
-  service, like any unavailable dependency in API.md. A service that dies in the middle of an
+- A service may have several replicas (`--orchestrator URL1,URL2`): requests go round-robin,
+  one replica after the other, as a Service in Kubernetes spreads them; a replica that refuses
+  the connection is skipped for the next one (nothing was sent yet, so retrying is safe).
+- A service that cannot be reached at all answers 503 + Retry-After as an RFC 9457 problem naming
+  the service, like any unavailable dependency in API.md. A service that dies in the middle of an
   answer can only have its connection closed: the status line is already sent.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 from aiohttp import web
@@ -70,7 +74,8 @@ HOP_BY_HOP = frozenset(
 READ_TIMEOUT = 180  # seconds; above the 60 s long-poll maximum plus slack
 RETRY_AFTER = 2
 CHUNK = 64 * 1024
-UPSTREAMS = web.AppKey("upstreams", dict[str, str])
+UPSTREAMS = web.AppKey("upstreams", dict[str, list[str]])
+TURNS = web.AppKey("turns", dict[str, Iterator[str]])
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 
 
@@ -97,20 +102,27 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     if service is None:
         detail = f"{request.path} is not a Landfall API path (they start with /v1/)"
         return problem_response(ProblemError(404, "Not Found", detail, kind="not-found"))
-    base = request.app[UPSTREAMS][service]
     session = request.app[SESSION]
-    try:
-        upstream = await session.request(
-            request.method,
-            base + request.rel_url.path_qs,
-            headers=_forward_headers(request),
-            data=request.content if request.body_exists else None,
-            allow_redirects=False,
-        )
-    except (TimeoutError, aiohttp.ClientConnectionError) as exc:
-        name = SERVICE_NAMES[service]
-        detail = f"the {name} service is unavailable ({type(exc).__name__} at {base})"
-        return problem_response(unavailable(detail, RETRY_AFTER))
+    replicas = len(request.app[UPSTREAMS][service])
+    for attempt in range(replicas):
+        base = next(request.app[TURNS][service])
+        try:
+            upstream = await session.request(
+                request.method,
+                base + request.rel_url.path_qs,
+                headers=_forward_headers(request),
+                data=request.content if request.body_exists else None,
+                allow_redirects=False,
+            )
+            break
+        except aiohttp.ClientConnectorError:
+            if attempt + 1 < replicas:
+                continue  # refused before anything was sent: the next replica may take it
+            return _down(service, base, "ClientConnectorError")
+        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+            return _down(service, base, type(exc).__name__)
+    else:  # pragma: no cover - an empty upstream list is refused by create_app
+        return _down(service, "", "no replica")
     async with upstream:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         for key, value in upstream.headers.items():
@@ -129,6 +141,11 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         return response
 
 
+def _down(service: str, base: str, why: str) -> web.Response:
+    detail = f"the {SERVICE_NAMES[service]} service is unavailable ({why} at {base})"
+    return problem_response(unavailable(detail, RETRY_AFTER))
+
+
 async def healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -137,13 +154,18 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "upstreams": request.app[UPSTREAMS]})
 
 
-def create_app(upstreams: dict[str, str]) -> web.Application:
-    """`upstreams`: service name (`credentials`, `webhook_gateway`, `orchestrator`) → base URL."""
-    missing = set(SERVICE_NAMES) - set(upstreams)
+def create_app(upstreams: dict[str, str | list[str]]) -> web.Application:
+    """`upstreams`: service name (`credentials`, `webhook_gateway`, `orchestrator`) → the base URL
+    of each replica (a list, or one string with the URLs separated by commas)."""
+    split = {name: urls.split(",") if isinstance(urls, str) else urls for name, urls in upstreams.items()}
+    lists = {name: [u.strip().rstrip("/") for u in urls if u.strip()] for name, urls in split.items()}
+    missing = {name for name in SERVICE_NAMES if not lists.get(name)}
     if missing:
         raise ValueError(f"no upstream for {sorted(missing)}")
     app = web.Application(client_max_size=0)
-    app[UPSTREAMS] = {name: url.rstrip("/") for name, url in upstreams.items()}
+    app[UPSTREAMS] = lists
+    turns: dict[str, Iterator[str]] = {name: itertools.cycle(urls) for name, urls in lists.items()}
+    app[TURNS] = turns
 
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=READ_TIMEOUT)
@@ -167,13 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m libs.devstack.front_door")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8088)
-    parser.add_argument("--credentials", required=True, help="base URL of the credentials service")
-    parser.add_argument("--gateway", required=True, help="base URL of the webhook-gateway")
-    parser.add_argument("--orchestrator", required=True, help="base URL of the orchestrator")
+    each = "base URL of each replica of the {}, separated by commas"
+    parser.add_argument("--credentials", required=True, help=each.format("credentials service"))
+    parser.add_argument("--gateway", required=True, help=each.format("webhook-gateway"))
+    parser.add_argument("--orchestrator", required=True, help=each.format("orchestrator"))
     args = parser.parse_args(argv)
-    app = create_app(
-        {"credentials": args.credentials, "webhook_gateway": args.gateway, "orchestrator": args.orchestrator}
-    )
+    upstreams: dict[str, str | list[str]] = {
+        "credentials": args.credentials,
+        "webhook_gateway": args.gateway,
+        "orchestrator": args.orchestrator,
+    }
+    app = create_app(upstreams)
     web.run_app(app, host=args.host, port=args.port, print=lambda line: print(line, flush=True))
     return 0
 

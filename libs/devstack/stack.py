@@ -17,8 +17,16 @@ Subtle parts:
 - The front door is a process like the services, started after them; it only
   forwards, so it needs no readiness of its own beyond listening.
 - Everything lives under the state directory and is reused: ports, the admin
-  token, the Vault unseal key, the provisioned ids. A second `make up` finds
-  the earlier registries, components and deployments.
+  token, the org key, the Vault unseal key, the provisioned ids. A second `make up`
+  finds the earlier registries, components and deployments.
+- Two credentials, as in production: the platform admin token only creates org
+  `default` and its first owner key (`local-owner`, `LANDFALL_ORG_KEY`); everything
+  else is provisioned with that key, as a user would. The key is made again only
+  when the orchestrator refuses it (a fresh database, or someone revoked it).
+- `replicas=N` runs N processes of each HTTP service, each on its own port (the
+  first on the `Ports` port, the others on free ports kept in the state); the front
+  door round-robins over them and `LANDFALL_*_URLS` lists them all. Replica k > 1 of
+  a service is the process `<service>-<k>` (its log is `<name>-<k>.log`).
 """
 
 from __future__ import annotations
@@ -27,24 +35,26 @@ import contextlib
 import json
 import os
 import secrets
-import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from libs.devstack.processes import Ports, Proc, StackError, free_ports, http, random_ports, stop_group
+from libs.devstack.provisioning import Provisioning
 from libs.devstack.servers import DockerRegistry, NatsServer, OpenBaoServer, PostgresServer
 from libs.runtime.natsauth import generate_nats_auth
 
+__all__ = ["LOG_NAMES", "Ports", "Stack", "StackError", "free_ports", "http", "random_ports", "stop_group"]
+
 SERVICES = ("credentials", "orchestrator", "webhook_gateway", "data_plane_agent")
+HTTP_SERVICES = ("credentials", "orchestrator", "webhook_gateway")
 LOG_NAMES = {
     "credentials": "credentials",
     "orchestrator": "orchestrator",
@@ -55,102 +65,19 @@ LOG_NAMES = {
 }
 
 
-@dataclass
-class Ports:
-    gateway: int = 8080
-    credentials: int = 8081
-    orchestrator: int = 8082
-    agent: int = 8083
-    nats: int = 4222
-    postgres: int = 5433
-    vault: int = 8200
-    registry: int = 5000
-    sandbox: int = 8090
-    front: int = 8088
-
-    def for_service(self, name: str) -> int:
-        return {
-            "credentials": self.credentials,
-            "orchestrator": self.orchestrator,
-            "webhook_gateway": self.gateway,
-            "data_plane_agent": self.agent,
-            "front": self.front,
-        }[name]
+def replica_name(service: str, index: int) -> str:
+    """The process name of replica `index` (0-based) of `service`: the first is the service itself."""
+    return service if index == 0 else f"{service}-{index + 1}"
 
 
-def free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def random_ports() -> Ports:
-    ports = free_ports(10)
-    ports[6] = 0  # OpenBao also needs port+1 (cluster listener): let it pick a free pair itself
-    return Ports(*ports)
-
-
-class StackError(RuntimeError):
-    pass
-
-
-def stop_group(popen: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
-    """Stop the process group of `popen` (started with start_new_session) and reap it.
-
-    `sig` first; SIGKILL for the group if it has not exited within `timeout` seconds.
-    """
-    if popen.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(popen.pid, sig)
-    try:
-        popen.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(popen.pid, signal.SIGKILL)
-        popen.wait(5)
-
-
-def http(
-    method: str, url: str, *, token: str | None = None, body: Any = None, timeout: float = 10
-) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback only
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
-            raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            return exc.code, json.loads(raw)
-        except ValueError:
-            return exc.code, raw.decode(errors="replace")
+def log_name(name: str) -> str:
+    service, _, replica = name.partition("-")
+    label = LOG_NAMES.get(service, service)
+    return f"{label}-{replica}" if replica else label
 
 
 @dataclass
-class Proc:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    popen: subprocess.Popen[bytes] | None = None
-    pump: threading.Thread | None = None
-
-
-@dataclass
-class Stack:
+class Stack(Provisioning):
     root: Path
     ports: Ports = field(default_factory=Ports)
     bus_prefix: str = ""
@@ -162,6 +89,7 @@ class Stack:
     # The sandbox keeps its objects in `<root>/sandbox/objects.json` across restarts (`make up`);
     # off for tests and benchmarks, which start from nothing and need its CPU for themselves.
     persist_sandbox: bool = False
+    replicas: int = 1  # processes of each HTTP service (credentials, orchestrator, gateway)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -170,6 +98,19 @@ class Stack:
             json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
         )
         self.admin_token: str = self.state.setdefault("admin_token", "lfadm_" + secrets.token_urlsafe(24))
+        self.org_key: str | None = self.state.get("org_key")  # `local-owner`, once provision() made it
+        extra: dict[str, list[int]] = self.state.setdefault("replica_ports", {})
+        for service in HTTP_SERVICES:
+            have = extra.setdefault(service, [])
+            if len(have) < self.replicas - 1:
+                have += free_ports(self.replicas - 1 - len(have))
+        self.replica_urls: dict[str, list[str]] = {
+            service: [
+                f"http://127.0.0.1:{port}"
+                for port in [self.ports.for_service(service), *extra[service]][: self.replicas]
+            ]
+            for service in HTTP_SERVICES
+        }
         # NATS auth (operator mode): services are full users; each agent gets its own user at enrollment.
         self.nats_auth = generate_nats_auth(self.root / "nats-auth")
         self.nats = NatsServer(
@@ -196,7 +137,15 @@ class Stack:
             self.echo("landfall", line)
 
     def url(self, service: str) -> str:
+        """The address of `service` (its first replica), or of a replica by its process name."""
+        base, _, replica = service.partition("-")
+        if replica and base in self.replica_urls:
+            return self.replica_urls[base][int(replica) - 1]
         return f"http://127.0.0.1:{self.ports.for_service(service)}"
+
+    def urls(self, service: str) -> list[str]:
+        """Every replica's own address (one for the agent and the front door)."""
+        return list(self.replica_urls.get(service, [self.url(service)]))
 
     @property
     def sandbox_url(self) -> str:
@@ -231,13 +180,13 @@ class Stack:
         self.state["vault_token"] = self.vault.token
         self._save()
 
-    def env(self, service: str) -> dict[str, str]:
+    def env(self, service: str, *, port: int | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LANDFALL_", "VAULT_"))}
         env.update(
             {
                 "LANDFALL_SERVICE_NAME": service.replace("_", "-"),
                 "LANDFALL_HTTP_HOST": "127.0.0.1",
-                "LANDFALL_HTTP_PORT": str(self.ports.for_service(service)),
+                "LANDFALL_HTTP_PORT": str(port or self.ports.for_service(service)),
                 "LANDFALL_NATS_URL": self.nats.url,
                 "LANDFALL_DATABASE_URL": self.postgres.dsn,
                 "LANDFALL_VAULT_ADDR": self.vault.addr,
@@ -260,7 +209,7 @@ class Stack:
         return env
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Proc:
-        log_path = self.root / "logs" / f"{LOG_NAMES.get(name, name)}.log"
+        log_path = self.root / "logs" / f"{log_name(name)}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         proc = Proc(name, argv, env, log_path)
         logfile = log_path.open("ab")
@@ -305,21 +254,25 @@ class Stack:
 
     # --- services ---------------------------------------------------------------------------
     def start_service(self, service: str, *, extra: dict[str, str] | None = None, wait: bool = True) -> None:
-        env = self.env(service)
-        env.update(extra or {})
-        if service == "data_plane_agent":
-            env.setdefault("LANDFALL_STATE_DIR", str(self.root / "agent"))
-            env.setdefault(
-                "LANDFALL_KUBECONFIG", str(self.kubeconfig or self.root / "sandbox-kubeconfig.yaml")
-            )
-            if "enrollment_token" in self.state:
-                env.setdefault("LANDFALL_ENROLLMENT_TOKEN", self.state["enrollment_token"])
-        self._spawn(service, [sys.executable, "-m", f"services.{service}"], env)
-        if wait:
-            self._wait_http(f"{self.url(service)}/readyz", service.replace("_", "-"))
+        """Start `service`: every replica of an HTTP service, one after the other (each migrates
+        and becomes ready before the next starts, so no two run a migration at once)."""
+        for index, url in enumerate(self.urls(service)):
+            name = replica_name(service, index)
+            env = self.env(service, port=int(url.rsplit(":", 1)[1]))
+            env.update(extra or {})
+            if service == "data_plane_agent":
+                env.setdefault("LANDFALL_STATE_DIR", str(self.root / "agent"))
+                env.setdefault(
+                    "LANDFALL_KUBECONFIG", str(self.kubeconfig or self.root / "sandbox-kubeconfig.yaml")
+                )
+                if "enrollment_token" in self.state:
+                    env.setdefault("LANDFALL_ENROLLMENT_TOKEN", self.state["enrollment_token"])
+            self._spawn(name, [sys.executable, "-m", f"services.{service}"], env)
+            if wait:
+                self._wait_http(f"{url}/readyz", log_name(name))
 
     def start_services(self) -> None:
-        for service in ("credentials", "orchestrator", "webhook_gateway"):
+        for service in HTTP_SERVICES:
             self.start_service(service)
         self.start_front_door()
 
@@ -330,7 +283,7 @@ class Stack:
             ("--gateway", "webhook_gateway"),
             ("--orchestrator", "orchestrator"),
         ):
-            argv += [flag, self.url(service)]
+            argv += [flag, ",".join(self.urls(service))]
         self._spawn("front", argv, {**os.environ, "PYTHONUNBUFFERED": "1"})
         self._wait_http(f"{self.front_url}/readyz", "front door")
 
@@ -372,7 +325,7 @@ class Stack:
         proc = self.procs[name]
         self.stop_service(name)
         self._spawn(name, proc.argv, proc.env)
-        if name in SERVICES or name == "front":
+        if name.partition("-")[0] in SERVICES or name == "front":
             self._wait_http(f"{self.url(name)}/readyz", name)
 
     def stop(self) -> None:
@@ -383,125 +336,6 @@ class Stack:
             server.stop()
         with contextlib.suppress(FileNotFoundError):
             (self.root / "pids.json").unlink()
-
-    # --- provisioning through the public API ----------------------------------------------
-    def api(
-        self, service: str, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200, 201)
-    ) -> Any:
-        status, payload = http(method, self.url(service) + path, token=self.admin_token, body=body)
-        if status not in expect:
-            raise StackError(f"{method} {path} answered {status}: {payload}")
-        return payload
-
-    def provision(self) -> dict[str, Any]:
-        """Org, project, data plane `local` with an agent, development → staging → production."""
-        p: dict[str, Any] = self.state.setdefault("provisioned", {})
-        o = self.url("orchestrator")
-        if not p.get("org"):
-            self.api("orchestrator", "POST", "/v1/orgs", {"name": "default"}, expect=(201, 409))
-            self.api(
-                "orchestrator", "POST", "/v1/orgs/default/projects", {"name": "default"}, expect=(201, 409)
-            )
-            dp = self.api("orchestrator", "POST", "/v1/orgs/default/dataplanes", {"name": "local"})
-            p["dataplane_id"] = dp["id"]
-            self.state["enrollment_token"] = dp["enrollment_token"]
-            for order, env in enumerate(("development", "staging", "production")):
-                self.api(
-                    "orchestrator",
-                    "POST",
-                    "/v1/orgs/default/environments",
-                    {"name": env, "dataplane_id": dp["id"], "order": order},
-                    expect=(201, 409),
-                )
-            p["org"] = "default"
-            self._save()
-        self._say(f"org default, project default, data plane local ({p['dataplane_id']}) at {o}")
-        return p
-
-    def provision_demo(self) -> dict[str, Any]:
-        """A local registry with a demo image, a service component on it, and a CI token."""
-        p: dict[str, Any] = self.state.setdefault("provisioned", {})
-        if not p.get("demo_component"):
-            for tag in ("1.0", "1.1"):
-                self.registry.push_image("demo/hello", tag)
-            p["registry_id"], self.state["demo_ci_token"] = self.add_component(
-                "hello",
-                f"{self.registry.host}/demo/hello:1.0",
-                registry="local registry",
-                token_name="make-up",
-            )
-            p["demo_component"] = "hello"
-            self._save()
-        return p
-
-    def add_component(
-        self,
-        name: str,
-        image: str,
-        *,
-        auth: dict[str, str] | None = None,
-        registry: str | None = None,
-        port: int | None = 8080,
-        token_name: str | None = None,
-    ) -> tuple[str, str]:
-        """A registry for the host of `image` (`auth`, anonymous by default; shown as `registry`),
-        a service component `name` on it in the default project, and a CI token for it.
-
-        Returns (registry id, CI token).
-        """
-        host = image.split("/", 1)[0]
-        reg = self.api(
-            "credentials",
-            "POST",
-            "/v1/orgs/default/registries",
-            {
-                "display_name": registry or f"reg {name}",
-                "auth": {**(auth or {"type": "anonymous"}), "host": host},
-            },
-        )
-        component: dict[str, Any] = {
-            "name": name,
-            "type": "service",
-            "registry_id": reg["id"],
-            "image": image,
-        }
-        if port is not None:
-            component["port"] = port
-        self.api("orchestrator", "POST", "/v1/orgs/default/projects/default/components", component)
-        token = self.api(
-            "webhook_gateway",
-            "POST",
-            f"/v1/orgs/default/projects/default/components/{name}/tokens",
-            {"name": token_name} if token_name else {},
-        )
-        return reg["id"], token["token"]
-
-    def write_local_env(self) -> Path:
-        values = {
-            "LANDFALL_URL": self.front_url,
-            "LANDFALL_CONSOLE_URL": self.front_url,
-            "LANDFALL_GATEWAY_URL": self.url("webhook_gateway"),
-            "LANDFALL_CREDENTIALS_URL": self.url("credentials"),
-            "LANDFALL_ORCHESTRATOR_URL": self.url("orchestrator"),
-            "LANDFALL_GATEWAY_URLS": self.url("webhook_gateway"),
-            "LANDFALL_CREDENTIALS_URLS": self.url("credentials"),
-            "LANDFALL_ORCHESTRATOR_URLS": self.url("orchestrator"),
-            "LANDFALL_ADMIN_TOKEN": self.admin_token,
-            "LANDFALL_DATABASE_URL": self.postgres.dsn,
-            "LANDFALL_NATS_URL": self.nats.url,
-            "LANDFALL_NATS_CREDS_FILE": str(self.nats_auth.creds_file("admin")),  # NATS auth: a full user
-            "VAULT_ADDR": self.vault.addr,
-            "VAULT_TOKEN": self.vault.token,
-            "LANDFALL_REGISTRY_HOST": self.registry.host,
-        }
-        if self.kubeconfig is None:
-            values["LANDFALL_SANDBOX_KUBE_URL"] = self.sandbox_url
-        if self.state.get("demo_ci_token"):
-            values["LANDFALL_DEMO_CI_TOKEN"] = self.state["demo_ci_token"]
-        path = self.root / "local.env"
-        path.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items()))
-        path.chmod(0o600)
-        return path
 
 
 if __name__ == "__main__":

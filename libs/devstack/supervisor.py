@@ -86,11 +86,19 @@ def _ports_for(root: Path, *, random: bool) -> Ports:
     return random_ports() if random else Ports()
 
 
-def up(root: Path, *, random: bool = False) -> int:
+def up(root: Path, *, random: bool = False, replicas: int = 1) -> int:
     echo = _printer()
     kube = reachable_kube_context()
     ports = _ports_for(root, random=random)
-    stack = Stack(root, ports=ports, echo=echo, kubeconfig=kube, log_format="text", persist_sandbox=True)
+    stack = Stack(
+        root,
+        ports=ports,
+        echo=echo,
+        kubeconfig=kube,
+        log_format="text",
+        persist_sandbox=True,
+        replicas=replicas,
+    )
     stack.state["ports"] = {k: v for k, v in vars(ports).items()}
     stack._save()
     stopping = threading.Event()
@@ -125,11 +133,17 @@ Landfall is up. Settings for your shell: source {env_path}
 
   LANDFALL_URL     {stack.front_url}   (the one address for people and the landfall CLI)
 
-  webhook-gateway  {stack.url("webhook_gateway")}
-  credentials      {stack.url("credentials")}
-  orchestrator     {stack.url("orchestrator")}
+  webhook-gateway  {", ".join(stack.urls("webhook_gateway"))}
+  credentials      {", ".join(stack.urls("credentials"))}
+  orchestrator     {", ".join(stack.urls("orchestrator"))}
   {"sandbox k8s API  " + stack.sandbox_url if kube is None else "cluster          " + str(kube)}
+
+  org key          {stack.org_key}
+                   LANDFALL_ORG_KEY: owner of org default. Use it every day, and for the CLI:
+                   landfall login --url $LANDFALL_URL --token $LANDFALL_ORG_KEY
   admin token      {stack.admin_token}
+                   LANDFALL_ADMIN_TOKEN: the platform operator. Only to create orgs (and their
+                   first owner key); never hand it to a person or a tool of one org.
 
 Deploy the demo image (tag 1.1 is in the local registry {stack.registry.host}) as CI would:
 
@@ -194,9 +208,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="free ports, not the defaults (kept for reruns)",
     )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="processes of each HTTP service (the front door spreads them)"
+    )
     args = parser.parse_args(argv)
     root = Path(args.state_dir).resolve()
-    return up(root, random=args.random_ports) if args.command == "up" else down(root)
+    if args.command == "down":
+        return down(root)
+    return up(root, random=args.random_ports, replicas=max(1, args.replicas))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,118 @@
+"""The plumbing of the local stack: ports, child processes in their own groups, a tiny HTTP client.
+
+Split from `stack.py` so that the stack reads as what it starts and provisions. Everything here is
+re-exported by `libs.devstack.stack` (tests, bench and chaos import it from there).
+
+Subtle: `stop_group` signals the whole process group (children are started with
+`start_new_session`), so a service's own children die with it; `http` never raises for an HTTP
+status, only for a connection that fails, so callers branch on the status as a user would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Ports:
+    gateway: int = 8080
+    credentials: int = 8081
+    orchestrator: int = 8082
+    agent: int = 8083
+    nats: int = 4222
+    postgres: int = 5433
+    vault: int = 8200
+    registry: int = 5000
+    sandbox: int = 8090
+    front: int = 8088
+
+    def for_service(self, name: str) -> int:
+        return {
+            "credentials": self.credentials,
+            "orchestrator": self.orchestrator,
+            "webhook_gateway": self.gateway,
+            "data_plane_agent": self.agent,
+            "front": self.front,
+        }[name]
+
+
+def free_ports(count: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def random_ports() -> Ports:
+    ports = free_ports(10)
+    ports[6] = 0  # OpenBao also needs port+1 (cluster listener): let it pick a free pair itself
+    return Ports(*ports)
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def stop_group(popen: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    """Stop the process group of `popen` (started with start_new_session) and reap it.
+
+    `sig` first; SIGKILL for the group if it has not exited within `timeout` seconds.
+    """
+    if popen.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(popen.pid, sig)
+    try:
+        popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait(5)
+
+
+def http(
+    method: str, url: str, *, token: str | None = None, body: Any = None, timeout: float = 10
+) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback only
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    popen: subprocess.Popen[bytes] | None = None
+    pump: threading.Thread | None = None
