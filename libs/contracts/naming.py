@@ -17,6 +17,8 @@ LABEL_ORG = "landfall.dev/org"
 LABEL_PROJECT = "landfall.dev/project"
 LABEL_COMPONENT = "landfall.dev/component"
 LABEL_ENVIRONMENT = "landfall.dev/environment"
+# Which data plane wrote the object: an agent changes only objects carrying its own id here.
+LABEL_DATAPLANE = "landfall.dev/dataplane"
 ANNOTATION_DEPLOYMENT_ID = "landfall.dev/deployment-id"
 ANNOTATION_SEQ = "landfall.dev/deployment-seq"
 ANNOTATION_EXECUTION_ID = "landfall.dev/execution-id"
