@@ -15,7 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from libs.runtime.http import READY_CHECKS, create_base_app
-from libs.runtime.service import BUS, POOL, nats_ctx, postgres_ctx
+from libs.runtime.service import BUS, POOL, access_ctx, nats_ctx, postgres_ctx
 from libs.runtime.vault import KvStore
 from services.credentials.clients.orchestrator import Orchestrator
 from services.credentials.clients.registry import RegistryClient, close_session, new_session
@@ -49,7 +49,7 @@ def _usecases_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterat
                 catalog=catalog,
                 orchestrator=Orchestrator(app[BUS], timeout=settings.rpc_timeout_seconds),
             ),
-            checks=Checks(uow=uow, secrets=secrets, catalog=catalog, client=client),
+            checks=Checks(secrets=secrets, catalog=catalog, client=client),
             pulls=Pulls(catalog=catalog, secrets=secrets, client=client),
         )
         app[routes.USECASES] = usecases
@@ -69,7 +69,9 @@ def create_app(settings: Settings) -> web.Application:
         admin_token=settings.admin_token,
         client_max_size=MAX_BODY,
     )
-    app.cleanup_ctx.append(nats_ctx(settings, ensure_streams=False))
+    # The streams too: the audit trail goes to the AUDIT stream, even before an orchestrator made it.
+    app.cleanup_ctx.append(nats_ctx(settings))
+    app.cleanup_ctx.append(access_ctx(settings))  # org API keys, checked by the orchestrator over NATS
     app.cleanup_ctx.append(
         postgres_ctx(
             settings,

@@ -34,7 +34,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from nacl.exceptions import CryptoError
 from nacl.public import PublicKey, SealedBox
@@ -65,8 +65,6 @@ KEY_BYTES: Final = 32
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-AuditAction = Literal["create", "update", "rotate", "delete", "test"]
-
 
 # --- records -----------------------------------------------------------------------------------
 
@@ -89,25 +87,11 @@ class Registry:
 
 
 @dataclass(frozen=True, slots=True)
-class AuditSubject:
-    """What an audit event is about: who does which action to which registry (the outcome comes later)."""
+class Change:
+    """A registry as a change left it, and what the audit trail's item says of it (never a secret)."""
 
-    org: str
-    registry_id: str
-    action: AuditAction
-    actor: str
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEvent:
-    id: int
-    org: str
-    registry_id: str
-    action: AuditAction
-    actor: str
-    outcome: str
+    registry: Registry
     detail: str
-    at: datetime
 
 
 @dataclass(frozen=True, slots=True)

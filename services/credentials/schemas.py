@@ -113,22 +113,6 @@ class TestResult(BaseModel):
     detail: str = Field(description="what was checked, or plainly what is wrong; never a secret")
 
 
-class AuditEventOut(BaseModel):
-    id: int
-    org: str
-    registry_id: str
-    action: domain.AuditAction
-    actor: str
-    outcome: str = Field(description="succeeded, refused, failed (dependency down), ok or not_ok (test)")
-    detail: str = ""
-    at: datetime
-
-
-class AuditList(BaseModel):
-    items: list[AuditEventOut]
-    next_before: int | None = Field(default=None, description="pass as ?before= for older events")
-
-
 def pydantic_errors(exc: ValidationError) -> list[FieldError]:
     """Field errors from pydantic with the union's tag taken out of the path.
 

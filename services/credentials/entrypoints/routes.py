@@ -1,8 +1,12 @@
 """The credentials HTTP API: the route table and thin handlers (decode, call a use case, encode).
 
-Every route needs the admin token (checked by `Api.route`), so the actor in the
-audit trail is "admin". Use cases raise domain errors, which the shared
-middleware renders as RFC 9457 problems. What is subtle:
+The table says who may call each route (API.md, "Identity and roles"): every GET
+a viewer of the org, every change an owner (or the platform admin token); the
+shared guard (`libs.runtime.access`) checks it and writes each change to the one
+audit trail, which the orchestrator serves at `GET /v1/orgs/{org}/audit`. The
+handlers name what a change was done to (`audit_target`) and what came of it,
+never a secret. Use cases raise domain errors, which the shared middleware
+renders as RFC 9457 problems. What is subtle:
 
 * Bodies are validated here, but a 422 names API fields (`auth.password`, not
   pydantic's `auth.basic.password`): see `schemas.pydantic_errors`.
@@ -16,17 +20,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from libs.runtime.errors import Invalid, ProblemError
+from libs.runtime.access import Need, audit_target
+from libs.runtime.errors import ProblemError
 from libs.runtime.http import Api, json_response, path_name, read_json
-from services.credentials.domain import RegistryInUse, RuleViolation
+from services.credentials.domain import Change, RegistryInUse, RuleViolation
 from services.credentials.schemas import (
-    AuditEventOut,
-    AuditList,
     RegistryCreate,
     RegistryList,
     RegistryOut,
@@ -38,15 +41,8 @@ from services.credentials.schemas import (
 from services.credentials.usecases import UseCases
 
 USECASES = web.AppKey("credentials", UseCases)
-ADMIN_ACTOR = "admin"
-AUDIT_PAGE_MAX = 500
-EVENT_ID_MAX = 2**63 - 1  # audit event ids are a PostgreSQL bigint
 REGISTRIES = "/v1/orgs/{org}/registries"
 REGISTRY = REGISTRIES + "/{id}"
-PAGE: dict[str, dict[str, Any]] = {
-    "before": {"type": "integer", "description": "only events with a smaller id (next_before of a page)"},
-    "limit": {"type": "integer", "minimum": 1, "maximum": AUDIT_PAGE_MAX, "default": 100},
-}
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -74,14 +70,17 @@ def _use(request: web.Request) -> UseCases:
     return request.app[USECASES]
 
 
+def _changed(request: web.Request, change: Change, status: int = 200) -> web.Response:
+    audit_target(request, change.registry.id, detail=change.detail)
+    return json_response(_out(change.registry), status=status)
+
+
 async def create_registry(request: web.Request) -> web.Response:
     """register a container registry; its password or Docker config goes to Vault (write-only)"""
     org = path_name(request, "org")
     body = await _read(request, RegistryCreate)
-    registry = await _use(request).registries.create(
-        org, name=body.display_name, auth=body.auth.to_domain(), actor=ADMIN_ACTOR
-    )
-    return json_response(_out(registry), status=201)
+    change = await _use(request).registries.create(org, name=body.display_name, auth=body.auth.to_domain())
+    return _changed(request, change, status=201)
 
 
 async def list_registries(request: web.Request) -> web.Response:
@@ -102,25 +101,26 @@ async def update_registry(request: web.Request) -> web.Response:
     registry_id = request.match_info["id"]
     await _use(request).catalog.get(org, registry_id)
     body = await _read(request, RegistryUpdate)
-    registry = await _use(request).registries.update(
+    change = await _use(request).registries.update(
         org,
         registry_id,
         name=body.display_name,
         auth=body.auth.to_domain() if body.auth is not None else None,
-        actor=ADMIN_ACTOR,
     )
-    return json_response(_out(registry))
+    return _changed(request, change)
 
 
 async def delete_registry(request: web.Request) -> web.Response:
     """delete the registry and destroy every version of its secret; 409 while components use it"""
     org = path_name(request, "org")
+    registry_id = request.match_info["id"]
     try:
-        await _use(request).registries.delete(org, request.match_info["id"], actor=ADMIN_ACTOR)
+        await _use(request).registries.delete(org, registry_id)
     except RegistryInUse as exc:
         problem = ProblemError.from_domain(exc)
         problem.extra["components"] = exc.components
         raise problem from None
+    audit_target(request, registry_id)
     return web.Response(status=204)
 
 
@@ -131,67 +131,31 @@ async def test_registry(request: web.Request) -> web.Response:
     await _use(request).catalog.get(org, registry_id)
     # The body is optional: `POST .../test` with nothing checks the login only.
     body = await _read(request, TestRequest) if request.body_exists else TestRequest()
-    result = await _use(request).checks.test(org, registry_id, body.repository, actor=ADMIN_ACTOR)
+    result = await _use(request).checks.test(org, registry_id, body.repository)
+    audit_target(request, registry_id, detail=("ok: " if result.ok else "not ok: ") + result.detail)
     return json_response(TestResult(ok=result.ok, detail=result.detail))
-
-
-def _page(request: web.Request) -> tuple[int | None, int]:
-    try:
-        before = int(request.query["before"]) if "before" in request.query else None
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        raise ProblemError(
-            422,
-            "Validation Failed",
-            "before and limit must be integers",
-            kind="validation-failed",
-            errors=[{"field": "query", "message": "before and limit must be integers"}],
-        ) from None
-    if before is not None and not 0 < before <= EVENT_ID_MAX:
-        raise Invalid("before", f"an event id: a whole number from 1 to {EVENT_ID_MAX}")
-    return before, max(1, min(limit, AUDIT_PAGE_MAX))
-
-
-async def _audit(request: web.Request, registry_id: str | None) -> web.Response:
-    org = path_name(request, "org")
-    before, limit = _page(request)
-    events = await _use(request).catalog.audit_events(
-        org, registry_id=registry_id, before=before, limit=limit
-    )
-    next_before = events[-1].id if len(events) == limit else None
-    items = [AuditEventOut.model_validate(e, from_attributes=True) for e in events]
-    return json_response(AuditList(items=items, next_before=next_before))
-
-
-async def registry_audit(request: web.Request) -> web.Response:
-    """who created, rotated, tested or deleted this registry, newest first"""
-    return await _audit(request, request.match_info["id"])
-
-
-async def org_audit(request: web.Request) -> web.Response:
-    """the org's registry audit trail, newest first"""
-    return await _audit(request, None)
 
 
 def add_routes(api: Api) -> None:
     """Declare every route; a route's summary in the OpenAPI document is its handler's docstring."""
-    routes: list[tuple[str, str, Handler, type[BaseModel] | None, dict[int, type[BaseModel] | None]]] = [
-        ("POST", REGISTRIES, create_registry, RegistryCreate, {201: RegistryOut}),
-        ("GET", REGISTRIES, list_registries, None, {200: RegistryList}),
-        ("GET", REGISTRY, get_registry, None, {200: RegistryOut}),
-        ("PATCH", REGISTRY, update_registry, RegistryUpdate, {200: RegistryOut}),
-        ("DELETE", REGISTRY, delete_registry, None, {204: None}),
-        ("POST", REGISTRY + "/test", test_registry, TestRequest, {200: TestResult}),
-        ("GET", REGISTRY + "/audit", registry_audit, None, {200: AuditList}),
-        ("GET", "/v1/orgs/{org}/audit", org_audit, None, {200: AuditList}),
+    routes: list[
+        tuple[str, str, Handler, Need, str, type[BaseModel] | None, dict[int, type[BaseModel] | None]]
+    ] = [
+        ("POST", REGISTRIES, create_registry, "owner", "registry.create", RegistryCreate, {201: RegistryOut}),
+        ("GET", REGISTRIES, list_registries, "viewer", "registry.list", None, {200: RegistryList}),
+        ("GET", REGISTRY, get_registry, "viewer", "registry.get", None, {200: RegistryOut}),
+        ("PATCH", REGISTRY, update_registry, "owner", "registry.update", RegistryUpdate, {200: RegistryOut}),
+        ("DELETE", REGISTRY, delete_registry, "owner", "registry.delete", None, {204: None}),
+        ("POST", REGISTRY + "/test", test_registry, "owner", "registry.test", TestRequest, {200: TestResult}),
     ]
-    for method, path, handler, request, responses in routes:
+    for method, path, handler, need, action, request, responses in routes:
         api.route(
             method,
             path,
             handler,
             summary=handler.__doc__ or "",
+            auth=need,
+            action=action,
             request=request,
             responses=responses,
-            query=PAGE if handler in (registry_audit, org_audit) else None,
         )

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import asyncpg
 
 from libs.runtime.store import Executor, UnitOfWork
-from services.credentials.store.audit import AuditRepo
 from services.credentials.store.registries import RegistryRepo
 from services.credentials.store.secrets import RegistrySecrets, SecretMissing
 
@@ -26,11 +25,10 @@ __all__ = ["RegistrySecrets", "SecretMissing", "Tables", "Uow", "unit_of_work"]
 @dataclass(frozen=True, slots=True)
 class Tables:
     registries: RegistryRepo
-    audit: AuditRepo
 
 
 def bind(db: Executor) -> Tables:
-    return Tables(registries=RegistryRepo(db), audit=AuditRepo(db))
+    return Tables(registries=RegistryRepo(db))
 
 
 Uow = UnitOfWork[Tables]

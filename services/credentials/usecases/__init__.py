@@ -1,6 +1,6 @@
 """The credentials service's use cases, one module each, over the store, the clients and the domain.
 
-`catalog` (look registries and their audit trail up), `registries` (create,
+`catalog` (look registries up in one org), `registries` (create,
 rename, rotate, delete: the PostgreSQL/Vault write order), `checks` ("test
 connection"), `pulls` (what the orchestrator asks: a registry, a tag's digest,
 a sealed pull secret). They raise domain errors (`libs.runtime.errors` and

@@ -1,9 +1,7 @@
-"""Looking registries and their audit trail up, in one org.
+"""Looking registries up, in one org.
 
 A registry of another org, or an id that is not a registry id at all, does not
 exist (the same 404 / `not_found`): tenants cannot probe each other's ids.
-A deleted registry keeps its audit trail; an id never seen in the org has none
-and is unknown.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ from dataclasses import dataclass
 
 from libs.contracts.ids import looks_like
 from libs.runtime.errors import NotFound
-from services.credentials.domain import AuditEvent, Registry
+from services.credentials.domain import Registry
 from services.credentials.store import Uow
 
 
@@ -37,18 +35,3 @@ class Catalog:
 
     async def list_registries(self, org: str) -> list[Registry]:
         return await self.uow.now.registries.in_org(org)
-
-    async def audit_events(
-        self, org: str, *, registry_id: str | None, before: int | None, limit: int
-    ) -> list[AuditEvent]:
-        if registry_id is not None and not looks_like("reg", registry_id):
-            raise unknown(registry_id)
-        events = await self.uow.now.audit.page(org, registry_id=registry_id, before=before, limit=limit)
-        if (
-            registry_id is not None
-            and not events
-            and before is None
-            and await self.find(org, registry_id) is None
-        ):
-            raise unknown(registry_id)
-        return events

@@ -4,7 +4,8 @@ What is subtle: a vendor registry can only be probed (is it a registry at
 all?): its pulls use the data plane's cloud identity, which this service does
 not have. A registry whose stored secret is gone answers "not ok" with what to
 do, not an error; Vault being down is a 503 like every other dependency.
-Every test is audited (`ok` / `not_ok`), and never reuses a cached token.
+A test never reuses a cached token; what it found goes into the shared audit
+trail's item for it (the entry point hands it to the guard).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import logging
 from dataclasses import dataclass
 
 from services.credentials.clients.registry import RegistryClient
-from services.credentials.domain import AuditSubject, CheckResult, RegistryBroken, repository_name
-from services.credentials.store import RegistrySecrets, Uow
+from services.credentials.domain import CheckResult, RegistryBroken, repository_name
+from services.credentials.store import RegistrySecrets
 from services.credentials.usecases.catalog import Catalog
 from services.credentials.usecases.pulls import credentials_of
 
@@ -23,12 +24,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Checks:
-    uow: Uow
     secrets: RegistrySecrets
     catalog: Catalog
     client: RegistryClient
 
-    async def test(self, org: str, registry_id: str, repository: str | None, *, actor: str) -> CheckResult:
+    async def test(self, org: str, registry_id: str, repository: str | None) -> CheckResult:
         registry = await self.catalog.get(org, registry_id)
         repo_name = repository_name(registry.host, repository) if repository is not None else None
         if registry.auth_type == "vendor":
@@ -49,8 +49,6 @@ class Checks:
                 result = CheckResult(False, str(exc))
             else:
                 result = await self.client.check(registry.host, credentials, repo_name)
-        audit = AuditSubject(org=org, registry_id=registry_id, action="test", actor=actor)
-        await self.uow.now.audit.add(audit, outcome="ok" if result.ok else "not_ok", detail=result.detail)
         log.info(
             "registry tested",
             extra={"org": org, "registry_id": registry_id, "ok": result.ok, "host": registry.host},

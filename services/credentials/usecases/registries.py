@@ -20,8 +20,10 @@ uow.transaction()`, after the block's last line: a failed commit comes out of
 the `async with` as an exception, so the Vault version written in the block can
 be undone.
 
-The audit trail (who, when, what, outcome) is written in the same transaction as
-the change it records; failures are recorded afterwards, best effort.
+Who did it is not this module's business: the HTTP guard writes every change
+that succeeded to the shared audit trail (`libs.runtime.access`), and each use
+case returns what the audit item's `detail` should say (`Change`), never a
+secret.
 """
 
 from __future__ import annotations
@@ -33,14 +35,12 @@ from dataclasses import dataclass
 
 from libs.contracts.ids import looks_like, new_id
 from libs.contracts.messages import utcnow
-from libs.runtime.errors import Conflict, DependencyUnavailable
+from libs.runtime.errors import Conflict
 from libs.runtime.store import Duplicate
 from services.credentials.clients.orchestrator import Orchestrator
 from services.credentials.domain import (
     SECRET_TYPES,
-    AuditAction,
-    AuditSubject,
-    Registry,
+    Change,
     RegistryAuth,
     RegistryInUse,
     ValidatedAuth,
@@ -72,12 +72,11 @@ class Registries:
     catalog: Catalog
     orchestrator: Orchestrator
 
-    async def create(self, org: str, *, name: str, auth: RegistryAuth, actor: str) -> Registry:
+    async def create(self, org: str, *, name: str, auth: RegistryAuth) -> Change:
         valid = validate_auth(auth)
         name = display_name(name)
         registry_id = new_id("reg")
         now = utcnow()
-        audit = AuditSubject(org=org, registry_id=registry_id, action="create", actor=actor)
         written: int | None = None
         try:
             with _unique_name(name):
@@ -103,19 +102,15 @@ class Registries:
                             secret_version=written,
                             now=now,
                         )
-                    await tx.audit.add(
-                        audit, outcome="succeeded", detail=f"{valid.auth_type} auth for {valid.host}"
-                    )
-        except BaseException as exc:
+        except BaseException:
             if written is not None:
                 await _best_effort("destroy an uncommitted secret", self.secrets.destroy(org, registry_id))
-            await self._record_failure(audit, exc)
             raise
         log.info(
             "registry created",
             extra={"org": org, "registry_id": registry_id, "auth_type": valid.auth_type, "host": valid.host},
         )
-        return registry
+        return Change(registry, f"{valid.auth_type} auth for {valid.host}")
 
     async def update(
         self,
@@ -124,8 +119,7 @@ class Registries:
         *,
         name: str | None,
         auth: RegistryAuth | None,
-        actor: str,
-    ) -> Registry:
+    ) -> Change:
         """Rename and/or rotate: new credentials keep the type and the host (a new Vault version)."""
         if name is None and auth is None:
             raise nothing_to_update()
@@ -133,8 +127,6 @@ class Registries:
         new_name = display_name(name) if name is not None else None
         if not looks_like("reg", registry_id):
             raise unknown(registry_id)
-        action: AuditAction = "rotate" if new_auth is not None and new_auth.has_secret else "update"
-        audit = AuditSubject(org=org, registry_id=registry_id, action=action, actor=actor)
         written: int | None = None
         try:
             with _unique_name(new_name):
@@ -159,56 +151,31 @@ class Registries:
                         secret_version=version,
                         now=utcnow(),
                     )
-                    await tx.audit.add(
-                        audit, outcome="succeeded", detail=_update_detail(new_name, new_auth, written)
-                    )
-        except BaseException as exc:
+        except BaseException:
             if written is not None:
                 await _best_effort(
                     "destroy an uncommitted secret version",
                     self.secrets.destroy_version(org, registry_id, written),
                 )
-            await self._record_failure(audit, exc)
             raise
-        log.info("registry updated", extra={"org": org, "registry_id": registry_id, "action": action})
-        return updated
+        rotated = written is not None
+        log.info("registry updated", extra={"org": org, "registry_id": registry_id, "rotated": rotated})
+        return Change(updated, _update_detail(new_name, new_auth, written))
 
-    async def delete(self, org: str, registry_id: str, *, actor: str) -> None:
+    async def delete(self, org: str, registry_id: str) -> None:
         """Refused (`RegistryInUse`) while the orchestrator says components use the registry."""
         await self.catalog.get(org, registry_id)
-        audit = AuditSubject(org=org, registry_id=registry_id, action="delete", actor=actor)
         components = await self.orchestrator.components_using(org, registry_id)
         if components:
-            refused = RegistryInUse(components)
-            await _best_effort(
-                "record a refused delete",
-                self.uow.now.audit.add(audit, outcome="refused", detail=f"in use by {refused.shown}"),
-            )
-            raise refused
-        try:
-            async with self.uow.transaction() as tx:
-                current = await tx.registries.get(org, registry_id, for_update=True)
-                if current is None:
-                    raise unknown(registry_id)
-                await tx.registries.delete(registry_id)
-                await tx.audit.add(audit, outcome="succeeded")
-                if current.auth_type in SECRET_TYPES:
-                    await self.secrets.destroy(org, registry_id)
-        except DependencyUnavailable as exc:
-            await self._record_failure(audit, exc)
-            raise
+            raise RegistryInUse(components)
+        async with self.uow.transaction() as tx:
+            current = await tx.registries.get(org, registry_id, for_update=True)
+            if current is None:
+                raise unknown(registry_id)
+            await tx.registries.delete(registry_id)
+            if current.auth_type in SECRET_TYPES:
+                await self.secrets.destroy(org, registry_id)
         log.info("registry deleted", extra={"org": org, "registry_id": registry_id})
-
-    async def _record_failure(self, audit: AuditSubject, exc: BaseException) -> None:
-        """A dependency outage is audited as `failed` (nothing changed); other errors are not."""
-        if not isinstance(exc, DependencyUnavailable):
-            return
-        await _best_effort(
-            "record a failure",
-            self.uow.now.audit.add(
-                audit, outcome="failed", detail=f"{type(exc).__name__}: nothing was changed"
-            ),
-        )
 
 
 async def _best_effort(what: str, awaitable: Awaitable[object]) -> None:

@@ -3,7 +3,8 @@
 The service runs in-process against the session's real NATS, PostgreSQL and
 OpenBao. The orchestrator (another Landfall service) is the only thing faked:
 `FakeOrchestrator` answers `rpc_registry_usage` on the real NATS from a dict
-the test fills in.
+the test fills in, and `FakeKeys` (`identity.py`) answers the API-key look-up.
+`Harness.audit` holds every audit event the service published.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from libs.contracts.subjects import Subjects
 from libs.runtime.bus import Bus, connect
 from services.credentials.app import create_app
 from services.credentials.settings import Settings
+from tests.integration.credentials.identity import AuditTap, FakeKeys
 from tests.support import bearer
 
 ORG = "acme"
@@ -46,6 +48,8 @@ class Harness:
     client: TestClient[Any, Any]
     bus: Bus
     orchestrator: FakeOrchestrator
+    keys: FakeKeys
+    audit: AuditTap
 
     @property
     def headers(self) -> dict[str, str]:
@@ -75,15 +79,19 @@ async def running(settings: Settings, *, orchestrator: bool = True) -> AsyncIter
     nc = await connect(settings, name="credentials-test", wait_seconds=10)
     try:
         bus = Bus(nc, Subjects(settings.bus_prefix))
+        keys, audit = FakeKeys(bus), AuditTap(bus)
+        await audit.start()
         if orchestrator:
             await bus.serve(
                 bus.subjects.rpc_registry_usage, RegistryUsage, fake.registry_usage, queue="orchestrator"
             )
-            await bus.nc.flush()
+            await keys.start()
         client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings)))
         await client.start_server()
         try:
-            yield Harness(settings=settings, client=client, bus=bus, orchestrator=fake)
+            yield Harness(
+                settings=settings, client=client, bus=bus, orchestrator=fake, keys=keys, audit=audit
+            )
         finally:
             await client.close()
     finally:

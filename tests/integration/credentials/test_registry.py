@@ -89,12 +89,13 @@ async def test_good_credentials_log_in_and_can_pull(svc: Harness, docker_registr
     assert missing["ok"] is False
     assert "does not exist" in missing["detail"]
 
-    events = await (await svc.client.get(f"{REGISTRIES}/{registry_id}/audit", headers=svc.headers)).json()
-    assert [(e["action"], e["outcome"]) for e in events["items"][:3]] == [
-        ("test", "not_ok"),
-        ("test", "ok"),
-        ("test", "ok"),
+    tests = [e for e in await svc.audit.wait_for(4) if e.action == "registry.test"]
+    assert [(e.target, e.outcome, e.detail.split(":")[0]) for e in tests] == [
+        (registry_id, "ok", "ok"),
+        (registry_id, "ok", "ok"),
+        (registry_id, "ok", "not ok"),
     ]
+    assert "does not exist" in tests[-1].detail
 
 
 async def test_a_wrong_password_is_reported_as_unauthorized(
