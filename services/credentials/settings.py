@@ -24,6 +24,21 @@ class Settings(ServiceSettings, DatabaseSettings, VaultSettings, AdminSettings):
             "or a JSON list in LANDFALL_INSECURE_REGISTRIES. Everything else is HTTPS."
         ),
     )
+    registry_private_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "non-global addresses registry calls may reach anyway (loopback, RFC 1918, link-local, CGNAT, "
+            "unique-local, ...): host names, host:port or CIDR ranges; comma-separated or a JSON list in "
+            "LANDFALL_REGISTRY_PRIVATE_HOSTS. Empty: registries are reached on public addresses only."
+        ),
+    )
+    registry_token_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "hosts besides a registry's own that may serve its bearer token realm (Docker Hub's and "
+            "GitLab.com's are known); comma-separated or a JSON list in LANDFALL_REGISTRY_TOKEN_HOSTS"
+        ),
+    )
     registry_timeout_seconds: float = Field(
         default=10.0, gt=0, description="total time for one call to a registry (each hop of the auth flow)"
     )
@@ -34,7 +49,7 @@ class Settings(ServiceSettings, DatabaseSettings, VaultSettings, AdminSettings):
         default=5.0, gt=0, description="how long to wait for the orchestrator (registry usage on delete)"
     )
 
-    @field_validator("insecure_registries", mode="before")
+    @field_validator("insecure_registries", "registry_private_hosts", "registry_token_hosts", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):

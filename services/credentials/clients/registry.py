@@ -14,6 +14,9 @@ What is subtle:
   HTTP statuses and registry error codes.
 * Tag lookups (`resolve`) reuse bearer tokens; checks (`check`, "test
   connection") never do: they exist to ask the registry now.
+* Which addresses a call may reach is `egress.EgressPolicy`, in two places that
+  must get the same policy: the session's resolver (`new_session`) for names, and
+  `AuthFlow` for IP literals, realms and proxies.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ import hashlib
 from collections.abc import Iterable
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from libs.contracts.messages import ResolvedImage
 from libs.oci.reference import InvalidReference, validate_digest
+from services.credentials.clients.egress import EgressPolicy, PolicyResolver
 from services.credentials.clients.registry_auth import USER_AGENT, AuthFlow, RegistryCallFailed
 from services.credentials.domain import CheckResult, Credentials
 
@@ -40,13 +45,24 @@ MANIFEST_ACCEPT = ", ".join(
 )
 
 
-def new_session(*, timeout: float, trust_env: bool = False) -> aiohttp.ClientSession:
-    """The one session for every registry: no cookie jar (see `registry_auth`)."""
+def new_session(
+    *,
+    timeout: float,
+    trust_env: bool = False,
+    policy: EgressPolicy | None = None,
+    resolver: AbstractResolver | None = None,
+) -> aiohttp.ClientSession:
+    """The one session for every registry: no cookie jar (see `registry_auth`), and a resolver that
+    hands the connector only the addresses `policy` allows (`egress`; the default allows only
+    global ones). `resolver` is the lookup underneath (the system's by default; tests pass one)."""
+    policy = policy if policy is not None else EgressPolicy()
+    policy.announce()
     return aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=timeout),
         cookie_jar=aiohttp.DummyCookieJar(),
         headers={"User-Agent": USER_AGENT},
         trust_env=trust_env,
+        connector=aiohttp.TCPConnector(resolver=PolicyResolver(policy, resolver)),
     )
 
 
@@ -57,8 +73,16 @@ async def close_session(session: aiohttp.ClientSession) -> None:
 
 
 class RegistryClient:
-    def __init__(self, session: aiohttp.ClientSession, *, insecure: Iterable[str]) -> None:
-        self.flow = AuthFlow(session, insecure=insecure)
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        insecure: Iterable[str],
+        policy: EgressPolicy | None = None,
+        token_hosts: Iterable[str] = (),
+    ) -> None:
+        """`policy` must be the one given to `new_session` for `session`."""
+        self.flow = AuthFlow(session, insecure=insecure, policy=policy, token_hosts=token_hosts)
 
     async def probe(self, host: str) -> CheckResult:
         """Does `host` answer the registry API at all? (Any HTTP answer, even 401, counts.)"""

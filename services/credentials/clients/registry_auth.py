@@ -16,12 +16,27 @@ What is subtle:
 * Plain HTTP is used only for hosts listed in `insecure_registries` (loopback by
   default); everything else is HTTPS with certificate checks. Credentials are
   never sent to a plain-HTTP token realm unless that host is listed too.
+* Every call passes `egress.EgressPolicy` (global addresses only, unless the
+  operator lists more), checked on the address connected to.
+* Redirects are not followed at all: a 3xx is "refused by policy". The calls made
+  here (`/v2/`, tags, manifests, token realms) are answered in place by real
+  registries (only blob downloads redirect, and the control plane fetches no
+  blobs), and following them would need the policy re-checked per hop, the
+  `Authorization` and plain-HTTP rules re-applied per hop, and aiohttp's redirect
+  to an IP literal never passes the resolver. Not following is the smaller rule.
+* A bearer realm must be on the registry's own host name, a known vendor's token
+  host (`KNOWN_TOKEN_HOSTS`: Docker Hub, GitLab.com) or one the operator lists in
+  `LANDFALL_REGISTRY_TOKEN_HOSTS`; otherwise a registry could point the control
+  plane (with the tenant's password) at any address it likes.
 * No cookies are kept (a shared cookie jar would carry one tenant's session into
-  another tenant's call), and aiohttp drops `Authorization` on a redirect to
-  another origin.
+  another tenant's call).
 * Every failure to get a usable answer is `RegistryCallFailed` with a sentence
-  that holds only hosts, HTTP statuses and exception types, never credentials
-  or tokens.
+  that holds only the hosts the registry named and HTTP statuses: never
+  credentials, tokens, OS error strings, resolved addresses or answer bodies
+  (a detail of "test connection" is read by the tenant, who chose the host).
+* Registry answers are parsed defensively: deeply nested JSON (`RecursionError`),
+  an `expires_in` too large for a float, and a token that could not be sent in a
+  header (control characters, CR/LF) are refused, never a crash.
 * Calls made with `reuse_token=True` (tag lookups, once per deploy) reuse a bearer
   token until shortly before it expires (`expires_in`, at most 5 minutes), keyed by
   host, scope and a hash of the credentials, so a Docker Hub or GHCR lookup is one
@@ -46,6 +61,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from libs.oci.reference import registry_api_host
+from services.credentials.clients.egress import EgressPolicy, EgressRefused, PolicyResolver
 from services.credentials.domain import Credentials
 
 USER_AGENT = "landfall-credentials/0.1"
@@ -55,6 +71,13 @@ TOKEN_CACHE_MAX = 10_000  # bearer tokens kept for tag lookups (expired ones are
 TOKEN_REUSE_MAX_SECONDS = 300.0  # a token is reused for at most this long, whatever it says
 TOKEN_MARGIN_SECONDS = 10.0  # and dropped this long before it expires
 DEFAULT_TOKEN_SECONDS = 60.0  # the spec's lifetime when the issuer does not say
+# Token services on another host than their registry's API, known without being listed.
+KNOWN_TOKEN_HOSTS = {
+    "registry-1.docker.io": frozenset({"auth.docker.io"}),
+    "registry.gitlab.com": frozenset({"gitlab.com"}),
+}
+POLICY_HINT = "the operator can list it in LANDFALL_REGISTRY_PRIVATE_HOSTS"
+_SENDABLE_TOKEN = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what fits in an Authorization header
 
 
 def basic_header(credentials: Credentials) -> str:
@@ -140,7 +163,7 @@ class Answer:
         """The `errors[].code` of a distribution error body (empty when there is none)."""
         try:
             doc = json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
             return []
         errors = doc.get("errors") if isinstance(doc, dict) else None
         if not isinstance(errors, list):
@@ -148,12 +171,38 @@ class Answer:
         return [str(e.get("code")) for e in errors if isinstance(e, dict) and e.get("code")]
 
 
+def token_lifetime(expires_in: object) -> float:
+    """Seconds a token may be reused: its `expires_in` (at most `TOKEN_REUSE_MAX_SECONDS`), else the default.
+
+    Compared before any conversion: `float(10**400)` raises `OverflowError`, a
+    comparison of an int with a float does not; NaN and booleans are no lifetime.
+    """
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or not expires_in > 0:
+        return DEFAULT_TOKEN_SECONDS
+    return TOKEN_REUSE_MAX_SECONDS if expires_in > TOKEN_REUSE_MAX_SECONDS else float(expires_in)
+
+
+def _hostname(host: str) -> str:
+    return (URL(f"//{host}").host or host).rstrip(".").lower()
+
+
 class AuthFlow:
     """Calls on one shared `aiohttp.ClientSession` (no cookies) for all registries of all tenants."""
 
-    def __init__(self, session: aiohttp.ClientSession, *, insecure: Iterable[str]) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        insecure: Iterable[str],
+        policy: EgressPolicy | None = None,
+        token_hosts: Iterable[str] = (),
+    ) -> None:
         self.session = session
         self.insecure = list(insecure)
+        self.policy = policy if policy is not None else EgressPolicy()
+        self.token_hosts = frozenset(_hostname(h) for h in token_hosts if h.strip())
+        # Behind a proxy the proxy resolves names: `admit` resolves them here first (see `egress`).
+        self._proxy_resolver = PolicyResolver(self.policy) if session.trust_env else None
         # (host, scope, sha256 of the credentials or "") -> (bearer token, monotonic time it is good until)
         self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
 
@@ -170,10 +219,25 @@ class AuthFlow:
     async def send(
         self, method: str, url: URL, headers: Mapping[str, str], *, host: str, limit: int = MAX_BODY
     ) -> Answer:
+        """One request, no redirects followed; every failure is a `RegistryCallFailed` (module docstring)."""
+        refused = RegistryCallFailed(
+            "unreachable", f"refused by policy: registry calls may not reach {host}; {POLICY_HINT}"
+        )
         try:
-            async with self.session.request(method, url, headers=dict(headers)) as resp:
+            await self.policy.admit(url, self._proxy_resolver)
+            async with self.session.request(
+                method, url, headers=dict(headers), allow_redirects=False
+            ) as resp:
+                if 300 <= resp.status < 400:
+                    raise RegistryCallFailed(
+                        "unreachable",
+                        f"refused by policy: {host} answered with a redirect (HTTP {resp.status}); "
+                        "registry calls do not follow redirects",
+                    )
                 body = b"" if method == "HEAD" else await resp.content.read(limit)
                 return Answer(resp.status, resp.headers, body)
+        except EgressRefused:
+            raise refused from None
         except aiohttp.ClientConnectorCertificateError:
             raise RegistryCallFailed(
                 "unreachable", f"unreachable: the TLS certificate of {host} is not trusted"
@@ -184,17 +248,26 @@ class AuthFlow:
                 f"unreachable: the TLS handshake with {host} failed; if it serves plain HTTP, "
                 "add it to LANDFALL_INSECURE_REGISTRIES",
             ) from None
-        except aiohttp.ClientConnectorError as exc:
-            reason = exc.os_error.strerror or type(exc.os_error).__name__
-            raise RegistryCallFailed(
-                "unreachable", f"unreachable: cannot connect to {host} ({reason})"
-            ) from None
+        except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, EgressRefused):
+                raise refused from None
+            raise RegistryCallFailed("unreachable", f"unreachable: cannot resolve {host}") from None
+        except aiohttp.ClientConnectorError:
+            raise RegistryCallFailed("unreachable", f"unreachable: cannot connect to {host}") from None
         except TimeoutError:
             raise RegistryCallFailed("unreachable", f"unreachable: {host} did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise RegistryCallFailed(
-                "unreachable", f"unreachable: the connection to {host} failed ({type(exc).__name__})"
-            ) from None
+        except aiohttp.ClientError:
+            raise RegistryCallFailed("unreachable", f"unreachable: the connection to {host} failed") from None
+
+    def _realm_allowed(self, registry_host: str, realm_host: str) -> bool:
+        """A bearer realm on the registry's own host name, a known vendor's token host or a listed one."""
+        own = _hostname(registry_api_host(registry_host))
+        realm = _hostname(realm_host)
+        return (
+            realm in (own, _hostname(registry_host))
+            or realm in self.token_hosts
+            or (realm in KNOWN_TOKEN_HOSTS.get(own, frozenset()))
+        )
 
     async def _token(
         self, challenge: Challenge, credentials: Credentials | None, scope: str | None, *, host: str
@@ -208,6 +281,12 @@ class AuthFlow:
         if url.scheme not in ("http", "https") or not url.host:
             raise RegistryCallFailed("unreachable", f"{host} sent an unusable token realm")
         realm_host = url.raw_authority
+        if not self._realm_allowed(host, realm_host):
+            raise RegistryCallFailed(
+                "unreachable",
+                f"refused by policy: the token realm of {host} is on another host ({url.host}); "
+                "the operator can list it in LANDFALL_REGISTRY_TOKEN_HOSTS",
+            )
         query = {k: v for k, v in (("service", challenge.params.get("service")), ("scope", scope)) if v}
         url = url.update_query(query)
         headers: dict[str, str] = {}
@@ -232,18 +311,15 @@ class AuthFlow:
             )
         try:
             doc = json.loads(answer.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
             doc = None
         token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
         if not isinstance(token, str) or not token:
             raise RegistryCallFailed("unreachable", f"the token service of {host} sent no token")
-        expires_in = doc.get("expires_in") if isinstance(doc, dict) else None
-        lifetime = (
-            float(expires_in)
-            if isinstance(expires_in, int | float) and expires_in > 0
-            else DEFAULT_TOKEN_SECONDS
-        )
-        return token, lifetime
+        if _SENDABLE_TOKEN.fullmatch(token) is None:
+            raise RegistryCallFailed("unreachable", f"the registry sent an unusable token ({host})")
+        assert isinstance(doc, dict)
+        return token, token_lifetime(doc.get("expires_in"))
 
     async def call(
         self,
