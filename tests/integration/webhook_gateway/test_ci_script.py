@@ -92,9 +92,10 @@ async def test_ci_snippets_are_ready_to_paste(env: Env, tmp_path: Path) -> None:
     assert code == 0, (out, err)
     assert env.orch.pushed[0].image == "ghcr.io/acme/api:1.0.0"
 
-    assert (
-        await env.client.get(f"{COMPONENT_PATH}/api/ci-snippets", headers=bearer(env.token))
-    ).status == 401
+    # A CI token is authenticated but reaches only the webhook: 403 (API.md), saying so.
+    refused = await env.client.get(f"{COMPONENT_PATH}/api/ci-snippets", headers=bearer(env.token))
+    assert refused.status == 403
+    assert "webhook" in (await refused.json())["detail"]
     assert (
         await env.client.get(f"{COMPONENT_PATH}/nope/ci-snippets", headers=admin(env.settings))
     ).status == 404
