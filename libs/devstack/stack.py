@@ -202,6 +202,9 @@ class Stack(Provisioning):
         # NATS auth: the agent has no creds here, it gets its own NATS user when it enrolls.
         if service != "data_plane_agent":
             env["LANDFALL_NATS_CREDS_FILE"] = str(self.nats_auth.creds_file(service.replace("_", "-")))
+        if service == "credentials":
+            # The local registries listen on loopback, which registry calls may not reach unless listed.
+            env["LANDFALL_REGISTRY_PRIVATE_HOSTS"] = "127.0.0.1/8,::1,localhost"
         if service == "orchestrator":
             env["LANDFALL_NATS_ACCOUNT_SIGNING_SEED"] = self.nats_auth.account_signing_seed
             env["LANDFALL_NATS_ACCOUNT"] = self.nats_auth.account
