@@ -1,4 +1,8 @@
-"""The admin API of the stack's three HTTP services, the way a careful client talks to it.
+"""The management API of the stack's three HTTP services, the way a careful client talks to it.
+
+It speaks with the credential a user would hold: `Admin.for_stack` takes the stack's org key
+(`LANDFALL_ORG_KEY`, owner of org `default`); `platform=True` takes the admin token, for what
+only the platform does (creating orgs and their first owner key).
 
 One client for both harnesses: the benchmarks provision through it
 (`bench/provision.py`) and so does every part of `make chaos`. Why in `bench/`:
@@ -38,6 +42,7 @@ class HasUrls(Protocol):
     """What `Admin.for_stack` needs of a stack (`libs.devstack.stack.Stack` has it)."""
 
     admin_token: str
+    org_key: str | None
 
     def url(self, service: str) -> str: ...
 
@@ -66,26 +71,35 @@ async def read_body(resp: aiohttp.ClientResponse) -> Any:
 
 
 class Admin:
-    """The admin API of the three HTTP services over one session."""
+    """The management API of the three HTTP services over one session, with one credential."""
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         *,
         urls: dict[str, str],
-        admin_token: str,
+        token: str,
         concurrency: int = 16,
         patience: float = 120.0,
     ) -> None:
         self.session = session
         self.urls = urls
-        self.headers = {"Authorization": f"Bearer {admin_token}"}
+        self.token = token
+        self.headers = {"Authorization": f"Bearer {token}"}
         self.gate = asyncio.Semaphore(concurrency)
         self.patience = patience
 
     @classmethod
-    def for_stack(cls, session: aiohttp.ClientSession, stack: HasUrls, **options: Any) -> Admin:
-        return cls(session, urls=urls_of(stack), admin_token=stack.admin_token, **options)
+    def for_stack(
+        cls, session: aiohttp.ClientSession, stack: HasUrls, *, platform: bool = False, **options: Any
+    ) -> Admin:
+        """As the owner of org `default` (the org key), or as the platform (`platform=True`)."""
+        token = stack.admin_token if platform or not stack.org_key else stack.org_key
+        return cls(session, urls=urls_of(stack), token=token, **options)
+
+    def with_token(self, token: str) -> Admin:
+        """The same client (session, addresses, patience) speaking with another credential."""
+        return Admin(self.session, urls=self.urls, token=token, patience=self.patience)
 
     async def call(
         self,

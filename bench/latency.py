@@ -116,7 +116,7 @@ class Driver:
             session,
             gateway_url=stack.url("webhook_gateway"),
             orchestrator_url=stack.url("orchestrator"),
-            admin_token=stack.admin_token,
+            admin_token=stack.org_key or stack.admin_token,
         )
 
     async def deploy(self, job: Deploy) -> Deploy:
@@ -187,7 +187,8 @@ class Driver:
             async with (
                 gate,
                 self.session.get(
-                    f"{self.orchestrator_url}/v1/deployments/{job.deployment_id}", headers=self.admin
+                    f"{self.orchestrator_url}/v1/deployments/{job.deployment_id}",
+                    headers={"Authorization": f"Bearer {job.target.key}"} if job.target.key else self.admin,
                 ) as resp,
             ):
                 if resp.status != 200:

@@ -7,6 +7,11 @@ with a project, a data plane, an environment on it and an anonymous registry
 on the stack's local image registry. Components are spread round-robin over
 the planes, each with its own CI token.
 
+Credentials as users hold them: the platform token only creates each org and
+its first owner key (`new_org`); that key makes the org's objects, and a
+`Target` keeps it to read its deployments (`GET /v1/deployments/{id}` answers
+an org key only for its own org).
+
 Requests go through `bench.client.Admin`: concurrent (bounded), with retries
 on 503, which the services answer while a dependency catches up.
 """
@@ -31,6 +36,7 @@ class Target:
     component: str
     token: str = field(repr=False)
     dataplane_id: str
+    key: str = field(default="", repr=False)  # an org API key of `org`, to read its deployments
 
 
 @dataclass
@@ -39,6 +45,16 @@ class Plane:
     dataplane_id: str
     enrollment_token: str = field(repr=False)
     registry_id: str = ""
+    owner: Admin | None = field(default=None, repr=False)  # the org's owner key
+
+
+async def new_org(platform: Admin, org: str) -> Admin:
+    """What only the platform does: create `org` and its first owner key; the owner's client."""
+    await platform.call("orchestrator", "POST", "/v1/orgs", {"name": org}, expect=(201, 409))
+    key = await platform.call(
+        "orchestrator", "POST", f"/v1/orgs/{org}/api-keys", {"name": "bench-owner", "role": "owner"}
+    )
+    return platform.with_token(str(key["key"]))
 
 
 async def registry(admin: Admin, org: str, host: str) -> str:
@@ -66,14 +82,16 @@ async def component(
         f"/v1/orgs/{org}/projects/{project}/components/{name}/tokens",
         {"name": "bench"},
     )
-    return Target(org=org, component=name, token=str(token["token"]), dataplane_id=dataplane_id)
+    return Target(
+        org=org, component=name, token=str(token["token"]), dataplane_id=dataplane_id, key=admin.token
+    )
 
 
-async def plane(admin: Admin, org: str, *, registry_host: str) -> Plane:
-    await admin.call("orchestrator", "POST", "/v1/orgs", {"name": org})
+async def plane(platform: Admin, org: str, *, registry_host: str) -> Plane:
+    admin = await new_org(platform, org)
     await admin.call("orchestrator", "POST", f"/v1/orgs/{org}/projects", {"name": "app"})
     created = await admin.call("orchestrator", "POST", f"/v1/orgs/{org}/dataplanes", {"name": "dp"})
-    made = Plane(org, str(created["id"]), str(created["enrollment_token"]))
+    made = Plane(org, str(created["id"]), str(created["enrollment_token"]), owner=admin)
     await admin.call(
         "orchestrator",
         "POST",
@@ -104,17 +122,19 @@ async def latency_components(
 
 
 async def scale_planes(
-    admin: Admin, *, planes: int, components: int, registry_host: str, repository: str, prefix: str
+    platform: Admin, *, planes: int, components: int, registry_host: str, repository: str, prefix: str
 ) -> tuple[list[Plane], list[Target]]:
-    """`planes` orgs with a data plane each, and `components` components spread over them."""
+    """`planes` orgs with a data plane each (made with the platform token, then each org's owner
+    key), and `components` components spread over them."""
     orgs = [f"{prefix}-{i:04d}" for i in range(planes)]
-    made: list[Plane] = await gather_all(orgs, lambda org: plane(admin, org, registry_host=registry_host))
+    made: list[Plane] = await gather_all(orgs, lambda org: plane(platform, org, registry_host=registry_host))
     image = f"{registry_host}/{repository}:1.0"
 
     async def one(index: int) -> Target:
         home = made[index % planes]
+        assert home.owner is not None
         return await component(
-            admin,
+            home.owner,
             home.org,
             "app",
             f"c{index:04d}",

@@ -27,7 +27,7 @@ from bench.stack import REPOSITORY, BenchError, Run
 from libs.devstack.stack import free_ports
 
 
-async def level(run: Run, admin: Admin, driver: latency.Driver, *, planes: int) -> dict[str, Any]:
+async def level(run: Run, platform: Admin, driver: latency.Driver, *, planes: int) -> dict[str, Any]:
     stack, root, say = run.stack, run.root, run.clock.say
     logs = root / "logs"
     kubeconfig = root / f"sandbox-{planes}.kubeconfig"
@@ -52,7 +52,7 @@ async def level(run: Run, admin: Admin, driver: latency.Driver, *, planes: int) 
         components = max(planes, run.plan.scale_min_components)
         say(f"scale {planes}: creating {planes} orgs with a data plane each and {components} components")
         made, targets = await provision.scale_planes(
-            admin,
+            platform,
             planes=planes,
             components=components,
             registry_host=stack.registry.host,
@@ -109,12 +109,12 @@ async def level(run: Run, admin: Admin, driver: latency.Driver, *, planes: int) 
 
 async def _part(run: Run) -> None:
     async with run.session() as session:
-        admin = Admin.for_stack(session, run.stack)
+        platform = Admin.for_stack(session, run.stack, platform=True)  # it creates the orgs
         driver = latency.Driver.for_run(session, run)
         levels = []
         for planes in run.plan.scale_planes:
             try:
-                measured = await level(run, admin, driver, planes=planes)
+                measured = await level(run, platform, driver, planes=planes)
             except (BenchError, ApiError) as exc:  # report it, measure the rest
                 run.clock.say(f"scale {planes}: failed: {exc}")
                 measured = {"dataplanes_total": planes, "error": str(exc)[-2000:]}

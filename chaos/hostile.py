@@ -48,6 +48,7 @@ from typing import Any
 import aiohttp
 
 from bench.client import Admin
+from bench.provision import new_org
 from libs.devstack.stack import Stack
 
 PROJECT = "app"
@@ -82,6 +83,7 @@ class Tenant:
     admin_token: str = field(repr=False)
     ci_token: str = field(repr=False)
     ids: list[str]
+    api_key: str = field(default="", repr=False)  # the org's owner key: every `apiKey` operation
 
 
 @dataclass
@@ -111,8 +113,7 @@ async def prepare(stack: Stack, org: str) -> Tenant:
     that is not in the dictionary the management operations draw from.
     """
     async with aiohttp.ClientSession() as session:
-        admin = Admin.for_stack(session, stack)
-        await admin.call("orchestrator", "POST", "/v1/orgs", {"name": org}, expect=(201, 409))
+        admin = await new_org(Admin.for_stack(session, stack, platform=True), org)
         await admin.call(
             "orchestrator", "POST", f"/v1/orgs/{org}/projects", {"name": PROJECT}, expect=(201, 409)
         )
@@ -153,6 +154,7 @@ async def prepare(stack: Stack, org: str) -> Tenant:
         admin_token=stack.admin_token,
         ci_token=ci["token"],
         ids=[registry["id"], plane["id"], token["id"], deployment["id"]],
+        api_key=admin.token,
     )
 
 
@@ -166,6 +168,8 @@ def config(tenant: Tenant) -> str:
         [
             "[auth.openapi.adminToken]",
             f"bearer = {json.dumps(tenant.admin_token)}",
+            "[auth.openapi.apiKey]",
+            f"bearer = {json.dumps(tenant.api_key or tenant.admin_token)}",
             "[auth.openapi.ciToken]",
             f"bearer = {json.dumps(tenant.ci_token)}",
             "[dictionaries.org]",

@@ -127,7 +127,7 @@ async def provision(
             for i in range(components)
         ]
         await asyncio.to_thread(_push_all, chaos, targets, tags)
-        secrets = {chaos.private_password, stack.admin_token, stack.vault.token}
+        secrets = {chaos.private_password, stack.admin_token, stack.vault.token, stack.org_key or ""} - {""}
         if stack.state.get("enrollment_token"):
             secrets.add(stack.state["enrollment_token"])
 

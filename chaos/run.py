@@ -85,7 +85,7 @@ async def run_all(chaos: ChaosStack, sizes: Sizes, workdir: Path, parts: set[str
         results["hostile"] = {}
         for index, service in enumerate(hostile.SERVICES):
             tenant = await hostile.prepare(chaos.stack, f"fuzz-{index}-{secrets.token_hex(3)}")
-            used.add(tenant.ci_token)
+            used |= {tenant.ci_token, tenant.api_key}
             result = await asyncio.to_thread(
                 hostile.fuzz_service,
                 chaos.stack.url(service),

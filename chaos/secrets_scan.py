@@ -60,6 +60,8 @@ def known_secrets(chaos: ChaosStack, extra: set[str]) -> set[str]:
         stack.vault.token,
         stack.nats_auth.account_signing_seed,
     }
+    if stack.org_key:
+        found.add(stack.org_key)
     if stack.state.get("enrollment_token"):
         found.add(stack.state["enrollment_token"])
     agent_state = stack.root / "agent" / "agent.json"

@@ -1,89 +1,69 @@
-"""Part 3a, tenancy: a matrix of requests made with another org's or another component's credentials.
+"""Part 3a, tenancy: the matrix of chaos/matrix.py, sent to the real services, breaches counted.
 
-Two orgs, A (the victim) and B (the neighbour), built alike on purpose: both
-have project `shop` with a component `api` (A also has `web`), a basic-auth
-registry, a data plane and an environment, CI tokens, a signing secret and a
-deployment. Same names, different ids: a mix-up between tenants can only show
-through ids, so the matrix aims ids at the wrong tenant.
+Two orgs, A (the victim) and B (the neighbour), built alike on purpose (`build`): project `shop`
+with components `api` (a service), `job` (a manual task) and `victim`, two registries (the
+components' and an unused `victim`), a data plane with two environments, CI tokens, a deployment,
+an execution and API keys. Same names, different ids: a mix-up between tenants can only show
+through ids, so ids are what the matrix aims at the wrong tenant. Only the platform token creates
+the orgs and their first owner key; that key makes everything else, as a user would. A's other
+callers: a developer, a viewer, a revoked key (used once, so that it was cached, then revoked) and
+an expired key (the API allows at least one day, so it is made with `expires_in_days: 1` and its
+`expires_at` moved into the past in the orchestrator's database), no key at all, and A's CI token.
 
-The matrix is generated from every operation each service's `/openapi.json`
-documents (health, readiness, metrics and the document itself excepted), so a
-new endpoint is in it the day it ships. For every operation, the variants:
+The requests run in three waves, each concurrent (bounded): every read; then every change that
+must be refused, aimed at the real objects (a DELETE at the `victim` objects); then every change
+that must be allowed, with the platform's same request beside it as the comparison point (a
+DELETE each on an object made for it, so that one allowed cell cannot spoil another's).
 
-- `ci-token:other-org`: B's CI token on the operation, A's objects in the path
-  (and, for the webhook, A's image in the body): 401, 403 or 404;
-- `ci-token:other-component`: the CI token of A's other component (`web`), A's
-  `api` objects: 401, 403 or 404;
-- `admin:other-org-id`: the admin token, B's names in the path, an id of A's in
-  the path: 403 or 404;
-- `admin:other-component-id`: A's path to `web`, an id belonging to `api`
-  (tokens): 403 or 404;
-- `admin:other-org-reference`: B's path, an id of A's in the body (a data plane
-  for an environment, a registry for a component): 403, 404 or a 422 naming
-  the field (an unknown reference in a body is a validation error in API.md);
-- `admin:leak` (reads): B's own objects; 2xx is expected, and the answer must
-  not name anything of A's (ids, org name, repository);
-- `owner` (reads): A's own credentials on A's objects must work (2xx), or a
-  refusal above would prove nothing.
-
-Any other answer is a breach. Afterwards A's objects must be intact (a refused
-DELETE or PATCH that still took effect is a breach too). The admin token itself
-is not per org: there is one operator, so it is no tenant credential; the NATS
-side of tenancy (an agent publishing another data plane's status) is refused by
-nats-server and covered by tests/integration/test_nats_permissions.py.
+A breach is a 2xx where the rules say refuse, a 2xx to an org key that names anything of the other
+org, or a refused change that took effect anyway (the `victim` objects are checked afterwards:
+`integrity`). An answer that differs from the rules without a 2xx (say a 403 for a 404) is no
+breach but a `broken_control`: the matrix then proves less than it says, and the tests fail on it.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
+import asyncio
+import itertools
 import json
-import re
 import secrets
-import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from bench.client import Admin, read_body
+from bench.provision import new_org
+from chaos import matrix
+from chaos.matrix import Caller, Cell, Target
 from chaos.stack import PRIVATE_REGISTRY_USER, ChaosStack
+from libs.devstack.stack import Stack
 
-INFRA = ("/healthz", "/readyz", "/metrics", "/openapi.json")
 HTTP_SERVICES = ("credentials", "orchestrator", "webhook_gateway", "data_plane_agent")
-REFUSED = (401, 403, 404)
-REFUSED_BODY_REFERENCE = (403, 404, 422)
+PROJECT = "shop"
+CONCURRENCY = 16
+_ORDERS = itertools.count(10)
 
 
 @dataclass
-class Org:
-    name: str
-    registry_id: str = ""
-    dataplane_id: str = ""
-    token_ids: dict[str, str] = field(default_factory=dict)
-    tokens: dict[str, str] = field(default_factory=dict, repr=False)
-    deployments: dict[str, str] = field(default_factory=dict)
-    enrollment_token: str = field(default="", repr=False)
-    signing_secret: str = field(default="", repr=False)  # of the first component (`api`)
-    repository: str = ""
-    host: str = ""
+class Tenant:
+    org: str
+    host: str
+    owner: Admin = field(repr=False)
+    ids: dict[str, str] = field(default_factory=dict)  # the path segment before `{id}` → that id
+    ci_token: str = field(default="", repr=False)
+    secrets: set[str] = field(default_factory=set, repr=False)
 
-    def image(self, component: str, tag: str = "1.0") -> str:
-        return f"{self.host}/{self.repository}/{component}:{tag}"
+    def image(self, component: str = "api", tag: str = "1.0") -> str:
+        return f"{self.host}/matrix/{self.org}/{component}:{tag}"
 
     @property
     def markers(self) -> list[str]:
-        """What must never appear in an answer about another org."""
-        return [
-            self.name,
-            self.registry_id,
-            self.dataplane_id,
-            self.repository,
-            *self.token_ids.values(),
-            *self.deployments.values(),
-        ]
+        """What must never appear in an answer to another org's key."""
+        return [self.org, f"matrix/{self.org}/", *self.ids.values()]
 
 
 @dataclass
@@ -91,8 +71,10 @@ class Case:
     service: str
     method: str
     path: str
-    variant: str
+    caller: str
+    target: str
     status: int
+    expected: str
     ok: bool
     why: str = ""
 
@@ -107,375 +89,378 @@ class Matrix:
 
     @property
     def variants(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for c in self.cases:
-            counts[c.variant] = counts.get(c.variant, 0) + 1
-        return counts
+        """Requests by caller kind (and `mixed` for the wrong org's ids)."""
+        return dict(Counter(c.caller if c.target != "mixed" else f"{c.caller}:mixed" for c in self.cases))
 
     @property
     def tenancy_breaches(self) -> int:
         return len(self.breaches) + len(self.integrity)
 
 
-async def _make_org(admin: Admin, chaos: ChaosStack, name: str, components: tuple[str, ...]) -> Org:
-    org = Org(name=name, repository=f"tenancy/{name}", host=chaos.private_registry.host)
-    await admin.call("orchestrator", "POST", "/v1/orgs", {"name": name}, expect=(201, 409))
-    await admin.call("orchestrator", "POST", f"/v1/orgs/{name}/projects", {"name": "shop"})
-    plane = await admin.call("orchestrator", "POST", f"/v1/orgs/{name}/dataplanes", {"name": "plane"})
-    org.dataplane_id, org.enrollment_token = plane["id"], plane["enrollment_token"]
-    await admin.call(
-        "orchestrator",
-        "POST",
-        f"/v1/orgs/{name}/environments",
-        {"name": "development", "dataplane_id": org.dataplane_id, "order": 0},
-    )
-    registry = await admin.call(
-        "credentials",
-        "POST",
-        f"/v1/orgs/{name}/registries",
-        {
-            "display_name": f"{name} private",
-            "auth": {
-                "type": "basic",
-                "host": org.host,
-                "username": PRIVATE_REGISTRY_USER,
-                "password": chaos.private_password,
-            },
-        },
-    )
-    org.registry_id = registry["id"]
-    for component in components:
-        await admin.call(
-            "orchestrator",
-            "POST",
-            f"/v1/orgs/{name}/projects/shop/components",
-            {
-                "name": component,
-                "type": "service",
-                "registry_id": org.registry_id,
-                "image": org.image(component),
-                "port": 8080,
-            },
-        )
-        base = f"/v1/orgs/{name}/projects/shop/components/{component}"
-        token = await admin.call("webhook_gateway", "POST", base + "/tokens", {"name": "tenancy"})
-        org.token_ids[component], org.tokens[component] = token["id"], token["token"]
-        deployment = await admin.call("orchestrator", "POST", base + "/deployments", {"tag": "1.0"})
-        org.deployments[component] = deployment["id"]
-    signing = await admin.call(
-        "webhook_gateway",
-        "POST",
-        f"/v1/orgs/{name}/projects/shop/components/{components[0]}/signing-secret",
-        {},
-    )
-    org.signing_secret = signing["secret"]
-    return org
+def _component(template: str, override: str | None) -> str:
+    if override is not None:
+        return override
+    return "job" if "/executions" in template else "api"
 
 
-def _id_for(path: str, org: Org, component: str) -> str | None:
-    """Which of `org`'s ids a `{id}` in `path` names; None when the path has no `{id}`."""
-    if "{id}" not in path:
+def fill(
+    template: str, *, home: Tenant, ids: Tenant, component: str | None = None, id_: str | None = None
+) -> str:
+    """A path of `home`'s org with `ids`' ids (the same tenant, except for `mixed`)."""
+    path = (
+        template.replace("{org}", home.org)
+        .replace("{project}", PROJECT)
+        .replace("{component}", _component(template, component))
+        .replace("{environment}", "development")
+    )
+    if "{id}" in path:
+        segment = path.split("/{id}")[0].rsplit("/", 1)[1]
+        if id_ is None and segment not in ids.ids:
+            raise LookupError(
+                f"the tenancy matrix does not know what {{id}} is in {template}: extend chaos/tenancy.py"
+            )
+        path = path.replace("{id}", id_ or ids.ids[segment])
+    if "{" in path:
+        raise LookupError(f"the tenancy matrix cannot fill {template}: extend chaos/tenancy.py")
+    return path
+
+
+def body(operation: matrix.Operation, *, home: Tenant, ref: Tenant) -> Any:
+    """A body that succeeds for a caller allowed to send it: a refusal must come from who asks.
+
+    `ref` is whose ids the body names (`home` itself, except for `mixed`). Names are fresh each
+    time, so that the platform's comparison request and the key's do not collide."""
+    if not operation.has_body:
         return None
-    if "/registries/{id}" in path:
-        return org.registry_id
-    if "/dataplanes/{id}" in path:
-        return org.dataplane_id
-    if "/tokens/{id}" in path:
-        return org.token_ids[component]
-    if path.endswith("/deployments/{id}"):
-        return org.deployments[component]
-    raise LookupError(f"the tenancy matrix does not know what {{id}} is in {path}: extend chaos/tenancy.py")
-
-
-def _fill(path: str, *, org: Org, component: str, id_: str | None) -> str:
-    filled = path.replace("{org}", org.name).replace("{project}", "shop").replace("{component}", component)
-    if id_ is not None:
-        filled = filled.replace("{id}", id_)
-    if "{" in filled:
-        raise LookupError(f"the tenancy matrix cannot fill {path}: extend chaos/tenancy.py")
-    return filled
-
-
-def _body(method: str, path: str, *, victim: Org, attacker: Org) -> Any:
-    """A body that would succeed for the owner: a refusal must come from the tenancy check."""
-    key = f"{method} {path}"
+    n = secrets.token_hex(4)
+    component = "/v1/orgs/{org}/projects/{project}/components"
     bodies: dict[str, Callable[[], Any]] = {
+        "POST /v1/orgs": lambda: {"name": f"mx-{n}"},
         "POST /v1/orgs/{org}/registries": lambda: {
-            "display_name": "x",
-            "auth": {"type": "anonymous", "host": "ghcr.io"},
+            "display_name": f"m-{n}",
+            "auth": {"type": "anonymous", "host": home.host},
         },
-        "PATCH /v1/orgs/{org}/registries/{id}": lambda: {"display_name": "renamed by another tenant"},
+        "PATCH /v1/orgs/{org}/registries/{id}": lambda: {"display_name": "victim"},  # its own name
         "POST /v1/orgs/{org}/registries/{id}/test": lambda: {},
-        "POST /v1/orgs": lambda: {"name": "t" + secrets.token_hex(6)},
-        "POST /v1/orgs/{org}/dataplanes": lambda: {"name": "p" + secrets.token_hex(4)},
+        "POST /v1/orgs/{org}/dataplanes": lambda: {"name": f"p-{n}"},
         "POST /v1/orgs/{org}/environments": lambda: {
-            "name": "e" + secrets.token_hex(4),
-            "dataplane_id": victim.dataplane_id,
-            "order": 50 + secrets.randbelow(1000),
+            "name": f"e-{n}",
+            "dataplane_id": ref.ids["dataplanes"],
+            "order": next(_ORDERS),
         },
-        "POST /v1/orgs/{org}/projects": lambda: {"name": "p" + secrets.token_hex(4)},
-        "POST /v1/orgs/{org}/projects/{project}/components": lambda: {
-            "name": "c" + secrets.token_hex(4),
+        "POST /v1/orgs/{org}/projects": lambda: {"name": f"p-{n}"},
+        "POST /v1/orgs/{org}/api-keys": lambda: {"name": f"m-{n}", "role": "viewer"},
+        f"POST {component}": lambda: {
+            "name": f"c-{n}",
             "type": "service",
-            "registry_id": victim.registry_id,
-            "image": victim.image("api"),
+            "registry_id": ref.ids["registries"],
+            "image": ref.image(),
             "port": 8080,
         },
-        "PATCH /v1/orgs/{org}/projects/{project}/components/{component}": lambda: {
-            "registry_id": victim.registry_id,
-            "image": victim.image("api", "2.0"),
+        f"PATCH {component}/{{component}}": lambda: {
+            "registry_id": ref.ids["registries"],
+            "image": ref.image(),
         },
-        "POST /v1/orgs/{org}/projects/{project}/components/{component}/deployments": lambda: {
-            "image": victim.image("api", "1.0")
-        },
-        "POST /v1/orgs/{org}/projects/{project}/components/{component}/promotions": lambda: {
-            "from": "development",
-            "to": "staging",
-        },
-        "POST /v1/orgs/{org}/projects/{project}/components/{component}/executions": lambda: {},
-        "POST /v1/orgs/{org}/projects/{project}/components/{component}/tokens": lambda: {"name": "x"},
-        "POST /v1/orgs/{org}/projects/{project}/components/{component}/signing-secret": lambda: {},
-        "POST /v1/webhooks/deploy": lambda: {"image": victim.image("api", "1.0")},
-        # The credential here is the enrollment token in the body: another kind of token is no such thing.
-        "POST /v1/dataplanes/enroll": lambda: {
-            "enrollment_token": attacker.tokens["api"],
-            "public_key": base64.b64encode(secrets.token_bytes(32)).decode(),
-            "version": "tenancy",
-        },
+        f"POST {component}/{{component}}/deployments": lambda: {"image": ref.image()},
+        f"POST {component}/{{component}}/promotions": lambda: {"from": "development", "to": "staging"},
+        f"POST {component}/{{component}}/executions": lambda: {},
+        f"POST {component}/{{component}}/tokens": lambda: {"name": f"m-{n}"},
+        f"PUT {component}/{{component}}/environments/{{environment}}/config": lambda: {"replicas": 1},
     }
-    return bodies[key]() if key in bodies else None
+    if operation.key not in bodies:
+        raise LookupError(f"no body known for {operation.key}: extend chaos/tenancy.py")
+    return bodies[operation.key]()
 
 
-# Operations whose body names an id: the reference variant targets those.
-BODY_REFERENCES = (
-    "POST /v1/orgs/{org}/environments",
-    "POST /v1/orgs/{org}/projects/{project}/components",
-    "PATCH /v1/orgs/{org}/projects/{project}/components/{component}",
-    "POST /v1/orgs/{org}/projects/{project}/components/{component}/deployments",
-)
+async def _component_of(owner: Admin, tenant: Tenant, *, kind: str = "service") -> str:
+    name = f"d-{secrets.token_hex(4)}"
+    spec: dict[str, Any] = {"name": name, "type": kind, "registry_id": tenant.ids["registries"]}
+    spec["image"] = tenant.image(name)
+    if kind == "service":
+        spec["port"] = 8080
+    await owner.call("orchestrator", "POST", f"/v1/orgs/{tenant.org}/projects/{PROJECT}/components", spec)
+    return name
 
 
-def _signed(secret: str, body: bytes) -> dict[str, str]:
-    """Standard Webhooks headers: a refusal must not come from a missing signature."""
-    msg_id = "msg_" + secrets.token_hex(12)
-    now = str(int(time.time()))
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{msg_id}.{now}.".encode() + body, hashlib.sha256).digest()
+async def disposable(operation: matrix.Operation, tenant: Tenant) -> dict[str, str]:
+    """An object made for one DELETE, so that each allowed DELETE removes something of its own."""
+    owner, org, t = tenant.owner, tenant.org, operation.template
+    base = f"/v1/orgs/{org}/projects/{PROJECT}/components"
+    if t.endswith("/components/{component}"):
+        return {"component": await _component_of(owner, tenant)}
+    if t.endswith("/signing-secret"):
+        name = await _component_of(owner, tenant)
+        await owner.call("webhook_gateway", "POST", f"{base}/{name}/signing-secret")
+        return {"component": name}
+    if t.endswith("/tokens/{id}"):
+        token = await owner.call("webhook_gateway", "POST", f"{base}/api/tokens", {"name": "disposable"})
+        tenant.secrets.add(token["token"])
+        return {"id": token["id"]}
+    if t.endswith("/api-keys/{id}"):
+        key = await owner.call(
+            "orchestrator", "POST", f"/v1/orgs/{org}/api-keys", {"name": "d", "role": "viewer"}
+        )
+        tenant.secrets.add(key["key"])
+        return {"id": key["id"]}
+    if t.endswith("/registries/{id}"):
+        auth = {"type": "anonymous", "host": tenant.host}
+        registry = await owner.call(
+            "credentials", "POST", f"/v1/orgs/{org}/registries", {"display_name": "d", "auth": auth}
+        )
+        return {"id": registry["id"]}
+    if t.endswith("/dataplanes/{id}"):
+        plane = await owner.call(
+            "orchestrator", "POST", f"/v1/orgs/{org}/dataplanes", {"name": "d" + secrets.token_hex(4)}
+        )
+        tenant.secrets.add(plane["enrollment_token"])
+        return {"id": plane["id"]}
+    raise LookupError(
+        f"the tenancy matrix cannot make an object for {operation.key} to delete: extend chaos/tenancy.py"
+    )
+
+
+async def build(platform: Admin, name: str, *, host: str, auth: dict[str, str]) -> Tenant:
+    """An org as a user sets it up; the platform token only creates it and its first owner key."""
+    owner = await new_org(platform, name)
+    tenant = Tenant(org=name, host=host, owner=owner)
+    tenant.secrets.add(owner.token)
+    org = f"/v1/orgs/{name}"
+    await owner.call("orchestrator", "POST", f"{org}/projects", {"name": PROJECT})
+    plane = await owner.call("orchestrator", "POST", f"{org}/dataplanes", {"name": "plane"})
+    tenant.ids["dataplanes"] = plane["id"]
+    tenant.secrets.add(plane["enrollment_token"])
+    for order, env in enumerate(("development", "staging")):
+        spec = {"name": env, "dataplane_id": plane["id"], "order": order}
+        await owner.call("orchestrator", "POST", f"{org}/environments", spec)
+    used = await owner.call(
+        "credentials",
+        "POST",
+        f"{org}/registries",
+        {"display_name": f"{name} main", "auth": {**auth, "host": host}},
+    )
+    tenant.ids["registries"] = used["id"]
+    for component, kind in (("api", "service"), ("job", "manual-task"), ("victim", "service")):
+        spec = {"name": component, "type": kind, "registry_id": used["id"], "image": tenant.image(component)}
+        if kind == "service":
+            spec["port"] = 8080
+        await owner.call("orchestrator", "POST", f"{org}/projects/{PROJECT}/components", spec)
+    # The registry an id in a path names is one no component uses: a DELETE that gets through shows.
+    victim = await owner.call(
+        "credentials",
+        "POST",
+        f"{org}/registries",
+        {"display_name": "victim", "auth": {"type": "anonymous", "host": host}},
+    )
+    tenant.ids["registries"] = victim["id"]
+    tenant.ids["main-registry"] = used["id"]
+    base = f"{org}/projects/{PROJECT}/components"
+    signing = await owner.call("webhook_gateway", "POST", f"{base}/victim/signing-secret")
+    tenant.secrets.add(signing["secret"])
+    for label in ("ci", "tokens"):  # `ci` is the CI token the matrix calls with; `tokens` its victim
+        token = await owner.call("webhook_gateway", "POST", f"{base}/api/tokens", {"name": label})
+        tenant.ids[label] = token["id"]
+        tenant.secrets.add(token["token"])
+        if label == "ci":
+            tenant.ci_token = token["token"]
+    deployment = await owner.call("orchestrator", "POST", f"{base}/api/deployments", {"tag": "1.0"})
+    tenant.ids["deployments"] = deployment["id"]
+    execution = await owner.call("orchestrator", "POST", f"{base}/job/executions", {}, expect=(202, 409))
+    if isinstance(execution, dict) and execution.get("id"):
+        tenant.ids["executions"] = execution["id"]
+    key = await owner.call("orchestrator", "POST", f"{org}/api-keys", {"name": "victim", "role": "viewer"})
+    tenant.ids["api-keys"] = key["id"]
+    tenant.secrets.add(key["key"])
+    return tenant
+
+
+async def _expire(dsn: str, key_id: str) -> None:
+    """Move a key's expiry into the past: the API allows no expiry shorter than a day."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        done = await conn.execute(
+            "UPDATE orchestrator.api_keys SET expires_at = now() - interval '1 hour' WHERE id = $1", key_id
+        )
+    finally:
+        await conn.close()
+    if done != "UPDATE 1":
+        raise RuntimeError(f"could not expire API key {key_id}: {done}")
+
+
+async def callers(stack: Stack, a: Tenant, b: Tenant) -> dict[Caller, str | None]:
+    """The credential of each caller kind of `matrix.CALLERS`."""
+    keys = f"/v1/orgs/{a.org}/api-keys"
+    made: dict[str, dict[str, Any]] = {}
+    for label, role in (("developer", "developer"), ("viewer", "viewer"), ("revoked", "viewer")):
+        made[label] = await a.owner.call("orchestrator", "POST", keys, {"name": label, "role": role})
+    spec = {"name": "expired", "role": "viewer", "expires_in_days": 1}
+    made["expired"] = await a.owner.call("orchestrator", "POST", keys, spec)
+    await _expire(stack.postgres.dsn, made["expired"]["id"])
+    revoked = a.owner.with_token(made["revoked"]["key"])
+    for service in ("orchestrator", "credentials"):  # cached where it was used, then revoked
+        path = (
+            f"/v1/orgs/{a.org}/environments" if service == "orchestrator" else f"/v1/orgs/{a.org}/registries"
+        )
+        await revoked.call(service, "GET", path)
+    await a.owner.call("orchestrator", "DELETE", f"{keys}/{made['revoked']['id']}", expect=(204,))
+    a.secrets |= {m["key"] for m in made.values()}
     return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": now,
-        "webhook-signature": "v1," + base64.b64encode(mac).decode(),
+        "platform": stack.admin_token,
+        "owner": a.owner.token,
+        "developer": made["developer"]["key"],
+        "viewer": made["viewer"]["key"],
+        "owner-b": b.owner.token,
+        "revoked": made["revoked"]["key"],
+        "expired": made["expired"]["key"],
+        "none": None,
+        "ci-token": a.ci_token,
     }
 
 
-async def _send(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    *,
-    token: str | None,
-    body: Any,
-    signing_secret: str | None = None,
-) -> tuple[int, str]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    data = json.dumps(body).encode() if body is not None else None
-    if data is not None:
-        headers["Content-Type"] = "application/json"
-        if signing_secret:
-            headers.update(_signed(signing_secret, data))
-    async with session.request(
-        method, url, data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
-    ) as resp:
-        payload = await read_body(resp)
-        return resp.status, payload if isinstance(payload, str) else json.dumps(payload)
+@dataclass
+class Runner:
+    """Sends cells and judges their answers (see the module docstring for the waves)."""
+
+    session: aiohttp.ClientSession
+    urls: dict[str, str]
+    tenants: dict[str, Tenant]
+    tokens: dict[Caller, str | None]
+    result: Matrix = field(default_factory=Matrix)
+    baseline: dict[tuple[matrix.Operation, Target], int] = field(default_factory=dict)
+    gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONCURRENCY))
+
+    def where(self, cell: Cell) -> tuple[Tenant, Tenant]:
+        """(whose path, whose ids): B's path with A's ids for `mixed`."""
+        a, b = self.tenants["a"], self.tenants["b"]
+        if cell.target == "mixed":
+            return b, a
+        return (b, b) if cell.target == "b" else (a, a)
+
+    async def send(self, cell: Cell) -> None:
+        home, ids = self.where(cell)
+        op = cell.operation
+        component: str | None = None
+        id_: str | None = None
+        if op.method == "DELETE":
+            if cell.expected is None:  # allowed: an object of its own to delete
+                made = await disposable(op, home)
+                component, id_ = made.get("component"), made.get("id")
+            elif "{id}" not in op.template:
+                component = "victim"
+        path = fill(op.template, home=home, ids=ids, component=component, id_=id_)
+        headers = {"X-Request-Id": f"matrix-{secrets.token_hex(6)}"}
+        token = self.tokens[cell.caller]
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        payload = body(op, home=home, ref=ids)
+        async with (
+            self.gate,
+            self.session.request(
+                op.method,
+                self.urls[op.service] + path,
+                json=payload,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=30),
+            ) as resp,
+        ):
+            answer = await read_body(resp)
+            status = resp.status
+        text = answer if isinstance(answer, str) else json.dumps(answer)
+        self.judge(cell, path, status, text)
+
+    def judge(self, cell: Cell, path: str, status: int, text: str) -> None:
+        want = cell.expected
+        if want is None and cell.caller != "platform":
+            want = (self.baseline[(cell.operation, cell.target)],)
+        if cell.caller == "platform" and cell.expected is None:
+            self.baseline[(cell.operation, cell.target)] = status
+        ok, why = True, ""
+        if status >= 500:
+            ok, why = False, f"answered {status}"
+        elif want is not None and status not in want:
+            ok, why = False, f"answered {status}, expected {'/'.join(map(str, want))}"
+        breach = not ok and 200 <= status < 300 and cell.expected is not None
+        if 200 <= status < 300 and cell.caller in ("owner", "developer", "viewer", "owner-b"):
+            other = self.tenants["a" if matrix.caller_org(cell.caller) == "b" else "b"]
+            leaked = [] if path.endswith("/audit") else [m for m in other.markers if m in text]
+            if leaked:
+                ok, breach, why = False, True, f"the answer names {leaked[:3]} of the other org"
+        op = cell.operation
+        shown = "/".join(map(str, want)) if want else "platform's"
+        case = Case(op.service, op.method, path, cell.caller, cell.target, status, shown, ok, why)
+        self.result.cases.append(case)
+        if breach:
+            self.result.breaches.append(case)
+        elif not ok:
+            self.result.broken_controls.append(case)
+
+    async def wave(self, cells: list[Cell]) -> None:
+        """Platform comparison requests first, then the rest: each group concurrent."""
+        first = [c for c in cells if c.caller == "platform" and c.expected is None]
+        await asyncio.gather(*(self.send(c) for c in first))
+        await asyncio.gather(*(self.send(c) for c in cells if c not in first))
+
+    async def run(self, documents: dict[str, dict[str, Any]]) -> Matrix:
+        cells = list(matrix.cells(documents))
+        self.result.operations = len({c.operation for c in cells})
+        await self.wave([c for c in cells if not c.changes])
+        await self.wave([c for c in cells if c.changes and c.expected is not None])
+        await self.wave([c for c in cells if c.changes and c.expected is None])
+        return self.result
+
+
+async def intact(tenant: Tenant) -> list[str]:
+    """The objects refused DELETEs and PATCHes aimed at: each must still be as it was."""
+    owner, org = tenant.owner, f"/v1/orgs/{tenant.org}"
+    base = f"{org}/projects/{PROJECT}/components"
+    problems: list[str] = []
+    registry = await owner.call(
+        "credentials", "GET", f"{org}/registries/{tenant.ids['registries']}", expect=(200, 404)
+    )
+    if not registry or registry.get("display_name") != "victim":
+        problems.append(f"{tenant.org}'s victim registry was deleted or renamed: {registry}")
+    status = await owner.call("orchestrator", "GET", f"{base}/victim", expect=(200, 404))
+    if not status or status.get("name") != "victim":
+        problems.append(f"{tenant.org}'s victim component was deleted")
+    else:
+        signing = await owner.call("webhook_gateway", "GET", f"{base}/victim/signing-secret")
+        if not signing.get("required"):
+            problems.append(f"{tenant.org}'s signing secret was deleted")
+    tokens = await owner.call("webhook_gateway", "GET", f"{base}/api/tokens")
+    if not [t for t in tokens["items"] if t["id"] == tenant.ids["tokens"] and not t.get("revoked_at")]:
+        problems.append(f"{tenant.org}'s victim CI token was revoked")
+    keys = await owner.call("orchestrator", "GET", f"{org}/api-keys")
+    if not [k for k in keys["items"] if k["id"] == tenant.ids["api-keys"] and not k.get("revoked_at")]:
+        problems.append(f"{tenant.org}'s victim API key was revoked")
+    return problems
+
+
+async def run_on(
+    stack: Stack, *, host: str, auth: dict[str, str], say: Callable[[str], None] = print
+) -> tuple[Matrix, set[str]]:
+    """Build A and B on `stack` (registries on `host` with `auth`), run the matrix, check A and B."""
+    urls = {s: stack.url(s) for s in HTTP_SERVICES}
+    suffix = secrets.token_hex(3)
+    async with aiohttp.ClientSession() as session:
+        platform = Admin.for_stack(session, stack, platform=True)
+        a = await build(platform, f"mxa-{suffix}", host=host, auth=auth)
+        b = await build(platform, f"mxb-{suffix}", host=host, auth=auth)
+        tokens = await callers(stack, a, b)
+        documents = {}
+        for service in HTTP_SERVICES:
+            async with session.get(urls[service] + "/openapi.json") as resp:
+                documents[service] = await resp.json()
+        runner = Runner(session, urls, {"a": a, "b": b}, tokens)
+        result = await runner.run(documents)
+        result.integrity = await intact(a) + await intact(b)
+    say(
+        f"tenancy: {len(result.cases)} requests over {result.operations} operations and "
+        f"{len(matrix.CALLERS)} kinds of caller, {result.tenancy_breaches} breaches, "
+        f"{len(result.broken_controls)} answers against the rules"
+    )
+    return result, a.secrets | b.secrets
 
 
 async def run(chaos: ChaosStack, *, say: Callable[[str], None] = print) -> tuple[Matrix, set[str]]:
-    """Build the two orgs, run the matrix, check A's objects; returns the matrix and the secrets used."""
-    stack = chaos.stack
-    urls = {s: stack.url(s) for s in HTTP_SERVICES}
-    suffix = secrets.token_hex(3)
-    matrix = Matrix()
-    async with aiohttp.ClientSession() as session:
-        admin = Admin(session, urls=urls, admin_token=stack.admin_token)
-        victim = await _make_org(admin, chaos, f"tena-{suffix}", ("api", "web"))
-        attacker = await _make_org(admin, chaos, f"tenb-{suffix}", ("api",))
-        # Webhooks of a component that requires signatures are signed, whoever's token it is.
-        signing = {
-            victim.tokens["api"]: victim.signing_secret,
-            attacker.tokens["api"]: attacker.signing_secret,
-        }
-        used = {
-            victim.enrollment_token,
-            attacker.enrollment_token,
-            victim.signing_secret,
-            attacker.signing_secret,
-            *victim.tokens.values(),
-            *attacker.tokens.values(),
-        }
-
-        async def case(service: str, method: str, template: str, variant: str, **kw: Any) -> None:
-            path = _fill(template, **kw["where"])
-            token = kw["token"]
-            status, text = await _send(
-                session,
-                method,
-                urls[service] + path,
-                token=token,
-                body=kw.get("body"),
-                signing_secret=signing.get(token),
-            )
-            expected: tuple[int, ...] = kw["expect"]
-            ok = status in expected if expected else 200 <= status < 300
-            why = "" if ok else f"answered {status}, expected {expected or '2xx'}"
-            leaked = [m for m in kw.get("no_markers", []) if m and m in text]
-            if leaked:
-                ok, why = False, f"the answer names {leaked[:3]} of another org"
-            if status >= 500:
-                ok, why = False, f"answered {status}"
-            c = Case(service, method, path, variant, status, ok, why if not ok else "")
-            matrix.cases.append(c)
-            if not ok:
-                # The owner's own request failing is no breach, but it voids the refusals around it.
-                (matrix.broken_controls if variant == "owner" else matrix.breaches).append(c)
-
-        for service in HTTP_SERVICES:
-            async with session.get(urls[service] + "/openapi.json") as resp:
-                document = await resp.json()
-            for template, operations in document["paths"].items():
-                if template in INFRA:
-                    continue
-                for method_lower, operation in operations.items():
-                    method = method_lower.upper()
-                    matrix.operations += 1
-                    key = f"{method} {template}"
-                    security = {k for s in operation.get("security", []) for k in s}
-                    is_ci = "ciToken" in security
-                    has_org = "{org}" in template
-                    body = _body(method, template, victim=victim, attacker=attacker)
-                    if operation.get("requestBody") and body is None:
-                        raise LookupError(f"no body known for {key}: extend chaos/tenancy.py")
-                    own = {"org": victim, "component": "api", "id_": _id_for(template, victim, "api")}
-                    # Another org's and another component's CI token, on A's `api` objects.
-                    for variant, token in (
-                        ("ci-token:other-org", attacker.tokens["api"]),
-                        ("ci-token:other-component", victim.tokens["web"]),
-                    ):
-                        await case(
-                            service,
-                            method,
-                            template,
-                            variant,
-                            where=own,
-                            token=token,
-                            body=body,
-                            expect=REFUSED,
-                        )
-                    if is_ci or not has_org:
-                        if method == "GET" or is_ci:  # the owner's own request works
-                            await case(
-                                service,
-                                method,
-                                template,
-                                "owner",
-                                where=own,
-                                token=victim.tokens["api"] if is_ci else stack.admin_token,
-                                body=body,
-                                expect=(),
-                            )
-                        continue
-                    theirs = {"org": attacker, "component": "api", "id_": _id_for(template, attacker, "api")}
-                    if "{id}" in template:
-                        await case(
-                            service,
-                            method,
-                            template,
-                            "admin:other-org-id",
-                            where={**theirs, "id_": own["id_"]},
-                            token=stack.admin_token,
-                            body=body,
-                            expect=(403, 404),
-                        )
-                        if "{component}" in template:
-                            await case(
-                                service,
-                                method,
-                                template,
-                                "admin:other-component-id",
-                                where={**own, "component": "web"},
-                                token=stack.admin_token,
-                                body=body,
-                                expect=(403, 404),
-                            )
-                    if key in BODY_REFERENCES:
-                        await case(
-                            service,
-                            method,
-                            template,
-                            "admin:other-org-reference",
-                            where=theirs,
-                            token=stack.admin_token,
-                            body=body,
-                            expect=REFUSED_BODY_REFERENCE,
-                        )
-                    if method == "GET":
-                        await case(
-                            service,
-                            method,
-                            template,
-                            "admin:leak",
-                            where=theirs,
-                            token=stack.admin_token,
-                            expect=(),
-                            no_markers=victim.markers,
-                        )
-                        await case(
-                            service, method, template, "owner", where=own, token=stack.admin_token, expect=()
-                        )
-        matrix.integrity = await _intact(admin, session, urls, victim)
-    say(
-        f"tenancy: {len(matrix.cases)} requests over {matrix.operations} operations, "
-        f"{matrix.tenancy_breaches} breaches"
-    )
-    return matrix, used
-
-
-async def _intact(
-    admin: Admin, session: aiohttp.ClientSession, urls: dict[str, str], victim: Org
-) -> list[str]:
-    """A's objects after the matrix: each refused change must really not have happened."""
-    problems: list[str] = []
-    registry = await admin.call(
-        "credentials", "GET", f"/v1/orgs/{victim.name}/registries/{victim.registry_id}"
-    )
-    if registry["display_name"] != f"{victim.name} private":
-        problems.append(f"A's registry was renamed to {registry['display_name']!r}")
-    base = f"/v1/orgs/{victim.name}/projects/shop/components"
-    for component in ("api", "web"):
-        found = await admin.call("orchestrator", "GET", f"{base}/{component}")
-        if found["registry_id"] != victim.registry_id or not re.search(victim.repository, found["image"]):
-            problems.append(f"A's component {component} was changed: {found['image']}")
-        listed = await admin.call("webhook_gateway", "GET", f"{base}/{component}/tokens")
-        live = [
-            t for t in listed["items"] if t["id"] == victim.token_ids[component] and not t.get("revoked_at")
-        ]
-        if not live:
-            problems.append(f"A's CI token of {component} was revoked")
-        status, _ = await _send(
-            session,
-            "GET",
-            f"{urls['webhook_gateway']}/v1/webhooks/deployments/{victim.deployments[component]}",
-            token=victim.tokens[component],
-            body=None,
-        )
-        if status != 200:
-            problems.append(f"A's CI token of {component} no longer reads its deployment ({status})")
-    signing = await admin.call("webhook_gateway", "GET", f"{base}/api/signing-secret")
-    if not signing["required"]:
-        problems.append("A's signing secret was deleted")
-    plane = await admin.call(
-        "orchestrator", "GET", f"/v1/orgs/{victim.name}/dataplanes/{victim.dataplane_id}"
-    )
-    if plane["enrolled"]:
-        problems.append("A's data plane was enrolled by someone else")
-    return problems
+    """`make chaos`'s part: the matrix on the chaos stack, the components on its private registry."""
+    auth = {"type": "basic", "username": PRIVATE_REGISTRY_USER, "password": chaos.private_password}
+    return await run_on(chaos.stack, host=chaos.private_registry.host, auth=auth, say=say)
