@@ -134,3 +134,14 @@ async def test_ip_literals_are_checked_before_the_call() -> None:
     # Behind a proxy the name is resolved here too.
     with pytest.raises(EgressRefused):
         await policy.admit(URL("https://inside.example/"), PolicyResolver(policy, Answers("10.0.0.1")))
+
+
+def test_bearer_realms_only_on_the_registry_s_own_or_a_listed_host() -> None:
+    policy = EgressPolicy.parse([], token_hosts=["auth.example.com"])
+    assert policy.token_realm_allowed("ghcr.io", "GHCR.io.")
+    assert policy.token_realm_allowed("registry-1.docker.io", "auth.docker.io")  # Docker Hub's own pair
+    assert policy.token_realm_allowed("registry.gitlab.com", "gitlab.com")
+    assert not policy.token_realm_allowed("evil.example", "auth.docker.io")  # the pair is Docker Hub's only
+    assert policy.token_realm_allowed("harbor.example", "auth.example.com")  # listed by the operator
+    assert not policy.token_realm_allowed("harbor.example", "169.254.169.254")
+    assert not EgressPolicy().token_realm_allowed("harbor.example", "auth.example.com")

@@ -28,6 +28,9 @@ What is subtle:
   embedded IPv4 address is not global.
 * A listed name allows every address it resolves to (the operator trusts that
   name); a listed `host:port` only that port; a CIDR (or a bare IP) every port.
+* Bearer token realms are an egress rule too (`token_realm_allowed`): a realm on
+  another host than the registry's would let a registry point the control plane,
+  with the tenant's password, at any host it likes.
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ log = logging.getLogger(__name__)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# Token services on another host than their registry's API, known without being listed.
+KNOWN_TOKEN_HOSTS = {
+    "registry-1.docker.io": frozenset({"auth.docker.io"}),
+    "registry.gitlab.com": frozenset({"gitlab.com"}),
+}
 
 
 class EgressRefused(OSError):
@@ -89,11 +97,13 @@ class EgressPolicy:
     names: frozenset[str] = frozenset()
     name_ports: frozenset[tuple[str, int]] = frozenset()
     networks: tuple[IPNetwork, ...] = ()
+    token_hosts: frozenset[str] = frozenset()
     listed: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
-    def parse(cls, entries: Iterable[str]) -> EgressPolicy:
-        """From `LANDFALL_REGISTRY_PRIVATE_HOSTS` entries; a malformed one is a `ValueError` at start."""
+    def parse(cls, entries: Iterable[str], token_hosts: Iterable[str] = ()) -> EgressPolicy:
+        """From `LANDFALL_REGISTRY_PRIVATE_HOSTS` entries (a malformed one is a `ValueError` at start)
+        and `LANDFALL_REGISTRY_TOKEN_HOSTS`."""
         names: set[str] = set()
         name_ports: set[tuple[str, int]] = set()
         networks: list[IPNetwork] = []
@@ -113,7 +123,13 @@ class EgressPolicy:
                 names.add(_name(host))
             else:
                 name_ports.add((_name(host), port))
-        return cls(frozenset(names), frozenset(name_ports), tuple(networks), tuple(listed))
+        tokens = frozenset(_name(h) for h in token_hosts if h.strip())
+        return cls(frozenset(names), frozenset(name_ports), tuple(networks), tokens, tuple(listed))
+
+    def token_realm_allowed(self, api_host: str, realm_host: str) -> bool:
+        """A bearer realm on the registry API's own host name, a known vendor's token host or a listed one."""
+        own, realm = _name(api_host), _name(realm_host)
+        return realm == own or realm in self.token_hosts or realm in KNOWN_TOKEN_HOSTS.get(own, ())
 
     def lists(self, host: str, port: int) -> bool:
         """Whether the operator listed this name (any port) or this `name:port`."""

@@ -79,10 +79,9 @@ class RegistryClient:
         *,
         insecure: Iterable[str],
         policy: EgressPolicy | None = None,
-        token_hosts: Iterable[str] = (),
     ) -> None:
         """`policy` must be the one given to `new_session` for `session`."""
-        self.flow = AuthFlow(session, insecure=insecure, policy=policy, token_hosts=token_hosts)
+        self.flow = AuthFlow(session, insecure=insecure, policy=policy)
 
     async def probe(self, host: str) -> CheckResult:
         """Does `host` answer the registry API at all? (Any HTTP answer, even 401, counts.)"""

@@ -25,9 +25,9 @@ What is subtle:
   `Authorization` and plain-HTTP rules re-applied per hop, and aiohttp's redirect
   to an IP literal never passes the resolver. Not following is the smaller rule.
 * A bearer realm must be on the registry's own host name, a known vendor's token
-  host (`KNOWN_TOKEN_HOSTS`: Docker Hub, GitLab.com) or one the operator lists in
-  `LANDFALL_REGISTRY_TOKEN_HOSTS`; otherwise a registry could point the control
-  plane (with the tenant's password) at any address it likes.
+  host (`egress.KNOWN_TOKEN_HOSTS`: Docker Hub, GitLab.com) or one the operator
+  lists in `LANDFALL_REGISTRY_TOKEN_HOSTS`; otherwise a registry could point the
+  control plane (with the tenant's password) at any host it likes.
 * No cookies are kept (a shared cookie jar would carry one tenant's session into
   another tenant's call).
 * Every failure to get a usable answer is `RegistryCallFailed` with a sentence
@@ -71,11 +71,6 @@ TOKEN_CACHE_MAX = 10_000  # bearer tokens kept for tag lookups (expired ones are
 TOKEN_REUSE_MAX_SECONDS = 300.0  # a token is reused for at most this long, whatever it says
 TOKEN_MARGIN_SECONDS = 10.0  # and dropped this long before it expires
 DEFAULT_TOKEN_SECONDS = 60.0  # the spec's lifetime when the issuer does not say
-# Token services on another host than their registry's API, known without being listed.
-KNOWN_TOKEN_HOSTS = {
-    "registry-1.docker.io": frozenset({"auth.docker.io"}),
-    "registry.gitlab.com": frozenset({"gitlab.com"}),
-}
 POLICY_HINT = "the operator can list it in LANDFALL_REGISTRY_PRIVATE_HOSTS"
 _SENDABLE_TOKEN = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what fits in an Authorization header
 
@@ -182,10 +177,6 @@ def token_lifetime(expires_in: object) -> float:
     return TOKEN_REUSE_MAX_SECONDS if expires_in > TOKEN_REUSE_MAX_SECONDS else float(expires_in)
 
 
-def _hostname(host: str) -> str:
-    return (URL(f"//{host}").host or host).rstrip(".").lower()
-
-
 class AuthFlow:
     """Calls on one shared `aiohttp.ClientSession` (no cookies) for all registries of all tenants."""
 
@@ -195,12 +186,10 @@ class AuthFlow:
         *,
         insecure: Iterable[str],
         policy: EgressPolicy | None = None,
-        token_hosts: Iterable[str] = (),
     ) -> None:
         self.session = session
         self.insecure = list(insecure)
         self.policy = policy if policy is not None else EgressPolicy()
-        self.token_hosts = frozenset(_hostname(h) for h in token_hosts if h.strip())
         # Behind a proxy the proxy resolves names: `admit` resolves them here first (see `egress`).
         self._proxy_resolver = PolicyResolver(self.policy) if session.trust_env else None
         # (host, scope, sha256 of the credentials or "") -> (bearer token, monotonic time it is good until)
@@ -259,16 +248,6 @@ class AuthFlow:
         except aiohttp.ClientError:
             raise RegistryCallFailed("unreachable", f"unreachable: the connection to {host} failed") from None
 
-    def _realm_allowed(self, registry_host: str, realm_host: str) -> bool:
-        """A bearer realm on the registry's own host name, a known vendor's token host or a listed one."""
-        own = _hostname(registry_api_host(registry_host))
-        realm = _hostname(realm_host)
-        return (
-            realm in (own, _hostname(registry_host))
-            or realm in self.token_hosts
-            or (realm in KNOWN_TOKEN_HOSTS.get(own, frozenset()))
-        )
-
     async def _token(
         self, challenge: Challenge, credentials: Credentials | None, scope: str | None, *, host: str
     ) -> tuple[str, float]:
@@ -281,7 +260,8 @@ class AuthFlow:
         if url.scheme not in ("http", "https") or not url.host:
             raise RegistryCallFailed("unreachable", f"{host} sent an unusable token realm")
         realm_host = url.raw_authority
-        if not self._realm_allowed(host, realm_host):
+        api_host = URL(self.base_url(host)).host or host
+        if not self.policy.token_realm_allowed(api_host, url.host):
             raise RegistryCallFailed(
                 "unreachable",
                 f"refused by policy: the token realm of {host} is on another host ({url.host}); "
