@@ -5,7 +5,8 @@ re-exported by `libs.devstack.stack` (tests, bench and chaos import it from ther
 
 Subtle: `stop_group` signals the whole process group (children are started with
 `start_new_session`), so a service's own children die with it; `http` never raises for an HTTP
-status, only for a connection that fails, so callers branch on the status as a user would.
+status (nor for a body that is not JSON: that comes back as text), only for a connection that
+fails, so callers branch on the status as a user would.
 """
 
 from __future__ import annotations
@@ -99,7 +100,12 @@ def http(
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
             raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
+            if not raw:
+                return resp.status, None
+            try:
+                return resp.status, json.loads(raw)
+            except ValueError:  # /metrics, a text /readyz: the text itself
+                return resp.status, raw.decode(errors="replace")
     except urllib.error.HTTPError as exc:
         raw = exc.read()
         try:

@@ -100,10 +100,14 @@ class Stack(Provisioning):
         self.admin_token: str = self.state.setdefault("admin_token", "lfadm_" + secrets.token_urlsafe(24))
         self.org_key: str | None = self.state.get("org_key")  # `local-owner`, once provision() made it
         extra: dict[str, list[int]] = self.state.setdefault("replica_ports", {})
+        taken = {*vars(self.ports).values(), *(port for ports in extra.values() for port in ports)}
         for service in HTTP_SERVICES:
             have = extra.setdefault(service, [])
-            if len(have) < self.replicas - 1:
-                have += free_ports(self.replicas - 1 - len(have))
+            while len(have) < self.replicas - 1:
+                # free now, and none of the stack's own (free_ports may hand out one it just closed)
+                fresh = [port for port in free_ports(self.replicas) if port not in taken]
+                have += fresh[: self.replicas - 1 - len(have)]
+                taken.update(have)
         self.replica_urls: dict[str, list[str]] = {
             service: [
                 f"http://127.0.0.1:{port}"
