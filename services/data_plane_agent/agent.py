@@ -44,6 +44,7 @@ class AgentOptions:
     ack_wait_seconds: float = 60.0
     fetch_timeout_seconds: float = 5.0
     create_consumer: bool = True  # False: bind only (an agent with its own NATS user may not create it)
+    service_account: str | None = None  # `namespace:name`: bound to read Secrets in each namespace made
 
     @classmethod
     def from_settings(cls, settings: Settings, *, create_consumer: bool = True) -> AgentOptions:
@@ -53,6 +54,7 @@ class AgentOptions:
             rollout_poll_seconds=settings.rollout_poll_seconds,
             ack_wait_seconds=settings.ack_wait_seconds,
             create_consumer=create_consumer,
+            service_account=settings.service_account,
         )
 
 
@@ -81,7 +83,7 @@ class Agent:
             poll_seconds=options.rollout_poll_seconds,
             metrics=metrics,
         )
-        namespaces = Namespaces(kube)
+        namespaces = Namespaces(kube, dataplane_id=dp, service_account=options.service_account)
         self.consumer = CommandConsumer(
             bus=bus,
             dataplane_id=dp,

@@ -37,6 +37,22 @@ class Settings(ServiceSettings):
     kube_max_watches: int = Field(
         default=50, ge=1, description="watch streams at once (each holds a connection)"
     )
+    kube_service_account: str | None = Field(
+        default=None,
+        description="the agent's own service account (in a pod: the downward API's spec.serviceAccountName);"
+        " set, the agent binds it to read Secrets in each namespace it makes (deploy/kubernetes/agent.yaml)",
+    )
+    kube_service_account_namespace: str | None = Field(
+        default=None,
+        description="the namespace of that service account (the downward API's metadata.namespace)",
+    )
+
+    @property
+    def service_account(self) -> str | None:
+        """`namespace:name` of the agent's service account, when both are known."""
+        if self.kube_service_account and self.kube_service_account_namespace:
+            return f"{self.kube_service_account_namespace}:{self.kube_service_account}"
+        return None
 
     ensure_streams: bool = Field(
         default=True,

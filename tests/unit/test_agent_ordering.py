@@ -70,7 +70,11 @@ def test_a_removal_deletes_only_this_data_plane_s_objects_not_newer_than_itself(
     assert ordering.removable(written_by(command(seq=19)), cmd, DP)
     assert not ordering.removable(written_by(command(seq=21)), cmd, DP)
     assert not ordering.removable(written_by(command(seq=19), "dp_01jotherdataplane0000000000"), cmd, DP)
-    assert ordering.removable({"metadata": {"name": "by-hand"}}, cmd, DP)
+    # Made by hand (no labels), or with Landfall's labels copied but not this data plane's: kept.
+    assert not ordering.removable({"metadata": {"name": "by-hand"}}, cmd, DP)
+    copied = written_by(command(seq=19))
+    del copied["metadata"]["labels"]["landfall.dev/dataplane"]
+    assert not ordering.removable(copied, cmd, DP)
 
 
 def test_a_watched_object_deleted_or_rewritten_by_another_deployment_ends_the_watch() -> None:

@@ -50,7 +50,7 @@ from yarl import URL
 
 from libs.runtime.errors import DependencyUnavailable
 
-from ..domain.manifests import Body, Kind, strip_nulls
+from ..domain.manifests import Body, Guard, Kind, strip_nulls
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ _RESOURCES: dict[Kind, tuple[str, str]] = {
     "ConfigMap": ("core", "config_map"),
     "Secret": ("core", "secret"),
     "Pod": ("core", "pod"),
+    "RoleBinding": ("rbac", "role_binding"),
 }
 
 
@@ -156,6 +157,7 @@ class Kube:
             "apps": client.AppsV1Api(api),
             "batch": client.BatchV1Api(api),
             "networking": client.NetworkingV1Api(api),
+            "rbac": client.RbacAuthorizationV1Api(api),
         }
         self._version = client.VersionApi(api)
 
@@ -243,14 +245,13 @@ class Kube:
         return dict(data)
 
     async def merge_patch(
-        self, kind: Kind, namespace: str, name: str, body: Body, *, attempts: int = 5
+        self, kind: Kind, namespace: str | None, name: str, body: Body, *, attempts: int = 5
     ) -> Body:
+        where = (name, body) if kind == "Namespace" else (name, namespace, body)
         for attempt in range(attempts):
             status, data = await self._call(
                 self._method(kind, "patch"),
-                name,
-                namespace,
-                body,
+                *where,
                 _content_type=MERGE_PATCH,
                 field_manager=FIELD_MANAGER,
             )
@@ -264,36 +265,55 @@ class Kube:
             self._raise(status, data)
         raise KubeUnavailable(f"{kind} {name}: still conflicting after {attempts} patches")
 
-    async def apply(self, kind: Kind, namespace: str, body: Body, *, exists: bool | None = None) -> Body:
+    async def apply(
+        self,
+        kind: Kind,
+        namespace: str,
+        body: Body,
+        *,
+        exists: bool | None = None,
+        guard: Guard | None = None,
+    ) -> Body:
         """Create or bring up to date, whatever exists (see the module docstring).
 
-        `exists`: what the caller read just before (saves the first GET); a stale answer is
-        corrected by the 404/409 the write then gets."""
+        `exists`: what the caller read (and checked) just before, saves the first GET; a stale
+        answer is corrected by the 404/409 the write then gets. `guard`: every object this reads
+        is checked before it is patched (it raises to leave the object alone), so with a guard a
+        create that meets an object someone made meanwhile reads it instead of patching blind."""
         name = body["metadata"]["name"]
         for attempt in range(5):
             known = exists if attempt == 0 else None
-            if known is False or (known is None and await self.get(kind, namespace, name) is None):
+            if known is None:
+                current = await self.get(kind, namespace, name)
+                if current is not None and guard is not None:
+                    guard(current)
+                known = current is not None
+            if not known:
                 try:
                     return await self.create(kind, namespace, body)
                 except Conflict:
-                    pass
+                    if guard is not None:
+                        continue  # read and check it first
             try:
                 return await self.merge_patch(kind, namespace, name, body)
             except Conflict:  # deleted between our GET and PATCH: start over
                 continue
         raise KubeUnavailable(f"{kind} {name} keeps changing under us")
 
-    async def ensure_namespace(self, body: Body) -> None:
+    async def ensure_namespace(self, body: Body) -> Body | None:
+        """Create the namespace; None when this made it, else the namespace as it was found."""
         name = body["metadata"]["name"]
         try:
             await self.create("Namespace", None, body)
+            return None
         except Conflict:
-            return
+            return await self.get("Namespace", None, name)  # None: deleted meanwhile; the next write says so
         except KubeRejected as exc:
             # An agent allowed to write in existing namespaces only (no cluster-wide create).
-            if exc.status == 403 and await self.get("Namespace", None, name) is not None:
-                return
-            raise
+            found = await self.get("Namespace", None, name) if exc.status == 403 else None
+            if found is None:
+                raise
+            return found
 
     async def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         """Delete the object and, in the background, what it owns (a Job's default is to orphan its

@@ -13,13 +13,21 @@ Subtle parts:
 - The pod template carries the deployment id: deploying the same image again is a
   new rollout (like `kubectl rollout restart`), and Pods can be told apart from
   those of the previous ReplicaSet.
+- Every object carries `landfall.dev/dataplane` (which agent may change it,
+  `domain.trust`), but pod selectors do not: a Deployment's selector is
+  immutable, and one written before the label existed must still be patchable.
+- Every pod template runs restricted (Pod Security Standards): non-root,
+  RuntimeDefault seccomp, no privilege escalation, all capabilities dropped,
+  no service-account token; the namespaces are labelled to enforce it. No
+  component setting relaxes this (yet).
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -27,9 +35,20 @@ from libs.contracts import naming
 from libs.contracts.messages import DeployCommand, RemoveCommand
 
 Kind = Literal[
-    "Namespace", "Deployment", "Service", "Ingress", "CronJob", "Job", "ConfigMap", "Secret", "Pod"
+    "Namespace",
+    "Deployment",
+    "Service",
+    "Ingress",
+    "CronJob",
+    "Job",
+    "ConfigMap",
+    "Secret",
+    "Pod",
+    "RoleBinding",
 ]
 Body = dict[str, Any]
+Guard = Callable[[Mapping[str, Any]], None]
+"""Checks an object that exists before it is changed; raises to leave it alone (`domain.trust`)."""
 
 ANNOTATION_DATAPLANE_ID = "landfall.dev/dataplane-id"
 TEMPLATE_KEY = "pod-spec.json"
@@ -46,7 +65,19 @@ _API_VERSION: dict[Kind, str] = {
     "ConfigMap": "v1",
     "Secret": "v1",
     "Pod": "v1",
+    "RoleBinding": "rbac.authorization.k8s.io/v1",
 }
+
+# Pod Security Admission: every namespace the agent makes enforces (and warns and audits) `restricted`.
+POD_SECURITY: Final = {
+    f"pod-security.kubernetes.io/{mode}{suffix}": value
+    for mode in ("enforce", "warn", "audit")
+    for suffix, value in (("", "restricted"), ("-version", "latest"))
+}
+POD_SECURITY_CONTEXT: Final = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY_CONTEXT: Final = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+# The ClusterRole (deploy/kubernetes/agent.yaml) that reads Secrets, bound in each namespace the agent makes.
+SECRETS_ROLE: Final = "landfall-agent-secrets"
 
 
 @dataclass(frozen=True)
@@ -108,7 +139,7 @@ def tombstone(cmd: RemoveCommand, dataplane_id: str) -> Obj:
     """What stays of a deleted component: a ConfigMap whose seq refuses deploy commands older than
     the removal (one dispatched just before the delete may arrive after it). It carries no
     component label, so it is not a workload of a component re-created under the same name."""
-    scope = namespace(cmd)["metadata"]["labels"]
+    scope = scope_labels(cmd, dataplane_id)
     name = tombstone_name(cmd.component)
     body: Body = {
         "apiVersion": "v1",
@@ -128,14 +159,26 @@ def tombstone(cmd: RemoveCommand, dataplane_id: str) -> Obj:
     return Obj("ConfigMap", name, body)
 
 
-def labels(cmd: DeployCommand | RemoveCommand) -> dict[str, str]:
-    return naming.labels_for(
+def labels(cmd: DeployCommand | RemoveCommand, dataplane_id: str) -> dict[str, str]:
+    """What every object of the component carries: Landfall's, this data plane's, the component's."""
+    component = naming.labels_for(
         org=cmd.org, project=cmd.project, component=cmd.component, environment=cmd.environment
     )
+    return {**component, naming.LABEL_DATAPLANE: dataplane_id}
+
+
+def scope_labels(cmd: DeployCommand | RemoveCommand, dataplane_id: str) -> dict[str, str]:
+    """The labels of what all components of one project and environment share (no component)."""
+    return {k: v for k, v in labels(cmd, dataplane_id).items() if k != naming.LABEL_COMPONENT}
 
 
 def selector(cmd: DeployCommand) -> dict[str, str]:
-    return {k: v for k, v in labels(cmd).items() if k != naming.MANAGED_BY}
+    """The pod selector (immutable on a Deployment, so without the data plane label)."""
+    return {
+        k: v
+        for k, v in labels(cmd, cmd.dataplane_id).items()
+        if k not in (naming.MANAGED_BY, naming.LABEL_DATAPLANE)
+    }
 
 
 def annotations_for(cmd: DeployCommand, dataplane_id: str) -> dict[str, str]:
@@ -182,16 +225,36 @@ def _meta(kind: Kind, name: str, cmd: DeployCommand, dataplane_id: str) -> Body:
         "metadata": {
             "name": name,
             "namespace": cmd.namespace,
-            "labels": labels(cmd),
+            "labels": labels(cmd, dataplane_id),
             "annotations": annotations_for(cmd, dataplane_id),
         },
     }
 
 
-def namespace(cmd: DeployCommand | RemoveCommand) -> Body:
-    # Shared by every component of one project+environment, so no component label.
-    scope = {k: v for k, v in labels(cmd).items() if k != naming.LABEL_COMPONENT}
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": cmd.namespace, "labels": scope}}
+def namespace(cmd: DeployCommand | RemoveCommand, dataplane_id: str) -> Body:
+    """Shared by every component of one project+environment (so no component label); restricted."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": cmd.namespace, "labels": {**scope_labels(cmd, dataplane_id), **POD_SECURITY}},
+    }
+
+
+def secrets_binding(cmd: DeployCommand | RemoveCommand, dataplane_id: str, service_account: str) -> Body:
+    """The agent's read of Secrets in this namespace only (`namespace:name` of its service account):
+    its ClusterRole reads no Secret, so a pull Secret is read through this binding."""
+    sa_namespace, _, sa_name = service_account.partition(":")
+    return {
+        "apiVersion": _API_VERSION["RoleBinding"],
+        "kind": "RoleBinding",
+        "metadata": {
+            "name": SECRETS_ROLE,
+            "namespace": cmd.namespace,
+            "labels": scope_labels(cmd, dataplane_id),
+        },
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": SECRETS_ROLE},
+        "subjects": [{"kind": "ServiceAccount", "name": sa_name, "namespace": sa_namespace}],
+    }
 
 
 def container(cmd: DeployCommand, *, with_port: bool) -> Body:
@@ -206,6 +269,7 @@ def container(cmd: DeployCommand, *, with_port: bool) -> Body:
         "env": [{"name": k, "value": v} for k, v in sorted(cmd.env.items())],
         "args": list(cmd.args),
         "ports": ports,
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
     }
 
 
@@ -215,11 +279,13 @@ def pod_template(
     spec: Body = {
         "containers": [container(cmd, with_port=with_port)],
         "imagePullSecrets": [{"name": pull_secret_name(cmd.component)}] if pull else [],
+        "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
+        "automountServiceAccountToken": False,
     }
     if restart is not None:
         spec["restartPolicy"] = restart
     return {
-        "metadata": {"labels": labels(cmd), "annotations": annotations_for(cmd, dataplane_id)},
+        "metadata": {"labels": labels(cmd, dataplane_id), "annotations": annotations_for(cmd, dataplane_id)},
         "spec": spec,
     }
 
@@ -283,7 +349,10 @@ def cronjob(cmd: DeployCommand, dataplane_id: str, *, pull: bool) -> Obj:
         "timeZone": cmd.timezone,
         "concurrencyPolicy": "Forbid",
         "jobTemplate": {
-            "metadata": {"labels": labels(cmd), "annotations": annotations_for(cmd, dataplane_id)},
+            "metadata": {
+                "labels": labels(cmd, dataplane_id),
+                "annotations": annotations_for(cmd, dataplane_id),
+            },
             "spec": {
                 "backoffLimit": 0,
                 "template": pod_template(cmd, dataplane_id, pull=pull, restart="Never", with_port=False),

@@ -13,9 +13,9 @@ cluster already holds, so that commands arriving late or twice change nothing:
   another execution is a collision, not a redelivery (`job_name_taken`).
 - No primary object may mean "never applied" or "removed": the tombstone a
   removal leaves carries the removal's seq and refuses older deploys.
-- A removal deletes only what this data plane wrote for the component and
-  nothing newer than itself (a component re-created under the same name may
-  have deployed since).
+- A removal deletes only what this data plane wrote for the component (both
+  labels, `domain.trust.owned`) and nothing newer than itself (a component
+  re-created under the same name may have deployed since).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, Literal
 from libs.contracts import reasons
 from libs.contracts.messages import DeployCommand, RemoveCommand
 
-from . import manifests
+from . import manifests, trust
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def against_tombstone(cmd: DeployCommand, tombstone: Mapping[str, Any] | None) -
 
 def removable(obj: Mapping[str, Any], cmd: RemoveCommand, dataplane_id: str) -> bool:
     """Is this object (listed by the component's labels) one that `cmd` should delete?"""
-    mark = manifests.marker(obj)
-    if mark.dataplane_id not in (None, dataplane_id):
+    if not trust.owned(obj, dataplane_id):  # made by hand, or by another data plane: never deleted
         return False
+    mark = manifests.marker(obj)
     return mark.seq is None or mark.seq <= cmd.seq

@@ -14,8 +14,10 @@ What is subtle:
 - Order of a deploy: apply (kept with +WPI while Kubernetes is down), report
   (a final status is stored on JetStream BEFORE the ack), ack, then watch. A
   stop while applying naks the command at once rather than after ack_wait. An
-  unreadable command, or one for another data plane, is terminated: it would
-  never get better.
+  unreadable command is terminated: it would never get better. One that reads
+  but names another data plane or namespace goes to the use cases, which
+  refuse it (`domain.trust`): a deploy is then reported `failed` /
+  `command_rejected` like any other failure, so the orchestrator learns of it.
 - Idle fetches wait a jittered timeout, so many agents do not poll NATS in step.
 """
 
@@ -137,7 +139,7 @@ class CommandConsumer:
             await self._deploy(msg, deploy)
 
     async def _decode(self, msg: Msg, model: type[C]) -> C | None:
-        """The command, or None once a command that could never be applied here is terminated."""
+        """The command, or None once a command that cannot be read is terminated."""
         what = "remove" if model is RemoveCommand else "deploy"
         try:
             cmd = model.model_validate_json(msg.data)
@@ -145,18 +147,6 @@ class CommandConsumer:
             log.error(
                 f"dropping a {what} command this agent cannot read",
                 extra={"dataplane_id": self.dataplane_id, "error": str(exc.errors(include_input=False)[:3])},
-            )
-            await settle(msg, "term")
-            return None
-        if cmd.dataplane_id != self.dataplane_id:
-            ids = (
-                {"teardown_id": cmd.teardown_id}
-                if isinstance(cmd, RemoveCommand)
-                else {"deployment_id": cmd.deployment_id}
-            )
-            log.error(
-                f"dropping a {what} command for another data plane",
-                extra={"dataplane_id": self.dataplane_id, **ids},
             )
             await settle(msg, "term")
             return None

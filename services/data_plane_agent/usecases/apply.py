@@ -1,23 +1,31 @@
 """Applying one deploy command: read what is there, decide, write the objects in their order.
 
 The steps, in order:
+0. refuse a command that names another namespace than its org, project and
+   environment lead to, or another data plane (`domain.trust.refusal`):
+   `failed`/`command_rejected`, nothing read or written;
 1. read the primary object (and, when there is none, the component's
    tombstone) and let `domain.ordering` decide: old, a redelivery, a Job name
-   collision, or new;
+   collision, or new; a primary object (or tombstone) this data plane did not
+   write is refused (a tombstone: ignored, it proves nothing);
 2. open the sealed pull secret (only now: nothing is decrypted for a command
-   that writes nothing) and plan the objects (`domain.manifests.plan`);
-3. make sure of the namespace; write the objects the primary one needs (pull
-   Secret, Service, Ingress) concurrently, as none refers to another; then the
-   primary object LAST, because its seq marker says the whole set is applied;
-4. drop a pull Secret an earlier deploy left if this one pulls anonymously.
+   that the cluster already answered) and plan the objects (`domain.manifests.plan`);
+3. read the other objects of the plan; if any exists without this data
+   plane's labels, refuse the whole command before writing anything;
+4. make sure of the namespace (refused too if it is not Landfall's); write the
+   objects the primary one needs (pull Secret, Service, Ingress) concurrently,
+   as none refers to another; then the primary object LAST, because its seq
+   marker says the whole set is applied;
+5. drop a pull Secret an earlier deploy left if this one pulls anonymously (only ours).
 
-Whether the primary object exists (just read) stands for the whole set: an
-earlier deploy wrote them together. A wrong guess costs a 404 or 409 and a
-retry, no more. A namespace deleted behind the agent's back (a 404 on a write
-in a namespace the agent had made) is made again, once.
+Every write carries the ownership check (`trust.guard`) into `Kube.apply`, so an
+object that appears between the read and the write is read and checked too. A
+namespace deleted behind the agent's back (a 404 on a write in a namespace the
+agent had made) is made again, once.
 
 Errors: Kubernetes unreachable is waited out in place (`pacing`); a request the
-API server refuses for good fails this deployment (`apply_rejected`); an
+API server refuses for good fails this deployment (`apply_rejected`); an object
+that is not the agent's fails it with `command_rejected`, naming the object; an
 unexpected exception fails it too (`agent_error`) rather than block every later
 command of the data plane.
 """
@@ -26,13 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from libs.contracts import naming, reasons
+from libs.contracts import reasons
 from libs.contracts.messages import DeployCommand, utcnow
 
 from ..clients.kube import Conflict, Kube, KubeRejected
-from ..domain import manifests, ordering
+from ..domain import manifests, ordering, trust
 from ..domain.identity import Identity, SealedSecretError
 from ..domain.ordering import Outcome
 from .namespaces import Namespaces
@@ -51,6 +60,13 @@ class Applier:
 
     async def apply(self, cmd: DeployCommand, *, keep_alive: KeepAlive) -> Outcome:
         """Apply `cmd` until it is done one way or another (see the module docstring for errors)."""
+        refused = trust.refusal(cmd, self.identity.dataplane_id)
+        if refused is not None:
+            log.error(
+                "refusing a deploy command",
+                extra={"deployment_id": cmd.deployment_id, "namespace": cmd.namespace, "error": refused},
+            )
+            return Outcome("failed", reason=reasons.COMMAND_REJECTED, message=refused)
         try:
             return await while_kube_unavailable(
                 lambda: self._apply(cmd),
@@ -58,6 +74,9 @@ class Applier:
                 waiting="kubernetes unavailable; the command waits",
                 ids={"deployment_id": cmd.deployment_id},
             )
+        except trust.NotOwned as exc:
+            log.error("refusing to change an object Landfall did not write", extra={"error": str(exc)})
+            return Outcome("failed", reason=reasons.COMMAND_REJECTED, message=str(exc))
         except KubeRejected as exc:
             return Outcome("failed", reason=reasons.APPLY_REJECTED, message=str(exc))
         except SealedSecretError as exc:
@@ -67,45 +86,63 @@ class Applier:
             return Outcome("failed", reason=reasons.AGENT_ERROR, message=type(exc).__name__)
 
     async def _apply(self, cmd: DeployCommand) -> Outcome:
+        dp = self.identity.dataplane_id
         kind, name = manifests.primary(cmd)
         current = await self.kube.get(kind, cmd.namespace, name)
         if current is None:
             # Nothing applied yet, or the component was deleted: then a tombstone says since when.
             tomb = await self.kube.get("ConfigMap", cmd.namespace, manifests.tombstone_name(cmd.component))
-            decided = ordering.against_tombstone(cmd, tomb)
+            decided = ordering.against_tombstone(cmd, tomb if tomb and trust.owned(tomb, dp) else None)
+        elif not trust.owned(current, dp):
+            raise trust.NotOwned(kind, cmd.namespace, name)
         else:
             decided = ordering.against_primary(cmd, current)
         if decided is not None:
             return decided
         dockerconfig = self.identity.open(cmd.pull_secret) if cmd.pull_secret is not None else None
-        objects = manifests.plan(cmd, self.identity.dataplane_id, dockerconfigjson=dockerconfig)
+        objects = manifests.plan(cmd, dp, dockerconfigjson=dockerconfig)
         del dockerconfig
+        exists = await self._check(cmd, objects[:-1])
+        exists[(kind, name)] = current is not None
         try:
             # An earlier deploy's pull Secret is only worth looking for if that deploy used one.
             used_secret = current is None or manifests.refers_to_pull_secret(current, cmd.component)
-            return await self._write(
-                cmd, objects, primary_exists=current is not None, may_have_pull_secret=used_secret
-            )
+            return await self._write(cmd, objects, exists=exists, may_have_pull_secret=used_secret)
         except KubeRejected as exc:
             if exc.status != 404 or cmd.namespace not in self.namespaces:
                 raise
             self.namespaces.forget(cmd.namespace)  # someone deleted the namespace: make it again
-            return await self._write(cmd, objects, primary_exists=None)
+            return await self._write(cmd, objects, exists={})
+
+    async def _check(self, cmd: DeployCommand, objects: list[manifests.Obj]) -> dict[tuple[str, str], bool]:
+        """Which of `objects` exist; raises `NotOwned` for the first one that is not this data plane's."""
+        found = await asyncio.gather(*(self.kube.get(o.kind, cmd.namespace, o.name) for o in objects))
+        for obj, current in zip(objects, found, strict=True):
+            if current is not None:
+                trust.guard(obj.kind, cmd.namespace, self.identity.dataplane_id)(current)
+        return {(o.kind, o.name): current is not None for o, current in zip(objects, found, strict=True)}
 
     async def _write(
         self,
         cmd: DeployCommand,
         objects: list[manifests.Obj],
         *,
-        primary_exists: bool | None,
+        exists: dict[tuple[str, str], bool],
         may_have_pull_secret: bool = True,
     ) -> Outcome:
+        """Write `objects` (primary last); `exists`: what was just read and checked, by kind and name
+        (none known: each write reads and checks for itself)."""
         await self.namespaces.ensure(cmd)
         *before, primary = objects
-        written = await asyncio.gather(
-            *(self.kube.apply(obj.kind, cmd.namespace, obj.body, exists=primary_exists) for obj in before),
-            return_exceptions=True,
-        )
+        dp = self.identity.dataplane_id
+
+        def write(obj: manifests.Obj) -> Awaitable[manifests.Body]:
+            guard = trust.guard(obj.kind, cmd.namespace, dp)
+            return self.kube.apply(
+                obj.kind, cmd.namespace, obj.body, exists=exists.get((obj.kind, obj.name)), guard=guard
+            )
+
+        written = await asyncio.gather(*(write(obj) for obj in before), return_exceptions=True)
         for result in written:
             if isinstance(result, BaseException):
                 raise result
@@ -115,7 +152,7 @@ class Applier:
             except Conflict:
                 return Outcome("redelivered")
         else:
-            await self.kube.apply(primary.kind, cmd.namespace, primary.body, exists=primary_exists)
+            await write(primary)
         if cmd.pull_secret is None and cmd.kind == "deploy" and may_have_pull_secret:
             await self._drop_pull_secret(cmd)
         return Outcome("applied", applied_at=utcnow())
@@ -124,6 +161,5 @@ class Applier:
         """The registry became anonymous (or vendor): remove the credential an earlier deploy left."""
         name = manifests.pull_secret_name(cmd.component)
         secret = await self.kube.get("Secret", cmd.namespace, name)
-        labels = ((secret or {}).get("metadata") or {}).get("labels") or {}
-        if secret is not None and labels.get(naming.MANAGED_BY) == "landfall":
+        if secret is not None and trust.owned(secret, self.identity.dataplane_id):
             await self.kube.delete("Secret", cmd.namespace, name)

@@ -8,6 +8,13 @@ first (`manifests.REMOVABLE`), so the workload stops before its Service and
 Secret go. Kubernetes unreachable is waited out in place, like a deploy; a
 removal the API server refuses (e.g. RBAC without delete) is logged for a
 person and does not block later commands.
+
+What is not the agent's stays: a removal naming another namespace than its
+org, project and environment lead to, or another data plane, is refused
+(`command_rejected`, logged: removals have no report) before anything is read;
+only objects carrying both Landfall's and this data plane's labels are listed
+and deleted; a tombstone name taken by an object Landfall did not write
+refuses the removal, as it would have to be overwritten.
 """
 
 from __future__ import annotations
@@ -15,10 +22,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from libs.contracts import reasons
 from libs.contracts.messages import RemoveCommand
 
 from ..clients.kube import Kube, KubeRejected
-from ..domain import manifests, ordering
+from ..domain import manifests, ordering, trust
 from .namespaces import Namespaces
 from .pacing import KeepAlive, while_kube_unavailable
 from .watch import RolloutWatcher
@@ -36,7 +44,11 @@ class Remover:
     dataplane_id: str
 
     async def remove(self, cmd: RemoveCommand, *, keep_alive: KeepAlive) -> list[str]:
-        """What was deleted (`Kind/name`), once done; nothing if the API server refused."""
+        """What was deleted (`Kind/name`), once done; nothing if the removal was refused."""
+        refused = trust.refusal(cmd, self.dataplane_id)
+        if refused is not None:
+            self._refused(cmd, reasons.COMMAND_REJECTED, refused)
+            return []
         try:
             return await while_kube_unavailable(
                 lambda: self._remove(cmd),
@@ -44,25 +56,34 @@ class Remover:
                 waiting="kubernetes unavailable; the removal waits",
                 ids={"teardown_id": cmd.teardown_id},
             )
-        except KubeRejected as exc:
-            log.error(
-                "the API server refused a removal; remove the objects by hand",
-                extra={
-                    "teardown_id": cmd.teardown_id,
-                    "namespace": cmd.namespace,
-                    "component": cmd.component,
-                    "error": str(exc),
-                },
-            )
+        except trust.NotOwned as exc:
+            self._refused(cmd, reasons.COMMAND_REJECTED, str(exc))
             return []
+        except KubeRejected as exc:
+            self._refused(cmd, reasons.APPLY_REJECTED, f"the API server refused it ({exc}); remove by hand")
+            return []
+
+    @staticmethod
+    def _refused(cmd: RemoveCommand, reason: str, message: str) -> None:
+        log.error(
+            "refusing a removal" if reason == reasons.COMMAND_REJECTED else "a removal failed",
+            extra={
+                "teardown_id": cmd.teardown_id,
+                "namespace": cmd.namespace,
+                "component": cmd.component,
+                "reason": reason,
+                "error": message,
+            },
+        )
 
     async def _remove(self, cmd: RemoveCommand) -> list[str]:
         await self.watcher.forget_component(cmd.namespace, cmd.component)
         await self.namespaces.ensure(cmd)
         tomb = manifests.tombstone(cmd, self.dataplane_id)
-        await self.kube.apply(tomb.kind, cmd.namespace, tomb.body)
+        guard = trust.guard(tomb.kind, cmd.namespace, self.dataplane_id)
+        await self.kube.apply(tomb.kind, cmd.namespace, tomb.body, guard=guard)
         removed: list[str] = []
-        selector = manifests.labels(cmd)
+        selector = manifests.labels(cmd, self.dataplane_id)  # both labels: nobody else's is listed
         for kind in manifests.REMOVABLE:
             for obj in await self.kube.list(kind, cmd.namespace, selector):
                 if not ordering.removable(obj, cmd, self.dataplane_id):

@@ -94,7 +94,8 @@ class RolloutWatcher:
         resumed = 0
         for kind in ("Deployment", "Job"):
             try:
-                found = await self.kube.list(kind, None, {naming.MANAGED_BY: "landfall"})
+                mine = {naming.MANAGED_BY: "landfall", naming.LABEL_DATAPLANE: self.dataplane_id}
+                found = await self.kube.list(kind, None, mine)
             except KubeRejected as exc:  # e.g. RBAC without cluster-wide list: start anyway
                 log.warning(
                     "cannot list managed objects; unfinished rollouts are not re-reported",

@@ -27,7 +27,12 @@ LABELS = {
 def assert_landfall_object(obj: dict[str, Any] | None, component: str, deployment_id: str) -> dict[str, Any]:
     assert obj is not None
     meta = obj["metadata"]
-    assert meta["labels"] == {**LABELS, "landfall.dev/component": component}
+    written_by = meta["annotations"]["landfall.dev/dataplane-id"]
+    assert meta["labels"] == {
+        **LABELS,
+        "landfall.dev/component": component,
+        "landfall.dev/dataplane": written_by,
+    }
     assert meta["annotations"]["landfall.dev/deployment-id"] == deployment_id
     return obj
 
@@ -53,7 +58,11 @@ async def test_a_service_becomes_a_deployment_and_a_service(open_harness: OpenHa
             k: v for k, v in LABELS.items() if "managed-by" not in k
         } | {"landfall.dev/component": "api"}
         template = spec["template"]
-        assert template["metadata"]["labels"] == {**LABELS, "landfall.dev/component": "api"}
+        assert template["metadata"]["labels"] == {
+            **LABELS,
+            "landfall.dev/component": "api",
+            "landfall.dev/dataplane": h.dp,
+        }
         assert template["metadata"]["annotations"]["landfall.dev/deployment-id"] == cmd.deployment_id
         (container,) = template["spec"]["containers"]
         assert container["name"] == "api"
