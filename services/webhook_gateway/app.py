@@ -22,7 +22,7 @@ from libs.runtime.broadcasts import Broadcasts
 from libs.runtime.bus import Bus
 from libs.runtime.cache import BroadcastCache
 from libs.runtime.http import METRICS, create_base_app
-from libs.runtime.service import BUS, POOL, background, nats_ctx, postgres_ctx
+from libs.runtime.service import BUS, POOL, access_ctx, background, nats_ctx, postgres_ctx
 from libs.runtime.vault import KvStore
 from services.webhook_gateway.clients.intake_stream import IntakeStream
 from services.webhook_gateway.clients.orchestrator import Orchestrator
@@ -128,6 +128,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(nats_ctx(settings))
+    app.cleanup_ctx.append(access_ctx(settings))  # org API keys, checked by the orchestrator over NATS
     app.cleanup_ctx.append(
         postgres_ctx(
             settings,

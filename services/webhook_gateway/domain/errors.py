@@ -9,15 +9,23 @@ add (they catch it); rendered by the middleware alone it is still a 401.
 from __future__ import annotations
 
 from libs.runtime.errors import Conflict, DomainError, Forbidden
-from services.webhook_gateway.domain.records import Binding
+from services.webhook_gateway.domain.records import Binding, TokenRow
 
 
 class Unauthenticated(DomainError):
-    """The CI token, or the signature over the request, does not prove who sent it."""
+    """The CI token, or the signature over the request, does not prove who sent it.
+
+    `token` is the token when it is one the gateway issued (revoked, expired, or its request's
+    signature is wrong): such a refusal is worth an audit item; garbage and unknown tokens are not.
+    """
 
     status = 401
     title = "Unauthorized"
     kind = "unauthorized"
+
+    def __init__(self, detail: str, *, token: TokenRow | None = None) -> None:
+        super().__init__(detail)
+        self.token = token
 
 
 class RateLimited(Exception):

@@ -1,11 +1,21 @@
 """The gateway's HTTP API: the route table and thin handlers (decode, call a use case, encode).
 
-The CI endpoints (`auth="ci"`) are wrapped by `_ci`: it admits the CI token and
-renders what only HTTP knows, `Unauthenticated` as 401 with `WWW-Authenticate`
-and `RateLimited` as 429 with `Retry-After`. Every other refusal is a domain
-error that the shared middleware renders. The webhook's order of checks is part
-of its contract: token, media type, Idempotency-Key, component and signature
-(over the raw body), then the body itself.
+The table says who may call each route (API.md, "Identity and roles"): reading a
+component's CI tokens, signing state and snippets needs a viewer of the org,
+creating and revoking tokens and signing secrets a developer (or the platform
+admin token); the shared guard (`libs.runtime.access`) checks it, refuses another
+org's key with the 404 of an unknown component, and writes every change to the
+one audit trail. A CI token reaches only the webhook routes (`auth="ci"`).
+
+Those are wrapped by `_ci`: it admits the CI token, tells the guard who called
+(`set_caller`: a `ci_token` actor with its id, name and component, so the deploy
+and a refused image are audited as that token's), and renders what only HTTP
+knows, `Unauthenticated` as 401 with `WWW-Authenticate` (audited as refused when
+the token is one we issued: revoked, expired, or a bad signature) and
+`RateLimited` as 429 with `Retry-After`. Every other refusal is a domain error
+that the shared middleware renders. The webhook's order of checks is part of its
+contract: token, media type, Idempotency-Key, component and signature (over the
+raw body), then the body itself.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from libs.contracts.ids import looks_like
+from libs.runtime.access import Caller, Need, Refused, audit_target, set_caller, unauthorized
 from libs.runtime.errors import Invalid, NotFound, ProblemError
 from libs.runtime.http import Api, bearer_token, json_response, path_name, read_json, require_json
 from services.webhook_gateway.domain.errors import RateLimited, Unauthenticated
@@ -48,13 +59,15 @@ Responses = dict[int, type[BaseModel] | None]
 Query = dict[str, dict[str, Any]]
 
 
-def unauthorized(detail: str) -> ProblemError:
-    return ProblemError(
-        401,
-        "Unauthorized",
-        detail,
-        kind="unauthorized",
-        headers={"WWW-Authenticate": 'Bearer realm="landfall", error="invalid_token"'},
+def ci_caller(token: TokenRow) -> Caller:
+    """The audit trail's actor for a CI token: its id, its name (or prefix) and its one component."""
+    _, project, component = token.binding.parts()
+    return Caller(
+        kind="ci_token",
+        org=token.binding.org,
+        id=token.id,
+        name=token.name or token.token_prefix,
+        component=f"{project}/{component}",
     )
 
 
@@ -63,9 +76,13 @@ def _ci(handler: CiHandler) -> Callable[[web.Request], Awaitable[web.StreamRespo
         gw = request.app[GATEWAY]
         try:
             token = await gw.access.admit(bearer_token(request))
+            set_caller(request, ci_caller(token))
             return await handler(request, gw, token)
         except Unauthenticated as exc:
-            raise unauthorized(exc.detail) from None
+            problem = unauthorized(exc.detail, error="invalid_token")
+            if exc.token is None:
+                raise problem from None
+            raise Refused(problem, ci_caller(exc.token)) from None
         except RateLimited as exc:
             raise ProblemError(
                 429,
@@ -75,6 +92,7 @@ def _ci(handler: CiHandler) -> Callable[[web.Request], Awaitable[web.StreamRespo
                 headers={"Retry-After": retry_after_header(exc.wait)},
             ) from None
 
+    wrapped.__doc__ = handler.__doc__  # the route's summary
     return wrapped
 
 
@@ -99,6 +117,7 @@ async def deploy(request: web.Request, gw: Gateway, token: TokenRow) -> web.Resp
     stored = await gw.intake.accept(
         authorised, idempotency_key=key, image=body.image, tag=body.tag, digest=body.digest
     )
+    audit_target(request, stored.deployment_id, org=token.binding.org)
     url = _status_url(request.app[SETTINGS], stored.deployment_id)
     return json_response(DeployAccepted(deployment_id=stored.deployment_id, status_url=url), status=202)
 
@@ -118,7 +137,7 @@ async def get_deployment(request: web.Request, gw: Gateway, token: TokenRow) -> 
     )
 
 
-# --- tokens (admin) ---------------------------------------------------------------------------
+# --- tokens (org keys: developer; reading them, viewer) ---------------------------------------
 
 
 async def create_token(request: web.Request) -> web.Response:
@@ -127,6 +146,7 @@ async def create_token(request: web.Request) -> web.Response:
     binding = _binding(request)
     body = await read_json(request, TokenCreate) if request.body_exists else TokenCreate()
     new = await gw.tokens.create(binding, name=body.name, expires_in_days=body.expires_in_days)
+    audit_target(request, new.row.id)
     return json_response(TokenCreated.from_row(new.row, new.token), status=201)
 
 
@@ -138,11 +158,13 @@ async def list_tokens(request: web.Request) -> web.Response:
 
 async def revoke_token(request: web.Request) -> web.Response:
     """revoke a CI token; it stops working at once on every replica"""
-    await request.app[GATEWAY].tokens.revoke(_binding(request), request.match_info["id"])
+    token_id = request.match_info["id"]
+    await request.app[GATEWAY].tokens.revoke(_binding(request), token_id)
+    audit_target(request, token_id)
     return web.Response(status=204)
 
 
-# --- signing secrets (admin) ------------------------------------------------------------------
+# --- signing secrets (org keys: developer; reading them, viewer) ------------------------------
 
 
 async def create_signing_secret(request: web.Request) -> web.Response:
@@ -163,7 +185,7 @@ async def delete_signing_secret(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-# --- CI snippets (admin) ----------------------------------------------------------------------
+# --- CI snippets (org keys: viewer) -----------------------------------------------------------
 
 
 async def ci_snippets(request: web.Request) -> web.Response:
@@ -188,30 +210,51 @@ def add_routes(api: Api, settings: Settings) -> None:
 
     A route's summary in the OpenAPI document is its handler's docstring.
     """
-    admin: list[tuple[str, str, Handler, type[BaseModel] | None, Responses]] = [
-        ("POST", COMPONENT + "/tokens", create_token, TokenCreate, {201: TokenCreated}),
-        ("GET", COMPONENT + "/tokens", list_tokens, None, {200: TokenList}),
-        ("DELETE", COMPONENT + "/tokens/{id}", revoke_token, None, {204: None}),
-        ("POST", COMPONENT + "/signing-secret", create_signing_secret, None, {201: SigningSecretCreated}),
-        ("GET", COMPONENT + "/signing-secret", get_signing_secret, None, {200: SigningStatus}),
-        ("DELETE", COMPONENT + "/signing-secret", delete_signing_secret, None, {204: None}),
-        ("GET", COMPONENT + "/ci-snippets", ci_snippets, None, {200: CiSnippets}),
-    ]
-    for method, path, handler, request, responses in admin:
-        api.route(method, path, handler, summary=_summary(handler), request=request, responses=responses)
-    wait = {"wait": {"type": "integer", "minimum": 0, "maximum": settings.long_poll_max_seconds}}
-    ci: list[tuple[str, str, CiHandler, type[BaseModel] | None, Responses, Query | None]] = [
-        ("POST", "/v1/webhooks/deploy", deploy, DeployRequest, {202: DeployAccepted}, None),
-        ("GET", "/v1/webhooks/deployments/{id}", get_deployment, None, {200: DeploymentOut}, wait),
-    ]
-    for method, path, ci_handler, request, responses, query in ci:
+
+    def declare(
+        method: str,
+        path: str,
+        handler: Handler,
+        need: Need,
+        action: str,
+        responses: Responses,
+        request: type[BaseModel] | None = None,
+        query: Query | None = None,
+    ) -> None:
+        summary = _summary(handler)
         api.route(
             method,
             path,
-            _ci(ci_handler),
-            summary=_summary(ci_handler),
-            auth="ci",
+            handler,
+            summary=summary,
+            auth=need,
+            action=action,
             request=request,
             responses=responses,
             query=query,
         )
+
+    tokens, secret = COMPONENT + "/tokens", COMPONENT + "/signing-secret"
+    declare("POST", tokens, create_token, "developer", "citoken.create", {201: TokenCreated}, TokenCreate)
+    declare("GET", tokens, list_tokens, "viewer", "citoken.list", {200: TokenList})
+    declare("DELETE", tokens + "/{id}", revoke_token, "developer", "citoken.revoke", {204: None})
+    created: Responses = {201: SigningSecretCreated}
+    declare("POST", secret, create_signing_secret, "developer", "signing_secret.create", created)
+    declare("GET", secret, get_signing_secret, "viewer", "signing_secret.get", {200: SigningStatus})
+    declare("DELETE", secret, delete_signing_secret, "developer", "signing_secret.delete", {204: None})
+    declare("GET", COMPONENT + "/ci-snippets", ci_snippets, "viewer", "ci_snippets.get", {200: CiSnippets})
+
+    wait = {"wait": {"type": "integer", "minimum": 0, "maximum": settings.long_poll_max_seconds}}
+    hook = "/v1/webhooks"
+    declare(
+        "POST", hook + "/deploy", _ci(deploy), "ci", "deployment.create", {202: DeployAccepted}, DeployRequest
+    )
+    declare(
+        "GET",
+        hook + "/deployments/{id}",
+        _ci(get_deployment),
+        "ci",
+        "deployment.get",
+        {200: DeploymentOut},
+        query=wait,
+    )

@@ -69,21 +69,24 @@ class TokenAuthenticator:
         """Forget a token now (called for local revocations and for `TokenRevoked` broadcasts)."""
         self.cache.forget_where(lambda cached: cached.row.id == token_id)
 
-    def _refuse(self, result: str, detail: str, prefix: str | None = None) -> Unauthenticated:
+    def _refuse(
+        self, result: str, detail: str, prefix: str | None = None, *, row: TokenRow | None = None
+    ) -> Unauthenticated:
         self.checks.labels(result).inc()
         # Garbage (no token, wrong shape) is only counted: logging it would let anyone flood the logs.
         level = logging.DEBUG if result in ("missing", "malformed") else logging.INFO
         log.log(level, "ci token refused", extra={"result": result, "token_prefix": prefix})
-        return Unauthenticated(detail)
+        return Unauthenticated(detail, token=row)
 
     def _check_state(self, row: TokenRow) -> None:
         if row.revoked_at is not None:
-            raise self._refuse("revoked", REVOKED, row.token_prefix)
+            raise self._refuse("revoked", REVOKED, row.token_prefix, row=row)
         if row.expires_at is not None and row.expires_at <= self.now():
             raise self._refuse(
                 "expired",
                 f"this CI token expired at {row.expires_at.isoformat()}; create a new one",
                 row.token_prefix,
+                row=row,
             )
 
     async def authenticate(self, token: str | None) -> TokenRow:
@@ -115,7 +118,7 @@ class TokenAuthenticator:
             state = await self.tokens.touch(entry.row.id, min_interval=timedelta(seconds=self.touch_interval))
             if state is None or state[0] is not None:
                 self.revoked(entry.row.id)
-                raise self._refuse("revoked", REVOKED, entry.row.token_prefix)
+                raise self._refuse("revoked", REVOKED, entry.row.token_prefix, row=entry.row)
         self.checks.labels(result).inc()
         return entry.row
 

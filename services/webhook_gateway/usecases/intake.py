@@ -90,7 +90,7 @@ class Intake:
                         "component": str(token.binding),
                     },
                 )
-                raise Unauthenticated(exc.detail) from None
+                raise Unauthenticated(exc.detail, token=token) from None
         return Authorised(token=token, info=info, webhook_id=webhook_id)
 
     async def accept(

@@ -5,7 +5,10 @@ component `api`, plus the requests the tests send. `FakeOrchestrator` stands in
 for the orchestrator (another Landfall service) on the real NATS: it answers
 `rpc_component_get` / `rpc_deployment_get` like the orchestrator would, records
 every `ImagePushed` it sees, and publishes `DeploymentChanged` when a test
-moves a deployment on.
+moves a deployment on. Its `keys` answer the org API-key look-up (and revoke
+keys as the orchestrator does), and its `audit` collects every audit event the
+gateway publishes (`tests/integration/credentials/identity.py`, shared with the
+credentials tests).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -30,10 +34,12 @@ from libs.contracts.messages import (
     ImagePushed,
 )
 from libs.contracts.subjects import Subjects
+from libs.devstack.servers import NatsServer
 from libs.runtime.bus import Bus, RpcHandlerError, connect
 from libs.runtime.settings import ServiceSettings
 from services.webhook_gateway.app import create_app
 from services.webhook_gateway.settings import Settings
+from tests.integration.credentials.identity import AuditTap, FakeKeys
 from tests.support import bearer
 
 ORG, PROJECT = "acme", "shop"
@@ -67,6 +73,8 @@ class FakeOrchestrator:
         self.pushed_event = asyncio.Event()
         # What to do with each ImagePushed: None = only record; else the final status after a short delay.
         self.auto_finish: str | None = None
+        self.keys = FakeKeys(bus)
+        self.audit = AuditTap(bus)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def add(self, info: ComponentInfo) -> ComponentInfo:
@@ -103,7 +111,8 @@ class FakeOrchestrator:
             self.bus.subjects.rpc_deployment_get, DeploymentGet, deployment_get, queue="orchestrator"
         )
         await self.bus.nc.subscribe(self.bus.subjects.image_pushed, cb=on_pushed)
-        await self.bus.nc.flush()
+        await self.keys.start()
+        await self.audit.start()
 
     async def _finish_later(self, deployment_id: str, status: str) -> None:
         await asyncio.sleep(0.3)
@@ -195,6 +204,17 @@ async def fake_orchestrator(settings: Settings) -> AsyncIterator[FakeOrchestrato
         yield fake
     finally:
         await fake.close()
+
+
+@contextlib.asynccontextmanager
+async def private_nats(data_dir: Path) -> AsyncIterator[NatsServer]:
+    """A NATS server of the test's own, which it may stop and start (stopped at the end in any case)."""
+    server = NatsServer(data_dir)
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 @contextlib.asynccontextmanager

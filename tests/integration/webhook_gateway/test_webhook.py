@@ -11,7 +11,6 @@ import asyncpg
 import pytest
 
 from libs.contracts.messages import ImagePushed
-from libs.devstack.servers import NatsServer
 from services.webhook_gateway.entrypoints.routes import GATEWAY
 from services.webhook_gateway.settings import Settings
 from services.webhook_gateway.usecases import Gateway
@@ -22,6 +21,7 @@ from tests.integration.webhook_gateway.helpers import (
     create_token,
     fake_orchestrator,
     gateway_client,
+    private_nats,
 )
 from tests.support import bearer, settings_from
 
@@ -318,9 +318,7 @@ async def test_status_url_is_absolute_with_public_url(base_env: dict[str, str]) 
 
 
 async def test_nats_down_is_503_and_nothing_is_recorded(base_env: dict[str, str], tmp_path: Path) -> None:
-    server = NatsServer(tmp_path / "nats")
-    await asyncio.to_thread(server.start)
-    try:
+    async with private_nats(tmp_path / "nats") as server:
         settings = settings_from(Settings, base_env, nats_url=server.url)
         async with fake_orchestrator(settings) as orch, gateway_client(settings) as client:
             orch.add(component_info("api"))
@@ -365,5 +363,3 @@ async def test_nats_down_is_503_and_nothing_is_recorded(base_env: dict[str, str]
             assert resp.status == 202
             assert await _count_accepted(settings) == 2
             assert await _stream_messages(orch) == 1  # the stream was re-created above
-    finally:
-        await asyncio.to_thread(server.stop)
