@@ -17,6 +17,7 @@ from aiohttp import web
 from libs.runtime.http import READY_CHECKS, create_base_app
 from libs.runtime.service import BUS, POOL, access_ctx, nats_ctx, postgres_ctx
 from libs.runtime.vault import KvStore
+from services.credentials.clients.egress import EgressPolicy
 from services.credentials.clients.orchestrator import Orchestrator
 from services.credentials.clients.registry import RegistryClient, close_session, new_session
 from services.credentials.entrypoints import routes, rpc
@@ -35,10 +36,14 @@ def _usecases_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterat
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         kv = KvStore(settings)
         secrets = RegistrySecrets(kv)
+        # One egress policy for the session's resolver and the client's checks (clients/egress.py).
+        policy = EgressPolicy.parse(settings.registry_private_hosts, settings.registry_token_hosts)
         session = new_session(
-            timeout=settings.registry_timeout_seconds, trust_env=settings.registry_proxy_from_env
+            timeout=settings.registry_timeout_seconds,
+            trust_env=settings.registry_proxy_from_env,
+            policy=policy,
         )
-        client = RegistryClient(session, insecure=settings.insecure_registries)
+        client = RegistryClient(session, insecure=settings.insecure_registries, policy=policy)
         uow = unit_of_work(app[POOL])
         catalog = Catalog(uow)
         usecases = UseCases(

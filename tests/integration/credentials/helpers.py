@@ -25,6 +25,8 @@ from services.credentials.settings import Settings
 from tests.integration.credentials.identity import AuditTap, FakeKeys
 from tests.support import bearer
 
+# The session's registries listen on loopback, which the egress policy refuses unless listed.
+LOCAL_REGISTRIES = ["127.0.0.1"]
 ORG = "acme"
 OTHER_ORG = "globex"
 REGISTRIES = f"/v1/orgs/{ORG}/registries"

@@ -25,7 +25,7 @@ from libs.devstack.servers import DockerRegistry, OpenBaoServer
 from libs.runtime.bus import RpcFailed
 from services.credentials.settings import Settings
 from tests.conftest import REGISTRY_USERS
-from tests.integration.credentials.helpers import ORG, REGISTRIES, Harness, running
+from tests.integration.credentials.helpers import LOCAL_REGISTRIES, ORG, REGISTRIES, Harness, running
 from tests.support import settings_from
 
 USER, PASSWORD = next(iter(REGISTRY_USERS.items()))
@@ -124,7 +124,9 @@ async def test_vault_down_is_503_with_retry_after_and_leaves_nothing(
 
 @pytest.fixture
 def settings(base_env: dict[str, str]) -> Settings:
-    return settings_from(Settings, base_env, registry_timeout_seconds=5)
+    return settings_from(
+        Settings, base_env, registry_timeout_seconds=5, registry_private_hosts=LOCAL_REGISTRIES
+    )
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from libs.devstack.servers import DockerRegistry
 from libs.runtime.logs import JsonFormatter
 from services.credentials.settings import Settings
 from tests.conftest import REGISTRY_USERS
-from tests.integration.credentials.helpers import ORG, REGISTRIES, running
+from tests.integration.credentials.helpers import LOCAL_REGISTRIES, ORG, REGISTRIES, running
 from tests.support import settings_from
 
 USER, PASSWORD = next(iter(REGISTRY_USERS.items()))
@@ -39,7 +39,7 @@ async def test_no_password_in_logs_or_database_rows(
     repo = f"team/leak{uuid.uuid4().hex[:6]}"
     await asyncio.to_thread(docker_registry.push_image, repo, "1.0", username=USER, password=PASSWORD)
 
-    async with running(settings_from(Settings, base_env)) as svc:
+    async with running(settings_from(Settings, base_env, registry_private_hosts=LOCAL_REGISTRIES)) as svc:
         host = docker_registry.host
         good = await svc.create(
             {

@@ -36,7 +36,7 @@ from libs.devstack.servers import DockerRegistry, free_port
 from libs.runtime.bus import RpcFailed
 from services.credentials.settings import Settings
 from tests.conftest import REGISTRY_USERS
-from tests.integration.credentials.helpers import ORG, OTHER_ORG, REGISTRIES, Harness
+from tests.integration.credentials.helpers import LOCAL_REGISTRIES, ORG, OTHER_ORG, REGISTRIES, Harness
 from tests.support import settings_from
 
 USER, PASSWORD = next(iter(REGISTRY_USERS.items()))
@@ -44,7 +44,9 @@ USER, PASSWORD = next(iter(REGISTRY_USERS.items()))
 
 @pytest.fixture
 def settings(base_env: dict[str, str]) -> Settings:
-    return settings_from(Settings, base_env, registry_timeout_seconds=5)
+    return settings_from(
+        Settings, base_env, registry_timeout_seconds=5, registry_private_hosts=LOCAL_REGISTRIES
+    )
 
 
 async def register(svc: Harness, host: str, auth: dict[str, Any] | None = None, org: str = ORG) -> str:
