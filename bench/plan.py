@@ -24,6 +24,7 @@ class Plan:
     scale_planes: tuple[int, ...] = (10, 100, 1000)
     scale_deploys: int = 1000
     scale_min_components: int = 100
+    access_requests: int = 2000  # each: with the org key, with the platform token
 
 
 FULL = Plan()
@@ -42,4 +43,5 @@ QUICK = Plan(
     scale_planes=(2, 4),
     scale_deploys=12,
     scale_min_components=12,
+    access_requests=100,
 )

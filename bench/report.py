@@ -21,6 +21,7 @@ TARGET_P50_MS = 15.0
 TARGET_P99_MS = 50.0
 TARGET_GROWTH = 2.0
 TARGET_MEMORY_MB = 300.0
+TARGET_KEY_CHECK_MS = 1.0
 
 
 def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
@@ -62,6 +63,13 @@ def targets(result: Result) -> list[dict[str, Any]]:
     levels = result["scale"]["levels"]
     first, last = (levels[0]["dataplanes_total"], levels[-1]["dataplanes_total"]) if levels else (0, 0)
     check(f"scale p99 growth {first} -> {last} data planes (x)", growth(result), "<", TARGET_GROWTH)
+    if "access" in result:
+        check(
+            "API key check, p50 over the platform token (ms)",
+            result["access"]["difference_p50_ms"],
+            "<",
+            TARGET_KEY_CHECK_MS,
+        )
     check(
         "memory of the four services after the run (MB)",
         result["footprint"]["after_total_mb"],
@@ -163,6 +171,18 @@ def rows(result: Result) -> tuple[list[list[str]], ...]:
                 _fmt(growth(result), "x", 2),
                 f"< {TARGET_GROWTH:g}x",
                 verdict("scale"),
+            ]
+        )
+    access = result.get("access")
+    if access:
+        summary.append(
+            [
+                f"management read p50, org key / platform token ({access['requests_each']:,} each, "
+                "alternating; the key cached)",
+                " / ".join(_fmt(access[side]["p50"], "", 2) for side in ("api_key_ms", "platform_ms"))
+                + f" ms (+{_fmt(access['difference_p50_ms'], ' ms', 3)})",
+                f"+ < {TARGET_KEY_CHECK_MS:g} ms",
+                verdict("API key check"),
             ]
         )
     summary.append(

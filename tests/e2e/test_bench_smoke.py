@@ -75,6 +75,10 @@ def test_a_quick_bench_run_writes_every_section_with_numbers(tmp_path: Path) -> 
     assert all(_number(cli[side][k]) for side in ("cli_ms", "http_ms") for k in ("p50", "p95"))
     assert _number(cli["overhead_ms"]["p50"])
 
+    access = latest["access"]  # a management read with the org key against the platform token
+    assert access["api_key_ms"]["count"] == access["platform_ms"]["count"] == access["requests_each"] > 0
+    assert _number(access["difference_p50_ms"])
+
     footprint = latest["footprint"]
     services = {"webhook_gateway", "orchestrator", "credentials", "data_plane_agent"}
     for key in ("idle_mb", "after_mb", "peak_mb"):
