@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestServer
 from nacl.public import PublicKey, SealedBox
 
 from libs.contracts.ids import new_id
-from libs.contracts.messages import DeployCommand, RolloutReport, SealedSecret, utcnow
+from libs.contracts.messages import DeployCommand, RemoveCommand, RolloutReport, SealedSecret, utcnow
 from libs.contracts.naming import namespace_for
 from libs.contracts.subjects import Subjects
 from libs.devstack.sandbox import SandboxCluster, write_kubeconfig
@@ -105,6 +105,24 @@ class Harness:
     # --- playing the orchestrator ---------------------------------------------------------
     def command(self, component: str, **overrides: Any) -> DeployCommand:
         return deploy_command(overrides.pop("dataplane_id", self.dp), component, **overrides)
+
+    def removal(self, component: str, *, seq: int, **overrides: Any) -> RemoveCommand:
+        """The teardown the orchestrator sends when `component` is deleted (in the test's namespace)."""
+        values: dict[str, Any] = {
+            "teardown_id": "td_" + new_id("dep")[4:],
+            "dataplane_id": self.dp,
+            "org": ORG,
+            "project": PROJECT,
+            "component": component,
+            "environment": ENV,
+            "namespace": NAMESPACE,
+            "seq": seq,
+            "sent_at": utcnow(),
+        }
+        return RemoveCommand(**(values | overrides))
+
+    async def send_removal(self, removal: RemoveCommand) -> None:
+        await self.bus.publish_durable(self.subjects.deploy(self.dp), removal, msg_id=removal.teardown_id)
 
     async def send(self, cmd: DeployCommand, *, msg_id: str | None = None) -> None:
         await self.bus.publish_durable(

@@ -9,7 +9,6 @@ from typing import Any
 import aiohttp
 
 from libs.contracts.ids import new_id
-from libs.contracts.messages import RemoveCommand, utcnow
 from services.data_plane_agent.domain.identity import Identity
 from services.data_plane_agent.domain.manifests import job_name
 from tests.integration.data_plane_agent.conftest import OpenHarness
@@ -384,18 +383,7 @@ async def test_a_deleted_component_is_removed_and_a_late_older_deploy_does_not_b
         for plural, name in (("deployments", "api"), ("services", "api"), ("secrets", "api-pull")):
             assert h.obj("apps/v1" if plural == "deployments" else "v1", plural, name) is not None
 
-        removal = RemoveCommand(
-            teardown_id="td_" + new_id("dep")[4:],
-            dataplane_id=h.dp,
-            org=ORG,
-            project=PROJECT,
-            component="api",
-            environment=ENV,
-            namespace=NAMESPACE,
-            seq=20,
-            sent_at=utcnow(),
-        )
-        await h.bus.publish_durable(h.subjects.deploy(h.dp), removal, msg_id=removal.teardown_id)
+        await h.send_removal(h.removal("api", seq=20))
 
         async def removed() -> bool:
             return gone()

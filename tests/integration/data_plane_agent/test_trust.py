@@ -15,7 +15,7 @@ import aiohttp
 import kubernetes_validate  # type: ignore[import-untyped]
 
 from libs.contracts.ids import new_id
-from libs.contracts.messages import RemoveCommand, utcnow
+from libs.contracts.messages import DeployCommand
 from tests.integration.data_plane_agent.conftest import OpenHarness
 from tests.integration.data_plane_agent.helpers import ENV, NAMESPACE, ORG, PROJECT, Harness, seal
 
@@ -67,6 +67,18 @@ def snapshot(h: Harness, path: Path) -> list[dict[str, Any]]:
     return [entry["object"] for entry in json.loads(path.read_text())["objects"]]
 
 
+async def assert_rejected(h: Harness, cmd: DeployCommand, names: str, tmp_path: Path) -> None:
+    """`cmd` is reported failed/command_rejected naming `names`, and the sandbox did not change."""
+    before = snapshot(h, tmp_path / "before.json")
+    await h.send(cmd)
+    report = await h.wait_report(cmd.deployment_id)
+    assert (report.status, report.reason) == ("failed", "command_rejected")
+    assert names in (report.message or "")
+    assert report.dataplane_id == h.dp
+    assert snapshot(h, tmp_path / "after.json") == before
+    assert not [w for w in h.cluster.writes if w.deployment_id == cmd.deployment_id]
+
+
 async def deploy_web(h: Harness) -> None:
     """Another component, so that the namespace exists (the agent made it) before the test's object."""
     web = h.command("web")
@@ -100,7 +112,6 @@ async def test_a_command_naming_another_namespace_changes_nothing_and_is_rejecte
             },
         }
         await create(h, cron)
-        before = snapshot(h, tmp_path / "before.json")
         forged = h.command(
             "backup",
             namespace=KUBE_SYSTEM,
@@ -109,20 +120,10 @@ async def test_a_command_naming_another_namespace_changes_nothing_and_is_rejecte
             schedule="* * * * *",
             image="registry.example.com/evil/miner:1",
         )
-        await h.send(forged)
-        report = await h.wait_report(forged.deployment_id)
-        assert (report.status, report.reason) == ("failed", "command_rejected")
-        assert KUBE_SYSTEM in (report.message or "")
+        await assert_rejected(h, forged, KUBE_SYSTEM, tmp_path)
         # Another data plane's command on this one's subject is refused the same way.
-        other = h.command("api", dataplane_id=new_id("dp"))
-        await h.send(other)
-        refused = await h.wait_report(other.deployment_id)
-        assert (refused.status, refused.reason) == ("failed", "command_rejected")
-        assert refused.dataplane_id == h.dp
-        assert snapshot(h, tmp_path / "after.json") == before
-        assert not [
-            w for w in h.cluster.writes if w.deployment_id in (forged.deployment_id, other.deployment_id)
-        ]
+        other = new_id("dp")
+        await assert_rejected(h, h.command("api", dataplane_id=other), other, tmp_path)
 
 
 async def test_an_object_of_the_component_s_name_made_by_hand_is_left_alone(
@@ -131,14 +132,7 @@ async def test_an_object_of_the_component_s_name_made_by_hand_is_left_alone(
     async with open_harness() as h:
         await deploy_web(h)
         await create(h, by_hand("api", NAMESPACE))
-        before = snapshot(h, tmp_path / "before.json")
-
-        cmd = h.command("api")
-        await h.send(cmd)
-        report = await h.wait_report(cmd.deployment_id)
-        assert (report.status, report.reason) == ("failed", "command_rejected")
-        assert f"Deployment {NAMESPACE}/api" in (report.message or "")
-        assert snapshot(h, tmp_path / "after.json") == before
+        await assert_rejected(h, h.command("api"), f"Deployment {NAMESPACE}/api", tmp_path)
 
 
 async def test_a_namespace_made_by_hand_under_the_landfall_name_gets_nothing(
@@ -146,13 +140,7 @@ async def test_a_namespace_made_by_hand_under_the_landfall_name_gets_nothing(
 ) -> None:
     async with open_harness() as h:
         await create(h, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-        before = snapshot(h, tmp_path / "before.json")
-        cmd = h.command("api")
-        await h.send(cmd)
-        report = await h.wait_report(cmd.deployment_id)
-        assert (report.status, report.reason) == ("failed", "command_rejected")
-        assert f"Namespace {NAMESPACE} exists" in (report.message or "")
-        assert snapshot(h, tmp_path / "after.json") == before
+        await assert_rejected(h, h.command("api"), f"Namespace {NAMESPACE} exists", tmp_path)
 
 
 async def test_a_secondary_object_made_by_hand_refuses_the_whole_command_before_any_write(
@@ -168,14 +156,8 @@ async def test_a_secondary_object_made_by_hand_refuses_the_whole_command_before_
             "spec": {"selector": {"app": "ops"}, "ports": [{"port": 80}]},
         }
         await create(h, service)
-        before = snapshot(h, tmp_path / "before.json")
-
         cmd = h.command("api", pull_secret=seal(b'{"auths":{}}', h.identity.public_key))
-        await h.send(cmd)
-        report = await h.wait_report(cmd.deployment_id)
-        assert (report.status, report.reason) == ("failed", "command_rejected")
-        assert f"Service {NAMESPACE}/api" in (report.message or "")
-        assert snapshot(h, tmp_path / "after.json") == before
+        await assert_rejected(h, cmd, f"Service {NAMESPACE}/api", tmp_path)
         assert h.obj("apps/v1", "deployments", "api") is None
         assert h.obj("v1", "secrets", "api-pull") is None
 
@@ -188,18 +170,7 @@ async def test_a_removal_deletes_nothing_without_this_data_plane_s_labels(
         # Landfall's component labels, copied by hand, but not this data plane's label.
         await create(h, by_hand("api", NAMESPACE, labels=COMPONENT_LABELS))
         await create(h, by_hand("api-worker", NAMESPACE))  # no labels at all
-        removal = RemoveCommand(
-            teardown_id="td_" + new_id("dep")[4:],
-            dataplane_id=h.dp,
-            org=ORG,
-            project=PROJECT,
-            component="api",
-            environment=ENV,
-            namespace=NAMESPACE,
-            seq=5,
-            sent_at=utcnow(),
-        )
-        await h.bus.publish_durable(h.subjects.deploy(h.dp), removal, msg_id=removal.teardown_id)
+        await h.send_removal(h.removal("api", seq=5))
         marker = h.command("marker")  # commands are handled in order: once this is done, so is the removal
         await h.send(marker)
         assert (await h.wait_report(marker.deployment_id)).status == "succeeded"
@@ -210,10 +181,7 @@ async def test_a_removal_deletes_nothing_without_this_data_plane_s_labels(
 
         # A removal naming kube-system is refused before anything is read or written.
         before = snapshot(h, tmp_path / "before.json")
-        forged = removal.model_copy(
-            update={"teardown_id": "td_" + new_id("dep")[4:], "namespace": KUBE_SYSTEM}
-        )
-        await h.bus.publish_durable(h.subjects.deploy(h.dp), forged, msg_id=forged.teardown_id)
+        await h.send_removal(h.removal("api", seq=6, namespace=KUBE_SYSTEM))
         last = h.command("last", seq=2)
         await h.send(last)
         assert (await h.wait_report(last.deployment_id)).status == "succeeded"
@@ -288,3 +256,30 @@ async def test_what_lands_runs_restricted_in_a_restricted_namespace_and_validate
                     "allowPrivilegeEscalation": False,
                     "capabilities": {"drop": ["ALL"]},
                 }
+
+
+async def test_in_a_pod_the_agent_binds_itself_to_read_secrets_in_each_namespace_it_makes(
+    open_harness: OpenHarness,
+) -> None:
+    service_account = {
+        "kube_service_account": "landfall-agent",
+        "kube_service_account_namespace": "landfall-system",
+    }
+    async with open_harness(**service_account) as h:
+        cmd = h.command("api", pull_secret=seal(b'{"auths":{}}', h.identity.public_key))
+        await h.send(cmd)
+        assert (await h.wait_report(cmd.deployment_id)).status == "succeeded"
+
+        binding = _stored(
+            h.cluster.get("rbac.authorization.k8s.io/v1", "rolebindings", NAMESPACE, "landfall-agent-secrets")
+        )
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "landfall-agent-secrets",
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "landfall-agent", "namespace": "landfall-system"}
+        ]
+        assert binding["metadata"]["labels"]["landfall.dev/dataplane"] == h.dp
+        kubernetes_validate.validate(binding, "1.33", strict=True)
