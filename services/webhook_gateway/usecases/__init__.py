@@ -1,7 +1,7 @@
 """The gateway's use cases, one module each; `Gateway` holds them as `app.create_app` built them.
 
 Reading order: `authentication` (who may call the CI endpoints), `intake` (the
-webhook), `status` (the long-poll), then the admin side: `tokens`, `signing`,
+webhook), `status` (the long-poll), then the management side: `tokens`, `signing`,
 `snippets`; `components` is the cached view of the orchestrator's components
 they share. Use cases raise domain errors (`libs.runtime.errors`,
 `domain/errors.py`) and know no HTTP.

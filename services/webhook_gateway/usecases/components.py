@@ -49,7 +49,7 @@ class ComponentDirectory:
         return info
 
     async def existing(self, binding: Binding) -> ComponentInfo:
-        """The component, or `NotFound` (for the admin endpoints, which name it in their path)."""
+        """The component, or `NotFound` (for the management endpoints, which name it in their path)."""
         info = await self.find(binding)
         if info is None:
             raise NotFound(f"component {binding}")
@@ -72,6 +72,6 @@ class ComponentDirectory:
         if state.required and state.key is None:
             raise Unauthenticated(
                 "this component requires signed requests but has no signing secret; "
-                "an admin must create one (POST .../signing-secret)"
+                "a developer of the org must create one (POST .../signing-secret)"
             )
         return state

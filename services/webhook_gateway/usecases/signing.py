@@ -1,4 +1,4 @@
-"""Signing secrets for admins: create or rotate (shown once), status, delete.
+"""Signing secrets, managed by the org's developers: create or rotate (shown once), status, delete.
 
 The requirement (PostgreSQL) and the secret (Vault) change together: the secret
 is written inside the transaction that records the requirement, so a Vault

@@ -1,4 +1,4 @@
-"""CI tokens for admins: create (shown once), list (never the token), revoke (at once, everywhere).
+"""CI tokens (an org developer's to manage): create (shown once), list (never the token), revoke.
 
 Revoking works while the orchestrator is down: it needs only the database and
 the broadcast. A token belongs to its component's identity, not to its name:
