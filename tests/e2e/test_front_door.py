@@ -22,7 +22,7 @@ from libs.devstack.stack import Stack, http
 
 def _raw(stack: Stack, method: str, path: str) -> tuple[int, dict[str, str], Any]:
     req = urllib.request.Request(stack.front_url + path, method=method)
-    req.add_header("Authorization", f"Bearer {stack.admin_token}")
+    req.add_header("Authorization", f"Bearer {stack.org_key}")
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, dict(resp.headers), json.loads(resp.read() or b"null")
@@ -31,7 +31,7 @@ def _raw(stack: Stack, method: str, path: str) -> tuple[int, dict[str, str], Any
 
 
 def _front(stack: Stack, method: str, path: str, body: Any = None, *, token: str | None = None) -> Any:
-    status, payload = http(method, stack.front_url + path, token=token or stack.admin_token, body=body)
+    status, payload = http(method, stack.front_url + path, token=token or stack.org_key, body=body)
     assert status in (200, 201, 202), (method, path, status, payload)
     return payload
 

@@ -123,7 +123,7 @@ def test_each_component_type_lands_as_its_objects(stack: Stack) -> None:
     status, problem = http(
         "POST",
         f"{stack.url('orchestrator')}{ORG}/projects/default/components/{svc}/executions",
-        token=stack.admin_token,
+        token=stack.org_key,
         body={},
     )
     assert status == 409, problem
@@ -143,7 +143,7 @@ def test_promotion_carries_the_same_digest_and_rollback_redeploys_an_older_one(s
     skipping = http(
         "POST",
         f"{stack.url('orchestrator')}{base}/promotions",
-        token=stack.admin_token,
+        token=stack.org_key,
         body={"from": "development", "to": "production"},
     )
     assert skipping[0] == 422, skipping  # environments are promoted in pipeline order
@@ -236,6 +236,6 @@ def test_deleting_a_component_removes_what_it_runs_and_leaves_its_neighbours(sta
     code, _ = kube_get(stack, f"/apis/apps/v1/namespaces/{_ns()}/deployments/{keep}")
     assert code == 200
     status, _ = http(
-        "GET", f"{stack.url('orchestrator')}{ORG}/projects/default/components/{svc}", token=stack.admin_token
+        "GET", f"{stack.url('orchestrator')}{ORG}/projects/default/components/{svc}", token=stack.org_key
     )
     assert status == 404

@@ -76,8 +76,16 @@ def test_make_up_deploys_the_printed_curl_and_stops_cleanly(tmp_path: Path) -> N
             "VAULT_ADDR",
             "VAULT_TOKEN",
             "LANDFALL_SANDBOX_KUBE_URL",
+            "LANDFALL_ORG_KEY",
         ):
             assert env.get(key), key
+        # Both credentials are printed, each with what it is for.
+        assert env["LANDFALL_ORG_KEY"].startswith("lfk_")
+        assert env["LANDFALL_ORG_KEY"] in output
+        assert env["LANDFALL_ADMIN_TOKEN"] in output
+        assert "landfall login --url $LANDFALL_URL --token $LANDFALL_ORG_KEY" in output
+        assert "Only to create orgs" in output
+        org_key = env["LANDFALL_ORG_KEY"]
         curl = output[output.index("curl -sS -X POST") : output.index("then wait")].strip()
         accepted = json.loads(
             subprocess.run(
@@ -101,17 +109,18 @@ def test_make_up_deploys_the_printed_curl_and_stops_cleanly(tmp_path: Path) -> N
     proc, _ = _start(state)
     try:
         env = _env(state)
+        assert env["LANDFALL_ORG_KEY"] == org_key  # kept in the state, like the admin token
         status, history = http(
             "GET",
             f"{env['LANDFALL_ORCHESTRATOR_URL']}/v1/orgs/default/projects/default/components/hello/deployments",
-            token=env["LANDFALL_ADMIN_TOKEN"],
+            token=env["LANDFALL_ORG_KEY"],
         )
         assert status == 200
         assert accepted["deployment_id"] in [d["id"] for d in history["items"]]
         status, registries = http(
             "GET",
             f"{env['LANDFALL_CREDENTIALS_URL']}/v1/orgs/default/registries",
-            token=env["LANDFALL_ADMIN_TOKEN"],
+            token=env["LANDFALL_ORG_KEY"],
         )
         assert status == 200
         assert len(registries["items"]) == 1

@@ -69,7 +69,7 @@ def test_a_restarted_orchestrator_loses_no_accepted_deployment(stack: Stack) -> 
         stack.start_service("orchestrator")
     assert comp.wait(body["deployment_id"], wait=60)[1]["status"] == "succeeded"
     status, view = http(
-        "GET", f"{stack.url('orchestrator')}/v1/deployments/{body['deployment_id']}", token=stack.admin_token
+        "GET", f"{stack.url('orchestrator')}/v1/deployments/{body['deployment_id']}", token=stack.org_key
     )
     assert status == 200
     assert view["component"] == comp.name

@@ -141,7 +141,8 @@ def test_private_registry_gets_a_pull_secret_the_agent_decrypted(
     assert password not in logs_of(stack)
 
 
-def test_the_admin_api_needs_the_admin_token(stack: Stack) -> None:
+def test_the_management_api_needs_a_key(stack: Stack) -> None:
+    """No credential is a 401 problem everywhere; the org key and the platform token both read."""
     for service, path in [
         ("credentials", "/v1/orgs/default/registries"),
         ("orchestrator", "/v1/orgs/default/environments"),
@@ -151,11 +152,10 @@ def test_the_admin_api_needs_the_admin_token(stack: Stack) -> None:
         assert status == 401, (service, problem)
         assert problem["status"] == 401
         assert problem["title"]
-    status, envs = http(
-        "GET", stack.url("orchestrator") + "/v1/orgs/default/environments", token=stack.admin_token
-    )
-    assert status == 200
-    assert [e["name"] for e in envs["items"]] == ["development", "staging", "production"]
+    for token in (stack.org_key, stack.admin_token):
+        status, envs = http("GET", stack.url("orchestrator") + "/v1/orgs/default/environments", token=token)
+        assert status == 200
+        assert [e["name"] for e in envs["items"]] == ["development", "staging", "production"]
 
 
 def test_every_service_serves_health_metrics_and_openapi(stack: Stack) -> None:
@@ -170,14 +170,14 @@ def test_every_service_serves_health_metrics_and_openapi(stack: Stack) -> None:
         with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
             assert b"landfall_http_requests_total" in resp.read()
     status, planes = http(
-        "GET", stack.url("orchestrator") + "/v1/orgs/default/dataplanes", token=stack.admin_token
+        "GET", stack.url("orchestrator") + "/v1/orgs/default/dataplanes", token=stack.org_key
     )
     assert status == 200
     local = next(p for p in planes["items"] if p["name"] == "local")
     wait_until(
-        lambda: http(
-            "GET", stack.url("orchestrator") + "/v1/orgs/default/dataplanes", token=stack.admin_token
-        )[1]["items"][0]["agent"]["connected"],
+        lambda: http("GET", stack.url("orchestrator") + "/v1/orgs/default/dataplanes", token=stack.org_key)[
+            1
+        ]["items"][0]["agent"]["connected"],
         what="agent heartbeat",
     )
     assert local["id"].startswith("dp_")
