@@ -83,19 +83,16 @@ def _install_completion(ctx: click.Context, _: click.Parameter, value: bool) -> 
 
 def options(func: F) -> F:
     """The two options of the root group (eager: they act before any command is looked at)."""
-    func = click.option(
-        "--show-completion",
-        is_flag=True,
-        expose_value=False,
-        is_eager=True,
-        callback=_show_completion,
-        help="Show completion for the current shell, to copy it or customize the installation.",
-    )(func)
-    return click.option(
-        "--install-completion",
-        is_flag=True,
-        expose_value=False,
-        is_eager=True,
-        callback=_install_completion,
-        help="Install completion for the current shell.",
-    )(func)
+    for name, callback, text in (
+        (
+            "--show-completion",
+            _show_completion,
+            "Show completion for the current shell, to copy it or customize the installation.",
+        ),
+        ("--install-completion", _install_completion, "Install completion for the current shell."),
+    ):
+        option = click.option(
+            name, is_flag=True, expose_value=False, is_eager=True, callback=callback, help=text
+        )
+        func = option(func)
+    return func
