@@ -1,8 +1,10 @@
 """Composition root: `create_app(settings)` builds the whole orchestrator; the tests call it too.
 
-Start order: NATS (and the streams), PostgreSQL (and migrations), then the use
-cases with the RPC servers and the heartbeat subscription, then the background
-workers (intake, status, sweeper). Shutdown runs in reverse.
+Start order: NATS (and the streams), PostgreSQL (and migrations), then who may
+call (org API keys looked up in our own store, never over the bus to ourselves;
+revocation broadcasts; the audit log), then the use cases with the RPC servers and
+the heartbeat subscription, then the background workers (intake, status, audit,
+sweeper). Shutdown runs in reverse.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from libs.runtime.broadcasts import Broadcasts
 from libs.runtime.bus import Bus
 from libs.runtime.http import METRICS, create_base_app
-from libs.runtime.service import BUS, POOL, background, nats_ctx, postgres_ctx
+from libs.runtime.service import BROADCASTS, BUS, POOL, access_ctx, background, nats_ctx, postgres_ctx
 from services.orchestrator.clients.agents import AgentNatsIssuer, Agents
 from services.orchestrator.clients.credentials import Credentials
 from services.orchestrator.clients.gateways import Gateways
 from services.orchestrator.entrypoints import HEARTBEAT_FRESH, USECASES, UseCases, consumers, routes, rpc
 from services.orchestrator.settings import Settings
 from services.orchestrator.store import Store, open_store
+from services.orchestrator.usecases.access import ApiKeys, AuditTrail, key_lookup
 from services.orchestrator.usecases.catalog import Catalog
 from services.orchestrator.usecases.dataplanes import DataPlanes
 from services.orchestrator.usecases.deployments import Deployments
@@ -49,7 +53,9 @@ def _nats_issuer(settings: Settings, bus: Bus) -> AgentNatsIssuer | None:
     )
 
 
-def build_usecases(settings: Settings, *, bus: Bus, store: Store, metrics: CollectorRegistry) -> UseCases:
+def build_usecases(
+    settings: Settings, *, bus: Bus, store: Store, metrics: CollectorRegistry, broadcasts: Broadcasts
+) -> UseCases:
     credentials = Credentials(bus, timeout=settings.rpc_timeout_seconds)
     agents = Agents(bus, issuer=_nats_issuer(settings, bus))
     gateways = Gateways(bus, metrics=metrics)
@@ -81,13 +87,17 @@ def build_usecases(settings: Settings, *, bus: Bus, store: Store, metrics: Colle
         executions=Executions(store=store, recorder=recorder, dispatcher=dispatcher),
         reports=Reports(store=store, gateways=gateways),
         sweeper=Sweeper(store=store, dispatcher=dispatcher, teardowns=teardowns),
+        api_keys=ApiKeys(store=store, catalog=catalog, broadcasts=broadcasts),
+        audit=AuditTrail(store=store, catalog=catalog),
     )
 
 
 def _usecases_ctx(settings: Settings) -> Callable[[web.Application], Any]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         bus = app[BUS]
-        usecases = build_usecases(settings, bus=bus, store=open_store(app[POOL]), metrics=app[METRICS])
+        usecases = build_usecases(
+            settings, bus=bus, store=open_store(app[POOL]), metrics=app[METRICS], broadcasts=app[BROADCASTS]
+        )
         app[USECASES] = usecases
         await rpc.serve_rpcs(bus, usecases)
         await consumers.subscribe_heartbeats(bus, usecases)
@@ -105,6 +115,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(
         postgres_ctx(settings, schema="orchestrator" + settings.schema_suffix, migrations=MIGRATIONS)
     )
+    app.cleanup_ctx.append(access_ctx(settings, lookup=lambda app: key_lookup(open_store(app[POOL]))))
     app.cleanup_ctx.append(_usecases_ctx(settings))
     concurrency = settings.consumer_concurrency
 
@@ -114,11 +125,15 @@ def create_app(settings: Settings) -> web.Application:
     async def status(app: web.Application) -> None:
         await consumers.consume_status(app[BUS], app[USECASES], concurrency=concurrency)
 
+    async def audit(app: web.Application) -> None:
+        await consumers.consume_audit(app[BUS], app[USECASES], concurrency=concurrency)
+
     async def sweeper(app: web.Application) -> None:
         await app[USECASES].sweeper.forever(interval=settings.sweep_interval_seconds)
 
     app.cleanup_ctx.append(background("orchestrator-intake", intake))
     app.cleanup_ctx.append(background("orchestrator-status", status))
+    app.cleanup_ctx.append(background("orchestrator-audit", audit))
     app.cleanup_ctx.append(background("orchestrator-sweeper", sweeper))
     routes.register(api)
     return app

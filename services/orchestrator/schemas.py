@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from libs.contracts.identity import Actor, Outcome, Role
 from libs.contracts.messages import ComponentType, DeploymentView, ExecutionStatus
 from libs.runtime.http import NAME_PATTERN
 
@@ -241,3 +242,52 @@ class ExecutionOut(BaseModel):
 
 class ExecutionList(BaseModel):
     items: list[ExecutionOut]
+
+
+# --- API keys and the audit trail -------------------------------------------------------------
+
+
+class ApiKeyCreate(Body):
+    name: Annotated[
+        str, Field(min_length=1, max_length=100, description="what the key is for, e.g. 'laptop'")
+    ]
+    role: Role
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650, description="default: never expires")
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    role: Role
+    key_prefix: str = Field(description="the key's first characters, to recognise it")
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None = None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="lfk_…: shown only in this answer; send it as 'Authorization: Bearer …'")
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyOut]
+
+
+class AuditItem(BaseModel):
+    id: str
+    time: datetime
+    actor: Actor = Field(
+        description="platform, api_key (id, name), ci_token (id, name, component), agent (id)"
+    )
+    action: str = Field(description="e.g. 'component.create', 'apikey.revoke'")
+    target: str = Field(description="an id or the request path")
+    outcome: Outcome
+    status: int = Field(description="the HTTP status answered")
+    request_id: str | None
+    service: str = Field(description="which service saw it")
+    detail: str = ""
+
+
+class AuditList(BaseModel):
+    items: list[AuditItem] = Field(description="newest first")
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from services.orchestrator.usecases.access import ApiKeys, AuditTrail
 from services.orchestrator.usecases.catalog import Catalog
 from services.orchestrator.usecases.dataplanes import DataPlanes
 from services.orchestrator.usecases.deployments import Deployments
@@ -29,6 +30,8 @@ class UseCases:
     executions: Executions
     reports: Reports
     sweeper: Sweeper
+    api_keys: ApiKeys
+    audit: AuditTrail
 
 
 USECASES = web.AppKey("usecases", UseCases)

@@ -6,8 +6,9 @@ import dataclasses
 
 from aiohttp import web
 
+from libs.runtime.access import audit_target, caller
 from libs.runtime.errors import Invalid
-from libs.runtime.http import NAME_RE, json_response, path_name, read_json
+from libs.runtime.http import NAME_RE, json_response, path_name, query_int, read_json
 from services.orchestrator.domain.records import Component, Deployment, Execution
 from services.orchestrator.entrypoints import USECASES
 from services.orchestrator.schemas import (
@@ -44,11 +45,9 @@ def execution_out(execution: Execution) -> ExecutionOut:
     return ExecutionOut.model_validate(execution, from_attributes=True)
 
 
-def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", str(DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise Invalid("limit", f"an integer from 1 to {MAX_LIMIT}")
-    return int(raw)
+def query_limit(request: web.Request) -> int:
+    """`?limit` of a list (histories, the audit trail)."""
+    return query_int(request, "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
 
 
 def _environment_filter(request: web.Request) -> str | None:
@@ -89,6 +88,7 @@ async def create_component(request: web.Request) -> web.Response:
         timezone=body.timezone,
         env=body.env,
     )
+    audit_target(request, f"{request.path}/{component.name}")
     return json_response(component_out(component, {}), 201)
 
 
@@ -125,13 +125,14 @@ async def create_deployment(request: web.Request) -> web.Response:
     deployment = await request.app[USECASES].deployments.deploy(
         component, environment=body.environment, image=body.image, tag=body.tag
     )
+    audit_target(request, deployment.id)
     return json_response(deployment.view(), 202)
 
 
 async def list_deployments(request: web.Request) -> web.Response:
     component = await _component(request)
     deployments = await request.app[USECASES].deployments.history(
-        component, environment=_environment_filter(request), limit=_limit(request)
+        component, environment=_environment_filter(request), limit=query_limit(request)
     )
     return json_response(DeploymentList(items=[d.view() for d in deployments]))
 
@@ -142,6 +143,7 @@ async def create_promotion(request: web.Request) -> web.Response:
     deployment = await request.app[USECASES].deployments.promote(
         component, from_env=body.from_, to_env=body.to
     )
+    audit_target(request, deployment.id)
     return json_response(deployment.view(), 202)
 
 
@@ -151,17 +153,20 @@ async def create_execution(request: web.Request) -> web.Response:
     execution = await request.app[USECASES].executions.start(
         component, environment=body.environment, args=body.args
     )
+    audit_target(request, execution.id)
     return json_response(execution_out(execution), 202)
 
 
 async def list_executions(request: web.Request) -> web.Response:
     component = await _component(request)
     executions = await request.app[USECASES].executions.history(
-        component, environment=_environment_filter(request), limit=_limit(request)
+        component, environment=_environment_filter(request), limit=query_limit(request)
     )
     return json_response(ExecutionList(items=[execution_out(e) for e in executions]))
 
 
 async def get_deployment(request: web.Request) -> web.Response:
-    deployment = await request.app[USECASES].deployments.get(request.match_info["id"])
+    """An org key sees only its org's deployments (another org's answers 404, as an unknown one)."""
+    deployments = request.app[USECASES].deployments
+    deployment = await deployments.get(request.match_info["id"], org=caller(request).scope)
     return json_response(deployment.view())

@@ -18,6 +18,10 @@ What is subtle:
   permissions let an agent publish on nothing else).
 * Heartbeats are core NATS (lossy, every few seconds), shared by the replicas'
   queue group.
+* The audit trail of every service arrives on the AUDIT stream and is inserted by
+  event id (a redelivery inserts nothing), in any order: each item carries its own
+  time-ordered id, so the order of arrival does not matter, and an orchestrator that
+  was down catches up from its durable consumer.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import TypeVar
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
+from libs.contracts.identity import AuditEvent
 from libs.contracts.messages import AgentHeartbeat, ImagePushed, RolloutReport
 from libs.runtime.bus import Bus
 from libs.runtime.consumers import (
@@ -47,6 +52,7 @@ log = logging.getLogger(__name__)
 
 INTAKE_DURABLE = "orchestrator-intake"
 STATUS_DURABLE = "orchestrator-status"
+AUDIT_DURABLE = "orchestrator-audit"
 QUEUE = "orchestrator"
 
 
@@ -112,6 +118,17 @@ def status_handler(bus: Bus, usecases: UseCases) -> MessageHandler:
     return _handler("status", "report", RolloutReport, apply)
 
 
+def audit_handler(bus: Bus, usecases: UseCases) -> MessageHandler:
+    async def apply(event: AuditEvent, msg: Msg) -> Settlement:
+        if msg.subject != bus.subjects.audit(event.org):
+            log.warning("audit: event on another org's subject, dropped", extra={"org": event.org})
+            return "term"
+        await usecases.audit.record(event)
+        return "ack"
+
+    return _handler("audit", "event", AuditEvent, apply)
+
+
 async def consume_intake(bus: Bus, usecases: UseCases, *, concurrency: int) -> None:
     await pull_forever(
         bus,
@@ -132,6 +149,18 @@ async def consume_status(bus: Bus, usecases: UseCases, *, concurrency: int) -> N
         durable=STATUS_DURABLE,
         handle=status_handler(bus, usecases),
         key=json_key("deployment_id"),
+        concurrency=concurrency,
+    )
+
+
+async def consume_audit(bus: Bus, usecases: UseCases, *, concurrency: int) -> None:
+    await pull_forever(
+        bus,
+        stream=bus.subjects.audit_stream.name,
+        subject=bus.subjects.all_audit,
+        durable=AUDIT_DURABLE,
+        handle=audit_handler(bus, usecases),
+        key=json_key("id"),
         concurrency=concurrency,
     )
 

@@ -2,10 +2,14 @@
 
 `Bus.serve` answers a use case's `NotFound` as `not_found` and an unreachable
 PostgreSQL as `unavailable`, so the handlers only translate records to messages.
+The API-key look-up answers every other service's guard: `not_found` for a digest
+nobody holds, else the key's `ApiKeyInfo` (revoked ones too: the caller refuses them,
+and names them in its audit trail).
 """
 
 from __future__ import annotations
 
+from libs.contracts.identity import ApiKeyInfo, ApiKeyLookup
 from libs.contracts.messages import (
     ComponentGet,
     ComponentInfo,
@@ -15,6 +19,7 @@ from libs.contracts.messages import (
     RegistryUsageReply,
 )
 from libs.runtime.bus import Bus
+from libs.runtime.errors import NotFound
 from services.orchestrator.entrypoints import UseCases
 
 QUEUE = "orchestrator"
@@ -40,6 +45,17 @@ async def serve_rpcs(bus: Bus, usecases: UseCases) -> None:
     async def registry_usage(req: RegistryUsage) -> RegistryUsageReply:
         return RegistryUsageReply(components=await usecases.catalog.registry_usage(req.org, req.registry_id))
 
+    async def apikey_lookup(req: ApiKeyLookup) -> ApiKeyInfo:
+        try:
+            digest = bytes.fromhex(req.key_sha256)
+        except ValueError:
+            raise NotFound("API key") from None
+        info = await usecases.api_keys.lookup(digest)
+        if info is None:
+            raise NotFound("API key")
+        return info
+
+    await bus.serve(bus.subjects.rpc_apikey_lookup, ApiKeyLookup, apikey_lookup, queue=QUEUE)
     await bus.serve(bus.subjects.rpc_component_get, ComponentGet, component_get, queue=QUEUE)
     await bus.serve(bus.subjects.rpc_deployment_get, DeploymentGet, deployment_get, queue=QUEUE)
     await bus.serve(bus.subjects.rpc_registry_usage, RegistryUsage, registry_usage, queue=QUEUE)

@@ -7,6 +7,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from libs.contracts.messages import utcnow
+from libs.runtime.access import Caller, audit_target, set_caller
 from libs.runtime.errors import ProblemError
 from libs.runtime.http import json_response, path_name, read_json
 from services.orchestrator.domain.records import DataPlane, Environment, Org, Project
@@ -77,7 +78,9 @@ def project_out(project: Project) -> ProjectOut:
 
 async def create_org(request: web.Request) -> web.Response:
     body = await read_json(request, OrgCreate)
-    return json_response(org_out(await request.app[USECASES].catalog.create_org(body.name)), 201)
+    org = await request.app[USECASES].catalog.create_org(body.name)
+    audit_target(request, f"/v1/orgs/{org.name}", org=org.name)
+    return json_response(org_out(org), 201)
 
 
 async def get_org(request: web.Request) -> web.Response:
@@ -90,6 +93,7 @@ async def create_dataplane(request: web.Request) -> web.Response:
     plane, token = await request.app[USECASES].dataplanes.create(
         org, name=body.name, ingress_class=body.ingress_class
     )
+    audit_target(request, plane.id)
     return json_response(dataplane_created(plane, token), 201)
 
 
@@ -112,7 +116,8 @@ async def new_enrollment_token(request: web.Request) -> web.Response:
 
 
 async def enroll(request: web.Request) -> web.Response:
-    """Authenticated by the one-time token in the body, not by the admin token."""
+    """Authenticated by the one-time token in the body, not by a bearer token: the audit trail
+    records the enrollment in the plane's org with the agent (the data plane's id) as the actor."""
     body = await read_json(request, EnrollRequest)
     try:
         plane, grant = await request.app[USECASES].dataplanes.enroll(
@@ -123,6 +128,8 @@ async def enroll(request: web.Request) -> web.Response:
         )
     except EnrollmentRefused as exc:
         raise ProblemError(401, "Unauthorized", exc.detail, kind="unauthorized") from None
+    set_caller(request, Caller(kind="agent", org=plane.org, id=plane.id, name=plane.name))
+    audit_target(request, plane.id, org=plane.org)
     reply = EnrollReply(
         dataplane_id=plane.id,
         org=plane.org,
@@ -139,6 +146,7 @@ async def create_environment(request: web.Request) -> web.Response:
     env = await request.app[USECASES].catalog.create_environment(
         org, name=body.name, dataplane_id=body.dataplane_id, order=body.order
     )
+    audit_target(request, f"{request.path}/{env.name}")
     return json_response(environment_out(env), 201)
 
 
@@ -150,7 +158,9 @@ async def list_environments(request: web.Request) -> web.Response:
 async def create_project(request: web.Request) -> web.Response:
     org = path_name(request, "org")
     body = await read_json(request, ProjectCreate)
-    return json_response(project_out(await request.app[USECASES].catalog.create_project(org, body.name)), 201)
+    project = await request.app[USECASES].catalog.create_project(org, body.name)
+    audit_target(request, f"{request.path}/{project.name}")
+    return json_response(project_out(project), 201)
 
 
 async def list_projects(request: web.Request) -> web.Response:

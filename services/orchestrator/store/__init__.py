@@ -17,6 +17,8 @@ from typing import get_type_hints
 import asyncpg
 
 from libs.runtime.store import Executor, UnitOfWork
+from services.orchestrator.store.apikeys import ApiKeys
+from services.orchestrator.store.audit import AuditEvents
 from services.orchestrator.store.components import Components, Projects
 from services.orchestrator.store.dataplanes import DataPlanes
 from services.orchestrator.store.deployments import Deployments
@@ -36,6 +38,8 @@ class Repos:
     deployments: Deployments
     executions: Executions
     teardowns: Teardowns
+    api_keys: ApiKeys
+    audit: AuditEvents
 
 
 _REPO_CLASSES = get_type_hints(Repos)

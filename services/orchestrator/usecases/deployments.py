@@ -81,11 +81,12 @@ class Deployments:
         )
         return await self.recorder.record_and_dispatch(new)
 
-    async def get(self, deployment_id: str) -> Deployment:
+    async def get(self, deployment_id: str, *, org: str | None = None) -> Deployment:
+        """The deployment; with `org`, only if it is that org's (another org's is "not found" too)."""
         found = (
             await self.store.now.deployments.get(deployment_id) if looks_like("dep", deployment_id) else None
         )
-        if found is None:
+        if found is None or (org is not None and found.org != org):
             raise NotFound(f"deployment {deployment_id[:40]!r}")
         return found
 

@@ -175,6 +175,28 @@ class Harness:
     async def ok(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
         return (await self.call(method, path, body, expect=expect))[1]
 
+    async def api_key(self, org: str, role: str = "owner", *, name: str | None = None) -> dict[str, Any]:
+        """A new API key of `org` (made with the admin token): the 201 answer, `key` included."""
+        body = {"name": name or f"{role}-{time.monotonic_ns()}", "role": role}
+        created: dict[str, Any] = await self.ok("POST", f"/v1/orgs/{org}/api-keys", body, 201)
+        return created
+
+    async def audit(self, org: str, query: str = "", *, token: str | None = "") -> dict[str, Any]:
+        status, body, _ = await self.call("GET", f"/v1/orgs/{org}/audit{query}", token=token)
+        assert status == 200, body
+        result: dict[str, Any] = body
+        return result
+
+    async def audited(self, org: str, what: str, **match: Any) -> dict[str, Any]:
+        """Wait for the audit item of `org` whose fields include `match` (the trail is asynchronous)."""
+
+        async def probe() -> dict[str, Any] | None:
+            items = (await self.audit(org, "?limit=200"))["items"]
+            found = [i for i in items if all(i.get(k) == v for k, v in match.items())]
+            return found[0] if found else None
+
+        return await eventually(probe, what=f"the audit item of {what}")
+
     async def provision(
         self,
         *,
