@@ -23,6 +23,10 @@ Subtle parts:
   `default` and its first owner key (`local-owner`, `LANDFALL_ORG_KEY`); everything
   else is provisioned with that key, as a user would. The key is made again only
   when the orchestrator refuses it (a fresh database, or someone revoked it).
+- Vault: the root token stays with the stack (state.json, and `VAULT_TOKEN` in local.env for the
+  operator). The credentials service and the gateway each get a token of their own with only their
+  policy (`vault_policies.py`), made at every start (the last start's revoked); the orchestrator and
+  the agent get no Vault address or token at all.
 - `replicas=N` runs N processes of each HTTP service, each on its own port (the
   first on the `Ports` port, the others on free ports kept in the state); the front
   door round-robins over them and `LANDFALL_*_URLS` lists them all. Replica k > 1 of
@@ -49,6 +53,7 @@ from typing import Any
 from libs.devstack.processes import Ports, Proc, StackError, free_ports, http, random_ports, stop_group
 from libs.devstack.provisioning import Provisioning
 from libs.devstack.servers import DockerRegistry, NatsServer, OpenBaoServer, PostgresServer
+from libs.devstack.vault_policies import ServiceToken, make_service_tokens
 from libs.runtime.natsauth import generate_nats_auth
 
 __all__ = ["LOG_NAMES", "Ports", "Stack", "StackError", "free_ports", "http", "random_ports", "stop_group"]
@@ -90,6 +95,8 @@ class Stack(Provisioning):
     # off for tests and benchmarks, which start from nothing and need its CPU for themselves.
     persist_sandbox: bool = False
     replicas: int = 1  # processes of each HTTP service (credentials, orchestrator, gateway)
+    # Each Vault user's own token with its own policy (vault_policies.py), made by start_infra.
+    vault_tokens: dict[str, ServiceToken] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -181,7 +188,12 @@ class Stack(Provisioning):
         for name, server in self._servers().items():
             self._say(f"starting {name} …")
             server.start()
-        self.state["vault_token"] = self.vault.token
+        self.state["vault_token"] = self.vault.token  # the root token: the operator's, no service's
+        # A token per Vault user, made again at every start; the last start's are revoked first.
+        self.vault_tokens = make_service_tokens(
+            self.vault.addr, self.vault.token, revoke=self.state.get("vault_token_accessors", [])
+        )
+        self.state["vault_token_accessors"] = [t.accessor for t in self.vault_tokens.values()]
         self._save()
 
     def env(self, service: str, *, port: int | None = None) -> dict[str, str]:
@@ -193,8 +205,6 @@ class Stack(Provisioning):
                 "LANDFALL_HTTP_PORT": str(port or self.ports.for_service(service)),
                 "LANDFALL_NATS_URL": self.nats.url,
                 "LANDFALL_DATABASE_URL": self.postgres.dsn,
-                "LANDFALL_VAULT_ADDR": self.vault.addr,
-                "LANDFALL_VAULT_TOKEN": self.vault.token,
                 "LANDFALL_ADMIN_TOKEN": self.admin_token,
                 "LANDFALL_BUS_PREFIX": self.bus_prefix,
                 "LANDFALL_LOG_FORMAT": self.log_format,
@@ -206,6 +216,9 @@ class Stack(Provisioning):
         # NATS auth: the agent has no creds here, it gets its own NATS user when it enrolls.
         if service != "data_plane_agent":
             env["LANDFALL_NATS_CREDS_FILE"] = str(self.nats_auth.creds_file(service.replace("_", "-")))
+        if service in self.vault_tokens:  # the orchestrator and the agent never talk to Vault
+            env["LANDFALL_VAULT_ADDR"] = self.vault.addr
+            env["LANDFALL_VAULT_TOKEN"] = self.vault_tokens[service].token
         if service == "credentials":
             # The local registries listen on loopback, which registry calls may not reach unless listed.
             env["LANDFALL_REGISTRY_PRIVATE_HOSTS"] = "127.0.0.1/8,::1,localhost"
