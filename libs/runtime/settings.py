@@ -47,7 +47,10 @@ class VaultSettings(BaseSettings):
         default="http://127.0.0.1:8200", validation_alias=AliasChoices("LANDFALL_VAULT_ADDR", "VAULT_ADDR")
     )
     vault_token: SecretStr = Field(
-        default=SecretStr(""), validation_alias=AliasChoices("LANDFALL_VAULT_TOKEN", "VAULT_TOKEN")
+        default=SecretStr(""),
+        validation_alias=AliasChoices("LANDFALL_VAULT_TOKEN", "VAULT_TOKEN"),
+        description="this service's own token, with only its policy (libs/devstack/vault_policies.py);"
+        " never the root token",
     )
     vault_mount: str = "secret"
     vault_prefix: str = "landfall"
