@@ -28,8 +28,8 @@ from pydantic import BaseModel
 
 from libs.contracts.ids import looks_like
 from libs.runtime.access import Caller, Need, Refused, audit_target, set_caller, unauthorized
-from libs.runtime.errors import Invalid, NotFound, ProblemError
-from libs.runtime.http import Api, bearer_token, json_response, path_name, read_json, require_json
+from libs.runtime.errors import NotFound, ProblemError
+from libs.runtime.http import Api, bearer_token, json_response, path_name, query_int, read_json, require_json
 from services.webhook_gateway.domain.errors import RateLimited, Unauthenticated
 from services.webhook_gateway.domain.images import idempotency_key
 from services.webhook_gateway.domain.ratelimit import retry_after_header
@@ -125,13 +125,13 @@ async def deploy(request: web.Request, gw: Gateway, token: TokenRow) -> web.Resp
 async def get_deployment(request: web.Request, gw: Gateway, token: TokenRow) -> web.Response:
     """a deployment of the token's component; ?wait=N long-polls until it is final"""
     deployment_id = request.match_info["id"]
-    raw_wait = request.query.get("wait", "0")
-    limit = request.app[SETTINGS].long_poll_max_seconds
-    if not raw_wait.isascii() or not raw_wait.isdigit() or int(raw_wait) > limit:
-        raise Invalid("wait", f"must be a whole number of seconds from 0 to {limit}")
+    # ASCII digits within bounds (query_int): `'9' * 5000` passed an isdigit() check and int() raised.
+    wait = query_int(
+        request, "wait", default=0, minimum=0, maximum=request.app[SETTINGS].long_poll_max_seconds
+    )
     if not looks_like("dep", deployment_id):
         raise NotFound("deployment")
-    found = await gw.status.get(token.binding, deployment_id, wait=int(raw_wait))
+    found = await gw.status.get(token.binding, deployment_id, wait=wait)
     return json_response(
         DeploymentOut.pending(found) if isinstance(found, AcceptedRow) else DeploymentOut.from_view(found)
     )

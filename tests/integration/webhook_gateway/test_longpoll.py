@@ -120,7 +120,10 @@ async def test_other_components_deployments_are_404_and_admin_ones_are_visible(e
     assert status == 404
 
 
-@pytest.mark.parametrize("wait", ["61", "-1", "abc", "1.5", "9999999999999999999"])
+# Beyond int()'s 4,300 digits and digits that str.isdigit() accepts but int() does not: once 500s.
+@pytest.mark.parametrize(
+    "wait", ["61", "-1", "abc", "1.5", "9999999999999999999", "9" * 5000, "%C2%B2", "%D9%A1", "1_0", " 1"]
+)
 async def test_wait_out_of_range_is_422(env: Env, wait: str) -> None:
     deployment_id = await env.deploy()
     status, body = await env.status(deployment_id, wait=wait)

@@ -1,0 +1,40 @@
+"""The hostile shapes schemathesis misses (`chaos.strategies`), sent to every gateway operation.
+
+Deep JSON, integers past Python's conversion limit, non-ASCII digits in `?wait=`, broken UTF-8,
+NUL, lone surrogates, huge strings and wrong types at every position of every body: no answer
+is a 5xx. Before `?wait=` went through `query_int`, this found `wait=99…9` (5,000 digits): it
+passed `str.isdigit()` and `int()` raised, a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chaos.shapes import Credentials, fuzz_shapes
+from services.webhook_gateway.settings import Settings
+from tests.integration.webhook_gateway.helpers import ORG, PROJECT, Env, running
+from tests.support import settings_from
+
+EXAMPLES = 100
+
+
+@pytest.mark.timeout(300)
+async def test_no_hostile_shape_gets_a_5xx(base_env: dict[str, str]) -> None:
+    settings = settings_from(
+        Settings, base_env, rate_limit_per_second=1e6, rate_limit_burst=1_000_000, long_poll_max_seconds=1
+    )
+    env: Env
+    async with running(settings) as env:
+        deployment = await env.deploy()
+        creds = Credentials(
+            admin_token=settings.admin_token.get_secret_value(),
+            ci_token=env.token,
+            values={"org": [ORG], "project": [PROJECT], "component": ["api"], "id": [deployment]},
+        )
+        result = await asyncio.to_thread(fuzz_shapes, env.url, creds, examples=EXAMPLES)
+    assert result.requests >= EXAMPLES * 8, result.statuses
+    assert result.server_errors == [], result.server_errors[:8]
+    # The shapes got past authentication to validation, and to real answers.
+    assert {200, 422} <= result.statuses.keys(), result.statuses
