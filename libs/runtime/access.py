@@ -215,6 +215,8 @@ class Authenticator:
         token = bearer_token(request)
         if token is None:
             return ANONYMOUS
+        if not token.isascii():  # aiohttp hands latin-1 header bytes over as surrogates: encode() raised
+            raise Refused(unauthorized("not a Landfall credential: credentials are ASCII"), ANONYMOUS)
         expected = self.admin_token.get_secret_value()
         if expected and hmac.compare_digest(token.encode(), expected.encode()):
             return PLATFORM

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 
 from chaos.shapes import Credentials, fuzz_shapes
@@ -38,3 +39,16 @@ async def test_no_hostile_shape_gets_a_5xx(base_env: dict[str, str]) -> None:
     assert result.server_errors == [], result.server_errors[:8]
     # The shapes got past authentication to validation, and to real answers.
     assert {200, 422} <= result.statuses.keys(), result.statuses
+
+
+async def test_a_credential_that_is_not_ascii_is_401(env: Env) -> None:
+    """Latin-1 header bytes reach the guard as surrogates; comparing them with the admin token
+    (`str.encode()`) raised, a 500 (found by the shapes above)."""
+    url = f"{env.url}/v1/orgs/{ORG}/projects/{PROJECT}/components/api/tokens"
+
+    def send(token: bytes) -> int:
+        with httpx.Client(timeout=10) as client:
+            return client.get(url, headers=[(b"Authorization", b"Bearer " + token)]).status_code
+
+    for token in (b"lfk_\xa0\xff", b"\xe9t\xe9", b"lfci_\xff"):
+        assert await asyncio.to_thread(send, token) == 401, token
