@@ -67,6 +67,17 @@ class SealedSecret(Message):
     registry_id: str
 
 
+class CommandSignature(BaseModel):
+    """The orchestrator's Ed25519 signature over a command (`libs.contracts.signing`): which key
+    (`key_id`, the first 16 hex of sha256 of the public key) and the signature itself. A part of a
+    message, not one: it has no `schema_version`."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    key_id: str = Field(max_length=64)
+    value: str = Field(max_length=128, description="base64 of the 64-byte Ed25519 signature")
+
+
 class CommandRef(Message):
     """Which command: a deploy (kind=deploy) or a task run (kind=run, `execution_id`) of a deployment
     on one data plane. A report names the command it is about with the same fields."""
@@ -97,6 +108,10 @@ class DeployCommand(CommandRef):
     ingress_host: str | None = None
     pull_secret: SealedSecret | None = None
     dispatched_at: datetime
+    signature: CommandSignature | None = Field(
+        default=None,
+        description="the orchestrator's signature; an agent refuses a command without a valid one",
+    )
 
 
 class RemoveCommand(Message):
@@ -114,6 +129,10 @@ class RemoveCommand(Message):
     namespace: str
     seq: int
     sent_at: datetime
+    signature: CommandSignature | None = Field(
+        default=None,
+        description="the orchestrator's signature; an agent refuses a removal without a valid one",
+    )
 
 
 def command_kind(data: bytes) -> str:

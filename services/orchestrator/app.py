@@ -5,10 +5,16 @@ call (org API keys looked up in our own store, never over the bus to ourselves;
 revocation broadcasts; the audit log), then the use cases with the RPC servers and
 the heartbeat subscription, then the background workers (intake, status, audit,
 sweeper). Shutdown runs in reverse.
+
+Before any of it, `create_app` loads the key that signs commands to agents
+(`command_keys`): without one it refuses to build the app at all, saying which
+setting to give, because an orchestrator that cannot sign would only send
+commands every agent refuses.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -17,11 +23,12 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from libs.contracts import signing
 from libs.runtime.broadcasts import Broadcasts
 from libs.runtime.bus import Bus
 from libs.runtime.http import METRICS, create_base_app
 from libs.runtime.service import BROADCASTS, BUS, POOL, access_ctx, background, nats_ctx, postgres_ctx
-from services.orchestrator.clients.agents import AgentNatsIssuer, Agents
+from services.orchestrator.clients.agents import AgentNatsIssuer, Agents, CommandKeys
 from services.orchestrator.clients.credentials import Credentials
 from services.orchestrator.clients.gateways import Gateways
 from services.orchestrator.entrypoints import HEARTBEAT_FRESH, USECASES, UseCases, consumers, routes, rpc
@@ -40,6 +47,7 @@ from services.orchestrator.usecases.sweep import Sweeper
 from services.orchestrator.usecases.teardowns import Teardowns
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
 
 
 def _nats_issuer(settings: Settings, bus: Bus) -> AgentNatsIssuer | None:
@@ -53,11 +61,54 @@ def _nats_issuer(settings: Settings, bus: Bus) -> AgentNatsIssuer | None:
     )
 
 
+class SigningKeyMissing(RuntimeError):
+    """The orchestrator has no (usable) key to sign commands with; the message says what to set."""
+
+
+def command_keys(settings: Settings) -> CommandKeys:
+    """The signing key from `command_signing_seed` or `command_signing_seed_file`, and the next public
+    key when rotating. Neither seed set, or one unusable: `SigningKeyMissing` (no seed in the message)."""
+    seed: str | bytes | None = None
+    if settings.command_signing_seed is not None:
+        seed = settings.command_signing_seed.get_secret_value()
+    elif settings.command_signing_seed_file is not None:
+        try:
+            seed = settings.command_signing_seed_file.read_bytes()
+        except OSError as exc:
+            raise SigningKeyMissing(
+                f"cannot read LANDFALL_COMMAND_SIGNING_SEED_FILE {settings.command_signing_seed_file}:"
+                f" {exc.strerror}"
+            ) from None
+    if seed is None:
+        raise SigningKeyMissing(
+            "the orchestrator signs every command it sends to agents and has no key: set"
+            " LANDFALL_COMMAND_SIGNING_SEED (base64 of a 32-byte Ed25519 seed) or"
+            " LANDFALL_COMMAND_SIGNING_SEED_FILE; make one with"
+            " `python -c 'from libs.contracts.signing import new_seed; print(new_seed())'`"
+        )
+    try:
+        key = signing.signing_key(seed)
+    except signing.InvalidKey as exc:
+        raise SigningKeyMissing(f"the command signing seed is unusable: {exc}") from None
+    if settings.command_next_public_key is not None:
+        try:
+            signing.parse_public_key(settings.command_next_public_key)
+        except signing.InvalidKey as exc:
+            raise SigningKeyMissing(f"LANDFALL_COMMAND_NEXT_PUBLIC_KEY is unusable: {exc}") from None
+    return CommandKeys(signer=key, next_public_key=settings.command_next_public_key)
+
+
 def build_usecases(
-    settings: Settings, *, bus: Bus, store: Store, metrics: CollectorRegistry, broadcasts: Broadcasts
+    settings: Settings,
+    *,
+    bus: Bus,
+    store: Store,
+    metrics: CollectorRegistry,
+    broadcasts: Broadcasts,
+    keys: CommandKeys,
 ) -> UseCases:
     credentials = Credentials(bus, timeout=settings.rpc_timeout_seconds)
-    agents = Agents(bus, issuer=_nats_issuer(settings, bus))
+    agents = Agents(bus, keys=keys, issuer=_nats_issuer(settings, bus))
     gateways = Gateways(bus, metrics=metrics)
     dispatcher = Dispatcher(
         store=store,
@@ -92,11 +143,23 @@ def build_usecases(
     )
 
 
-def _usecases_ctx(settings: Settings) -> Callable[[web.Application], Any]:
+def _usecases_ctx(settings: Settings, keys: CommandKeys) -> Callable[[web.Application], Any]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         bus = app[BUS]
         usecases = build_usecases(
-            settings, bus=bus, store=open_store(app[POOL]), metrics=app[METRICS], broadcasts=app[BROADCASTS]
+            settings,
+            bus=bus,
+            store=open_store(app[POOL]),
+            metrics=app[METRICS],
+            broadcasts=app[BROADCASTS],
+            keys=keys,
+        )
+        log.info(
+            "signing commands",
+            extra={
+                "key_id": keys.key_id,
+                "announced": [signing.key_id(signing.parse_public_key(k)) for k in keys.announced],
+            },
         )
         app[USECASES] = usecases
         await rpc.serve_rpcs(bus, usecases)
@@ -107,6 +170,7 @@ def _usecases_ctx(settings: Settings) -> Callable[[web.Application], Any]:
 
 
 def create_app(settings: Settings) -> web.Application:
+    keys = command_keys(settings)  # first: without a signing key there is nothing to start
     app, api = create_base_app(
         service=settings.service_name, version=settings.version, admin_token=settings.admin_token
     )
@@ -116,7 +180,7 @@ def create_app(settings: Settings) -> web.Application:
         postgres_ctx(settings, schema="orchestrator" + settings.schema_suffix, migrations=MIGRATIONS)
     )
     app.cleanup_ctx.append(access_ctx(settings, lookup=lambda app: key_lookup(open_store(app[POOL]))))
-    app.cleanup_ctx.append(_usecases_ctx(settings))
+    app.cleanup_ctx.append(_usecases_ctx(settings, keys))
     concurrency = settings.consumer_concurrency
 
     async def intake(app: web.Application) -> None:

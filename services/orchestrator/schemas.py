@@ -99,6 +99,11 @@ class EnrollReply(BaseModel):
     nats_inbox_prefix: str | None = Field(
         default=None, description="the inbox prefix that JWT allows (nats-py `inbox_prefix`)"
     )
+    command_keys: list[str] = Field(
+        default_factory=list,
+        description="base64 Ed25519 public keys whose signatures the agent accepts on commands (it pins"
+        " them): the current one and, while rotating, the next",
+    )
 
 
 # --- environments and projects ----------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 
 from libs.runtime.settings import AdminSettings, DatabaseSettings, ServiceSettings
@@ -45,4 +47,15 @@ class Settings(ServiceSettings, DatabaseSettings, AdminSettings):
     )
     nats_account: str | None = Field(
         default=None, description="public key of that NATS account (when the seed is a signing key)"
+    )
+    command_signing_seed: SecretStr | None = Field(
+        default=None,
+        description="base64 Ed25519 seed signing every command sent to agents (or command_signing_seed_file)",
+    )
+    command_signing_seed_file: Path | None = Field(
+        default=None, description="a file holding that seed (base64 or 32 raw bytes), e.g. a mounted Secret"
+    )
+    command_next_public_key: str | None = Field(
+        default=None,
+        description="rotation: the next signing key's base64 public key, announced to agents at enrollment",
     )

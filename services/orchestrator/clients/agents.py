@@ -16,12 +16,20 @@
 `AgentNatsIssuer` lives here, not in the domain, because it is NATS
 configuration holding a key (`libs.runtime.natsauth`): together with the
 consumer, it is what nats-server lets one agent do.
+
+* Every command is signed (Ed25519, `libs.contracts.signing`) here, in `send`,
+  the one place commands leave the orchestrator, so no path can publish an
+  unsigned one. `CommandKeys.announced` is what an enrolling agent pins: the
+  current public key and, while rotating, the next one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from nacl.signing import SigningKey
+
+from libs.contracts import signing
 from libs.contracts.messages import DeployCommand, RemoveCommand
 from libs.contracts.subjects import Subjects
 from libs.runtime.bus import Bus
@@ -51,14 +59,40 @@ class AgentNatsIssuer:
         return NatsGrant(jwt=token, inbox_prefix=agent_inbox_prefix(dataplane_id))
 
 
+@dataclass(frozen=True)
+class CommandKeys:
+    """The key that signs commands and the public keys agents pin at enrollment."""
+
+    signer: SigningKey = field(repr=False)
+    next_public_key: str | None = None  # rotation: announced now, signing with it comes later
+
+    @property
+    def key_id(self) -> str:
+        return signing.key_id(bytes(self.signer.verify_key))
+
+    @property
+    def announced(self) -> list[str]:
+        current = signing.public_key_b64(self.signer)
+        rest = [self.next_public_key] if self.next_public_key not in (None, current) else []
+        return [current, *(key for key in rest if key is not None)]
+
+
 class Agents:
-    def __init__(self, bus: Bus, *, issuer: AgentNatsIssuer | None = None) -> None:
+    def __init__(self, bus: Bus, *, keys: CommandKeys, issuer: AgentNatsIssuer | None = None) -> None:
         self.bus = bus
+        self.keys = keys
         self.issuer = issuer
 
     async def send(self, command: DeployCommand | RemoveCommand, *, msg_id: str) -> None:
-        """Store the command on its data plane's subject; `BusUnavailable` when JetStream has not."""
-        await self.bus.publish_durable(self.bus.subjects.deploy(command.dataplane_id), command, msg_id=msg_id)
+        """Sign the command and store it on its data plane's subject; `BusUnavailable` when JetStream
+        has not."""
+        signed = signing.sign(command, self.keys.signer)
+        await self.bus.publish_durable(self.bus.subjects.deploy(command.dataplane_id), signed, msg_id=msg_id)
+
+    @property
+    def command_keys(self) -> list[str]:
+        """What an enrolling agent pins (base64 Ed25519 public keys)."""
+        return self.keys.announced
 
     async def ensure_consumer(self, dataplane_id: str) -> None:
         await self.bus.ensure_agent_consumer(dataplane_id)

@@ -136,6 +136,7 @@ async def enroll(request: web.Request) -> web.Response:
         name=plane.name,
         nats_jwt=grant.jwt if grant else None,
         nats_inbox_prefix=grant.inbox_prefix if grant else None,
+        command_keys=request.app[USECASES].dataplanes.command_keys,
     )
     return json_response(reply.model_dump(mode="json", exclude_none=True))
 

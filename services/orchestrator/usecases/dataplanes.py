@@ -133,6 +133,11 @@ class DataPlanes:
         )
         return plane, grant
 
+    @property
+    def command_keys(self) -> list[str]:
+        """The public keys an enrolling agent pins (its enrollment answer's `command_keys`)."""
+        return self.agents.command_keys
+
     async def heartbeat(self, *, dataplane_id: str, version: str) -> None:
         """Store the agent's heartbeat unless one with this version was written very recently."""
         now = time.monotonic()

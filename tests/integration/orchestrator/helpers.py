@@ -7,8 +7,10 @@ with the same `Bus` class:
 * `FakeCredentials` answers the credentials service's RPCs (registry lookup, tag
   resolution, sealed pull secrets) and can be stopped and started again to
   simulate an outage (no responders).
-* `Harness.commands` collects every `DeployCommand` sent to any data plane, and
+* `Harness.commands` collects every `DeployCommand` sent to any data plane (and
+  `Harness.wire` the bytes of every command, to check signatures on), and
   `Harness.report` / `Harness.push` publish what an agent and a gateway would.
+* Commands are signed with `COMMAND_SEED` unless a test gives another seed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 from nats.aio.msg import Msg
+from pydantic import SecretStr
 
 from libs.contracts.ids import new_id
 from libs.contracts.messages import (
@@ -43,6 +46,7 @@ from libs.contracts.messages import (
     SealedSecret,
     command_kind,
 )
+from libs.contracts.signing import new_seed
 from libs.contracts.subjects import Subjects
 from libs.runtime.bus import Bus, RpcHandlerError, connect
 from libs.runtime.settings import ServiceSettings
@@ -55,6 +59,7 @@ REPOSITORY = "team/api"
 DIGEST_1_0 = "sha256:" + "1" * 64
 DIGEST_1_1 = "sha256:" + "2" * 64
 SEALED_CIPHERTEXT = base64.b64encode(b"sealed-for-the-data-plane").decode()
+COMMAND_SEED = new_seed()  # what signs the commands of every orchestrator these tests run
 
 
 def now() -> datetime:
@@ -156,6 +161,7 @@ class Harness:
     removals: list[tuple[str, RemoveCommand]] = field(default_factory=list)
     changes: list[DeploymentChanged] = field(default_factory=list)
     component_changes: list[ComponentChanged] = field(default_factory=list)
+    wire: list[bytes] = field(default_factory=list)  # every command as published
 
     @property
     def subjects(self) -> Subjects:
@@ -330,6 +336,7 @@ class Harness:
 @contextlib.asynccontextmanager
 async def running_orchestrator(env: dict[str, str], **overrides: Any) -> AsyncIterator[Harness]:
     """The orchestrator app on a test server, a fake credentials service, and the test's own bus."""
+    overrides.setdefault("command_signing_seed", SecretStr(COMMAND_SEED))
     settings = settings_from(Settings, env, sweep_interval_seconds=0.3, **overrides)
     credentials = FakeCredentials(settings)
     await credentials.start()
@@ -341,6 +348,7 @@ async def running_orchestrator(env: dict[str, str], **overrides: Any) -> AsyncIt
     )
 
     async def on_command(msg: Msg) -> None:
+        harness.wire.append(msg.data)
         if command_kind(msg.data) == "remove":
             harness.removals.append((msg.subject, RemoveCommand.model_validate_json(msg.data)))
         else:

@@ -7,6 +7,7 @@ import base64
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -134,7 +135,7 @@ async def test_an_enrollment_token_works_once_and_a_new_one_re_enrolls(orch: Har
     # No admin token needed: the one-time token is the credential.
     status, enrolled, _ = await orch.call("POST", "/v1/dataplanes/enroll", body, token=None)
     assert status == 200, enrolled
-    assert enrolled == {"dataplane_id": plane["id"], "org": "acme", "name": "eu-1"}
+    assert enrolled == {"dataplane_id": plane["id"], "org": "acme", "name": "eu-1", "command_keys": [ANY]}
     status, problem, _ = await orch.call("POST", "/v1/dataplanes/enroll", body, token=None)
     assert status == 401, problem
     listed = (await orch.ok("GET", "/v1/orgs/acme/dataplanes"))["items"][0]
