@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from libs.contracts.signing import new_seed
 from libs.devstack.processes import Ports, Proc, StackError, free_ports, http, random_ports, stop_group
 from libs.devstack.provisioning import Provisioning
 from libs.devstack.servers import DockerRegistry, NatsServer, OpenBaoServer, PostgresServer
@@ -105,6 +106,11 @@ class Stack(Provisioning):
             json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
         )
         self.admin_token: str = self.state.setdefault("admin_token", "lfadm_" + secrets.token_urlsafe(24))
+        # The seed the orchestrator signs agents' commands with: made once, kept (agents pin its key).
+        self.command_seed_file = seed_file = self.root / "command-signing.seed"
+        if not seed_file.exists():
+            with os.fdopen(os.open(seed_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                f.write(new_seed())
         self.org_key: str | None = self.state.get("org_key")  # `local-owner`, once provision() made it
         extra: dict[str, list[int]] = self.state.setdefault("replica_ports", {})
         taken = {*vars(self.ports).values(), *(port for ports in extra.values() for port in ports)}
@@ -225,6 +231,7 @@ class Stack(Provisioning):
         if service == "orchestrator":
             env["LANDFALL_NATS_ACCOUNT_SIGNING_SEED"] = self.nats_auth.account_signing_seed
             env["LANDFALL_NATS_ACCOUNT"] = self.nats_auth.account
+            env["LANDFALL_COMMAND_SIGNING_SEED_FILE"] = str(self.command_seed_file)
         env.update(self.extra_env)
         return env
 
