@@ -25,7 +25,8 @@ ReportStatus = Literal["progressing", "succeeded", "failed", "superseded"]
 CommandKind = Literal["deploy", "run"]
 AuthType = Literal["anonymous", "basic", "docker-config", "vendor"]
 """How a registry is reached: the `auth.type` of the credentials API."""
-PullSecretReason = Literal["sealed", "anonymous", "vendor"]
+PullSecretReason = Literal["sealed", "anonymous", "vendor", "not_enrolled"]
+"""`not_enrolled`: the data plane has no enrolled key (or is gone), so there is nobody to seal to."""
 ResolveStatus = Literal["resolved", "not_found", "skipped", "unauthorized", "unreachable"]
 
 
@@ -242,7 +243,15 @@ class RegistryInfo(Message):
 
 
 class PullSecretRequest(RegistryRef):
-    recipient_public_key: str = Field(description="base64 X25519 public key of the data plane")
+    """Seal a registry's pull secret for one data plane.
+
+    The credentials service seals to the key the orchestrator has *enrolled* for `dataplane_id`
+    (it asks `rpc.orchestrator.dataplane.key`), never to a key a requester brings: whoever can
+    send this request must not be able to pick the recipient. `recipient_public_key` is kept
+    so that older senders' requests still parse; it is ignored."""
+
+    dataplane_id: str = Field(description="the data plane whose enrolled key the secret is sealed to")
+    recipient_public_key: str = Field(default="", description="ignored (kept for older senders)")
 
 
 class PullSecretReply(Message):
@@ -279,6 +288,17 @@ class ComponentInfo(ComponentRef):
 
 class DeploymentGet(Message):
     deployment_id: str
+
+
+class DataPlaneKeyGet(Message):
+    """Credentials -> orchestrator: the enrolled sealing key of one org's data plane."""
+
+    org: str
+    dataplane_id: str
+
+
+class DataPlaneKey(Message):
+    public_key: str | None = Field(description="base64 X25519 key; None while no agent has enrolled")
 
 
 class RegistryUsage(RegistryRef):

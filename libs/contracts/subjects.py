@@ -13,6 +13,13 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+# An `ImagePushed` is built from a webhook body of at most 64 KiB (the gateway's limit) plus what the
+# gateway adds; anything near this is not an image event.
+INTAKE_MAX_MSG_SIZE = 256 * KiB
+
 
 class StreamSpec(BaseModel):
     """What `ensure_streams` creates: name, subjects and how long messages live."""
@@ -25,7 +32,15 @@ class StreamSpec(BaseModel):
     duplicate_window_seconds: float = 120.0
     description: str = ""
     max_consumers: int | None = None  # None: the server's default (1,000 per stream since nats-server 2.15)
+    max_bytes: int = GiB  # a stream never grows without bound (discard old beyond it)
+    max_msg_size: int = MiB  # the server refuses a bigger message (nats-server's default max_payload)
 
+
+# The orchestrator's durable consumers on INTAKE, STATUS and AUDIT (its consumers name them; its NATS
+# user may read and ack these and no other).
+ORCHESTRATOR_INTAKE_DURABLE = "orchestrator-intake"
+ORCHESTRATOR_STATUS_DURABLE = "orchestrator-status"
+ORCHESTRATOR_AUDIT_DURABLE = "orchestrator-audit"
 
 # One durable consumer per data plane lives on the DATAPLANE stream; nats-server 2.15 caps a stream at
 # 1,000 consumers unless the stream names its own limit (found by `make bench` at 1,000 data planes).
@@ -113,6 +128,11 @@ class Subjects:
     def rpc_apikey_lookup(self) -> str:
         return self._s("rpc.orchestrator.apikey.lookup")
 
+    @property
+    def rpc_dataplane_key(self) -> str:
+        """Credentials -> orchestrator: a data plane's enrolled key (only credentials may ask)."""
+        return self._s("rpc.orchestrator.dataplane.key")
+
     # --- the audit trail (JetStream) ---------------------------------------------------
     def audit(self, org: str) -> str:
         """Any service -> orchestrator: one change or refused attempt in `org` (stream AUDIT)."""
@@ -133,6 +153,7 @@ class Subjects:
             name=self._stream("LANDFALL_INTAKE"),
             subjects=(self.image_pushed,),
             max_age_seconds=7 * 24 * 3600,
+            max_msg_size=INTAKE_MAX_MSG_SIZE,
             description="images accepted from CI, waiting for the orchestrator",
         )
 

@@ -125,24 +125,62 @@ async def connect(
             await asyncio.sleep(0.5)
 
 
+def stream_config(spec: StreamSpec) -> StreamConfig:
+    """The JetStream config of `spec`: limits on age, size and message size, discarding old."""
+    return StreamConfig(
+        name=spec.name,
+        subjects=list(spec.subjects),
+        description=spec.description,
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=spec.max_age_seconds,
+        duplicate_window=spec.duplicate_window_seconds,
+        max_consumers=spec.max_consumers,
+        max_bytes=spec.max_bytes,
+        max_msg_size=spec.max_msg_size,
+    )
+
+
+_COMPARED = (
+    "subjects", "description", "retention", "storage", "discard", "max_bytes", "max_msg_size"
+)  # fmt: skip
+
+
+def _up_to_date(have: StreamConfig, want: StreamConfig) -> bool:
+    """Whether the server's config already has every setting we make (seconds compared in ms)."""
+    if any(getattr(have, name) != getattr(want, name) for name in _COMPARED):
+        return False
+    if want.max_consumers is not None and have.max_consumers != want.max_consumers:
+        return False
+    return all(
+        round((getattr(have, name) or 0) * 1000) == round((getattr(want, name) or 0) * 1000)
+        for name in ("max_age", "duplicate_window")
+    )
+
+
 async def ensure_streams(js: JetStreamContext, specs: Iterable[StreamSpec]) -> None:
-    """Create the streams, or bring their settings up to date (idempotent)."""
+    """Create the streams, or bring their settings up to date (idempotent).
+
+    Every service calls this at start, but only the orchestrator's NATS user may *update* a stream
+    (`natsauth.service_permissions`): the others may create a missing one (a create never changes
+    an existing stream) and read its info. So an update is sent only when the settings differ,
+    which at steady state none do; a service whose update is refused (nats-server drops it, the
+    request times out) logs it and goes on with the stream as it is, until the orchestrator starts.
+    """
     for spec in specs:
-        config = StreamConfig(
-            name=spec.name,
-            subjects=list(spec.subjects),
-            description=spec.description,
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            discard=DiscardPolicy.OLD,
-            max_age=spec.max_age_seconds,
-            duplicate_window=spec.duplicate_window_seconds,
-            max_consumers=spec.max_consumers,
-        )
+        config = stream_config(spec)
         try:
             await js.add_stream(config)
+            continue
         except nats.js.errors.BadRequestError:
+            pass  # it exists (with other settings, or the create would have answered its info)
+        if _up_to_date((await js.stream_info(spec.name)).config, config):
+            continue
+        try:
             await js.update_stream(config)
+        except nats.errors.TimeoutError:
+            log.warning("could not update a stream's settings", extra={"stream": spec.name})
 
 
 AGENT_ACK_WAIT_SECONDS = 60.0

@@ -21,7 +21,7 @@ nats-server runs in operator mode: it trusts one operator JWT; the operator sign
 (preloaded with `resolver: MEMORY`); an account *signing key* signs user JWTs. The orchestrator holds
 that signing key's seed and mints a user JWT at enrollment for the public user key the agent sent; the
 agent's seed never leaves the agent. Services (gateway, orchestrator, credentials) are users of the
-same account without restrictions.
+same account, each with only the subjects it uses (`natsperms.service_permissions`).
 
 What is subtle
 --------------
@@ -59,7 +59,13 @@ import nkeys
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from libs.contracts.subjects import Subjects
+# What each party may do lives in natsperms; callers import it from here as well.
+from libs.runtime.natsperms import FULL_PERMISSIONS as FULL_PERMISSIONS
+from libs.runtime.natsperms import SERVICES as SERVICES
+from libs.runtime.natsperms import Permissions as Permissions
+from libs.runtime.natsperms import agent_inbox_prefix as agent_inbox_prefix
+from libs.runtime.natsperms import agent_permissions as agent_permissions
+from libs.runtime.natsperms import service_permissions as service_permissions
 
 KeyKind = Literal["operator", "account", "user"]
 
@@ -195,30 +201,6 @@ def decode_jwt(token: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Permissions:
-    """Subjects a user may publish to and subscribe to. Empty allow lists = no restriction."""
-
-    pub_allow: tuple[str, ...] = ()
-    sub_allow: tuple[str, ...] = ()
-    pub_deny: tuple[str, ...] = ()
-    sub_deny: tuple[str, ...] = ()
-
-    def claims(self) -> dict[str, Any]:
-        def one(allow: tuple[str, ...], deny: tuple[str, ...]) -> dict[str, list[str]]:
-            part: dict[str, list[str]] = {}
-            if allow:
-                part["allow"] = list(allow)
-            if deny:
-                part["deny"] = list(deny)
-            return part
-
-        return {"pub": one(self.pub_allow, self.pub_deny), "sub": one(self.sub_allow, self.sub_deny)}
-
-
-FULL_PERMISSIONS = Permissions()
-
-
 def operator_jwt(operator: NKey, *, name: str, system_account: str) -> str:
     return encode_jwt(
         subject=operator.public_key,
@@ -279,32 +261,6 @@ def user_jwt(
     if signer.public_key != account:
         nats["issuer_account"] = account
     return encode_jwt(subject=user_public_key, name=name, nats=nats, signer=signer, expires_at=expires_at)
-
-
-# --------------------------------------------------------------------------------------------------
-# What an agent may do
-# --------------------------------------------------------------------------------------------------
-
-
-def agent_inbox_prefix(dataplane_id: str) -> str:
-    """The only subjects an agent may subscribe to start with this (nats-py `inbox_prefix`)."""
-    return f"_INBOX_{dataplane_id}"
-
-
-def agent_permissions(subjects: Subjects, dataplane_id: str) -> Permissions:
-    """Least privilege for one data plane's agent, as nats-server enforces it."""
-    stream = subjects.dataplane_stream.name
-    durable = subjects.agent_durable(dataplane_id)
-    return Permissions(
-        pub_allow=(
-            subjects.status(dataplane_id),
-            subjects.heartbeat(dataplane_id),
-            f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
-            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
-            f"$JS.ACK.{stream}.{durable}.>",
-        ),
-        sub_allow=(f"{agent_inbox_prefix(dataplane_id)}.>",),
-    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -379,13 +335,18 @@ class NatsAuthConfig:
     account: str
     account_signing_seed: str = field(repr=False)
 
-    def creds_file(self, user: str) -> Path:
-        """A creds file (0600) for a user of the application account without restrictions."""
+    def creds_file(self, user: str, permissions: Permissions = FULL_PERMISSIONS) -> Path:
+        """A creds file (0600) for a user of the application account with `permissions`.
+
+        Kept while its JWT grants exactly `permissions` (a running service keeps its user across
+        restarts of the stack); minted again when they changed."""
         path = self.directory / f"{user}.creds"
-        if not path.exists():
+        if not path.exists() or _granted(path.read_text()) != _granted_claims(permissions.claims()):
             key = NKey.generate("user")
             signer = NKey.from_seed(self.account_signing_seed, kind="account")
-            token = user_jwt(key.public_key, signer=signer, account=self.account, name=user)
+            token = user_jwt(
+                key.public_key, signer=signer, account=self.account, name=user, permissions=permissions
+            )
             write_secret(path, creds_text(token, key.seed))
         return path
 
@@ -396,6 +357,20 @@ class NatsAuthConfig:
             key.public_key, signer=signer, account=self.account, name=name, permissions=permissions
         )
         return NatsUser(token, key.seed, inbox_prefix)
+
+
+def _granted_claims(nats: dict[str, Any]) -> dict[str, Any]:
+    return {k: nats.get(k) for k in ("pub", "sub", "resp")}
+
+
+def _granted(creds: str) -> dict[str, Any] | None:
+    """The permissions in a creds file's JWT (None when it does not parse)."""
+    lines = creds.splitlines()
+    try:
+        token = lines[lines.index("-----BEGIN NATS USER JWT-----") + 1]
+        return _granted_claims(decode_jwt(token).get("nats", {}))
+    except (ValueError, IndexError, NatsAuthError):
+        return None
 
 
 def generate_nats_auth(directory: Path, *, operator_name: str = "landfall") -> NatsAuthConfig:

@@ -46,16 +46,12 @@ def _usecases_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterat
         client = RegistryClient(session, insecure=settings.insecure_registries, policy=policy)
         uow = unit_of_work(app[POOL])
         catalog = Catalog(uow)
+        orchestrator = Orchestrator(app[BUS], timeout=settings.rpc_timeout_seconds)
         usecases = UseCases(
             catalog=catalog,
-            registries=Registries(
-                uow=uow,
-                secrets=secrets,
-                catalog=catalog,
-                orchestrator=Orchestrator(app[BUS], timeout=settings.rpc_timeout_seconds),
-            ),
+            registries=Registries(uow=uow, secrets=secrets, catalog=catalog, orchestrator=orchestrator),
             checks=Checks(secrets=secrets, catalog=catalog, client=client),
-            pulls=Pulls(catalog=catalog, secrets=secrets, client=client),
+            pulls=Pulls(catalog=catalog, secrets=secrets, client=client, orchestrator=orchestrator),
         )
         app[routes.USECASES] = usecases
         app[READY_CHECKS]["vault"] = kv.check

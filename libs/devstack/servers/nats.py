@@ -62,6 +62,10 @@ class NatsServer(ServerProcess):
             f"http: {json.dumps(f'{HOST}:{self.monitor_port}')}\n"
             "jetstream {\n"
             f"  store_dir: {json.dumps(str(self.store_dir))}\n"
+            # Every stream reserves its max_bytes (1 GiB each, libs/contracts/subjects.py) against this
+            # limit (default: 75% of the free disk), and tests make four streams per bus prefix, one
+            # prefix per test: the reservations are nominal here, so the limit is set far above them.
+            "  max_file_store: 1024T\n"
             "}\n"
         )
         if self.config_extra:

@@ -1,14 +1,18 @@
-"""The orchestrator over NATS request-reply: which components use a registry.
+"""The orchestrator over NATS request-reply: which components use a registry; a data plane's key.
 
 Asked before a registry is deleted (the orchestrator owns components; this
 service never reads its tables). No answer, or an error answer, means "cannot
 tell", which is `OrchestratorUnavailable` (503): deleting a registry that
 components still pull from must not be possible by timing out.
+
+A pull secret is sealed to the key the orchestrator enrolled for the data plane
+(`dataplane_key`), never to one a requester names: the enrolled key is the
+orchestrator's record, and only this service's NATS user may ask for it.
 """
 
 from __future__ import annotations
 
-from libs.contracts.messages import RegistryUsage, RegistryUsageReply
+from libs.contracts.messages import DataPlaneKey, DataPlaneKeyGet, RegistryUsage, RegistryUsageReply
 from libs.runtime.bus import Bus, BusUnavailable, RpcFailed
 from libs.runtime.errors import DependencyUnavailable
 
@@ -39,3 +43,22 @@ class Orchestrator:
                 f"the orchestrator could not tell which components use this registry ({exc.error.code})"
             ) from exc
         return list(reply.components)
+
+    async def dataplane_key(self, org: str, dataplane_id: str) -> str | None:
+        """The data plane's enrolled sealing key; None while none is enrolled or the plane is gone."""
+        try:
+            reply = await self.bus.request(
+                self.bus.subjects.rpc_dataplane_key,
+                DataPlaneKeyGet(org=org, dataplane_id=dataplane_id),
+                DataPlaneKey,
+                timeout=self.timeout,
+            )
+        except BusUnavailable as exc:
+            raise OrchestratorUnavailable("the orchestrator did not give the data plane's key") from exc
+        except RpcFailed as exc:
+            if exc.error.code == "not_found":
+                return None
+            raise OrchestratorUnavailable(
+                f"the orchestrator could not give the data plane's key ({exc.error.code})"
+            ) from exc
+        return reply.public_key

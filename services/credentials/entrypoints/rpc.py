@@ -35,7 +35,8 @@ async def serve(bus: Bus, pulls: Pulls) -> None:
 
     async def pull_secret(req: PullSecretRequest) -> PullSecretReply:
         try:
-            return await pulls.pull_secret(req.org, req.registry_id, req.recipient_public_key)
+            # sealed to the plane's enrolled key: req.recipient_public_key is ignored (see the message)
+            return await pulls.pull_secret(req.org, req.registry_id, req.dataplane_id)
         except RegistryBroken as exc:
             raise RpcHandlerError("unavailable", str(exc)) from None
 

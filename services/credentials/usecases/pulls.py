@@ -8,7 +8,11 @@ exactly like one that does not exist. What is subtle:
   which a tag lookup reports as `unauthorized` and a pull secret as unavailable.
 * Vendor registries are never resolved nor given a secret: the data plane's
   cloud identity pulls, so the tag stays a tag (`skipped`).
-* A password leaves only inside `.dockerconfigjson` sealed to the data plane's key.
+* A password leaves only inside `.dockerconfigjson` sealed to the data plane's key: the key the
+  orchestrator *enrolled* for the plane the request names, asked for each time (a re-enrolled
+  agent's new key counts at once). A key in the request is ignored, so whoever can send the
+  request cannot have a password sealed to a key of its choosing. No enrolled key (or no such
+  plane) is `not_enrolled`, which the orchestrator waits on as on a plane not enrolled yet.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from libs.contracts.messages import PullSecretReply, RegistryInfo, ResolvedImage
 from libs.oci.dockerconfig import build_docker_config_json
 from libs.oci.reference import InvalidReference
 from libs.runtime.errors import NotFound
+from services.credentials.clients.orchestrator import Orchestrator
 from services.credentials.clients.registry import RegistryClient
 from services.credentials.domain import (
     SECRET_TYPES,
@@ -55,6 +60,7 @@ class Pulls:
     catalog: Catalog
     secrets: RegistrySecrets
     client: RegistryClient
+    orchestrator: Orchestrator
 
     async def _registry(self, org: str, registry_id: str) -> Registry:
         registry = await self.catalog.find(org, registry_id)
@@ -82,15 +88,20 @@ class Pulls:
             return ResolvedImage(status="unauthorized", detail=str(exc))
         return await self.client.resolve(registry.host, credentials, repo_name, ref)
 
-    async def pull_secret(self, org: str, registry_id: str, recipient_public_key: str) -> PullSecretReply:
-        """The `.dockerconfigjson` sealed to the data plane's key; raises `BadPublicKey`, `RegistryBroken`."""
+    async def pull_secret(self, org: str, registry_id: str, dataplane_id: str) -> PullSecretReply:
+        """The `.dockerconfigjson` sealed to the data plane's enrolled key.
+
+        Raises `BadPublicKey`, `RegistryBroken`, `OrchestratorUnavailable`."""
         registry = await self._registry(org, registry_id)
         if registry.auth_type == "anonymous":
             return PullSecretReply(sealed=None, reason="anonymous")
         if registry.auth_type == "vendor":
             return PullSecretReply(sealed=None, reason="vendor")
+        recipient = await self.orchestrator.dataplane_key(org, dataplane_id)
+        if recipient is None:
+            return PullSecretReply(sealed=None, reason="not_enrolled")
         credentials = await credentials_of(self.secrets, registry)
         assert credentials is not None
         config = build_docker_config_json(registry.host, credentials.username, credentials.password)
-        sealed = seal(config, recipient_public_key=recipient_public_key, registry_id=registry.id)
+        sealed = seal(config, recipient_public_key=recipient, registry_id=registry.id)
         return PullSecretReply(sealed=sealed, reason="sealed")

@@ -86,9 +86,15 @@ class Credentials:
             org, registry_id, self.bus.subjects.rpc_resolve_image, request, ResolvedImage
         )
 
-    async def pull_secret(self, *, org: str, registry_id: str, public_key: str) -> PullSecretReply | None:
-        """The pull secret sealed to `public_key`, or None when the registry does not exist."""
-        request = PullSecretRequest(org=org, registry_id=registry_id, recipient_public_key=public_key)
+    async def pull_secret(
+        self, *, org: str, registry_id: str, dataplane_id: str, public_key: str
+    ) -> PullSecretReply | None:
+        """The pull secret sealed to the data plane's enrolled key, or None when the registry does not
+        exist. The credentials service asks us for that key (`rpc.orchestrator.dataplane.key`);
+        `public_key` goes along only for credentials services older than that, which seal to it."""
+        request = PullSecretRequest(
+            org=org, registry_id=registry_id, dataplane_id=dataplane_id, recipient_public_key=public_key
+        )
         return await self._ask_about(
             org, registry_id, self.bus.subjects.rpc_pull_secret, request, PullSecretReply
         )

@@ -4,7 +4,9 @@
 PostgreSQL as `unavailable`, so the handlers only translate records to messages.
 The API-key look-up answers every other service's guard: `not_found` for a digest
 nobody holds, else the key's `ApiKeyInfo` (revoked ones too: the caller refuses them,
-and names them in its audit trail).
+and names them in its audit trail). The data-plane key answers the credentials
+service (only its NATS user may ask): the key it seals pull secrets to, `None` while
+no agent has enrolled, `not_found` for a plane the org does not have.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from libs.contracts.identity import ApiKeyInfo, ApiKeyLookup
 from libs.contracts.messages import (
     ComponentGet,
     ComponentInfo,
+    DataPlaneKey,
+    DataPlaneKeyGet,
     DeploymentGet,
     DeploymentView,
     RegistryUsage,
@@ -55,6 +59,10 @@ async def serve_rpcs(bus: Bus, usecases: UseCases) -> None:
             raise NotFound("API key")
         return info
 
+    async def dataplane_key(req: DataPlaneKeyGet) -> DataPlaneKey:
+        return DataPlaneKey(public_key=(await usecases.dataplanes.get(req.org, req.dataplane_id)).public_key)
+
+    await bus.serve(bus.subjects.rpc_dataplane_key, DataPlaneKeyGet, dataplane_key, queue=QUEUE)
     await bus.serve(bus.subjects.rpc_apikey_lookup, ApiKeyLookup, apikey_lookup, queue=QUEUE)
     await bus.serve(bus.subjects.rpc_component_get, ComponentGet, component_get, queue=QUEUE)
     await bus.serve(bus.subjects.rpc_deployment_get, DeploymentGet, deployment_get, queue=QUEUE)

@@ -232,12 +232,17 @@ class Dispatcher:
             if auth_type is None:
                 raise Stalling(reasons.REGISTRY_NOT_FOUND, REGISTRY_GONE)
             reply = await self.credentials.pull_secret(
-                org=component.org, registry_id=component.registry_id, public_key=plane.public_key
+                org=component.org,
+                registry_id=component.registry_id,
+                dataplane_id=plane.id,
+                public_key=plane.public_key,
             )
         except DependencyUnavailable as exc:
             raise Waiting(reasons.CREDENTIALS_UNAVAILABLE, self.retry_seconds) from exc
         if reply is None:
             raise Stalling(reasons.REGISTRY_NOT_FOUND, REGISTRY_GONE)
+        if reply.reason == "not_enrolled":  # the credentials service found no enrolled key to seal to
+            raise Waiting(reasons.DATAPLANE_NOT_ENROLLED, min(self._backoff(job), NOT_ENROLLED_MAX_DELAY))
         job.pull_secret = reply.sealed
 
     async def publish_command(self, job: Job) -> None:

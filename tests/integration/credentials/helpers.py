@@ -2,8 +2,8 @@
 
 The service runs in-process against the session's real NATS, PostgreSQL and
 OpenBao. The orchestrator (another Landfall service) is the only thing faked:
-`FakeOrchestrator` answers `rpc_registry_usage` on the real NATS from a dict
-the test fills in, and `FakeKeys` (`identity.py`) answers the API-key look-up.
+`FakeOrchestrator` answers `rpc_registry_usage` and `rpc_dataplane_key` on the
+real NATS from dicts the test fills in, and `FakeKeys` (`identity.py`) answers the API-key look-up.
 `Harness.audit` holds every audit event the service published.
 """
 
@@ -17,9 +17,10 @@ from typing import Any
 import hvac
 from aiohttp.test_utils import TestClient, TestServer
 
-from libs.contracts.messages import RegistryUsage, RegistryUsageReply
+from libs.contracts.messages import DataPlaneKey, DataPlaneKeyGet, RegistryUsage, RegistryUsageReply
 from libs.contracts.subjects import Subjects
 from libs.runtime.bus import Bus, connect
+from libs.runtime.errors import NotFound
 from services.credentials.app import create_app
 from services.credentials.settings import Settings
 from tests.integration.credentials.identity import AuditTap, FakeKeys
@@ -42,6 +43,14 @@ class FakeOrchestrator:
     async def registry_usage(self, req: RegistryUsage) -> RegistryUsageReply:
         self.asked.append(req)
         return RegistryUsageReply(components=self.usage.get(req.registry_id, []))
+
+    plane_keys: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    """(org, data plane id) -> the enrolled key (None: created, not enrolled; absent: no such plane)."""
+
+    async def dataplane_key(self, req: DataPlaneKeyGet) -> DataPlaneKey:
+        if (req.org, req.dataplane_id) not in self.plane_keys:
+            raise NotFound("data plane")
+        return DataPlaneKey(public_key=self.plane_keys[(req.org, req.dataplane_id)])
 
 
 @dataclass
@@ -86,6 +95,9 @@ async def running(settings: Settings, *, orchestrator: bool = True) -> AsyncIter
         if orchestrator:
             await bus.serve(
                 bus.subjects.rpc_registry_usage, RegistryUsage, fake.registry_usage, queue="orchestrator"
+            )
+            await bus.serve(
+                bus.subjects.rpc_dataplane_key, DataPlaneKeyGet, fake.dataplane_key, queue="orchestrator"
             )
             await keys.start()
         client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings)))

@@ -106,10 +106,11 @@ async def test_vault_down_is_503_with_retry_after_and_leaves_nothing(
         # Testing the connection needs the secret: 503 too; the orchestrator is told "unavailable".
         assert (await svc.client.post(path + "/test", json={}, headers=svc.headers)).status == 503
         key = base64.b64encode(bytes(PrivateKey.generate().public_key)).decode()
+        svc.orchestrator.plane_keys[(ORG, "dp_1")] = key
         with pytest.raises(RpcFailed) as failed:
             await svc.bus.request(
                 svc.bus.subjects.rpc_pull_secret,
-                PullSecretRequest(org=ORG, registry_id=before["id"], recipient_public_key=key),
+                PullSecretRequest(org=ORG, registry_id=before["id"], dataplane_id="dp_1"),
                 PullSecretReply,
             )
         assert failed.value.error.code == "unavailable"

@@ -88,9 +88,10 @@ async def test_no_password_in_logs_or_database_rows(
             )
             assert resolved.status in ("resolved", "unauthorized")
         key = base64.b64encode(bytes(PrivateKey.generate().public_key)).decode()
+        svc.orchestrator.plane_keys[(ORG, "dp_1")] = key
         reply = await svc.bus.request(
             svc.bus.subjects.rpc_pull_secret,
-            PullSecretRequest(org=ORG, registry_id=good["id"], recipient_public_key=key),
+            PullSecretRequest(org=ORG, registry_id=good["id"], dataplane_id="dp_1"),
             PullSecretReply,
         )
         assert reply.sealed is not None

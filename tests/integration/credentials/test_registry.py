@@ -36,7 +36,14 @@ from libs.devstack.servers import DockerRegistry, free_port
 from libs.runtime.bus import RpcFailed
 from services.credentials.settings import Settings
 from tests.conftest import REGISTRY_USERS
-from tests.integration.credentials.helpers import LOCAL_REGISTRIES, ORG, OTHER_ORG, REGISTRIES, Harness
+from tests.integration.credentials.helpers import (
+    LOCAL_REGISTRIES,
+    ORG,
+    OTHER_ORG,
+    REGISTRIES,
+    Harness,
+    running,
+)
 from tests.support import settings_from
 
 USER, PASSWORD = next(iter(REGISTRY_USERS.items()))
@@ -375,10 +382,18 @@ async def test_vendor_registries_are_not_resolved(svc: Harness) -> None:
     )
 
 
-async def pull_secret(svc: Harness, registry_id: str, public_key: str) -> PullSecretReply:
+PLANE = "dp_test"
+
+
+async def pull_secret(
+    svc: Harness, registry_id: str, enrolled: str | None, *, named: str = ""
+) -> PullSecretReply:
+    """Ask for a pull secret for PLANE, whose enrolled key (held by the fake orchestrator) is
+    `enrolled`; `named` is the key the request itself carries (which the service must ignore)."""
+    svc.orchestrator.plane_keys[(ORG, PLANE)] = enrolled
     return await svc.bus.request(
         svc.bus.subjects.rpc_pull_secret,
-        PullSecretRequest(org=ORG, registry_id=registry_id, recipient_public_key=public_key),
+        PullSecretRequest(org=ORG, registry_id=registry_id, dataplane_id=PLANE, recipient_public_key=named),
         PullSecretReply,
     )
 
@@ -426,6 +441,55 @@ async def test_no_pull_secret_for_anonymous_and_vendor_registries(svc: Harness) 
     assert await pull_secret(svc, anonymous, key) == PullSecretReply(sealed=None, reason="anonymous")
     vendor = await register(svc, "myacr.azurecr.io", {"type": "vendor", "vendor": "azure"})
     assert await pull_secret(svc, vendor, key) == PullSecretReply(sealed=None, reason="vendor")
+
+
+async def test_the_pull_secret_is_sealed_to_the_enrolled_key_not_the_one_in_the_request(
+    svc: Harness, docker_registry: DockerRegistry
+) -> None:
+    registry_id = await register(svc, docker_registry.host, basic())
+    enrolled, chosen = PrivateKey.generate(), PrivateKey.generate()
+    reply = await pull_secret(
+        svc,
+        registry_id,
+        base64.b64encode(bytes(enrolled.public_key)).decode(),
+        named=base64.b64encode(bytes(chosen.public_key)).decode(),
+    )
+    assert reply.sealed is not None
+    assert reply.sealed.recipient_key_id == hashlib.sha256(bytes(enrolled.public_key)).hexdigest()[:16]
+    ciphertext = base64.b64decode(reply.sealed.ciphertext)
+    assert list(json.loads(SealedBox(enrolled).decrypt(ciphertext))["auths"]) == [docker_registry.host]
+    with pytest.raises(CryptoError):  # the requester's key of choice opens nothing
+        SealedBox(chosen).decrypt(ciphertext)
+
+
+async def test_no_enrolled_key_is_not_enrolled_and_seals_nothing(svc: Harness) -> None:
+    registry_id = await register(svc, "ghcr.io", basic())
+    anybody = base64.b64encode(bytes(PrivateKey.generate().public_key)).decode()
+    assert await pull_secret(svc, registry_id, None, named=anybody) == PullSecretReply(
+        sealed=None, reason="not_enrolled"
+    )
+    svc.orchestrator.plane_keys.clear()  # a plane the orchestrator does not know (deleted meanwhile)
+    reply = await svc.bus.request(
+        svc.bus.subjects.rpc_pull_secret,
+        PullSecretRequest(
+            org=ORG, registry_id=registry_id, dataplane_id="dp_gone", recipient_public_key=anybody
+        ),
+        PullSecretReply,
+    )
+    assert reply == PullSecretReply(sealed=None, reason="not_enrolled")
+
+
+async def test_no_orchestrator_answer_is_unavailable(settings: Settings) -> None:
+    async with running(settings, orchestrator=False) as svc:
+        registry_id = await register(svc, "ghcr.io", basic())
+        with pytest.raises(RpcFailed) as failed:
+            await svc.bus.request(
+                svc.bus.subjects.rpc_pull_secret,
+                PullSecretRequest(org=ORG, registry_id=registry_id, dataplane_id=PLANE),
+                PullSecretReply,
+                timeout=10,
+            )
+        assert failed.value.error.code == "unavailable"
 
 
 async def test_a_bad_recipient_key_is_an_invalid_request(svc: Harness) -> None:
