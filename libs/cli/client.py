@@ -8,7 +8,7 @@ ever repeated in a message: the token, passwords and docker configs stay out of 
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, TypedDict, Unpack
 
 import httpx
 
@@ -28,6 +28,15 @@ TRANSIENT_ERRORS: Final = (
     httpx.ReadTimeout,
     httpx.PoolTimeout,
 )
+
+
+class Request(TypedDict, total=False):
+    """What a request may carry besides its method and path (`Api.send`, `Api.call`)."""
+
+    body: Any  # sent as JSON when not None
+    params: dict[str, Any] | None
+    headers: dict[str, str] | None
+    timeout: float | None  # seconds, instead of the client's own
 
 
 def is_ci_token(token: str | None) -> bool:
@@ -132,38 +141,21 @@ class Api:
     def ci(self) -> bool:
         return is_ci_token(self.token)
 
-    def send(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        params: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> httpx.Response:
+    def send(self, method: str, path: str, **request: Unpack[Request]) -> httpx.Response:
         """One request; connection failures raise httpx errors (the caller decides about retries)."""
-        kwargs: dict[str, Any] = {"params": params, "headers": headers}
+        kwargs: dict[str, Any] = {"params": request.get("params"), "headers": request.get("headers")}
+        body = request.get("body")
         if body is not None:
             kwargs["json"] = body
+        timeout = request.get("timeout")
         if timeout is not None:
             kwargs["timeout"] = httpx.Timeout(timeout, connect=min(timeout, 10))
         return self.http.request(method, path, **kwargs)
 
-    def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        params: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-        hint_404: str | None = None,
-    ) -> Any:
+    def call(self, method: str, path: str, *, hint_404: str | None = None, **request: Unpack[Request]) -> Any:
         """One request that must succeed: the decoded JSON answer (None for 204), else a CliError."""
         try:
-            response = self.send(method, path, body=body, params=params, headers=headers, timeout=timeout)
+            response = self.send(method, path, **request)
         except httpx.TimeoutException as exc:
             raise CliError(
                 UNAVAILABLE, f"error: no answer from {self.url} in time ({type(exc).__name__}); retry"
@@ -172,10 +164,10 @@ class Api:
             raise unreachable(self.url, exc) from None
         return self.decode(response, hint_404=hint_404)
 
-    def call_new_endpoint(self, what: str, method: str, path: str, *, body: Any = None) -> Any:
+    def call_new_endpoint(self, what: str, method: str, path: str, **request: Unpack[Request]) -> Any:
         """`call` for an endpoint an older server may lack: its own 404/405 for the route says so (exit 4)."""
         try:
-            return self.call(method, path, body=body)
+            return self.call(method, path, **request)
         except ApiError as exc:
             if exc.route_missing:
                 raise endpoint_missing(what) from None

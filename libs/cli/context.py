@@ -81,14 +81,16 @@ class Run:
 
     @property
     def org(self) -> str:
+        """--org, LANDFALL_ORG, the profile's, or `default`."""
         return self.settings.org
-
-    @property
-    def project(self) -> str:
-        return self.settings.project
 
     def component_path(self, component: str) -> str:
         return f"/v1/orgs/{self.org}/projects/{self.project}/components/{component}"
+
+    @property
+    def project(self) -> str:
+        """--project, LANDFALL_PROJECT, the profile's, or `default`."""
+        return self.settings.project
 
     def no_ci_token(self, command: str) -> None:
         if self.api.ci:
@@ -119,6 +121,19 @@ def runs(func: Callable[Concatenate[Run, P], None]) -> Callable[P, None]:
             raise click.exceptions.Exit(exc.code) from None
 
     return command
+
+
+def list_command(group: click.Group, about: str, path: str, columns: str, *, empty: str) -> click.Command:
+    """`GROUP list`, the `about` of its help: GET `path` (with `{org}` and `{project}` filled in)
+    as it is with `-o json`, else as a table of `columns` (a `pick` spec, output.py)."""
+
+    @group.command("list", help=about)
+    @runs
+    def list_items(run: Run) -> None:
+        answer = run.api.call("GET", path.format(org=run.org, project=run.project))
+        run.output.listing(answer, columns, empty=empty)
+
+    return list_items
 
 
 def read_stdin_secret(flag: str) -> str:

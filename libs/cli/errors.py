@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 OK: Final = 0
@@ -13,13 +14,15 @@ UNAVAILABLE: Final = 5  # 503, connection refused, or the wait ran out
 INVALID: Final = 6  # 409, 413, 415 or 422
 
 
+@dataclass(eq=False)  # eq=False: compared and hashed by identity, as exceptions are
 class CliError(Exception):
     """Stop with `code`, telling the person `message` (already free of secrets) on standard error."""
 
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    code: int
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def usage(message: str) -> CliError:

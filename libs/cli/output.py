@@ -9,6 +9,7 @@ it, so a line of progress never lands in the middle of the spinner.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -75,30 +76,39 @@ class Output:
     def fields(self, pairs: Sequence[tuple[str, Any]]) -> None:
         self.table(("FIELD", "VALUE"), [(k, v) for k, v in pairs if v not in (None, "", [], {})])
 
-    def answer(self, doc: Any, pairs: Sequence[tuple[str, Any]], *, notes: Iterable[str] = ()) -> None:
-        """One object the API answered: as it is with `-o json`; for people these fields, then the
-        notes on standard error."""
+    def answer(self, doc: Any, pairs: str | Sequence[tuple[str, Any]], *, notes: Iterable[str] = ()) -> None:
+        """One object the API answered: as it is with `-o json`; for people these fields (or the
+        fields a `pick` spec names), then the notes on standard error."""
         if self.json:
             self.document(doc)
             return
-        self.fields(pairs)
+        self.fields(pick(doc, pairs) if isinstance(pairs, str) else pairs)
         for text in notes:
             self.note(text)
 
     def listing(
         self,
         doc: dict[str, Any],
-        columns: Sequence[str],
-        row: Callable[[dict[str, Any]], Sequence[Any]],
+        columns: str | Sequence[str],
+        row: Callable[[dict[str, Any]], Sequence[Any]] | None = None,
         *,
         empty: str,
     ) -> None:
         """A list the API answered (`{"items": [...]}`): as it is with `-o json`; for people a
-        table with a row per item, or `empty` on standard error when there is none."""
+        table with a row per item, or `empty` on standard error when there is none. Without `row`,
+        `columns` is a `pick` spec: its labels in capitals head the columns."""
         if self.json:
             self.document(doc)
             return
-        self.table(columns, [row(item) for item in doc.get("items") or []], empty=empty)
+        items = doc.get("items") or []
+        rows: list[Sequence[Any]]
+        if row is None:
+            spec = str(columns)
+            columns = [label.upper() for label, _ in pick({}, spec)]
+            rows = [[value for _, value in pick(item, spec)] for item in items]
+        else:
+            rows = [row(item) for item in items]
+        self.table(columns, rows, empty=empty)
 
     # --- standard error ----------------------------------------------------------------------
     def note(self, text: str) -> None:
@@ -149,6 +159,27 @@ def when(value: Any) -> str:
     except ValueError:
         return value
     return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+_FIELD = re.compile(r"(?:(?P<label>\w+)=)?(?P<when>when\()?(?P<key>[\w.]+)(?(when)\))")
+
+
+def pick(doc: dict[str, Any], spec: str) -> list[tuple[str, Any]]:
+    """(label, value) pairs of `doc` by a spec of fields apart by spaces, each `label=key` or just
+    `key` (then the label is the key): `_` in a label reads as a space, a dotted key reaches into
+    an object (`agent.version`), and `when(key)` shows a time shorter (`when`).
+    `pick(dep, "deployment=id status created=when(created_at)")`."""
+    pairs: list[tuple[str, Any]] = []
+    for word in spec.split():
+        field = _FIELD.fullmatch(word)
+        if field is None:
+            raise ValueError(f"not a field: {word!r}")
+        value: Any = doc
+        for part in field["key"].split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        label = (field["label"] or field["key"]).replace("_", " ")
+        pairs.append((label, when(value) if field["when"] else value))
+    return pairs
 
 
 def image_with_digest(deployment: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ import click
 
 from libs.cli.commands.registries import resolve_registry
 from libs.cli.context import Group, Run, parse_pairs, runs
-from libs.cli.output import image_with_digest, when
+from libs.cli.output import image_with_digest, pick
 
 COMPONENT_TYPES = ("service", "web-application", "scheduled-task", "manual-task")
 
@@ -31,17 +31,7 @@ def _running(component: dict[str, Any]) -> str:
 
 def _component_fields(run: Run, comp: dict[str, Any]) -> None:
     run.output.fields(
-        [
-            ("name", comp.get("name")),
-            ("type", comp.get("type")),
-            ("image", comp.get("image")),
-            ("registry", comp.get("registry_id")),
-            ("port", comp.get("port")),
-            ("schedule", comp.get("schedule")),
-            ("timezone", comp.get("timezone")),
-            ("env", comp.get("env")),
-            ("created", when(comp.get("created_at"))),
-        ]
+        pick(comp, "name type image registry=registry_id port schedule timezone env created=when(created_at)")
     )
 
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import click
 
-from libs.cli.context import Group, Run, given, runs
-from libs.cli.output import when
+from libs.cli.context import Group, Run, given, list_command, runs
 
 
 @click.group(cls=Group, help="Data planes (clusters) of the org.")
@@ -17,23 +16,13 @@ def dataplanes() -> None:
     pass
 
 
-@dataplanes.command("list")
-@runs
-def dataplanes_list(run: Run) -> None:
-    """The org's data planes and whether their agents are connected."""
-    run.output.listing(
-        run.api.call("GET", f"/v1/orgs/{run.org}/dataplanes"),
-        ("ID", "NAME", "ENROLLED", "CONNECTED", "LAST SEEN", "VERSION"),
-        lambda d: (
-            d.get("id"),
-            d.get("name"),
-            d.get("enrolled"),
-            (d.get("agent") or {}).get("connected"),
-            when((d.get("agent") or {}).get("last_seen")),
-            (d.get("agent") or {}).get("version"),
-        ),
-        empty="no data planes yet: `landfall dataplanes create NAME`",
-    )
+dataplanes_list = list_command(
+    dataplanes,
+    "The org's data planes and whether their agents are connected.",
+    "/v1/orgs/{org}/dataplanes",
+    "id name enrolled connected=agent.connected last_seen=when(agent.last_seen) version=agent.version",
+    empty="no data planes yet: `landfall dataplanes create NAME`",
+)
 
 
 @dataplanes.command("create")
@@ -47,12 +36,7 @@ def dataplanes_create(run: Run, name: str, ingress_class: str | None) -> None:
     answer = run.api.call("POST", f"/v1/orgs/{run.org}/dataplanes", body=body)
     run.output.answer(
         answer,
-        [
-            ("id", answer.get("id")),
-            ("name", answer.get("name")),
-            ("enrollment token", answer.get("enrollment_token")),
-            ("expires", when(answer.get("enrollment_expires_at"))),
-        ],
+        "id name enrollment_token expires=when(enrollment_expires_at)",
         notes=[
             "start the agent with LANDFALL_ENROLLMENT_TOKEN set to this token (deploy/kubernetes/agent.yaml)"
         ],

@@ -24,7 +24,7 @@ import click
 
 from libs.cli.context import DEFAULT_TIMEOUT, Run, given, runs
 from libs.cli.errors import usage
-from libs.cli.output import image_with_digest, when
+from libs.cli.output import image_with_digest, pick, when
 
 if TYPE_CHECKING:
     from libs.cli.client import Api
@@ -88,19 +88,8 @@ def repository_of(image: str) -> str:
 def _deployment_answer(run: Run, dep: dict[str, Any]) -> None:
     run.output.answer(
         dep,
-        [
-            ("deployment", dep.get("id")),
-            ("status", dep.get("status")),
-            ("reason", dep.get("reason")),
-            ("component", dep.get("component")),
-            ("environment", dep.get("environment")),
-            ("image", dep.get("image")),
-            ("digest", dep.get("digest")),
-            ("source", dep.get("source")),
-            ("notes", dep.get("notes")),
-            ("created", when(dep.get("created_at"))),
-            ("updated", when(dep.get("updated_at"))),
-        ],
+        "deployment=id status reason component environment image digest source notes"
+        " created=when(created_at) updated=when(updated_at)",
     )
 
 
@@ -180,13 +169,7 @@ def deploy(
     else:
         run.output.answer(
             answer,
-            [
-                ("deployment", deployment_id),
-                ("status", answer.get("status")),
-                ("component", answer.get("component")),
-                ("environment", answer.get("environment")),
-                ("image", answer.get("image")),
-            ],
+            [("deployment", deployment_id), *pick(answer, "status component environment image")],
             notes=[f"follow it: landfall status {deployment_id} --wait"],
         )
 
@@ -270,13 +253,5 @@ def run_task(
     else:
         run.output.answer(
             execution,
-            [
-                ("execution", execution.get("id")),
-                ("status", execution.get("status")),
-                ("environment", execution.get("environment")),
-                ("args", execution.get("args")),
-                ("deployment", execution.get("deployment_id")),
-                ("reason", execution.get("reason")),
-                ("created", when(execution.get("created_at"))),
-            ],
+            "execution=id status environment args deployment=deployment_id reason created=when(created_at)",
         )

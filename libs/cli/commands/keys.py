@@ -9,7 +9,6 @@ from __future__ import annotations
 import click
 
 from libs.cli.context import Group, Run, given, runs
-from libs.cli.output import when
 
 ROLES = ("owner", "developer", "viewer")
 
@@ -31,12 +30,6 @@ def keys_create(run: Run, name: str, role: str, expires_in_days: int | None) -> 
     answer = run.api.call_new_endpoint("org API keys", "POST", f"/v1/orgs/{run.org}/api-keys", body=body)
     run.output.answer(
         answer,
-        [
-            ("id", answer.get("id")),
-            ("name", answer.get("name")),
-            ("role", answer.get("role")),
-            ("key", answer.get("key")),
-            ("expires", when(answer.get("expires_at"))),
-        ],
+        "id name role key expires=when(expires_at)",
         notes=["the key is shown only now: `landfall login --url URL --token-stdin` keeps it in a profile"],
     )

@@ -14,9 +14,8 @@ from typing import Any
 
 import click
 
-from libs.cli.context import Group, Run, read_stdin_secret, runs
+from libs.cli.context import Group, Run, list_command, read_stdin_secret, runs
 from libs.cli.errors import FAILED, INVALID, NOT_FOUND, CliError, usage
-from libs.cli.output import when
 
 REGISTRY_TYPES = ("anonymous", "basic", "docker-config", "vendor")
 VENDORS = ("azure", "gcp", "aws")
@@ -48,23 +47,13 @@ def resolve_registry(run: Run, name_or_id: str) -> dict[str, Any]:
     )
 
 
-@registries.command("list")
-@runs
-def registries_list(run: Run) -> None:
-    """The org's registries."""
-    run.output.listing(
-        run.api.call("GET", f"/v1/orgs/{run.org}/registries"),
-        ("ID", "NAME", "TYPE", "HOST", "USERNAME", "WARNINGS"),
-        lambda r: (
-            r.get("id"),
-            r.get("display_name"),
-            r.get("auth_type"),
-            r.get("host"),
-            r.get("username"),
-            r.get("warnings"),
-        ),
-        empty="no registries yet: `landfall registries add NAME --type …`",
-    )
+registries_list = list_command(
+    registries,
+    "The org's registries.",
+    "/v1/orgs/{org}/registries",
+    "id name=display_name type=auth_type host username warnings",
+    empty="no registries yet: `landfall registries add NAME --type …`",
+)
 
 
 @registries.command("add")
@@ -136,15 +125,7 @@ def registries_add(
     answer = run.api.call("POST", f"/v1/orgs/{run.org}/registries", body={"display_name": name, "auth": auth})
     run.output.answer(
         answer,
-        [
-            ("id", answer.get("id")),
-            ("name", answer.get("display_name")),
-            ("type", answer.get("auth_type")),
-            ("host", answer.get("host")),
-            ("username", answer.get("username")),
-            ("vendor", answer.get("vendor")),
-            ("created", when(answer.get("created_at"))),
-        ],
+        "id name=display_name type=auth_type host username vendor created=when(created_at)",
         notes=[f"warning: {warning}" for warning in answer.get("warnings") or []],
     )
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import click
 
 from libs.cli.context import Group, Run, given, runs
-from libs.cli.output import when
 
 
 @click.group(cls=Group, help="CI tokens of a component (webhook only).")
@@ -29,12 +28,7 @@ def tokens_create(run: Run, component: str, name: str | None, expires_in_days: i
     answer = run.api.call("POST", run.component_path(component) + "/tokens", body=body)
     run.output.answer(
         answer,
-        [
-            ("id", answer.get("id")),
-            ("name", answer.get("name")),
-            ("token", answer.get("token")),
-            ("expires", when(answer.get("expires_at"))),
-        ],
+        "id name token expires=when(expires_at)",
         notes=["the token is shown only now: store it as LANDFALL_TOKEN in your CI's secret store"],
     )
 
@@ -46,16 +40,8 @@ def tokens_list(run: Run, component: str) -> None:
     """The component's CI tokens (prefixes only)."""
     run.output.listing(
         run.api.call("GET", run.component_path(component) + "/tokens"),
-        ("ID", "NAME", "PREFIX", "CREATED", "EXPIRES", "REVOKED", "LAST USED"),
-        lambda t: (
-            t.get("id"),
-            t.get("name"),
-            t.get("token_prefix"),
-            when(t.get("created_at")),
-            when(t.get("expires_at")),
-            when(t.get("revoked_at")),
-            when(t.get("last_used_at")),
-        ),
+        "id name prefix=token_prefix created=when(created_at) expires=when(expires_at)"
+        " revoked=when(revoked_at) last_used=when(last_used_at)",
         empty=f"no CI tokens for {component}: `landfall tokens create {component}`",
     )
 
