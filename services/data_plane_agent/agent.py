@@ -96,6 +96,7 @@ class Agent:
             remover=Remover(kube=kube, namespaces=namespaces, watcher=self.watcher, dataplane_id=dp),
             reporter=self.reporter,
             watcher=self.watcher,
+            command_keys=identity.command_keys,
             metrics=metrics,
         )
         self._tasks: list[asyncio.Task[None]] = []

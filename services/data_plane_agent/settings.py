@@ -26,6 +26,15 @@ class Settings(ServiceSettings):
     dataplane_id: str | None = Field(default=None, description="skip enrollment: use this id ...")
     private_key_file: Path | None = Field(default=None, description="... and this X25519 key (base64 or raw)")
     enrollment_wait_seconds: float = 60.0
+    command_public_keys: str = Field(
+        default="",
+        description="comma-separated base64 Ed25519 public keys to accept on commands besides those pinned at"
+        " enrollment (an agent that does not enroll, or a rotation pinned by hand)",
+    )
+
+    @property
+    def command_keys(self) -> tuple[str, ...]:
+        return tuple(key.strip() for key in self.command_public_keys.split(",") if key.strip())
 
     kubeconfig: Path | None = Field(
         default=None,

@@ -11,7 +11,9 @@ start together in `make up`, or in a cluster rollout), so 5xx, 408, 429 and
 connection errors are retried for `enrollment_wait_seconds`; any other 4xx is
 final and its problem `detail` is passed on (it holds no secret). The answered
 JWT must name the user key we generated: a JWT for another key is refused here
-rather than at the first NATS connect.
+rather than at the first NATS connect. The answer's `command_keys` (the
+orchestrator's public signing keys) are pinned: from then on a command must be
+signed by one of them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import aiohttp
 from nacl.public import PrivateKey
 from pydantic import BaseModel
 
+from libs.contracts import signing
 from libs.contracts.ids import looks_like
 from libs.runtime.errors import DependencyUnavailable
 from libs.runtime.natsauth import NatsAuthError, NatsUser, NKey, agent_inbox_prefix, decode_jwt
@@ -52,6 +55,7 @@ class EnrollReply(BaseModel):
     name: str | None = None
     nats_jwt: str | None = None
     nats_inbox_prefix: str | None = None
+    command_keys: list[str] = []
 
 
 async def enroll(settings: Settings, *, session: aiohttp.ClientSession | None = None) -> Identity:
@@ -101,7 +105,19 @@ async def enroll(settings: Settings, *, session: aiohttp.ClientSession | None = 
             f"the orchestrator answered an invalid data plane id {reply.dataplane_id[:40]!r}"
         )
     nats = _nats_user(reply, nats_key) if reply.nats_jwt else None
-    return Identity(reply.dataplane_id, key, reply.org, reply.name, nats)
+    return Identity(reply.dataplane_id, key, reply.org, reply.name, nats, command_keys=_command_keys(reply))
+
+
+def _command_keys(reply: EnrollReply) -> tuple[str, ...]:
+    """The orchestrator's public signing keys, to pin: every one must be an Ed25519 key."""
+    for public in reply.command_keys:
+        try:
+            signing.parse_public_key(public)
+        except signing.InvalidKey as exc:
+            raise EnrollmentError(f"the orchestrator answered an unusable command key: {exc}") from None
+    if not reply.command_keys:
+        log.warning("the orchestrator announced no command key: this agent will refuse every command")
+    return tuple(dict.fromkeys(reply.command_keys))
 
 
 def _nats_user(reply: EnrollReply, key: NKey) -> NatsUser:

@@ -3,7 +3,8 @@
 The private key never leaves the process: the orchestrator seals registry
 credentials to the public key (libsodium sealed box) and only this agent can
 open them. The NATS user (JWT + nkeys seed, minted at enrollment) is limited to
-this data plane's subjects; nats-server enforces it. How an identity is
+this data plane's subjects; nats-server enforces it. The command keys are the
+orchestrator's public signing keys, pinned at enrollment (`libs.contracts.signing`). How an identity is
 obtained (enrollment, `clients/orchestrator.py`) and kept (agent.json,
 `store/state.py`) lives next door; this module is crypto only.
 
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
 
-from libs.contracts import reasons
+from libs.contracts import reasons, signing
 from libs.contracts.messages import SealedSecret
 from libs.runtime.natsauth import NatsUser
 
@@ -54,6 +55,9 @@ class Identity:
     org: str | None = None
     name: str | None = None
     nats: NatsUser | None = field(default=None, repr=False)
+    # base64 Ed25519 public keys whose signatures on commands this agent accepts: pinned at enrollment
+    # (agent.json), plus any LANDFALL_COMMAND_PUBLIC_KEYS. None pinned: every command is refused.
+    command_keys: tuple[str, ...] = ()
 
     @classmethod
     def generate(cls, dataplane_id: str) -> Identity:
@@ -70,6 +74,11 @@ class Identity:
     @property
     def key_id(self) -> str:
         return key_id(self.public_key)
+
+    @property
+    def key_ids(self) -> list[str]:
+        """The ids of the pinned command keys (for log lines: ids, not keys)."""
+        return [signing.key_id(base64.b64decode(key)) for key in self.command_keys]
 
     def open(self, sealed: SealedSecret) -> bytes:
         """Decrypt a sealed pull secret; never put the result in a log line or an error."""

@@ -19,12 +19,21 @@ What is subtle:
   refuse it (`domain.trust`): a deploy is then reported `failed` /
   `command_rejected` like any other failure, so the orchestrator learns of it.
 - Idle fetches wait a jittered timeout, so many agents do not poll NATS in step.
+- Every command must be signed by a key the agent pinned (`libs.contracts.signing`).
+  The signature is checked HERE, on the JSON object received, before any use
+  case sees the command, and the command is built from that same parsed object,
+  so what is verified is what is acted on (and fields a newer orchestrator added
+  are covered by the signature without this agent knowing them). Unsigned, an
+  unknown key or a bad signature: a deploy is reported `failed` /
+  `command_rejected`, a removal is logged, both are acked, nothing is read or
+  written in the cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,7 +44,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from libs.contracts.messages import DeployCommand, RemoveCommand, command_kind
+from libs.contracts import reasons, signing
+from libs.contracts.messages import DeployCommand, RemoveCommand
 from libs.runtime.bus import Bus, agent_consumer_config
 from libs.runtime.consumers import settle
 from libs.runtime.service import retry_forever
@@ -51,7 +61,6 @@ from ..usecases.watch import RolloutWatcher
 
 log = logging.getLogger(__name__)
 
-C = TypeVar("C", DeployCommand, RemoveCommand)
 T = TypeVar("T")
 
 
@@ -75,6 +84,7 @@ class CommandConsumer:
     remover: Remover
     reporter: Reporter
     watcher: RolloutWatcher
+    command_keys: tuple[str, ...]  # the orchestrator's public keys this agent pinned (base64)
     metrics: AgentMetrics | None = None
 
     async def run(self) -> None:
@@ -129,28 +139,62 @@ class CommandConsumer:
         return await self.bus.js.pull_subscribe_bind(durable=durable, stream=stream)
 
     async def handle(self, msg: Msg) -> None:
-        if command_kind(msg.data) == "remove":
-            removal = await self._decode(msg, RemoveCommand)
-            if removal is not None:
-                await self._remove(msg, removal)
+        doc = _parsed(msg.data)
+        kind = doc.get("kind", "deploy") if doc is not None else "unreadable"
+        model: type[DeployCommand] | type[RemoveCommand] = (
+            RemoveCommand if kind == "remove" else DeployCommand
+        )
+        cmd = await self._decode(msg, doc, model)
+        if cmd is None:
             return
-        deploy = await self._decode(msg, DeployCommand)
-        if deploy is not None:
-            await self._deploy(msg, deploy)
+        assert doc is not None
+        forged = signing.refusal(doc, self.command_keys)
+        if forged is not None:
+            await self._reject(msg, cmd, forged)
+        elif isinstance(cmd, RemoveCommand):
+            await self._remove(msg, cmd)
+        else:
+            await self._deploy(msg, cmd)
 
-    async def _decode(self, msg: Msg, model: type[C]) -> C | None:
-        """The command, or None once a command that cannot be read is terminated."""
+    async def _decode(
+        self, msg: Msg, doc: dict[str, object] | None, model: type[DeployCommand] | type[RemoveCommand]
+    ) -> DeployCommand | RemoveCommand | None:
+        """The command built from the parsed object `doc`, or None once a command that cannot be read
+        is terminated."""
         what = "remove" if model is RemoveCommand else "deploy"
         try:
-            cmd = model.model_validate_json(msg.data)
-        except ValidationError as exc:
+            if doc is None:
+                raise ValueError("not a JSON object")
+            cmd = model.model_validate(doc)
+        except (ValidationError, ValueError) as exc:
+            error = str(exc.errors(include_input=False)[:3]) if isinstance(exc, ValidationError) else str(exc)
             log.error(
                 f"dropping a {what} command this agent cannot read",
-                extra={"dataplane_id": self.dataplane_id, "error": str(exc.errors(include_input=False)[:3])},
+                extra={"dataplane_id": self.dataplane_id, "error": error},
             )
             await settle(msg, "term")
             return None
         return cmd
+
+    async def _reject(self, msg: Msg, cmd: DeployCommand | RemoveCommand, why: str) -> None:
+        """A command not signed by a pinned key: report a deploy `command_rejected` (stored before the
+        ack, like any final report), log a removal; nothing reaches the cluster."""
+        ids = (
+            {"teardown_id": cmd.teardown_id}
+            if isinstance(cmd, RemoveCommand)
+            else {"deployment_id": cmd.deployment_id, "execution_id": cmd.execution_id}
+        )
+        log.error(
+            "refusing a command not signed by the orchestrator",
+            extra={"dataplane_id": self.dataplane_id, "kind": cmd.kind, **ids, "error": why},
+        )
+        if self.metrics:
+            self.metrics.commands.labels("rejected").inc()
+        if isinstance(cmd, RemoveCommand):
+            await settle(msg, "ack")
+            return
+        refused = Outcome("failed", reason=reasons.COMMAND_REJECTED, message=why)
+        await self._settled(msg, lambda _keep_alive: self.reporter.outcome(cmd, refused))
 
     async def _settled(self, msg: Msg, work: Callable[[KeepAlive], Awaitable[T]]) -> T:
         """`work` (kept alive with +WPI), then ack; a stop meanwhile naks the command at once
@@ -199,3 +243,12 @@ class CommandConsumer:
                 "removed": removed,
             },
         )
+
+
+def _parsed(data: bytes) -> dict[str, object] | None:
+    """The command's JSON object, or None (not JSON, not an object, nested beyond the parser)."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None

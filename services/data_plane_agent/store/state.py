@@ -1,7 +1,10 @@
 """The agent's identity on disk: `state_dir/agent.json`, and a bare private key file.
 
-agent.json is the agent's one secret store: `{dataplane_id, private_key, org, name}`
-plus, with NATS auth, the user JWT, its nkeys seed and inbox prefix. It is
+agent.json is the agent's one secret store: `{dataplane_id, private_key, org, name,
+command_keys}` plus, with NATS auth, the user JWT, its nkeys seed and inbox prefix.
+`command_keys` (the orchestrator's public signing keys, pinned at enrollment) is
+not secret but is what the agent trusts: whoever can write agent.json owns the
+agent anyway. It is
 written mode 0600 to a temporary file, fsynced and renamed, so a crash never
 leaves half a file; a damaged file stops the agent with what to do, never with
 its contents.
@@ -46,6 +49,7 @@ def save_state(state_dir: Path, identity: Identity) -> Path:
         "private_key": base64.b64encode(bytes(identity.private_key)).decode(),
         "org": identity.org,
         "name": identity.name,
+        "command_keys": list(identity.command_keys),
     }
     if identity.nats is not None:
         body["nats_jwt"] = identity.nats.jwt
@@ -70,6 +74,11 @@ def load_state(state_dir: Path) -> Identity | None:
         nats = None
         if data.get("nats_jwt"):
             nats = NatsUser(str(data["nats_jwt"]), str(data["nats_seed"]), data.get("nats_inbox_prefix"))
-        return Identity(str(data["dataplane_id"]), key, data.get("org"), data.get("name"), nats)
+        keys = data.get("command_keys") or []
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise TypeError("command_keys")
+        return Identity(
+            str(data["dataplane_id"]), key, data.get("org"), data.get("name"), nats, command_keys=tuple(keys)
+        )
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise EnrollmentError(f"{path} is damaged; delete it and enroll again with a new token") from None

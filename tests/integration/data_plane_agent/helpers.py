@@ -2,7 +2,9 @@
 
 The test plays the orchestrator (another Landfall service): it publishes
 `DeployCommand`s on the data plane's deploy subject and reads `RolloutReport`s
-from the STATUS stream, exactly what the orchestrator would see. Tests get a
+from the STATUS stream, exactly what the orchestrator would see. It signs them
+with `SIGNER`, whose public key the agent is given (`LANDFALL_COMMAND_PUBLIC_KEYS`);
+`send(..., signed=False)` sends one as it is, to test what the agent refuses. Tests get a
 harness from the `open_harness` fixture (conftest.py); `harness` here is what
 it calls.
 """
@@ -21,7 +23,9 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 from nacl.public import PublicKey, SealedBox
+from nacl.signing import SigningKey
 
+from libs.contracts import signing
 from libs.contracts.ids import new_id
 from libs.contracts.messages import DeployCommand, RemoveCommand, RolloutReport, SealedSecret, utcnow
 from libs.contracts.naming import namespace_for
@@ -36,6 +40,8 @@ from services.data_plane_agent.settings import Settings
 ORG, PROJECT, ENV = "acme", "shop", "development"
 TERMINAL = frozenset({"succeeded", "failed", "superseded"})
 NAMESPACE = namespace_for(ORG, PROJECT, ENV)
+SIGNER = SigningKey.generate()  # plays the orchestrator's command signing key
+SIGNER_PUBLIC = signing.public_key_b64(SIGNER)
 
 
 def seal(dockerconfig: bytes, public_key: bytes) -> SealedSecret:
@@ -121,12 +127,16 @@ class Harness:
         }
         return RemoveCommand(**(values | overrides))
 
-    async def send_removal(self, removal: RemoveCommand) -> None:
+    async def send_removal(self, removal: RemoveCommand, *, signed: bool = True) -> None:
+        removal = signing.sign(removal, SIGNER) if signed else removal
         await self.bus.publish_durable(self.subjects.deploy(self.dp), removal, msg_id=removal.teardown_id)
 
-    async def send(self, cmd: DeployCommand, *, msg_id: str | None = None) -> None:
+    async def send(self, cmd: DeployCommand, *, msg_id: str | None = None, signed: bool = True) -> None:
+        """Publish `cmd`, signed by `SIGNER` as the orchestrator would (unless `signed=False`)."""
         await self.bus.publish_durable(
-            self.subjects.deploy(self.dp), cmd, msg_id=msg_id or f"{cmd.deployment_id}:{cmd.execution_id}"
+            self.subjects.deploy(self.dp),
+            signing.sign(cmd, SIGNER) if signed else cmd,
+            msg_id=msg_id or f"{cmd.deployment_id}:{cmd.execution_id}",
         )
 
     async def _on_report(self, msg: Any) -> None:
@@ -195,7 +205,7 @@ async def harness(
             heartbeat_interval_seconds=0.2,
             rollout_poll_seconds=0.5,
             shutdown_timeout_seconds=2.0,
-            **settings,
+            **({"command_public_keys": SIGNER_PUBLIC} | settings),
         )
         nc = await busmod.connect(ServiceSettings(nats_url=nats_url), name="test-orchestrator")
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from nacl.signing import SigningKey
 from pydantic import SecretStr
 
+from libs.contracts import signing
 from libs.contracts.ids import new_id
 from libs.contracts.messages import RolloutReport
 from services.data_plane_agent.domain.identity import EnrollmentError
@@ -30,6 +33,7 @@ class FakeOrchestrator:
         self.answers = list(answers)
         self.requests: list[dict[str, Any]] = []
         self.dataplane_id = new_id("dp")
+        self.signer = SigningKey.generate()  # the orchestrator's command signing key
 
     async def enroll(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -37,7 +41,13 @@ class FakeOrchestrator:
         status = self.answers.pop(0) if self.answers else 201
         if status == 201 and body.get("enrollment_token") == TOKEN:
             return web.json_response(
-                {"dataplane_id": self.dataplane_id, "org": "acme", "name": "local"}, status=201
+                {
+                    "dataplane_id": self.dataplane_id,
+                    "org": "acme",
+                    "name": "local",
+                    "command_keys": [signing.public_key_b64(self.signer)],
+                },
+                status=201,
             )
         if status == 201:
             status = 401
@@ -88,10 +98,14 @@ async def test_the_first_start_enrolls_and_later_starts_reuse_the_identity(
     state = tmp_path / "state" / "agent.json"
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
     assert TOKEN not in state.read_text()
+    pinned = [signing.public_key_b64(fake.signer)]
+    assert identity.command_keys == tuple(pinned)
+    assert json.loads(state.read_text())["command_keys"] == pinned  # pinned for every later start
 
     again = await load_identity(settings_for(server, tmp_path / "state", None))
     assert again.dataplane_id == identity.dataplane_id
     assert again.public_key == identity.public_key
+    assert again.command_keys == tuple(pinned)
     assert len(fake.requests) == 1
 
 
@@ -133,19 +147,29 @@ async def test_an_enrolled_agent_takes_commands_for_its_data_plane(
                 "private_key_file": None,
                 "orchestrator_url": str(server.make_url("")),
                 "enrollment_token": SecretStr(TOKEN),
+                "command_public_keys": "",  # only what the enrollment answered is trusted
             }
         )
         await h.start_agent()
-        cmd = h.command("api", dataplane_id=fake.dataplane_id)
-        await h.bus.publish_durable(h.subjects.deploy(fake.dataplane_id), cmd, msg_id=cmd.deployment_id)
+        subject = h.subjects.deploy(fake.dataplane_id)
+        # Signed by a key the enrollment did not announce: refused, nothing written.
+        stranger = signing.sign(h.command("web", dataplane_id=fake.dataplane_id), SigningKey.generate())
+        await h.bus.publish_durable(subject, stranger, msg_id=stranger.deployment_id)
+        cmd = signing.sign(h.command("api", dataplane_id=fake.dataplane_id), fake.signer)
+        await h.bus.publish_durable(subject, cmd, msg_id=cmd.deployment_id)
         sub = await h.bus.js.subscribe(
             h.subjects.status(fake.dataplane_id), stream=h.subjects.status_stream.name, ordered_consumer=True
         )
         try:
-            statuses = []
-            while "succeeded" not in statuses:
+            reports: list[RolloutReport] = []
+            while "succeeded" not in [r.status for r in reports]:
                 msg = await sub.next_msg(timeout=10)
-                statuses.append(RolloutReport.model_validate_json(msg.data).status)
+                reports.append(RolloutReport.model_validate_json(msg.data))
         finally:
             await sub.unsubscribe()
-        assert statuses == ["progressing", "succeeded"]
+        assert [(r.deployment_id, r.status, r.reason) for r in reports] == [
+            (stranger.deployment_id, "failed", "command_rejected"),
+            (cmd.deployment_id, "progressing", None),
+            (cmd.deployment_id, "succeeded", None),
+        ]
+        assert h.obj("apps/v1", "deployments", "web") is None

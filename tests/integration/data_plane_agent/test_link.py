@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 from pathlib import Path
 
 import pytest
 
 from bench.fleet import run_agents
+from libs.contracts import signing
 from libs.contracts.ids import new_id
 from libs.contracts.messages import AgentHeartbeat, RolloutReport
 from libs.devstack.sandbox import write_kubeconfig
 from libs.devstack.servers import NatsServer, free_port
 from services.data_plane_agent.domain.identity import Identity
 from tests.integration.data_plane_agent.conftest import OpenHarness
+from tests.integration.data_plane_agent.helpers import SIGNER, SIGNER_PUBLIC
 
 
 async def test_heartbeats_arrive_and_the_agent_is_ready(open_harness: OpenHarness) -> None:
@@ -70,7 +73,10 @@ async def test_many_agents_share_one_process_each_with_its_own_consumer(
     open_harness: OpenHarness, shared: bool
 ) -> None:
     async with open_harness(start=False) as h:
-        identities = [Identity.generate(new_id("dp")) for _ in range(3)]
+        identities = [
+            dataclasses.replace(Identity.generate(new_id("dp")), command_keys=(SIGNER_PUBLIC,))
+            for _ in range(3)
+        ]
         settings = h.settings.model_copy(update={"dataplane_id": None, "private_key_file": None})
         async with run_agents(settings, identities, shared=shared) as agents:
             assert [a.dataplane_id for a in agents] == [i.dataplane_id for i in identities]
@@ -78,7 +84,9 @@ async def test_many_agents_share_one_process_each_with_its_own_consumer(
             for n, identity in enumerate(identities):
                 cmd = h.command(f"api{n}", dataplane_id=identity.dataplane_id)
                 await h.bus.publish_durable(
-                    h.subjects.deploy(identity.dataplane_id), cmd, msg_id=cmd.deployment_id
+                    h.subjects.deploy(identity.dataplane_id),
+                    signing.sign(cmd, SIGNER),
+                    msg_id=cmd.deployment_id,
                 )
                 commands.append(cmd)
             reports: dict[str, RolloutReport] = {}

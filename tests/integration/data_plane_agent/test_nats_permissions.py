@@ -21,6 +21,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from nats.aio.client import RawCredentials
 
+from libs.contracts import signing
 from libs.contracts.ids import new_id
 from libs.contracts.messages import AgentHeartbeat, DeployCommand, RolloutReport, utcnow
 from libs.contracts.subjects import Subjects
@@ -32,7 +33,7 @@ from services.data_plane_agent.app import create_app as create_agent_app
 from services.data_plane_agent.domain.identity import Identity
 from services.data_plane_agent.settings import Settings as AgentSettings
 from services.data_plane_agent.store.state import save_state
-from tests.integration.data_plane_agent.helpers import deploy_command
+from tests.integration.data_plane_agent.helpers import SIGNER, SIGNER_PUBLIC, deploy_command
 from tests.nats_auth import Client, SecuredNats, connect_as, secured_nats
 
 
@@ -67,7 +68,7 @@ class Planes:
 
 
 def command(dp: str) -> DeployCommand:
-    return deploy_command(dp, "api")
+    return signing.sign(deploy_command(dp, "api"), SIGNER)
 
 
 @pytest.fixture
@@ -267,7 +268,7 @@ async def test_the_real_agent_works_with_only_its_own_permissions(
 ) -> None:
     """The agent app, as enrolled (its NATS user in agent.json): binds, applies, reports."""
     s, a = planes.subjects, planes.a
-    identity = dataclasses.replace(Identity.generate(a), nats=planes.a_user)
+    identity = dataclasses.replace(Identity.generate(a), nats=planes.a_user, command_keys=(SIGNER_PUBLIC,))
     save_state(tmp_path / "state", identity)
     status = await planes.service.js.subscribe(
         s.status(a), stream=s.status_stream.name, ordered_consumer=True
