@@ -44,6 +44,7 @@ from libs.runtime.broadcasts import Broadcasts
 from libs.runtime.bus import Bus, RpcFailed
 from libs.runtime.cache import BroadcastCache
 from libs.runtime.errors import DomainError, ProblemError
+from libs.runtime.ratelimit import AddressLimiter
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,9 @@ def decide(who: Caller, need: Need, path_org: str | None) -> None:
 
 
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+# Refused credentials per client address (libs/runtime/ratelimit.py): checked before a presented
+# credential is looked up, spent when it was refused (401), so guessing keys costs nothing.
+PREAUTH = web.AppKey("preauth_limiter", AddressLimiter)
 AUDIT = web.AppKey("audit_log", AuditSink)
 
 
@@ -318,7 +322,16 @@ def guard(handler: Handler, *, need: Need, action: str) -> Handler:
         path_org = request.match_info.get("org")
         try:
             if need not in ("none", "ci"):
-                who = await authenticator.identify(request)
+                presented = bearer_token(request) is not None
+                limiter = request.app.get(PREAUTH) if presented else None
+                if limiter is not None:
+                    limiter.check(request)
+                try:
+                    who = await authenticator.identify(request)
+                except Refused as exc:
+                    if limiter is not None and exc.status == 401:
+                        limiter.refused(request)
+                    raise
                 decide(who, need, path_org)
                 set_caller(request, who)
             response = await handler(request)

@@ -29,6 +29,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from libs.runtime.access import (
     AUTHENTICATOR,
+    PREAUTH,
     REQUEST_ID_KEY,
     Authenticator,
     Need,
@@ -39,6 +40,7 @@ from libs.runtime.access import (
 from libs.runtime.errors import DependencyUnavailable, DomainError, ProblemError
 from libs.runtime.logs import request_id_var
 from libs.runtime.openapi import NAME_PATTERN, PROBLEM_JSON, RouteDoc, openapi_document
+from libs.runtime.ratelimit import AddressLimiter, PreAuthSettings
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +285,10 @@ def create_base_app(
     version: str,
     admin_token: SecretStr | None = None,
     client_max_size: int = 1024 * 1024,
+    preauth: PreAuthSettings | None = None,
 ) -> tuple[web.Application, Api]:
+    """The app and its route table; `preauth` limits refused credentials per client address
+    (read from the environment when the service's settings do not carry it)."""
     registry = CollectorRegistry()
     requests_total = Counter(
         "landfall_http_requests_total", "HTTP requests", ["route", "method", "status"], registry=registry
@@ -373,6 +378,7 @@ def create_base_app(
     app[ADMIN_TOKEN] = admin_token or SecretStr("")
     # The admin token only; a service that accepts org API keys replaces it (service.access_ctx).
     app[AUTHENTICATOR] = Authenticator(admin_token=app[ADMIN_TOKEN])
+    app[PREAUTH] = AddressLimiter(preauth or PreAuthSettings())
     api = Api(app, title=f"Landfall {service}", version=version)
     app[API] = api
 

@@ -125,6 +125,7 @@ def create_app(settings: Settings) -> web.Application:
         version=settings.version,
         admin_token=settings.admin_token,
         client_max_size=WEBHOOK_MAX_BODY,
+        preauth=settings,
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(nats_ctx(settings))

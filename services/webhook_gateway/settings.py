@@ -1,13 +1,15 @@
-"""Gateway settings: the shared ones plus rate limits, long-poll and signature windows."""
+"""Gateway settings: the shared ones plus rate limits (per token, and before authentication per
+address), long-poll limits and signature windows."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
+from libs.runtime.ratelimit import PreAuthSettings
 from libs.runtime.settings import AdminSettings, DatabaseSettings, ServiceSettings, VaultSettings
 
 
-class Settings(ServiceSettings, DatabaseSettings, VaultSettings, AdminSettings):
+class Settings(ServiceSettings, DatabaseSettings, VaultSettings, AdminSettings, PreAuthSettings):
     service_name: str = "webhook-gateway"
     http_port: int = 8080
     public_url: str | None = Field(
@@ -16,6 +18,9 @@ class Settings(ServiceSettings, DatabaseSettings, VaultSettings, AdminSettings):
     rate_limit_per_second: float = Field(default=20.0, gt=0, description="per CI token, sustained")
     rate_limit_burst: int = Field(default=40, ge=1, description="per CI token, bucket size")
     long_poll_max_seconds: int = Field(default=60, ge=0, le=600)
+    long_polls_per_token: int = Field(
+        default=8, ge=1, le=1000, description="concurrent ?wait= long-polls per CI token (per replica)"
+    )
     idempotency_ttl_hours: float = Field(default=24.0, gt=0, description="how long an Idempotency-Key holds")
     signature_tolerance_seconds: int = Field(default=300, ge=1, description="accepted webhook-timestamp skew")
     replay_window_seconds: int = Field(default=600, ge=1, description="how long a webhook-id is remembered")

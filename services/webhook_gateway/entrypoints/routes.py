@@ -20,19 +20,21 @@ raw body), then the body itself.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
 
 from libs.contracts.ids import looks_like
-from libs.runtime.access import Caller, Need, Refused, audit_target, set_caller, unauthorized
+from libs.runtime.access import PREAUTH, Caller, Need, Refused, audit_target, set_caller, unauthorized
 from libs.runtime.errors import NotFound, ProblemError
 from libs.runtime.http import Api, bearer_token, json_response, path_name, query_int, read_json, require_json
+from libs.runtime.ratelimit import retry_after_header, too_many
 from services.webhook_gateway.domain.errors import RateLimited, Unauthenticated
 from services.webhook_gateway.domain.images import idempotency_key
-from services.webhook_gateway.domain.ratelimit import retry_after_header
+from services.webhook_gateway.domain.polls import PollSlots, TooManyPolls
 from services.webhook_gateway.domain.records import AcceptedRow, Binding, TokenRow
 from services.webhook_gateway.schemas import (
     CiSnippets,
@@ -51,7 +53,10 @@ from services.webhook_gateway.usecases import Gateway
 
 GATEWAY = web.AppKey("gateway", Gateway)
 SETTINGS = web.AppKey("gateway_settings", Settings)
+POLLS = web.AppKey("gateway_long_polls", PollSlots)
 COMPONENT = "/v1/orgs/{org}/projects/{project}/components/{component}"
+GONE_CHECK_SECONDS = 0.25
+T = TypeVar("T")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CiHandler = Callable[[web.Request, Gateway, TokenRow], Awaitable[web.StreamResponse]]
@@ -74,11 +79,17 @@ def ci_caller(token: TokenRow) -> Caller:
 def _ci(handler: CiHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         gw = request.app[GATEWAY]
+        presented = bearer_token(request)
+        limiter = request.app[PREAUTH] if presented is not None else None
+        if limiter is not None:  # before the token is looked up: guessing costs us nothing
+            limiter.check(request)
         try:
-            token = await gw.access.admit(bearer_token(request))
+            token = await gw.access.admit(presented)
             set_caller(request, ci_caller(token))
             return await handler(request, gw, token)
         except Unauthenticated as exc:
+            if limiter is not None:
+                limiter.refused(request)
             problem = unauthorized(exc.detail, error="invalid_token")
             if exc.token is None:
                 raise problem from None
@@ -122,6 +133,23 @@ async def deploy(request: web.Request, gw: Gateway, token: TokenRow) -> web.Resp
     return json_response(DeployAccepted(deployment_id=stored.deployment_id, status_url=url), status=202)
 
 
+async def _unless_gone(request: web.Request, poll: Awaitable[T]) -> T:
+    """`poll`'s result; cancelled when the client hangs up (aiohttp runs on after a disconnect,
+    and the poll would hold its slot and subscription to its deadline)."""
+    task = asyncio.ensure_future(poll)
+    try:
+        while not task.done():
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                task.cancel()
+                raise web.HTTPBadRequest(text="the client went away")  # nobody reads this answer
+            await asyncio.wait([task], timeout=GONE_CHECK_SECONDS)
+        return task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+
+
 async def get_deployment(request: web.Request, gw: Gateway, token: TokenRow) -> web.Response:
     """a deployment of the token's component; ?wait=N long-polls until it is final"""
     deployment_id = request.match_info["id"]
@@ -131,7 +159,14 @@ async def get_deployment(request: web.Request, gw: Gateway, token: TokenRow) -> 
     )
     if not looks_like("dep", deployment_id):
         raise NotFound("deployment")
-    found = await gw.status.get(token.binding, deployment_id, wait=wait)
+    if wait == 0:
+        found = await gw.status.get(token.binding, deployment_id, wait=0)
+    else:
+        try:
+            with request.app[POLLS].slot(token.id):
+                found = await _unless_gone(request, gw.status.get(token.binding, deployment_id, wait=wait))
+        except TooManyPolls as exc:
+            raise too_many(exc.detail, 1.0) from None
     return json_response(
         DeploymentOut.pending(found) if isinstance(found, AcceptedRow) else DeploymentOut.from_view(found)
     )
@@ -234,6 +269,7 @@ def add_routes(api: Api, settings: Settings) -> None:
             query=query,
         )
 
+    api.app[POLLS] = PollSlots(settings.long_polls_per_token)
     tokens, secret = COMPONENT + "/tokens", COMPONENT + "/signing-secret"
     declare("POST", tokens, create_token, "developer", "citoken.create", {201: TokenCreated}, TokenCreate)
     declare("GET", tokens, list_tokens, "viewer", "citoken.list", {200: TokenList})

@@ -178,7 +178,13 @@ def _fuzz(settings_: Settings) -> dict[int, int]:
 
 @pytest.mark.timeout(600)
 async def test_no_request_to_the_webhook_gets_a_5xx(base_env: dict[str, str]) -> None:
-    fuzz_settings = settings_from(Settings, base_env, rate_limit_per_second=1e6, rate_limit_burst=1_000_000)
+    fuzz_settings = settings_from(
+        Settings,
+        base_env,
+        rate_limit_per_second=1e6,
+        rate_limit_burst=1_000_000,
+        preauth_refusal_burst=1_000_000,
+    )
     statuses = await asyncio.to_thread(_fuzz, fuzz_settings)
     assert sum(statuses.values()) >= EXAMPLES
     # The examples reach every layer: auth, media type, validation, signatures and acceptance.

@@ -24,7 +24,12 @@ EXAMPLES = 100
 @pytest.mark.timeout(300)
 async def test_no_hostile_shape_gets_a_5xx(base_env: dict[str, str]) -> None:
     settings = settings_from(
-        Settings, base_env, rate_limit_per_second=1e6, rate_limit_burst=1_000_000, long_poll_max_seconds=1
+        Settings,
+        base_env,
+        rate_limit_per_second=1e6,
+        rate_limit_burst=1_000_000,
+        preauth_refusal_burst=1_000_000,
+        long_poll_max_seconds=1,
     )
     env: Env
     async with running(settings) as env:
