@@ -406,6 +406,9 @@ def generate_nats_auth(directory: Path, *, operator_name: str = "landfall") -> N
     )
     server_config = (
         "# Operator mode: every client is a JWT user of an account below (libs/runtime/natsauth.py).\n"
+        "# A service's JWT lists each subject it may use (the orchestrator's is ~3.5 KB), and it travels\n"
+        "# in the CONNECT line, which the default 4 KB control-line limit would refuse.\n"
+        "max_control_line: 16KB\n"
         f"operator: {json.dumps(str(operator_path))}\n"
         f"system_account: {system.public_key}\n"
         "resolver: MEMORY\n"
