@@ -189,7 +189,9 @@ def part(run: Run) -> None:
     stack, size, root, say, pids = run.stack, run.plan, run.root, run.clock.say, run.pids
     tokens_file = write_secret_lines(root / "ci-tokens.txt", [t.token for t in run.targets])
     (port,) = free_ports(1)
-    creds = stack.env("webhook_gateway").get("LANDFALL_NATS_CREDS_FILE")
+    # The floor makes and deletes its own stream, which the gateway's narrowed NATS user may not: it
+    # gets a full user (publishing is what it measures, and costs the same under any permissions).
+    creds = str(stack.nats_auth.creds_file("bench-floor"))
     floor = Child(
         "floor",
         [
@@ -202,8 +204,8 @@ def part(run: Run) -> None:
             stack.nats.url,
             "--prefix",
             stack.bus_prefix,
-            # the gateway's NATS user when nats-server runs with auth: the same rights as the gateway
-            *(["--nats-creds", creds] if creds else []),
+            "--nats-creds",
+            creds,
         ],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         logs=root / "logs",

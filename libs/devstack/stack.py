@@ -51,11 +51,12 @@ from pathlib import Path
 from typing import Any
 
 from libs.contracts.signing import new_seed
+from libs.contracts.subjects import Subjects
 from libs.devstack.processes import Ports, Proc, StackError, free_ports, http, random_ports, stop_group
 from libs.devstack.provisioning import Provisioning
 from libs.devstack.servers import DockerRegistry, NatsServer, OpenBaoServer, PostgresServer
 from libs.devstack.vault_policies import ServiceToken, make_service_tokens
-from libs.runtime.natsauth import generate_nats_auth
+from libs.runtime.natsauth import generate_nats_auth, service_permissions
 
 __all__ = ["LOG_NAMES", "Ports", "Stack", "StackError", "free_ports", "http", "random_ports", "stop_group"]
 
@@ -221,7 +222,10 @@ class Stack(Provisioning):
         )
         # NATS auth: the agent has no creds here, it gets its own NATS user when it enrolls.
         if service != "data_plane_agent":
-            env["LANDFALL_NATS_CREDS_FILE"] = str(self.nats_auth.creds_file(service.replace("_", "-")))
+            # each service its own user, with only the subjects it uses (libs/runtime/natsperms.py)
+            user = service.replace("_", "-")
+            permissions = service_permissions(Subjects(self.bus_prefix), user)
+            env["LANDFALL_NATS_CREDS_FILE"] = str(self.nats_auth.creds_file(user, permissions))
         if service in self.vault_tokens:  # the orchestrator and the agent never talk to Vault
             env["LANDFALL_VAULT_ADDR"] = self.vault.addr
             env["LANDFALL_VAULT_TOKEN"] = self.vault_tokens[service].token
