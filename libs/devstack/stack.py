@@ -217,6 +217,8 @@ class Stack(Provisioning):
                 "LANDFALL_LOG_FORMAT": self.log_format,
                 "LANDFALL_PUBLIC_URL": self.url("webhook_gateway"),
                 "LANDFALL_ORCHESTRATOR_URL": self.url("orchestrator"),
+                # Every caller here is 127.0.0.1 (tests, the tenancy matrix, fuzzers refuse on purpose)
+                "LANDFALL_PREAUTH_REFUSAL_BURST": "1000000",
                 "PYTHONUNBUFFERED": "1",
             }
         )
