@@ -32,7 +32,7 @@ class StreamSpec(BaseModel):
     duplicate_window_seconds: float = 120.0
     description: str = ""
     max_consumers: int | None = None  # None: the server's default (1,000 per stream since nats-server 2.15)
-    max_bytes: int = GiB  # a stream never grows without bound (discard old beyond it)
+    max_bytes: int = GiB  # a stream never grows without bound (a full one refuses new messages)
     max_msg_size: int = MiB  # the server refuses a bigger message (nats-server's default max_payload)
 
 

@@ -126,14 +126,17 @@ async def connect(
 
 
 def stream_config(spec: StreamSpec) -> StreamConfig:
-    """The JetStream config of `spec`: limits on age, size and message size, discarding old."""
+    """The JetStream config of `spec`: limits on age, size and message size.
+
+    A full stream refuses new messages (`DiscardPolicy.NEW`): the publisher gets a 503 and retries,
+    where discarding the oldest would silently drop accepted deployments nobody consumed yet."""
     return StreamConfig(
         name=spec.name,
         subjects=list(spec.subjects),
         description=spec.description,
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
+        discard=DiscardPolicy.NEW,
         max_age=spec.max_age_seconds,
         duplicate_window=spec.duplicate_window_seconds,
         max_consumers=spec.max_consumers,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nats.errors
 import pytest
+from nats.js.api import DiscardPolicy
 
 from libs.contracts import subjects as subjects_module
 from libs.contracts.messages import (
@@ -237,6 +238,7 @@ async def test_every_stream_has_size_limits(users: Users) -> None:
             assert (config.max_bytes, config.max_msg_size) == (spec.max_bytes, spec.max_msg_size)
             assert 0 < (config.max_msg_size or 0) <= 1024 * 1024
             assert 0 < (config.max_bytes or 0) <= 1024**3
+            assert config.discard == DiscardPolicy.NEW  # full: refuse (the publisher retries), never drop
         assert s.intake_stream.max_msg_size == 256 * 1024  # the webhook body is at most 64 KiB
         with pytest.raises(nats.errors.Error):  # the server refuses a bigger message
             await orch.js.publish(s.image_pushed, b"x" * (s.intake_stream.max_msg_size + 1), timeout=2)
