@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
+from pydantic import SecretStr
 
 from libs.contracts.identity import ApiKeyRevoked
 from libs.contracts.subjects import Subjects
@@ -25,8 +26,9 @@ from libs.runtime import db
 from libs.runtime.access import AUDIT, AUTHENTICATOR, Authenticator, KeyDirectory, KeyLookup, bus_key_lookup
 from libs.runtime.audit import AuditLog
 from libs.runtime.broadcasts import Broadcasts
-from libs.runtime.http import ADMIN_TOKEN, READY_CHECKS
+from libs.runtime.http import ADMIN_TOKEN, READY_CHECKS, Api, create_base_app
 from libs.runtime.natsauth import NatsUser
+from libs.runtime.ratelimit import PreAuthSettings
 from libs.runtime.settings import DatabaseSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,35 @@ def postgres_ctx(
         await pool.close()
 
     return ctx
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    admin_token: SecretStr,
+    client_max_size: int,
+    database: DatabaseSettings,
+    schema: str,
+    migrations: Path,
+    preauth: PreAuthSettings | None = None,
+) -> tuple[web.Application, Api]:
+    """The opening of a service that keeps its own PostgreSQL schema and takes org API keys:
+    the base app, NATS (with the streams: the audit trail goes to the AUDIT stream, even
+    before an orchestrator made it), access (keys checked by the orchestrator over NATS) and
+    PostgreSQL (`schema` plus the settings' test suffix). The service appends its own parts."""
+    app, api = create_base_app(
+        service=settings.service_name,
+        version=settings.version,
+        admin_token=admin_token,
+        client_max_size=client_max_size,
+        preauth=preauth,
+    )
+    app.cleanup_ctx.append(nats_ctx(settings))
+    app.cleanup_ctx.append(access_ctx(settings))
+    app.cleanup_ctx.append(
+        postgres_ctx(database, schema=schema + database.schema_suffix, migrations=migrations)
+    )
+    return app, api
 
 
 def background(

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from libs.runtime.http import READY_CHECKS, create_base_app
-from libs.runtime.service import BUS, POOL, access_ctx, nats_ctx, postgres_ctx
+from libs.runtime.http import READY_CHECKS
+from libs.runtime.service import BUS, POOL, create_service_app
 from libs.runtime.vault import KvStore
 from services.credentials.clients.egress import EgressPolicy
 from services.credentials.clients.orchestrator import Orchestrator
@@ -64,21 +64,13 @@ def _usecases_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterat
 
 
 def create_app(settings: Settings) -> web.Application:
-    app, api = create_base_app(
-        service=settings.service_name,
-        version=settings.version,
+    app, api = create_service_app(
+        settings,
         admin_token=settings.admin_token,
         client_max_size=MAX_BODY,
-    )
-    # The streams too: the audit trail goes to the AUDIT stream, even before an orchestrator made it.
-    app.cleanup_ctx.append(nats_ctx(settings))
-    app.cleanup_ctx.append(access_ctx(settings))  # org API keys, checked by the orchestrator over NATS
-    app.cleanup_ctx.append(
-        postgres_ctx(
-            settings,
-            schema="credentials" + settings.schema_suffix,
-            migrations=Path(__file__).parent / "migrations",
-        )
+        database=settings,
+        schema="credentials",
+        migrations=Path(__file__).parent / "migrations",
     )
     app.cleanup_ctx.append(_usecases_ctx(settings))
     routes.add_routes(api)

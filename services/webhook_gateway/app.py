@@ -21,8 +21,8 @@ from libs.contracts.messages import ComponentInfo
 from libs.runtime.broadcasts import Broadcasts
 from libs.runtime.bus import Bus
 from libs.runtime.cache import BroadcastCache
-from libs.runtime.http import METRICS, create_base_app
-from libs.runtime.service import BUS, POOL, access_ctx, background, nats_ctx, postgres_ctx
+from libs.runtime.http import METRICS
+from libs.runtime.service import BUS, POOL, background, create_service_app
 from libs.runtime.vault import KvStore
 from services.webhook_gateway.clients.intake_stream import IntakeStream
 from services.webhook_gateway.clients.orchestrator import Orchestrator
@@ -120,23 +120,16 @@ def _gateway_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterato
 
 
 def create_app(settings: Settings) -> web.Application:
-    app, api = create_base_app(
-        service=settings.service_name,
-        version=settings.version,
+    app, api = create_service_app(
+        settings,
         admin_token=settings.admin_token,
         client_max_size=WEBHOOK_MAX_BODY,
+        database=settings,
+        schema="webhook_gateway",
+        migrations=Path(__file__).parent / "migrations",
         preauth=settings,
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.append(nats_ctx(settings))
-    app.cleanup_ctx.append(access_ctx(settings))  # org API keys, checked by the orchestrator over NATS
-    app.cleanup_ctx.append(
-        postgres_ctx(
-            settings,
-            schema="webhook_gateway" + settings.schema_suffix,
-            migrations=Path(__file__).parent / "migrations",
-        )
-    )
     app.cleanup_ctx.append(_gateway_ctx(settings))
     app.cleanup_ctx.append(background("prune-webhook-ids", timers.prune_webhook_ids))
     add_routes(api, settings)
