@@ -12,9 +12,16 @@ orchestrator's record, and only this service's NATS user may ask for it.
 
 from __future__ import annotations
 
+from collections.abc import Set
+from typing import TypeVar
+
+from pydantic import BaseModel
+
 from libs.contracts.messages import DataPlaneKey, DataPlaneKeyGet, RegistryUsage, RegistryUsageReply
 from libs.runtime.bus import Bus, BusUnavailable, RpcFailed
 from libs.runtime.errors import DependencyUnavailable
+
+R = TypeVar("R", bound=BaseModel)
 
 
 class OrchestratorUnavailable(DependencyUnavailable):
@@ -27,38 +34,47 @@ class Orchestrator:
         self.timeout = timeout
 
     async def components_using(self, org: str, registry_id: str) -> list[str]:
-        try:
-            reply = await self.bus.request(
-                self.bus.subjects.rpc_registry_usage,
-                RegistryUsage(org=org, registry_id=registry_id),
-                RegistryUsageReply,
-                timeout=self.timeout,
-            )
-        except BusUnavailable as exc:
-            raise OrchestratorUnavailable(
-                "the orchestrator did not answer which components use this registry"
-            ) from exc
-        except RpcFailed as exc:
-            raise OrchestratorUnavailable(
-                f"the orchestrator could not tell which components use this registry ({exc.error.code})"
-            ) from exc
+        reply = await self._ask(
+            self.bus.subjects.rpc_registry_usage,
+            RegistryUsage(org=org, registry_id=registry_id),
+            RegistryUsageReply,
+            unanswered="did not answer which components use this registry",
+            failed="could not tell which components use this registry",
+        )
         return list(reply.components)
 
     async def dataplane_key(self, org: str, dataplane_id: str) -> str | None:
         """The data plane's enrolled sealing key; None while none is enrolled or the plane is gone."""
         try:
-            reply = await self.bus.request(
+            reply = await self._ask(
                 self.bus.subjects.rpc_dataplane_key,
                 DataPlaneKeyGet(org=org, dataplane_id=dataplane_id),
                 DataPlaneKey,
-                timeout=self.timeout,
+                unanswered="did not give the data plane's key",
+                failed="could not give the data plane's key",
+                passes={"not_found"},
             )
-        except BusUnavailable as exc:
-            raise OrchestratorUnavailable("the orchestrator did not give the data plane's key") from exc
-        except RpcFailed as exc:
-            if exc.error.code == "not_found":
-                return None
-            raise OrchestratorUnavailable(
-                f"the orchestrator could not give the data plane's key ({exc.error.code})"
-            ) from exc
+        except RpcFailed:  # not_found, the only code `_ask` lets through
+            return None
         return reply.public_key
+
+    async def _ask(
+        self,
+        subject: str,
+        message: BaseModel,
+        reply: type[R],
+        *,
+        unanswered: str,
+        failed: str,
+        passes: Set[str] = frozenset(),
+    ) -> R:
+        """The orchestrator's answer; no answer or an error answer (but one of `passes`) is
+        `OrchestratorUnavailable`, saying "the orchestrator <unanswered>" / "<failed> (code)"."""
+        try:
+            return await self.bus.request(subject, message, reply, timeout=self.timeout)
+        except BusUnavailable as exc:
+            raise OrchestratorUnavailable(f"the orchestrator {unanswered}") from exc
+        except RpcFailed as exc:
+            if exc.error.code in passes:
+                raise
+            raise OrchestratorUnavailable(f"the orchestrator {failed} ({exc.error.code})") from exc
