@@ -20,6 +20,7 @@ from libs.runtime.vault import KvStore
 from services.credentials.clients.egress import EgressPolicy
 from services.credentials.clients.orchestrator import Orchestrator
 from services.credentials.clients.registry import RegistryClient, close_session, new_session
+from services.credentials.clients.registry_auth import AuthFlow
 from services.credentials.entrypoints import routes, rpc
 from services.credentials.settings import Settings
 from services.credentials.store import RegistrySecrets, unit_of_work
@@ -43,7 +44,7 @@ def _usecases_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterat
             trust_env=settings.registry_proxy_from_env,
             policy=policy,
         )
-        client = RegistryClient(session, insecure=settings.insecure_registries, policy=policy)
+        client = RegistryClient(AuthFlow(session, insecure=settings.insecure_registries, policy=policy))
         uow = unit_of_work(app[POOL])
         catalog = Catalog(uow)
         orchestrator = Orchestrator(app[BUS], timeout=settings.rpc_timeout_seconds)

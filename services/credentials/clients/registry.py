@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterable
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
@@ -73,15 +72,9 @@ async def close_session(session: aiohttp.ClientSession) -> None:
 
 
 class RegistryClient:
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        insecure: Iterable[str],
-        policy: EgressPolicy | None = None,
-    ) -> None:
-        """`policy` must be the one given to `new_session` for `session`."""
-        self.flow = AuthFlow(session, insecure=insecure, policy=policy)
+    def __init__(self, flow: AuthFlow) -> None:
+        """The flow's policy must be the one given to `new_session` for its session."""
+        self.flow = flow
 
     async def probe(self, host: str) -> CheckResult:
         """Does `host` answer the registry API at all? (Any HTTP answer, even 401, counts.)"""

@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestServer
 
 from services.credentials.clients.egress import EgressPolicy
 from services.credentials.clients.registry import RegistryClient, close_session, new_session
+from services.credentials.clients.registry_auth import AuthFlow
 from services.credentials.domain import Credentials
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -105,7 +106,7 @@ async def client_for(listed: str) -> AsyncIterator[RegistryClient]:
     policy = EgressPolicy.parse([listed])
     session = new_session(timeout=5, policy=policy, resolver=TestResolver())
     try:
-        yield RegistryClient(session, insecure=["127.0.0.1", "localhost", REBOUND], policy=policy)
+        yield RegistryClient(AuthFlow(session, insecure=["127.0.0.1", "localhost", REBOUND], policy=policy))
     finally:
         await close_session(session)
 
