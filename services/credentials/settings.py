@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
@@ -12,32 +13,32 @@ from libs.runtime.settings import AdminSettings, DatabaseSettings, ServiceSettin
 
 LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 
+HostList = Annotated[list[str], NoDecode]
+"""Hosts from one environment variable, comma-separated or a JSON list (`Settings._split` reads both)."""
+
+
+def _hosts(description: str, *, default: Callable[[], list[str]] = list) -> Any:
+    """A `HostList` field: empty unless `default` says otherwise."""
+    return Field(default_factory=default, description=description)
+
 
 class Settings(ServiceSettings, DatabaseSettings, VaultSettings, AdminSettings):
     service_name: str = "credentials"
     http_port: int = 8081
 
-    insecure_registries: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(LOOPBACK_HOSTS),
-        description=(
-            "registries spoken to over plain HTTP: a host name (any port) or host:port; comma-separated "
-            "or a JSON list in LANDFALL_INSECURE_REGISTRIES. Everything else is HTTPS."
-        ),
+    insecure_registries: HostList = _hosts(
+        "registries spoken to over plain HTTP: a host name (any port) or host:port; comma-separated "
+        "or a JSON list in LANDFALL_INSECURE_REGISTRIES. Everything else is HTTPS.",
+        default=lambda: list(LOOPBACK_HOSTS),
     )
-    registry_private_hosts: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description=(
-            "non-global addresses registry calls may reach anyway (loopback, RFC 1918, link-local, CGNAT, "
-            "unique-local, ...): host names, host:port or CIDR ranges; comma-separated or a JSON list in "
-            "LANDFALL_REGISTRY_PRIVATE_HOSTS. Empty: registries are reached on public addresses only."
-        ),
+    registry_private_hosts: HostList = _hosts(
+        "non-global addresses registry calls may reach anyway (loopback, RFC 1918, link-local, CGNAT, "
+        "unique-local, ...): host names, host:port or CIDR ranges; comma-separated or a JSON list in "
+        "LANDFALL_REGISTRY_PRIVATE_HOSTS. Empty: registries are reached on public addresses only."
     )
-    registry_token_hosts: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description=(
-            "hosts besides a registry's own that may serve its bearer token realm (Docker Hub's and "
-            "GitLab.com's are known); comma-separated or a JSON list in LANDFALL_REGISTRY_TOKEN_HOSTS"
-        ),
+    registry_token_hosts: HostList = _hosts(
+        "hosts besides a registry's own that may serve its bearer token realm (Docker Hub's and "
+        "GitLab.com's are known); comma-separated or a JSON list in LANDFALL_REGISTRY_TOKEN_HOSTS"
     )
     registry_timeout_seconds: float = Field(
         default=10.0, gt=0, description="total time for one call to a registry (each hop of the auth flow)"
