@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 from unittest import mock
 
+import pytest
+
 T = TypeVar("T")
 S = TypeVar("S")
+H = TypeVar("H")
 
 
 async def eventually(
@@ -48,6 +52,26 @@ def settings_from(cls: Callable[..., S], env: dict[str, str], **overrides: Any) 
     """A service's settings as its process would read them from `env`, plus keyword overrides."""
     with mock.patch.dict(os.environ, env):
         return cls(**overrides)
+
+
+def service_fixtures(
+    cls: Callable[..., S], running: Callable[[S], AbstractAsyncContextManager[H]], *, name: str
+) -> tuple[Any, Any]:
+    """A service's two conftest fixtures: `settings` (`cls` read from `base_env`; a module
+    overrides it by defining its own) and `name`, the service running with those settings.
+
+    In a conftest: `settings, svc = service_fixtures(Settings, running, name="svc")`."""
+
+    @pytest.fixture(name="settings")
+    def settings(base_env: dict[str, str]) -> S:
+        return settings_from(cls, base_env)
+
+    @pytest.fixture(name=name)
+    async def service(settings: S) -> AsyncIterator[H]:
+        async with running(settings) as harness:
+            yield harness
+
+    return settings, service
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -7,21 +7,8 @@ or no fake orchestrator calls `helpers.running` itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from services.credentials.settings import Settings
-from tests.integration.credentials.helpers import Harness, running
-from tests.support import settings_from
+from tests.integration.credentials.helpers import running
+from tests.support import service_fixtures
 
-
-@pytest.fixture
-def settings(base_env: dict[str, str]) -> Settings:
-    return settings_from(Settings, base_env)
-
-
-@pytest.fixture
-async def svc(settings: Settings) -> AsyncIterator[Harness]:
-    async with running(settings) as harness:
-        yield harness
+settings, svc = service_fixtures(Settings, running, name="svc")

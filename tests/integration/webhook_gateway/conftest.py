@@ -7,21 +7,8 @@ test uses `helpers.running`, `gateway_client` and `fake_orchestrator` itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from services.webhook_gateway.settings import Settings
-from tests.integration.webhook_gateway.helpers import Env, running
-from tests.support import settings_from
+from tests.integration.webhook_gateway.helpers import running
+from tests.support import service_fixtures
 
-
-@pytest.fixture
-def settings(base_env: dict[str, str]) -> Settings:
-    return settings_from(Settings, base_env)
-
-
-@pytest.fixture
-async def env(settings: Settings) -> AsyncIterator[Env]:
-    async with running(settings) as harness:
-        yield harness
+settings, env = service_fixtures(Settings, running, name="env")
