@@ -15,7 +15,7 @@ commands every agent refuses.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -183,21 +183,17 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_usecases_ctx(settings, keys))
     concurrency = settings.consumer_concurrency
 
-    async def intake(app: web.Application) -> None:
-        await consumers.consume_intake(app[BUS], app[USECASES], concurrency=concurrency)
+    def consume(durable: str) -> Callable[[web.Application], Coroutine[Any, Any, None]]:
+        async def run(app: web.Application) -> None:
+            await consumers.consume(app[BUS], app[USECASES], durable, concurrency=concurrency)
 
-    async def status(app: web.Application) -> None:
-        await consumers.consume_status(app[BUS], app[USECASES], concurrency=concurrency)
-
-    async def audit(app: web.Application) -> None:
-        await consumers.consume_audit(app[BUS], app[USECASES], concurrency=concurrency)
+        return run
 
     async def sweeper(app: web.Application) -> None:
         await app[USECASES].sweeper.forever(interval=settings.sweep_interval_seconds)
 
-    app.cleanup_ctx.append(background("orchestrator-intake", intake))
-    app.cleanup_ctx.append(background("orchestrator-status", status))
-    app.cleanup_ctx.append(background("orchestrator-audit", audit))
+    for durable in consumers.DURABLES:  # each task named as its durable consumer
+        app.cleanup_ctx.append(background(durable, consume(durable)))
     app.cleanup_ctx.append(background("orchestrator-sweeper", sweeper))
     routes.register(api)
     return app

@@ -39,6 +39,7 @@ from libs.runtime.bus import Bus
 from libs.runtime.consumers import (
     NAK_DELAY_SECONDS,
     MessageHandler,
+    MessageKey,
     Settlement,
     json_key,
     pull_forever,
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 INTAKE_DURABLE = "orchestrator-intake"
 STATUS_DURABLE = "orchestrator-status"
 AUDIT_DURABLE = "orchestrator-audit"
+DURABLES = (INTAKE_DURABLE, STATUS_DURABLE, AUDIT_DURABLE)
 QUEUE = "orchestrator"
 
 
@@ -129,39 +131,36 @@ def audit_handler(bus: Bus, usecases: UseCases) -> MessageHandler:
     return _handler("audit", "event", AuditEvent, apply)
 
 
-async def consume_intake(bus: Bus, usecases: UseCases, *, concurrency: int) -> None:
+def _durables(bus: Bus, usecases: UseCases) -> dict[str, tuple[str, str, MessageHandler, MessageKey]]:
+    """Each durable consumer's stream, subject, handler and the key that orders its messages."""
+    subjects = bus.subjects
+    return {
+        INTAKE_DURABLE: (
+            subjects.intake_stream.name,
+            subjects.image_pushed,
+            intake_handler(usecases),
+            json_key("org", "project", "component"),
+        ),
+        STATUS_DURABLE: (
+            subjects.status_stream.name,
+            subjects.all_status,
+            status_handler(bus, usecases),
+            json_key("deployment_id"),
+        ),
+        AUDIT_DURABLE: (
+            subjects.audit_stream.name,
+            subjects.all_audit,
+            audit_handler(bus, usecases),
+            json_key("id"),
+        ),
+    }
+
+
+async def consume(bus: Bus, usecases: UseCases, durable: str, *, concurrency: int) -> None:
+    """Run one of the `DURABLES` until cancelled."""
+    stream, subject, handle, key = _durables(bus, usecases)[durable]
     await pull_forever(
-        bus,
-        stream=bus.subjects.intake_stream.name,
-        subject=bus.subjects.image_pushed,
-        durable=INTAKE_DURABLE,
-        handle=intake_handler(usecases),
-        key=json_key("org", "project", "component"),
-        concurrency=concurrency,
-    )
-
-
-async def consume_status(bus: Bus, usecases: UseCases, *, concurrency: int) -> None:
-    await pull_forever(
-        bus,
-        stream=bus.subjects.status_stream.name,
-        subject=bus.subjects.all_status,
-        durable=STATUS_DURABLE,
-        handle=status_handler(bus, usecases),
-        key=json_key("deployment_id"),
-        concurrency=concurrency,
-    )
-
-
-async def consume_audit(bus: Bus, usecases: UseCases, *, concurrency: int) -> None:
-    await pull_forever(
-        bus,
-        stream=bus.subjects.audit_stream.name,
-        subject=bus.subjects.all_audit,
-        durable=AUDIT_DURABLE,
-        handle=audit_handler(bus, usecases),
-        key=json_key("id"),
-        concurrency=concurrency,
+        bus, stream=stream, subject=subject, durable=durable, handle=handle, key=key, concurrency=concurrency
     )
 
 

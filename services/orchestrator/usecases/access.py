@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from libs.contracts.identity import ApiKeyInfo, ApiKeyRevoked, AuditEvent, Role
@@ -48,12 +49,15 @@ def key_lookup(store: Store) -> KeyLookup:
     return lookup
 
 
+@dataclass(kw_only=True, eq=False)
 class ApiKeys:
-    def __init__(self, *, store: Store, catalog: Catalog, broadcasts: Broadcasts) -> None:
-        self.store = store
-        self.catalog = catalog
-        self.broadcasts = broadcasts
-        self.lookup = key_lookup(store)
+    store: Store
+    catalog: Catalog
+    broadcasts: Broadcasts
+    lookup: KeyLookup = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lookup = key_lookup(self.store)
 
     async def create(
         self, org: str, *, name: str, role: Role, expires_in_days: int | None
@@ -101,10 +105,10 @@ class ApiKeys:
         return key
 
 
+@dataclass(kw_only=True, eq=False)
 class AuditTrail:
-    def __init__(self, *, store: Store, catalog: Catalog) -> None:
-        self.store = store
-        self.catalog = catalog
+    store: Store
+    catalog: Catalog
 
     async def record(self, event: AuditEvent) -> bool:
         """Store one event; False when it was stored already (a redelivery)."""

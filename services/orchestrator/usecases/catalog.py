@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from libs.contracts.ids import looks_like, new_id
@@ -39,14 +39,12 @@ log = logging.getLogger(__name__)
 _REQUIRED = ("registry_id", "image")
 
 
+@dataclass(kw_only=True, eq=False)
 class Catalog:
-    def __init__(
-        self, *, store: Store, credentials: Credentials, gateways: Gateways, teardowns: Teardowns
-    ) -> None:
-        self.store = store
-        self.credentials = credentials
-        self.gateways = gateways
-        self.teardowns = teardowns
+    store: Store
+    credentials: Credentials
+    gateways: Gateways
+    teardowns: Teardowns
 
     # --- orgs -------------------------------------------------------------------------------
 

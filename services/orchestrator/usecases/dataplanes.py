@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 
 from libs.contracts.ids import new_id
 from libs.runtime.errors import Conflict, DependencyUnavailable, Invalid, NotFound
@@ -39,22 +40,15 @@ from services.orchestrator.usecases.catalog import Catalog
 log = logging.getLogger(__name__)
 
 
+@dataclass(kw_only=True, eq=False)
 class DataPlanes:
-    def __init__(
-        self,
-        *,
-        store: Store,
-        catalog: Catalog,
-        agents: Agents,
-        enrollment_token_ttl_seconds: float = 86400.0,
-        heartbeat_write_seconds: float = 0.0,
-    ) -> None:
-        self.store = store
-        self.catalog = catalog
-        self.agents = agents
-        self.enrollment_token_ttl_seconds = enrollment_token_ttl_seconds
-        self.heartbeat_write_seconds = heartbeat_write_seconds
-        self._written: dict[str, tuple[float, str]] = {}  # data plane -> (monotonic time written, version)
+    store: Store
+    catalog: Catalog
+    agents: Agents
+    enrollment_token_ttl_seconds: float = 86400.0
+    heartbeat_write_seconds: float = 0.0
+    # data plane -> (monotonic time written, version)
+    _written: dict[str, tuple[float, str]] = field(init=False, default_factory=dict)
 
     async def create(self, org: str, *, name: str, ingress_class: str | None) -> tuple[DataPlane, str]:
         """A new data plane and its one-time enrollment token (returned once, stored hashed)."""

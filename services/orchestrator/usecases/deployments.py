@@ -13,6 +13,8 @@ What is subtle:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from libs.contracts.ids import looks_like, new_id
 from libs.contracts.messages import utcnow
 from libs.runtime.errors import Conflict, Invalid, NotFound
@@ -22,10 +24,10 @@ from services.orchestrator.store import Store
 from services.orchestrator.usecases.recording import Recorder
 
 
+@dataclass(kw_only=True, eq=False)
 class Deployments:
-    def __init__(self, *, store: Store, recorder: Recorder) -> None:
-        self.store = store
-        self.recorder = recorder
+    store: Store
+    recorder: Recorder
 
     async def deploy(
         self, component: Component, *, environment: str | None, image: str | None, tag: str | None

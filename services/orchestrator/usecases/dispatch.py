@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from libs.contracts import reasons
 from libs.contracts.messages import CommandKind, DeployCommand, SealedSecret, utcnow
@@ -87,25 +87,19 @@ def _ids(kind: CommandKind, key: str) -> dict[str, str]:
     return {"deployment_id": key} if kind == "deploy" else {"execution_id": key}
 
 
+@dataclass(kw_only=True, eq=False)
 class Dispatcher:
-    def __init__(
-        self,
-        *,
-        store: Store,
-        credentials: Credentials,
-        agents: Agents,
-        gateways: Gateways,
-        retry_seconds: float,
-        max_retry_seconds: float = 60.0,
-    ) -> None:
-        self.store = store
-        self.credentials = credentials
-        self.agents = agents
-        self.gateways = gateways
-        self.retry_seconds = retry_seconds
-        self.max_retry_seconds = max_retry_seconds
-        self._inflight: set[str] = set()
-        self.steps: Sequence[Sequence[Step]] = (
+    store: Store
+    credentials: Credentials
+    agents: Agents
+    gateways: Gateways
+    retry_seconds: float
+    max_retry_seconds: float = 60.0
+    _inflight: set[str] = field(init=False, default_factory=set)
+    steps: Sequence[Sequence[Step]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.steps = (
             (self.find_dataplane,),
             (self.resolve_image, self.seal_pull_secret),
             (self.publish_command,),

@@ -8,6 +8,7 @@ sent to; the move reads the status `FOR UPDATE` and writes it in one transaction
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from libs.contracts.ids import new_id
@@ -46,11 +47,11 @@ async def move_execution(
         return await tx.executions.set_status(execution_id, status=status, reason=reason, message=message)
 
 
+@dataclass(kw_only=True, eq=False)
 class Executions:
-    def __init__(self, *, store: Store, recorder: Recorder, dispatcher: Dispatcher) -> None:
-        self.store = store
-        self.recorder = recorder
-        self.dispatcher = dispatcher
+    store: Store
+    recorder: Recorder
+    dispatcher: Dispatcher
 
     async def start(self, component: Component, *, environment: str | None, args: list[str]) -> Execution:
         if component.type != "manual-task":

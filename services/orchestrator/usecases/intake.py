@@ -15,6 +15,7 @@ What is subtle:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from libs.contracts.messages import ImagePushed
 from services.orchestrator.domain.records import NewDeployment
@@ -26,11 +27,11 @@ from services.orchestrator.usecases.recording import Recorder
 log = logging.getLogger(__name__)
 
 
+@dataclass(kw_only=True, eq=False)
 class Intake:
-    def __init__(self, *, store: Store, recorder: Recorder, dispatcher: Dispatcher) -> None:
-        self.store = store
-        self.recorder = recorder
-        self.dispatcher = dispatcher
+    store: Store
+    recorder: Recorder
+    dispatcher: Dispatcher
 
     async def intake(self, event: ImagePushed) -> bool:
         """Record (once) and dispatch what CI pushed; False when the component does not exist."""

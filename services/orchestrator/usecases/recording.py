@@ -8,6 +8,7 @@ announced too, so a gateway's long poll on one of them returns at once.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from libs.runtime.errors import Conflict, Invalid, NotFound
 from services.orchestrator.clients.gateways import Gateways
@@ -18,11 +19,11 @@ from services.orchestrator.usecases.dispatch import Dispatcher
 log = logging.getLogger(__name__)
 
 
+@dataclass(kw_only=True, eq=False)
 class Recorder:
-    def __init__(self, *, store: Store, gateways: Gateways, dispatcher: Dispatcher) -> None:
-        self.store = store
-        self.gateways = gateways
-        self.dispatcher = dispatcher
+    store: Store
+    gateways: Gateways
+    dispatcher: Dispatcher
 
     async def environment(
         self, org: str, name: str | None, *, field: str

@@ -9,6 +9,7 @@ refuses is simply nothing (logged with `applied: false`).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from libs.contracts.messages import RolloutReport
 from services.orchestrator.clients.gateways import Gateways
@@ -19,10 +20,10 @@ from services.orchestrator.usecases.executions import move_execution
 log = logging.getLogger(__name__)
 
 
+@dataclass(kw_only=True, eq=False)
 class Reports:
-    def __init__(self, *, store: Store, gateways: Gateways) -> None:
-        self.store = store
-        self.gateways = gateways
+    store: Store
+    gateways: Gateways
 
     async def apply(self, report: RolloutReport) -> None:
         if report.kind == "run":

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from libs.runtime.errors import DependencyUnavailable
 from services.orchestrator.store import Store
@@ -23,11 +24,11 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 30.0
 
 
+@dataclass(kw_only=True, eq=False)
 class Sweeper:
-    def __init__(self, *, store: Store, dispatcher: Dispatcher, teardowns: Teardowns) -> None:
-        self.store = store
-        self.dispatcher = dispatcher
-        self.teardowns = teardowns
+    store: Store
+    dispatcher: Dispatcher
+    teardowns: Teardowns
 
     async def sweep(self, *, limit: int = 50, concurrency: int = 8) -> None:
         gate = asyncio.Semaphore(concurrency)

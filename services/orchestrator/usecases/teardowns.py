@@ -9,6 +9,7 @@ and only then forgotten. What fails stays stored and the sweeper sends it again.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from libs.contracts.messages import utcnow
 from libs.runtime.errors import DependencyUnavailable
@@ -20,10 +21,10 @@ from services.orchestrator.store import Store
 log = logging.getLogger(__name__)
 
 
+@dataclass(kw_only=True, eq=False)
 class Teardowns:
-    def __init__(self, *, store: Store, agents: Agents) -> None:
-        self.store = store
-        self.agents = agents
+    store: Store
+    agents: Agents
 
     async def send(self, teardowns: list[Teardown]) -> None:
         """Publish each removal to its data plane, then forget it; stops at the first failure."""
