@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nats
+import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.client import RawCredentials
 
@@ -46,6 +48,18 @@ def secured_nats(directory: Path) -> Iterator[SecuredNats]:
         yield SecuredNats(server, auth)
     finally:
         server.stop()
+
+
+def secured_fixture() -> Any:
+    """The module-scoped `secured` fixture, one secured nats-server for a test module:
+    `secured = secured_fixture()` at the module's top."""
+
+    @pytest.fixture(scope="module", name="secured")
+    def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredNats]:
+        with secured_nats(tmp_path_factory.mktemp("secured-nats")) as s:
+            yield s
+
+    return secured
 
 
 @dataclass

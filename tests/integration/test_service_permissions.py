@@ -9,7 +9,6 @@ server's "Permissions Violation" is what the test waits for (plus: nothing arriv
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +29,9 @@ from libs.runtime import bus as busmod
 from libs.runtime.natsauth import NatsUser, generate_nats_auth, service_permissions
 from libs.runtime.settings import ServiceSettings
 from services.orchestrator.entrypoints import consumers
-from tests.nats_auth import Client, SecuredNats, connect_as, secured_nats
+from tests.nats_auth import Client, SecuredNats, connect_as, secured_fixture
 
-
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredNats]:
-    with secured_nats(tmp_path_factory.mktemp("secured-nats")) as s:
-        yield s
+secured = secured_fixture()
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,13 +34,9 @@ from services.data_plane_agent.domain.identity import Identity
 from services.data_plane_agent.settings import Settings as AgentSettings
 from services.data_plane_agent.store.state import save_state
 from tests.integration.data_plane_agent.helpers import SIGNER, SIGNER_PUBLIC, deploy_command
-from tests.nats_auth import Client, SecuredNats, connect_as, secured_nats
+from tests.nats_auth import Client, SecuredNats, connect_as, secured_fixture
 
-
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredNats]:
-    with secured_nats(tmp_path_factory.mktemp("secured-nats")) as s:
-        yield s
+secured = secured_fixture()
 
 
 @dataclass
