@@ -40,10 +40,23 @@ from libs.runtime.settings import ServiceSettings
 from services.webhook_gateway.app import create_app
 from services.webhook_gateway.settings import Settings
 from tests.integration.credentials.identity import AuditTap, FakeKeys
-from tests.support import bearer
+from tests.support import bearer, settings_from
 
 ORG, PROJECT = "acme", "shop"
 COMPONENT_PATH = f"/v1/orgs/{ORG}/projects/{PROJECT}/components"
+
+
+def fuzzing_settings(base_env: dict[str, str], **overrides: Any) -> Settings:
+    """The gateway's settings for a fuzzer: its thousands of requests from one address (many of
+    them with bad credentials) must reach the code, not the rate limits."""
+    return settings_from(
+        Settings,
+        base_env,
+        rate_limit_per_second=1e6,
+        rate_limit_burst=1_000_000,
+        preauth_refusal_burst=1_000_000,
+        **overrides,
+    )
 
 
 def component_info(

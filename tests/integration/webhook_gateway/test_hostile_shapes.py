@@ -14,23 +14,14 @@ import httpx
 import pytest
 
 from chaos.shapes import Credentials, fuzz_shapes
-from services.webhook_gateway.settings import Settings
-from tests.integration.webhook_gateway.helpers import ORG, PROJECT, Env, running
-from tests.support import settings_from
+from tests.integration.webhook_gateway.helpers import ORG, PROJECT, Env, fuzzing_settings, running
 
 EXAMPLES = 100
 
 
 @pytest.mark.timeout(300)
 async def test_no_hostile_shape_gets_a_5xx(base_env: dict[str, str]) -> None:
-    settings = settings_from(
-        Settings,
-        base_env,
-        rate_limit_per_second=1e6,
-        rate_limit_burst=1_000_000,
-        preauth_refusal_burst=1_000_000,
-        long_poll_max_seconds=1,
-    )
+    settings = fuzzing_settings(base_env, long_poll_max_seconds=1)
     env: Env
     async with running(settings) as env:
         deployment = await env.deploy()
