@@ -41,27 +41,26 @@ class AuditEvents(RecordRepo[AuditEvent]):
 
     async def insert(self, event: AuditEvent) -> bool:
         """Record the event; False when its id was recorded already (a redelivery)."""
-        async with self.guard():
-            inserted = await self.db.fetchval(
-                "INSERT INTO audit_events (id, org, time, service, actor_type, actor_id, actor_name,"
-                " actor_component, action, target, outcome, status, request_id, detail)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-                " ON CONFLICT (id) DO NOTHING RETURNING true",
-                event.id,
-                event.org,
-                event.time,
-                event.service,
-                event.actor.type,
-                event.actor.id,
-                event.actor.name,
-                event.actor.component,
-                event.action,
-                event.target,
-                event.outcome,
-                event.status,
-                event.request_id,
-                event.detail,
-            )
+        inserted = await self.value(
+            "INSERT INTO audit_events (id, org, time, service, actor_type, actor_id, actor_name,"
+            " actor_component, action, target, outcome, status, request_id, detail)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            " ON CONFLICT (id) DO NOTHING RETURNING true",
+            event.id,
+            event.org,
+            event.time,
+            event.service,
+            event.actor.type,
+            event.actor.id,
+            event.actor.name,
+            event.actor.component,
+            event.action,
+            event.target,
+            event.outcome,
+            event.status,
+            event.request_id,
+            event.detail,
+        )
         return bool(inserted)
 
     async def page(self, where: AuditFilter) -> list[AuditEvent]:

@@ -44,19 +44,39 @@ def row_decoder(
 class RecordRepo(Repo, Generic[R]):
     decode: Callable[[asyncpg.Record], R]  # each repository's `row_decoder`, as a staticmethod
 
-    async def one(self, sql: str, *args: Any) -> R | None:
+    async def row(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        """The first row of a query, undecoded, under `guard` (so are `rows`, `value`, `execute`)."""
         async with self.guard():
-            row = await self.db.fetchrow(sql, *args)
-        return self.decode(row) if row is not None else None
+            return await self.db.fetchrow(sql, *args)
 
-    async def many(self, sql: str, *args: Any) -> list[R]:
+    async def rows(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         async with self.guard():
-            rows = await self.db.fetch(sql, *args)
-        return [self.decode(r) for r in rows]
+            rows: list[asyncpg.Record] = await self.db.fetch(sql, *args)
+        return rows
+
+    async def value(self, sql: str, *args: Any) -> Any:
+        async with self.guard():
+            return await self.db.fetchval(sql, *args)
 
     async def execute(self, sql: str, *args: Any) -> None:
         async with self.guard():
             await self.db.execute(sql, *args)
+
+    async def one(self, sql: str, *args: Any) -> R | None:
+        row = await self.row(sql, *args)
+        return self.decode(row) if row is not None else None
+
+    async def many(self, sql: str, *args: Any) -> list[R]:
+        return [self.decode(r) for r in await self.rows(sql, *args)]
+
+    async def insert_row(self, table: str, **columns: Any) -> R:
+        """Insert one row (each column its value) and return it as stored."""
+        params = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+        inserted = await self.one(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({params}) RETURNING *", *columns.values()
+        )
+        assert inserted is not None
+        return inserted
 
 
 class PendingRepo(RecordRepo[R]):
@@ -82,15 +102,14 @@ class PendingRepo(RecordRepo[R]):
     async def claim_due(self, limit: int, *, lease_seconds: float) -> list[str]:
         """Pending rows whose next attempt is due, leased for `lease_seconds` so that another
         replica's sweeper does not pick them too (a crashed attempt is retried after it)."""
-        async with self.guard():
-            rows = await self.db.fetch(
-                f"UPDATE {self.table} SET next_attempt_at = now() + make_interval(secs => $2)"
-                f" WHERE id IN (SELECT id FROM {self.table}"
-                " WHERE status = 'pending' AND next_attempt_at <= now()"
-                f" ORDER BY {self.oldest_first} LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id",
-                limit,
-                lease_seconds,
-            )
+        rows = await self.rows(
+            f"UPDATE {self.table} SET next_attempt_at = now() + make_interval(secs => $2)"
+            f" WHERE id IN (SELECT id FROM {self.table}"
+            " WHERE status = 'pending' AND next_attempt_at <= now()"
+            f" ORDER BY {self.oldest_first} LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id",
+            limit,
+            lease_seconds,
+        )
         return [r["id"] for r in rows]
 
     async def defer(self, record_id: str, *, reason: str | None, delay_seconds: float) -> None:

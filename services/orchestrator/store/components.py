@@ -40,11 +40,7 @@ class Projects(RecordRepo[Project]):
     decode = staticmethod(project_from)
 
     async def create(self, *, id: str, org: str, name: str) -> Project:
-        project = await self.one(
-            "INSERT INTO projects (id, org, name) VALUES ($1, $2, $3) RETURNING *", id, org, name
-        )
-        assert project is not None
-        return project
+        return await self.insert_row("projects", id=id, org=org, name=name)
 
     async def get(self, org: str, name: str) -> Project | None:
         return await self.one("SELECT * FROM projects WHERE org = $1 AND name = $2", org, name)
@@ -91,14 +87,13 @@ class Components(RecordRepo[Component]):
         self, org: str, project: str, name: str
     ) -> tuple[Component, list[Environment]] | None:
         """A component with its org's environments in pipeline order, in one round trip (intake)."""
-        async with self.guard():
-            row = await self.db.fetchrow(
-                "SELECT c, ARRAY(SELECT e FROM environments e WHERE e.org = c.org ORDER BY e.position)"
-                " AS envs FROM components c WHERE c.org = $1 AND c.project = $2 AND c.name = $3",
-                org,
-                project,
-                name,
-            )
+        row = await self.row(
+            "SELECT c, ARRAY(SELECT e FROM environments e WHERE e.org = c.org ORDER BY e.position)"
+            " AS envs FROM components c WHERE c.org = $1 AND c.project = $2 AND c.name = $3",
+            org,
+            project,
+            name,
+        )
         if row is None:
             return None
         return component_from(row["c"]), [environment_from(e) for e in row["envs"]]
@@ -110,24 +105,21 @@ class Components(RecordRepo[Component]):
 
     async def using_registry(self, org: str, registry_id: str) -> list[str]:
         """`project/name` of the org's components on that registry."""
-        async with self.guard():
-            rows = await self.db.fetch(
-                "SELECT project, name FROM components WHERE org = $1 AND registry_id = $2"
-                " ORDER BY project, name",
-                org,
-                registry_id,
-            )
+        rows = await self.rows(
+            "SELECT project, name FROM components WHERE org = $1 AND registry_id = $2 ORDER BY project, name",
+            org,
+            registry_id,
+        )
         return [f"{r['project']}/{r['name']}" for r in rows]
 
     async def lock(self, org: str, project: str, name: str) -> str | None:
         """The component's id, its row locked until the transaction ends (deletion)."""
-        async with self.guard():
-            component_id: str | None = await self.db.fetchval(
-                "SELECT id FROM components WHERE org = $1 AND project = $2 AND name = $3 FOR UPDATE",
-                org,
-                project,
-                name,
-            )
+        component_id: str | None = await self.value(
+            "SELECT id FROM components WHERE org = $1 AND project = $2 AND name = $3 FOR UPDATE",
+            org,
+            project,
+            name,
+        )
         return component_id
 
     async def delete(self, component_id: str) -> None:

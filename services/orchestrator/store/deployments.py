@@ -85,16 +85,15 @@ class Deployments(PendingRepo[Deployment]):
         self, component_id: str, environment: str, *, image: str, digest: str | None
     ) -> bool:
         """Whether this image (by digest when known) ever ran successfully in the environment."""
-        async with self.guard():
-            found = await self.db.fetchval(
-                "SELECT 1 FROM deployments WHERE component_id = $1 AND environment = $2"
-                " AND status = 'succeeded'"
-                " AND (image = $3 OR ($4::text IS NOT NULL AND digest = $4)) LIMIT 1",
-                component_id,
-                environment,
-                image,
-                digest,
-            )
+        found = await self.value(
+            "SELECT 1 FROM deployments WHERE component_id = $1 AND environment = $2"
+            " AND status = 'succeeded'"
+            " AND (image = $3 OR ($4::text IS NOT NULL AND digest = $4)) LIMIT 1",
+            component_id,
+            environment,
+            image,
+            digest,
+        )
         return found is not None
 
     async def running(self, component_ids: Sequence[str]) -> dict[str, dict[str, Deployment]]:
@@ -112,12 +111,11 @@ class Deployments(PendingRepo[Deployment]):
 
     async def targets(self, component_id: str) -> list[tuple[str, str]]:
         """(environment, data plane) pairs the component was ever sent to."""
-        async with self.guard():
-            rows = await self.db.fetch(
-                "SELECT DISTINCT environment, dataplane_id FROM deployments"
-                " WHERE component_id = $1 AND dataplane_id IS NOT NULL ORDER BY environment",
-                component_id,
-            )
+        rows = await self.rows(
+            "SELECT DISTINCT environment, dataplane_id FROM deployments"
+            " WHERE component_id = $1 AND dataplane_id IS NOT NULL ORDER BY environment",
+            component_id,
+        )
         return [(r["environment"], r["dataplane_id"]) for r in rows]
 
     async def due_now(self, dataplane_id: str) -> None:
@@ -134,12 +132,11 @@ class Deployments(PendingRepo[Deployment]):
 
         One round trip: the three rows come back as composite values (asyncpg decodes a table's
         row type into a record with the table's column names)."""
-        async with self.guard():
-            row = await self.db.fetchrow(
-                "SELECT d, c, p FROM deployments d JOIN components c ON c.id = d.component_id"
-                " LEFT JOIN dataplanes p ON p.id = d.dataplane_id WHERE d.id = $1",
-                deployment_id,
-            )
+        row = await self.row(
+            "SELECT d, c, p FROM deployments d JOIN components c ON c.id = d.component_id"
+            " LEFT JOIN dataplanes p ON p.id = d.dataplane_id WHERE d.id = $1",
+            deployment_id,
+        )
         if row is None:
             return None
         plane = row["p"]

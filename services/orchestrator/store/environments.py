@@ -14,17 +14,9 @@ class Environments(RecordRepo[Environment]):
     decode = staticmethod(environment_from)
 
     async def create(self, *, id: str, org: str, name: str, dataplane_id: str, order: int) -> Environment:
-        environment = await self.one(
-            "INSERT INTO environments (id, org, name, dataplane_id, position)"
-            " VALUES ($1, $2, $3, $4, $5) RETURNING *",
-            id,
-            org,
-            name,
-            dataplane_id,
-            order,
+        return await self.insert_row(
+            "environments", id=id, org=org, name=name, dataplane_id=dataplane_id, position=order
         )
-        assert environment is not None
-        return environment
 
     async def of_org(self, org: str) -> list[Environment]:
         return await self.many("SELECT * FROM environments WHERE org = $1 ORDER BY position", org)

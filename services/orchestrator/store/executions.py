@@ -70,12 +70,11 @@ class Executions(PendingRepo[Execution]):
 
     async def lock_state(self, execution_id: str) -> ExecutionState | None:
         """Its status, deployment and data plane, locked until the transaction ends."""
-        async with self.guard():
-            row = await self.db.fetchrow(
-                "SELECT e.status, e.deployment_id, d.dataplane_id FROM executions e"
-                " JOIN deployments d ON d.id = e.deployment_id WHERE e.id = $1 FOR UPDATE OF e",
-                execution_id,
-            )
+        row = await self.row(
+            "SELECT e.status, e.deployment_id, d.dataplane_id FROM executions e"
+            " JOIN deployments d ON d.id = e.deployment_id WHERE e.id = $1 FOR UPDATE OF e",
+            execution_id,
+        )
         if row is None:
             return None
         return ExecutionState(row["status"], row["deployment_id"], row["dataplane_id"])

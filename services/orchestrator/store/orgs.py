@@ -14,9 +14,7 @@ class Orgs(RecordRepo[Org]):
     decode = staticmethod(org_from)
 
     async def create(self, name: str) -> Org:
-        org = await self.one("INSERT INTO orgs (name) VALUES ($1) RETURNING *", name)
-        assert org is not None
-        return org
+        return await self.insert_row("orgs", name=name)
 
     async def get(self, name: str) -> Org | None:
         return await self.one("SELECT * FROM orgs WHERE name = $1", name)
