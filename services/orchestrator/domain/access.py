@@ -38,16 +38,12 @@ class ApiKey:
     expires_at: datetime | None
     revoked_at: datetime | None
 
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
     def info(self) -> ApiKeyInfo:
-        return ApiKeyInfo(
-            id=self.id,
-            org=self.org,
-            name=self.name,
-            role=self.role,
-            key_prefix=self.key_prefix,
-            expires_at=self.expires_at,
-            revoked=self.revoked_at is not None,
-        )
+        return ApiKeyInfo.model_validate(self, from_attributes=True)
 
 
 @dataclass(frozen=True, slots=True)
