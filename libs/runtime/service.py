@@ -17,7 +17,6 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
-from pydantic import SecretStr
 
 from libs.contracts.identity import ApiKeyRevoked
 from libs.contracts.subjects import Subjects
@@ -29,7 +28,7 @@ from libs.runtime.broadcasts import Broadcasts
 from libs.runtime.http import ADMIN_TOKEN, READY_CHECKS, Api, create_base_app
 from libs.runtime.natsauth import NatsUser
 from libs.runtime.ratelimit import PreAuthSettings
-from libs.runtime.settings import DatabaseSettings, ServiceSettings
+from libs.runtime.settings import AdminSettings, DatabaseSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +122,17 @@ def postgres_ctx(
     return ctx
 
 
+class OwnSchemaSettings(ServiceSettings, DatabaseSettings, AdminSettings):
+    """The settings `create_service_app` reads: a service on the bus with its own PostgreSQL
+    schema and an admin token."""
+
+
 def create_service_app(
-    settings: ServiceSettings,
+    settings: OwnSchemaSettings,
     *,
-    admin_token: SecretStr,
-    client_max_size: int,
-    database: DatabaseSettings,
     schema: str,
     migrations: Path,
+    client_max_size: int,
     preauth: PreAuthSettings | None = None,
 ) -> tuple[web.Application, Api]:
     """The opening of a service that keeps its own PostgreSQL schema and takes org API keys:
@@ -140,14 +142,14 @@ def create_service_app(
     app, api = create_base_app(
         service=settings.service_name,
         version=settings.version,
-        admin_token=admin_token,
+        admin_token=settings.admin_token,
         client_max_size=client_max_size,
         preauth=preauth,
     )
     app.cleanup_ctx.append(nats_ctx(settings))
     app.cleanup_ctx.append(access_ctx(settings))
     app.cleanup_ctx.append(
-        postgres_ctx(database, schema=schema + database.schema_suffix, migrations=migrations)
+        postgres_ctx(settings, schema=schema + settings.schema_suffix, migrations=migrations)
     )
     return app, api
 

@@ -31,6 +31,7 @@ from services.credentials.usecases.pulls import Pulls
 from services.credentials.usecases.registries import Registries
 
 MAX_BODY = 64 * 1024
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _usecases_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -67,11 +68,9 @@ def _usecases_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterat
 def create_app(settings: Settings) -> web.Application:
     app, api = create_service_app(
         settings,
-        admin_token=settings.admin_token,
         client_max_size=MAX_BODY,
-        database=settings,
         schema="credentials",
-        migrations=Path(__file__).parent / "migrations",
+        migrations=MIGRATIONS,
     )
     app.cleanup_ctx.append(_usecases_ctx(settings))
     routes.add_routes(api)

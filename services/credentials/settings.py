@@ -9,7 +9,8 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from libs.runtime.settings import AdminSettings, DatabaseSettings, ServiceSettings, VaultSettings
+from libs.runtime.service import OwnSchemaSettings
+from libs.runtime.settings import VaultSettings
 
 LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 
@@ -22,7 +23,7 @@ def _hosts(description: str, *, default: Callable[[], list[str]] = list) -> Any:
     return Field(default_factory=default, description=description)
 
 
-class Settings(ServiceSettings, DatabaseSettings, VaultSettings, AdminSettings):
+class Settings(OwnSchemaSettings, VaultSettings):
     service_name: str = "credentials"
     http_port: int = 8081
 

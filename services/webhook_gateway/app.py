@@ -42,6 +42,7 @@ from services.webhook_gateway.usecases.status import DeploymentStatus
 from services.webhook_gateway.usecases.tokens import TokenAdmin
 
 WEBHOOK_MAX_BODY = 64 * 1024
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def build(
@@ -122,11 +123,9 @@ def _gateway_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterato
 def create_app(settings: Settings) -> web.Application:
     app, api = create_service_app(
         settings,
-        admin_token=settings.admin_token,
         client_max_size=WEBHOOK_MAX_BODY,
-        database=settings,
         schema="webhook_gateway",
-        migrations=Path(__file__).parent / "migrations",
+        migrations=MIGRATIONS,
         preauth=settings,
     )
     app[SETTINGS] = settings

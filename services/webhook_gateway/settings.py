@@ -6,10 +6,11 @@ from __future__ import annotations
 from pydantic import Field
 
 from libs.runtime.ratelimit import PreAuthSettings
-from libs.runtime.settings import AdminSettings, DatabaseSettings, ServiceSettings, VaultSettings
+from libs.runtime.service import OwnSchemaSettings
+from libs.runtime.settings import VaultSettings
 
 
-class Settings(ServiceSettings, DatabaseSettings, VaultSettings, AdminSettings, PreAuthSettings):
+class Settings(OwnSchemaSettings, VaultSettings, PreAuthSettings):
     service_name: str = "webhook-gateway"
     http_port: int = 8080
     public_url: str | None = Field(
