@@ -97,4 +97,5 @@ async def test_enrollment_returns_a_nats_user_for_that_data_plane_only(
         plane = await orch.ok("POST", f"/v1/orgs/{world.org}/dataplanes", {"name": "second"}, 201)
         status, body = await enroll(orch, plane["enrollment_token"])
         assert status == 200, body
-        assert set(body) == {"dataplane_id", "org", "name"}
+        # no NATS user fields; the command signing keys come with every enrollment (the agent pins them)
+        assert set(body) == {"dataplane_id", "org", "name", "command_keys"}
