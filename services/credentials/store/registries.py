@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from libs.runtime.store import Repo
-from services.credentials.domain import Registry
+from services.credentials.domain import Registry, ValidatedAuth
 
 _COLUMNS = (
     "id, org, display_name, host, auth_type, username, vendor, warnings, secret_version, "
@@ -53,14 +53,11 @@ class RegistryRepo(Repo):
         id: str,
         org: str,
         display_name: str,
-        host: str,
-        auth_type: str,
-        username: str | None,
-        vendor: str | None,
-        warnings: Sequence[str],
+        auth: ValidatedAuth,
         now: datetime,
     ) -> Registry:
-        """A new row without a secret version yet (raises `Duplicate("display_name")`)."""
+        """A new row for `auth` (its host, type, user name, vendor and warnings, never its
+        password), without a secret version yet (raises `Duplicate("display_name")`)."""
         async with self.guard():
             row = await self.db.fetchrow(
                 f"INSERT INTO registries ({_COLUMNS}) "
@@ -69,11 +66,11 @@ class RegistryRepo(Repo):
                 id,
                 org,
                 display_name,
-                host,
-                auth_type,
-                username,
-                vendor,
-                json.dumps(list(warnings)),
+                auth.host,
+                auth.auth_type,
+                auth.username,
+                auth.vendor,
+                json.dumps(list(auth.warnings)),
                 now,
             )
         return _registry(row)

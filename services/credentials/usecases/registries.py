@@ -85,11 +85,7 @@ class Registries:
                         id=registry_id,
                         org=org,
                         display_name=name,
-                        host=valid.host,
-                        auth_type=valid.auth_type,
-                        username=valid.username,
-                        vendor=valid.vendor,
-                        warnings=valid.warnings,
+                        auth=valid,
                         now=now,
                     )
                     if valid.has_secret:
