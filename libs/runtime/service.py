@@ -28,7 +28,7 @@ from libs.runtime.broadcasts import Broadcasts
 from libs.runtime.http import ADMIN_TOKEN, READY_CHECKS, Api, create_base_app
 from libs.runtime.natsauth import NatsUser
 from libs.runtime.ratelimit import PreAuthSettings
-from libs.runtime.settings import AdminSettings, DatabaseSettings, ServiceSettings
+from libs.runtime.settings import DatabaseSettings, OwnSchemaSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +120,6 @@ def postgres_ctx(
         await pool.close()
 
     return ctx
-
-
-class OwnSchemaSettings(ServiceSettings, DatabaseSettings, AdminSettings):
-    """The settings `create_service_app` reads: a service on the bus with its own PostgreSQL
-    schema and an admin token."""
 
 
 def create_service_app(

@@ -60,3 +60,8 @@ class AdminSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LANDFALL_", extra="ignore")
 
     admin_token: SecretStr = SecretStr("")
+
+
+class OwnSchemaSettings(ServiceSettings, DatabaseSettings, AdminSettings):
+    """What `libs.runtime.service.create_service_app` reads: a service on the bus with its own
+    PostgreSQL schema and an admin token."""

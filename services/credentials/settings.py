@@ -9,8 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from libs.runtime.service import OwnSchemaSettings
-from libs.runtime.settings import VaultSettings
+from libs.runtime.settings import OwnSchemaSettings, VaultSettings
 
 LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from libs.runtime.settings import AdminSettings, DatabaseSettings, ServiceSettings
+from libs.runtime.settings import OwnSchemaSettings
 
 
-class Settings(ServiceSettings, DatabaseSettings, AdminSettings):
+class Settings(OwnSchemaSettings):
     service_name: str = "orchestrator"
     http_port: int = 8082
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from libs.runtime.ratelimit import PreAuthSettings
-from libs.runtime.service import OwnSchemaSettings
-from libs.runtime.settings import VaultSettings
+from libs.runtime.settings import OwnSchemaSettings, VaultSettings
 
 
 class Settings(OwnSchemaSettings, VaultSettings, PreAuthSettings):
