@@ -22,11 +22,11 @@ from libs.runtime.broadcasts import Broadcasts
 from libs.runtime.bus import Bus
 from libs.runtime.cache import BroadcastCache
 from libs.runtime.http import METRICS
+from libs.runtime.ratelimit import RateLimiter
 from libs.runtime.service import BUS, POOL, background, create_service_app
 from libs.runtime.vault import KvStore
 from services.webhook_gateway.clients.intake_stream import IntakeStream
 from services.webhook_gateway.clients.orchestrator import Orchestrator
-from services.webhook_gateway.domain.ratelimit import RateLimiter
 from services.webhook_gateway.domain.records import Binding, SigningState
 from services.webhook_gateway.entrypoints import broadcasts, timers
 from services.webhook_gateway.entrypoints.routes import GATEWAY, SETTINGS, add_routes

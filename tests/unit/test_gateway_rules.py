@@ -10,9 +10,9 @@ import pytest
 from libs.contracts.messages import ComponentInfo
 from libs.oci.reference import ImageReference
 from libs.runtime.errors import DomainError, ProblemError
+from libs.runtime.ratelimit import RateLimiter, retry_after_header
 from services.webhook_gateway.domain.images import component_reference, idempotency_key
 from services.webhook_gateway.domain.images import resolve_image as resolve_fields
-from services.webhook_gateway.domain.ratelimit import RateLimiter, retry_after_header
 from services.webhook_gateway.domain.signatures import (
     SignatureError,
     generate_secret,

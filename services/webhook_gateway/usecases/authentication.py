@@ -33,8 +33,8 @@ from prometheus_client import Counter
 
 from libs.runtime.broadcasts import Broadcasts
 from libs.runtime.cache import BroadcastCache
+from libs.runtime.ratelimit import RateLimiter
 from services.webhook_gateway.domain.errors import RateLimited, Unauthenticated
-from services.webhook_gateway.domain.ratelimit import RateLimiter
 from services.webhook_gateway.domain.records import TokenRow
 from services.webhook_gateway.domain.tokens import token_hash, token_prefix, well_formed
 from services.webhook_gateway.store.tokens import TokenRepo
