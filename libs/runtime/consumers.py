@@ -141,12 +141,13 @@ class KeyedRunner:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _honour_cancellation() -> None:
+def honour_cancellation() -> None:
     """Raise the cancellation that an `asyncio.wait_for` of Python 3.11 swallowed.
 
     In 3.11, a task cancelled just as the future it waits for completes (a fetch that got
     messages) gets the result and no CancelledError, so a loop never stops: a service's
-    shutdown then hangs on its consumer. The request is still counted (`cancelling()`)."""
+    shutdown then hangs on its consumer. The request is still counted (`cancelling()`). Call it at
+    the top of every fetch loop (`pull_forever`, the agent's own consumer)."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
@@ -181,7 +182,7 @@ async def pull_forever(
     runner = KeyedRunner(handle, key=key, concurrency=concurrency, held=max(batch, 4 * concurrency))
     try:
         while True:
-            _honour_cancellation()
+            honour_cancellation()
             room = await runner.wait_for_room()
             try:
                 messages = await subscription.fetch(batch=min(batch, room), timeout=fetch_timeout)

@@ -47,7 +47,7 @@ from pydantic import ValidationError
 from libs.contracts import reasons, signing
 from libs.contracts.messages import DeployCommand, RemoveCommand
 from libs.runtime.bus import Bus, agent_consumer_config
-from libs.runtime.consumers import settle
+from libs.runtime.consumers import honour_cancellation, settle
 from libs.runtime.service import retry_forever
 
 from ..domain.ordering import Outcome
@@ -93,6 +93,7 @@ class CommandConsumer:
         sub: JetStreamContext.PullSubscription | None = None
         try:
             while True:
+                honour_cancellation()
                 try:
                     if sub is None:
                         sub = await self._subscribe()
