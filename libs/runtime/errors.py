@@ -154,15 +154,3 @@ class ProblemError(Exception):
             doc["errors"] = self.errors
         doc.update(self.extra)
         return doc
-
-
-def not_found(what: str) -> ProblemError:
-    return ProblemError.from_domain(NotFound(what))
-
-
-def conflict(detail: str) -> ProblemError:
-    return ProblemError.from_domain(Conflict(detail))
-
-
-def invalid(field: str, message: str) -> ProblemError:
-    return ProblemError.from_domain(Invalid(field, message))
