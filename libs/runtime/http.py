@@ -37,7 +37,7 @@ from libs.runtime.access import (
     default_action,
     guard,
 )
-from libs.runtime.errors import DependencyUnavailable, DomainError, ProblemError
+from libs.runtime.errors import DependencyUnavailable, DomainError, Invalid, ProblemError
 from libs.runtime.logs import request_id_var
 from libs.runtime.openapi import NAME_PATTERN, PROBLEM_JSON, RouteDoc, openapi_document
 from libs.runtime.ratelimit import AddressLimiter, PreAuthSettings
@@ -180,14 +180,7 @@ def query_int(request: web.Request, name: str, *, default: int, minimum: int, ma
     if raw is None or raw == "":
         return default
     if not INTEGER_RE.fullmatch(raw) or not minimum <= int(raw) <= maximum:
-        message = f"must be a whole number from {minimum} to {maximum}"
-        raise ProblemError(
-            422,
-            "Validation Failed",
-            f"{name}: {message}",
-            kind="validation-failed",
-            errors=[{"field": name, "message": message}],
-        )
+        raise Invalid(name, f"must be a whole number from {minimum} to {maximum}")
     return int(raw)
 
 

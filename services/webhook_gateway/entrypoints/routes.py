@@ -153,7 +153,6 @@ async def _unless_gone(request: web.Request, poll: Awaitable[T]) -> T:
 async def get_deployment(request: web.Request, gw: Gateway, token: TokenRow) -> web.Response:
     """a deployment of the token's component; ?wait=N long-polls until it is final"""
     deployment_id = request.match_info["id"]
-    # ASCII digits within bounds (query_int): `'9' * 5000` passed an isdigit() check and int() raised.
     wait = query_int(
         request, "wait", default=0, minimum=0, maximum=request.app[SETTINGS].long_poll_max_seconds
     )
