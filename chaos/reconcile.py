@@ -127,16 +127,21 @@ def deployment_writes(writes: list[dict[str, Any]]) -> Counter[str]:
     return counted
 
 
-async def reconcile(
-    admin: Admin,
-    sandbox_url: str,
+def judge(
     *,
-    project: str,
     targets: list[Target],
     hooks: list[Webhook],
     histories: dict[str, list[dict[str, Any]]],
-    environment: str = "development",
+    writes: list[dict[str, Any]],
+    live: dict[str, tuple[int, dict[str, Any] | None]],
 ) -> Reconciliation:
+    """The verdict from what was collected, without I/O (so that it can be tested on made-up runs).
+
+    `live` is the data plane's answer for each target's Deployment object: (HTTP status, body).
+    Subtle: a target whose every webhook was refused (or whose deployments the orchestrator
+    lost) is still checked: with no 202 its object must not exist; with 202s whose records
+    are missing, the newest 202 (by the order CI sent them) is what must run.
+    """
     result = Reconciliation()
     by_id: dict[str, dict[str, Any]] = {}
     order: dict[str, tuple[datetime, int]] = {}
@@ -163,70 +168,114 @@ async def reconcile(
         promised[hook.deployment_id] = hook
     result.accepted = len(promised)
 
+    per_id = deployment_writes(writes)
+    result.deployment_writes = sum(per_id.values())
+    result.duplicated = {dep: n for dep, n in per_id.items() if n > 1}
+
+    for dep_id, hook in promised.items():
+        found = by_id.get(dep_id)
+        status = found["status"] if found else "unknown"
+        result.statuses[status] += 1
+        if found is None or status not in GOOD:
+            result.lost.append(
+                {
+                    "deployment_id": dep_id,
+                    "component": hook.target.name,
+                    "status": status,
+                    "reason": (found or {}).get("reason"),
+                }
+            )
+        elif status == "succeeded":
+            result.succeeded += 1
+            if per_id.get(dep_id, 0) == 0:
+                result.succeeded_without_write.append(dep_id)
+        else:
+            result.superseded += 1
+    # Any deployment of a chaos component that no 202 named is extra, whatever its source: a
+    # promotion, a CLI deploy or a message the orchestrator made up would all run unasked.
+    for dep_id, d in by_id.items():
+        if dep_id not in promised:
+            result.extra.append(
+                {
+                    "deployment_id": dep_id,
+                    "component": d.get("component"),
+                    "status": d.get("status"),
+                    "source": d.get("source"),
+                }
+            )
+    # A write no record explains (an id neither promised nor in any history) is extra too.
+    for dep_id in per_id:
+        if dep_id not in promised and dep_id not in by_id:
+            result.extra.append({"deployment_id": dep_id, "component": None, "status": "written, unrecorded"})
+
+    by_target: dict[str, list[str]] = {}
+    for dep_id, hook in promised.items():
+        by_target.setdefault(hook.target.name, []).append(dep_id)
+    for target in targets:
+        _check_live(result, target, by_target.get(target.name, []), promised, order, live.get(target.name))
+    return result
+
+
+def _check_live(
+    result: Reconciliation,
+    target: Target,
+    mine: list[str],
+    promised: dict[str, Webhook],
+    order: dict[str, tuple[datetime, int]],
+    answer: tuple[int, dict[str, Any] | None] | None,
+) -> None:
+    status, obj = answer if answer is not None else (0, None)
+    if not mine:
+        if status != 404:
+            result.wrong_image.append(
+                {"component": target.name, "expected": None, "found": f"HTTP {status} (no 202 named it)"}
+            )
+        return
+    floor = (datetime.min.replace(tzinfo=UTC), 0)
+    # Newest by the orchestrator's order; a 202 it never recorded ranks by when CI sent it.
+    newest = max(mine, key=lambda d: (order.get(d, floor), promised[d].sent_at, promised[d].index))
+    want_image = target.pinned(promised[newest].tag)
+    if status != 200 or obj is None:
+        result.wrong_image.append({"component": target.name, "expected": newest, "found": f"HTTP {status}"})
+        return
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    containers = ((obj.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or [{}]
+    image = containers[0].get("image")
+    running = annotations.get(ANNOTATION_DEPLOYMENT_ID)
+    if running != newest or image != want_image:
+        result.wrong_image.append(
+            {
+                "component": target.name,
+                "expected": newest,
+                "expected_image": want_image,
+                "running": running,
+                "image": image,
+            }
+        )
+
+
+async def reconcile(
+    admin: Admin,
+    sandbox_url: str,
+    *,
+    project: str,
+    targets: list[Target],
+    hooks: list[Webhook],
+    histories: dict[str, list[dict[str, Any]]],
+    environment: str = "development",
+) -> Reconciliation:
+    """Collect the data plane's evidence (its write log, each component's live Deployment), then `judge`."""
+    del admin  # the histories are collected by `wait_until_settled`
+    namespace = namespace_for(ORG, project, environment)
     async with aiohttp.ClientSession() as session:
         _, writes = await sandbox_get(session, sandbox_url + "/_sandbox/writes")
-        per_id = deployment_writes(writes)
-        result.deployment_writes = sum(per_id.values())
-        result.duplicated = {dep: n for dep, n in per_id.items() if n > 1}
-
-        for dep_id, hook in promised.items():
-            found = by_id.get(dep_id)
-            status = found["status"] if found else "unknown"
-            result.statuses[status] += 1
-            if found is None or status not in GOOD:
-                result.lost.append(
-                    {
-                        "deployment_id": dep_id,
-                        "component": hook.target.name,
-                        "status": status,
-                        "reason": (found or {}).get("reason"),
-                    }
+        answers = await asyncio.gather(
+            *(
+                sandbox_get(
+                    session, f"{sandbox_url}/apis/apps/v1/namespaces/{namespace}/deployments/{t.name}"
                 )
-            elif status == "succeeded":
-                result.succeeded += 1
-                if per_id.get(dep_id, 0) == 0:
-                    result.succeeded_without_write.append(dep_id)
-            else:
-                result.superseded += 1
-        for dep_id, d in by_id.items():
-            if dep_id not in promised and d.get("source") == "webhook":
-                result.extra.append(
-                    {"deployment_id": dep_id, "component": d["component"], "status": d["status"]}
-                )
-
-        namespace = namespace_for(ORG, project, environment)
-        by_target: dict[str, list[str]] = {}
-        for dep_id, hook in promised.items():
-            by_target.setdefault(hook.target.name, []).append(dep_id)
-
-        async def check(target: Target) -> None:
-            mine = [d for d in by_target.get(target.name, []) if d in order]
-            if not mine:
-                return
-            newest = max(mine, key=lambda d: order[d])
-            hook = promised[newest]
-            want_image = target.pinned(hook.tag)
-            status, obj = await sandbox_get(
-                session, f"{sandbox_url}/apis/apps/v1/namespaces/{namespace}/deployments/{target.name}"
+                for t in targets
             )
-            if status != 200:
-                result.wrong_image.append(
-                    {"component": target.name, "expected": newest, "found": f"HTTP {status}"}
-                )
-                return
-            annotations = (obj.get("metadata") or {}).get("annotations") or {}
-            image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
-            running = annotations.get(ANNOTATION_DEPLOYMENT_ID)
-            if running != newest or image != want_image:
-                result.wrong_image.append(
-                    {
-                        "component": target.name,
-                        "expected": newest,
-                        "expected_image": want_image,
-                        "running": running,
-                        "image": image,
-                    }
-                )
-
-        await asyncio.gather(*(check(t) for t in targets))
-    return result
+        )
+    live = {t.name: answer for t, answer in zip(targets, answers, strict=True)}
+    return judge(targets=targets, hooks=hooks, histories=histories, writes=writes, live=live)

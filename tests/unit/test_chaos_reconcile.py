@@ -1,0 +1,194 @@
+"""The crash run's verdict (chaos/reconcile.py `judge`) on made-up runs: every kind of damage is flagged.
+
+A checker that has never been seen to fail proves nothing, so each test starts from a clean run
+that `judge` passes and plants one fault in it: a lost id, a Deployment written twice, a
+deployment no 202 named (of any source), the wrong image running, a success the cluster never
+saw, a component with nothing recorded.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from chaos.load import Webhook
+from chaos.provision import Target
+from chaos.reconcile import judge
+
+DIGEST_A = "sha256:" + "a" * 64
+DIGEST_B = "sha256:" + "b" * 64
+
+
+def target(name: str) -> Target:
+    return Target(
+        name=name,
+        token="lf_ci_unused",
+        host="registry.test:5000",
+        repository=f"chaos/{name}",
+        private=False,
+        digests={"v1": DIGEST_A, "v2": DIGEST_B},
+    )
+
+
+def record(
+    dep_id: str, component: str, accepted: str, status: str = "succeeded", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "id": dep_id,
+        "component": component,
+        "status": status,
+        "source": "webhook",
+        "timings": {"accepted": accepted},
+        **extra,
+    }
+
+
+def write(dep_id: str, name: str, *, status: int = 200, method: str = "PATCH") -> dict[str, Any]:
+    return {
+        "method": method,
+        "group": "apps",
+        "resource": "deployments",
+        "subresource": None,
+        "namespace": "default-chaos-development",
+        "name": name,
+        "deployment_id": dep_id,
+        "status": status,
+    }
+
+
+def live(dep_id: str, t: Target, tag: str) -> tuple[int, dict[str, Any]]:
+    return 200, {
+        "metadata": {"annotations": {"landfall.dev/deployment-id": dep_id}},
+        "spec": {"template": {"spec": {"containers": [{"image": t.pinned(tag)}]}}},
+    }
+
+
+def clean_run() -> dict[str, Any]:
+    """Two components; c0 got v1 then v2 (v1 superseded before dispatch), c1 got v1 once."""
+    c0, c1 = target("c0"), target("c1")
+    hooks = [
+        Webhook(index=0, target=c0, tag="v1", key="k0", deployment_id="dep_c0_1"),
+        Webhook(index=1, target=c1, tag="v1", key="k1", deployment_id="dep_c1_1"),
+        Webhook(index=2, target=c0, tag="v2", key="k2", deployment_id="dep_c0_2"),
+    ]
+    histories = {
+        "c0": [
+            record("dep_c0_2", "c0", "2026-01-01T00:00:02+00:00"),
+            record("dep_c0_1", "c0", "2026-01-01T00:00:00+00:00", status="superseded"),
+        ],
+        "c1": [record("dep_c1_1", "c1", "2026-01-01T00:00:01+00:00")],
+    }
+    return {
+        "targets": [c0, c1],
+        "hooks": hooks,
+        "histories": histories,
+        "writes": [write("dep_c1_1", "c1"), write("dep_c0_2", "c0")],
+        "live": {"c0": live("dep_c0_2", c0, "v2"), "c1": live("dep_c1_1", c1, "v1")},
+    }
+
+
+def test_a_clean_run_passes_with_its_figures() -> None:
+    r = judge(**clean_run())
+    assert r.ok, r
+    assert (r.accepted, r.succeeded, r.superseded, r.deployment_writes) == (3, 2, 1, 2)
+
+
+def test_an_accepted_id_the_orchestrator_does_not_know_is_lost() -> None:
+    run = clean_run()
+    run["histories"]["c1"] = []
+    r = judge(**run)
+    assert [lost["deployment_id"] for lost in r.lost] == ["dep_c1_1"]
+    assert r.lost[0]["status"] == "unknown"
+    assert not r.ok
+
+
+def test_an_accepted_deployment_that_failed_is_lost() -> None:
+    run = clean_run()
+    run["histories"]["c1"][0].update(status="failed", reason="apply_rejected")
+    r = judge(**run)
+    assert r.lost == [
+        {"deployment_id": "dep_c1_1", "component": "c1", "status": "failed", "reason": "apply_rejected"}
+    ]
+
+
+def test_a_deployment_written_twice_is_duplicated_but_a_refused_write_is_not_counted() -> None:
+    run = clean_run()
+    refused = write("dep_c1_1", "c1", status=409)
+    run["writes"] += [refused, write("dep_c1_1", "c1", method="PUT")]
+    r = judge(**run)
+    assert r.duplicated == {"dep_c1_1": 2}
+    assert r.deployment_writes == 3
+
+
+def test_a_deployment_no_202_named_is_extra_whatever_its_source() -> None:
+    for source in ("webhook", "promotion", "cli", "api"):
+        run = clean_run()
+        invented = record("dep_c1_x", "c1", "2026-01-01T00:00:00+00:00", status="superseded", source=source)
+        run["histories"]["c1"].append(invented)
+        r = judge(**run)
+        assert [e["deployment_id"] for e in r.extra] == ["dep_c1_x"], source
+        assert r.extra[0]["source"] == source
+        assert not r.ok
+
+
+def test_a_write_no_record_explains_is_extra() -> None:
+    run = clean_run()
+    run["writes"].append(write("dep_ghost", "c1"))
+    r = judge(**run)
+    assert [e["deployment_id"] for e in r.extra] == ["dep_ghost"]
+
+
+def test_the_wrong_final_image_or_deployment_running_is_flagged() -> None:
+    run = clean_run()
+    status, body = run["live"]["c0"]
+    older_image = copy.deepcopy(body)
+    older_image["spec"]["template"]["spec"]["containers"][0]["image"] = run["targets"][0].pinned("v1")
+    run["live"]["c0"] = (status, older_image)
+    r = judge(**run)
+    assert [(w["component"], w["image"]) for w in r.wrong_image] == [("c0", run["targets"][0].pinned("v1"))]
+
+    run = clean_run()
+    run["live"]["c0"] = live("dep_c0_1", run["targets"][0], "v2")
+    assert [w["running"] for w in judge(**run).wrong_image] == ["dep_c0_1"]
+
+    run = clean_run()
+    run["live"]["c1"] = (404, {"kind": "Status"})
+    assert judge(**run).wrong_image == [{"component": "c1", "expected": "dep_c1_1", "found": "HTTP 404"}]
+
+
+def test_a_success_the_cluster_never_saw_written_is_flagged() -> None:
+    run = clean_run()
+    run["writes"] = [w for w in run["writes"] if w["deployment_id"] != "dep_c1_1"]
+    r = judge(**run)
+    assert r.succeeded_without_write == ["dep_c1_1"]
+    assert not r.ok
+
+
+def test_a_component_with_nothing_recorded_is_still_checked_against_the_cluster() -> None:
+    # The orchestrator lost every record of c1: lost, and its object is still checked against the 202.
+    run = clean_run()
+    run["histories"]["c1"] = []
+    run["live"]["c1"] = live("dep_c1_1", run["targets"][1], "v2")
+    r = judge(**run)
+    assert [lost["deployment_id"] for lost in r.lost] == ["dep_c1_1"]
+    assert [w["component"] for w in r.wrong_image] == ["c1"]
+
+    # A component no 202 named must run nothing; an object there was deployed unasked.
+    run = clean_run()
+    c2 = target("c2")
+    run["targets"].append(c2)
+    run["live"]["c2"] = live("dep_c2_1", c2, "v1")
+    r = judge(**run)
+    assert [w["component"] for w in r.wrong_image] == ["c2"]
+    run["live"]["c2"] = (404, {"kind": "Status"})
+    assert judge(**run).ok
+
+
+def test_one_webhook_answered_with_another_ones_id_is_merged_and_a_refused_one_gave_up() -> None:
+    run = clean_run()
+    c1 = run["targets"][1]
+    run["hooks"].append(Webhook(index=3, target=c1, tag="v1", key="k3", deployment_id="dep_c1_1"))
+    run["hooks"].append(Webhook(index=4, target=c1, tag="v1", key="k4", gave_up="HTTP 400"))
+    r = judge(**run)
+    assert r.merged == [{"deployment_id": "dep_c1_1", "webhooks": [1, 3]}]
+    assert r.gave_up == [{"webhook": 4, "component": "c1", "why": "HTTP 400"}]
