@@ -10,7 +10,9 @@ lists exactly the subjects its code uses (read from it: `publish_durable`, `requ
 * only the orchestrator publishes `dataplanes.*.deploy` and asks `rpc.credentials.*`;
 * only credentials asks `rpc.orchestrator.dataplane.key` (the enrolled key it seals pull secrets to);
 * the gateway publishes image events, its own broadcasts and asks its two RPCs and the key look-up;
-* every service publishes `audit.*` (JetStream) and listens to `apikeys.revoked`.
+* every service publishes `audit.*` (JetStream) and listens to `apikeys.revoked`;
+* the console only listens to `deployments.*.changed` (its live pages) and publishes nothing: it
+  changes things through the public HTTP API with the signed-in person's key, never on the bus.
 
 What is subtle
 --------------
@@ -44,8 +46,8 @@ from libs.contracts.subjects import (
     Subjects,
 )
 
-Service = Literal["credentials", "webhook-gateway", "orchestrator"]
-SERVICES: tuple[Service, ...] = ("credentials", "webhook-gateway", "orchestrator")
+Service = Literal["credentials", "webhook-gateway", "orchestrator", "console"]
+SERVICES: tuple[Service, ...] = ("credentials", "webhook-gateway", "orchestrator", "console")
 INBOX = "_INBOX.>"
 
 
@@ -130,7 +132,8 @@ def _durable(stream: str, durable: str, filter_subject: str) -> tuple[str, ...]:
 
 
 def service_permissions(subjects: Subjects, service: str) -> Permissions:
-    """Least privilege for one Landfall service (`credentials`, `webhook-gateway`, `orchestrator`)."""
+    """Least privilege for one Landfall service (`credentials`, `webhook-gateway`, `orchestrator`,
+    `console`)."""
     s = subjects
     every = (s.audit("*"),)  # each service records its changes (JetStream publish on AUDIT)
     listens = (INBOX, s.apikeys_revoked)  # replies, and every replica forgets a revoked key
@@ -191,4 +194,8 @@ def service_permissions(subjects: Subjects, service: str) -> Permissions:
             sub_allow=(*listens, s.rpc_registry_get, s.rpc_resolve_image, s.rpc_pull_secret),
             responses=True,
         )
+    if service == "console":
+        # An empty allow list means "anything": deny every publish instead (PING/PONG, which the
+        # readiness check's flush uses, is protocol, not a subject).
+        return Permissions(pub_deny=(">",), sub_allow=(INBOX, s.deployment_changed("*")))
     raise ValueError(f"no NATS permissions for {service!r}: one of {', '.join(SERVICES)}")
