@@ -48,7 +48,8 @@ def nats_ctx(
         nc = await busmod.connect(settings, name=settings.service_name, user=user)
         bus = busmod.Bus(nc, Subjects(settings.bus_prefix))
         if ensure_streams:
-            await busmod.ensure_streams(bus.js, bus.subjects.streams)
+            replicas = busmod.stream_replicas(nc, settings)
+            await busmod.ensure_streams(bus.js, bus.subjects.streams, replicas=replicas)
         app[BUS] = bus
 
         async def check() -> None:
