@@ -14,6 +14,11 @@ Subtle parts:
   an error answered by the other side is `RpcFailed` with its code. `serve`
   answers the handler's `NotFound`, `Invalid` and `DependencyUnavailable`
   itself (`not_found`, `invalid`, `unavailable`), so handlers just raise.
+- A cluster: `LANDFALL_NATS_URL` may list several servers; nats-py tries them in turn and
+  adds the ones the cluster announces. Streams get `stream_replicas` copies, min(3, the
+  cluster's size) unless a setting says otherwise, so losing one server of three loses
+  nothing; consumers inherit their stream's replicas. An R1 stream found on a cluster is
+  raised to R3 by the orchestrator's `ensure_streams` (the only user allowed to update).
 """
 
 from __future__ import annotations
@@ -97,7 +102,7 @@ async def connect(
     while True:
         try:
             return await nats.connect(
-                settings.nats_url,
+                settings.nats_servers,
                 name=name,
                 user=settings.nats_user if credentials is None else None,
                 password=(
@@ -119,14 +124,30 @@ async def connect(
             )
         except (OSError, nats.errors.NoServersError, nats.errors.TimeoutError) as exc:
             if asyncio.get_running_loop().time() > deadline:
+                where = ", ".join(settings.nats_servers)
                 raise BusUnavailable(
-                    f"cannot reach NATS at {settings.nats_url}: {exc!r}; is nats-server running?"
+                    f"cannot reach NATS at {where}: {exc!r}; is nats-server running?"
                 ) from exc
             await asyncio.sleep(0.5)
 
 
-def stream_config(spec: StreamSpec) -> StreamConfig:
-    """The JetStream config of `spec`: limits on age, size and message size.
+MAX_STREAM_REPLICAS = 3
+
+
+def stream_replicas(nc: NATS, settings: ServiceSettings) -> int:
+    """How many copies of each stream: the setting, else min(3, the cluster's size).
+
+    The size is what the client knows of the cluster: the URLs it was given and the servers the
+    cluster announced (INFO `connect_urls`), so one URL to a three-node cluster still gives R3."""
+    if settings.nats_replicas:
+        return settings.nats_replicas
+    known = {url.rstrip("/").rsplit("//", 1)[-1] for url in settings.nats_servers}
+    known |= {server.netloc for server in nc.servers}
+    return max(1, min(MAX_STREAM_REPLICAS, len(known)))
+
+
+def stream_config(spec: StreamSpec, *, replicas: int = 1) -> StreamConfig:
+    """The JetStream config of `spec`: limits on age, size and message size; `replicas` copies.
 
     A full stream refuses new messages (`DiscardPolicy.NEW`): the publisher gets a 503 and retries,
     where discarding the oldest would silently drop accepted deployments nobody consumed yet."""
@@ -142,11 +163,13 @@ def stream_config(spec: StreamSpec) -> StreamConfig:
         max_consumers=spec.max_consumers,
         max_bytes=spec.max_bytes,
         max_msg_size=spec.max_msg_size,
+        num_replicas=replicas,
     )
 
 
 _COMPARED = (
-    "subjects", "description", "retention", "storage", "discard", "max_bytes", "max_msg_size"
+    "subjects", "description", "retention", "storage", "discard", "max_bytes", "max_msg_size",
+    "num_replicas",
 )  # fmt: skip
 
 
@@ -162,8 +185,8 @@ def _up_to_date(have: StreamConfig, want: StreamConfig) -> bool:
     )
 
 
-async def ensure_streams(js: JetStreamContext, specs: Iterable[StreamSpec]) -> None:
-    """Create the streams, or bring their settings up to date (idempotent).
+async def ensure_streams(js: JetStreamContext, specs: Iterable[StreamSpec], *, replicas: int = 1) -> None:
+    """Create the streams (`replicas` copies each), or bring their settings up to date (idempotent).
 
     Every service calls this at start, but only the orchestrator's NATS user may *update* a stream
     (`natsauth.service_permissions`): the others may create a missing one (a create never changes
@@ -172,7 +195,7 @@ async def ensure_streams(js: JetStreamContext, specs: Iterable[StreamSpec]) -> N
     request times out) logs it and goes on with the stream as it is, until the orchestrator starts.
     """
     for spec in specs:
-        config = stream_config(spec)
+        config = stream_config(spec, replicas=replicas)
         try:
             await js.add_stream(config)
             continue

@@ -3,13 +3,16 @@
 Secrets are `SecretStr` so that they never print in a repr, a log line or an
 error. `VAULT_ADDR`/`VAULT_TOKEN` are accepted as well as the prefixed names,
 because that is what every Vault user already has in their shell.
+
+`LANDFALL_NATS_URL` is one URL or a comma-separated list (every node of a NATS cluster; the
+client fails over between them and learns the rest from the cluster). `nats_servers` is the list.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,7 +22,16 @@ class ServiceSettings(BaseSettings):
     service_name: str = "landfall"
     http_host: str = "127.0.0.1"
     http_port: int = 8080
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        description="a NATS URL, or a comma-separated list of them (the nodes of a cluster)",
+    )
+    nats_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=5,
+        description="JetStream replicas of every stream; 0: min(3, the cluster's size), R1 on one server",
+    )
     nats_user: str | None = None
     nats_password: SecretStr | None = None
     nats_creds_file: Path | None = Field(
@@ -30,6 +42,18 @@ class ServiceSettings(BaseSettings):
     log_format: str = Field(default="json", pattern="^(json|text)$")
     shutdown_timeout_seconds: float = 10.0
     version: str = "0.1.0"
+
+    @field_validator("nats_url")
+    @classmethod
+    def _some_nats_url(cls, value: str) -> str:
+        if not [url for url in value.split(",") if url.strip()]:
+            raise ValueError("give at least one NATS URL (comma-separated for a cluster)")
+        return value
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """`nats_url` as the list nats-py's `servers=` takes."""
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
 
 
 class DatabaseSettings(BaseSettings):

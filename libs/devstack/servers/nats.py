@@ -3,6 +3,11 @@
 Ready means the monitoring endpoint's `/healthz?js-enabled-only=true` answers 200, i.e.
 JetStream is up, not only the client port. `config_extra` is appended verbatim (auth blocks
 for operator mode), so a config error shows up as a failed start pointing at it.
+
+A node of a cluster (`nats_cluster.NatsCluster`) also gets a `server_name` (JetStream's
+clustering needs one per node, stable across restarts: it names the node in the Raft groups),
+a route port and its peers' routes. Alone, such a node is "ready" as soon as JetStream is on;
+whether the cluster has a meta leader is the cluster's own wait.
 """
 
 from __future__ import annotations
@@ -31,10 +36,20 @@ class NatsServer(ServerProcess):
         config_extra: str = "",
         *,
         monitor_port: int | None = None,
+        server_name: str | None = None,
+        cluster_port: int | None = None,
+        routes: tuple[int, ...] = (),
+        cluster_name: str = "landfall",
     ) -> None:
-        super().__init__(data_dir, port, ports_auto=port is None and monitor_port is None)
+        # A cluster node's ports are its peers' routes: they never move after the first pick.
+        clustered = cluster_port is not None
+        super().__init__(data_dir, port, ports_auto=port is None and monitor_port is None and not clustered)
         self.monitor_port = monitor_port if monitor_port is not None else self._free_port()
         self.config_extra = config_extra
+        self.server_name = server_name
+        self.cluster_port = cluster_port
+        self.routes = routes
+        self.cluster_name = cluster_name
         self.config_path = self.data_dir / "nats.conf"
         self.store_dir = self.data_dir / "jetstream"
 
@@ -58,7 +73,8 @@ class NatsServer(ServerProcess):
     def _prepare(self) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         config = (
-            f"listen: {json.dumps(f'{HOST}:{self.port}')}\n"
+            (f"server_name: {json.dumps(self.server_name)}\n" if self.server_name else "")
+            + f"listen: {json.dumps(f'{HOST}:{self.port}')}\n"
             f"http: {json.dumps(f'{HOST}:{self.monitor_port}')}\n"
             "jetstream {\n"
             f"  store_dir: {json.dumps(str(self.store_dir))}\n"
@@ -68,6 +84,15 @@ class NatsServer(ServerProcess):
             "  max_file_store: 1024T\n"
             "}\n"
         )
+        if self.cluster_port is not None:
+            routes = ", ".join(json.dumps(f"nats-route://{HOST}:{port}") for port in self.routes)
+            config += (
+                "cluster {\n"
+                f"  name: {json.dumps(self.cluster_name)}\n"
+                f"  listen: {json.dumps(f'{HOST}:{self.cluster_port}')}\n"
+                f"  routes: [{routes}]\n"
+                "}\n"
+            )
         if self.config_extra:
             config += "\n" + self.config_extra.rstrip("\n") + "\n"
         self._write_config(self.config_path, config)
