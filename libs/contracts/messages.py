@@ -14,6 +14,8 @@ from typing import Any, Final, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from libs.contracts.config import WorkloadConfig
+
 SCHEMA_VERSION: Final = 1
 
 ComponentType = Literal["service", "web-application", "scheduled-task", "manual-task"]
@@ -68,6 +70,15 @@ class SealedSecret(Message):
     registry_id: str
 
 
+class SealedValues(Message):
+    """A JSON object of named secret values (an environment's config secrets) sealed like a
+    `SealedSecret` to one data plane's key. Only the agent of that data plane can open it."""
+
+    algorithm: Literal["curve25519-xsalsa20-poly1305-sealedbox"] = "curve25519-xsalsa20-poly1305-sealedbox"
+    recipient_key_id: str = Field(description="sha256 of the recipient public key, hex, first 16 chars")
+    ciphertext: str = Field(description="base64 of the sealed JSON object {name: value}")
+
+
 class CommandSignature(BaseModel):
     """The orchestrator's Ed25519 signature over a command (`libs.contracts.signing`): which key
     (`key_id`, the first 16 hex of sha256 of the public key) and the signature itself. A part of a
@@ -108,6 +119,18 @@ class DeployCommand(CommandRef):
     ingress_class: str | None = None
     ingress_host: str | None = None
     pull_secret: SealedSecret | None = None
+    config: WorkloadConfig | None = Field(
+        default=None,
+        description="the environment's config (its `env` already merged into `env` above); None from"
+        " orchestrators older than per-environment config: one replica, no resources, no probes",
+    )
+    config_version: int | None = None
+    secrets: SealedValues | None = Field(
+        default=None, description="the environment's config secrets, sealed to this data plane's key"
+    )
+    secret_names: list[str] = Field(
+        default_factory=list, description="the names inside `secrets` (the values stay sealed)"
+    )
     dispatched_at: datetime
     signature: CommandSignature | None = Field(
         default=None,
@@ -152,6 +175,10 @@ class RolloutReport(CommandRef):
     status: ReportStatus
     reason: str | None = None
     message: str | None = None
+    digest: str | None = Field(
+        default=None,
+        description="the digest the cluster actually pulled (a Pod's imageID), when the command named a tag",
+    )
     applied_at: datetime | None = None
     reported_at: datetime
 
@@ -175,6 +202,12 @@ class DeploymentView(Message):
     status: DeploymentStatus
     reason: str | None = None
     source: str | None = None
+    config_version: int | None = Field(
+        default=None, description="the environment's config version this deployment runs with"
+    )
+    rolled_back_by: str | None = Field(
+        default=None, description="the deployment that rolled this failed one back (auto-rollback)"
+    )
     notes: list[str] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
@@ -268,6 +301,31 @@ class ResolvedImage(Message):
     status: ResolveStatus
     digest: str | None = None
     detail: str = ""
+
+
+class ConfigSecretsSeal(ComponentRef):
+    """Orchestrator -> credentials: seal one environment's config secrets (the Vault version the
+    config names) to a data plane's *enrolled* key, as `PullSecretRequest` does."""
+
+    environment: str
+    version: int = Field(ge=1, description="the KV version of the secrets, as stored with the config")
+    dataplane_id: str
+
+
+class ConfigSecretsReply(Message):
+    sealed: SealedValues | None = None
+    names: list[str] = Field(default_factory=list)
+    reason: Literal["sealed", "empty", "not_enrolled", "not_found"] = "sealed"
+
+
+class ResolveInCluster(Message):
+    """Orchestrator -> one data plane's agent (core request-reply): resolve a tag to a digest from
+    inside the cluster, for a registry the control plane cannot reach. `pull_secret` is sealed to
+    that agent's key (None for anonymous registries)."""
+
+    dataplane_id: str
+    image: str = Field(description="host/repository:tag")
+    pull_secret: SealedSecret | None = None
 
 
 class ComponentGet(ComponentRef):

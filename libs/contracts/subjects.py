@@ -76,6 +76,10 @@ class Subjects:
     def heartbeat(self, dataplane_id: str) -> str:
         return self._s(f"dataplanes.{dataplane_id}.heartbeat")
 
+    def resolve(self, dataplane_id: str) -> str:
+        """Orchestrator -> one agent (request-reply): resolve a tag from inside the cluster."""
+        return self._s(f"dataplanes.{dataplane_id}.resolve")
+
     @property
     def all_heartbeats(self) -> str:
         return self._s("dataplanes.*.heartbeat")
@@ -111,6 +115,11 @@ class Subjects:
     @property
     def rpc_resolve_image(self) -> str:
         return self._s("rpc.credentials.resolve-image")
+
+    @property
+    def rpc_config_secrets_seal(self) -> str:
+        """Orchestrator -> credentials: seal an environment's config secrets for a data plane."""
+        return self._s("rpc.credentials.config-secrets.seal")
 
     @property
     def rpc_component_get(self) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from libs.contracts.messages import TERMINAL_STATUSES, DeploymentView
 from libs.oci.reference import ImageReference, parse_reference
@@ -108,6 +109,8 @@ class Deployment:
     reported_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    config_version: int | None
+    rolled_back_by: str | None
 
     @property
     def terminal(self) -> bool:
@@ -181,6 +184,24 @@ class NewDeployment:
     accepted_at: datetime | None = None
     token_prefix: str | None = None
     idempotency_key: str | None = None
+    config_version: int | None = None  # None: the environment's current config version
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentConfig:
+    """One version of a component's configuration in one environment (immutable once stored).
+
+    `body` is a `libs.contracts.config.WorkloadConfig` as JSON; secrets are only named here, their
+    values live in Vault at `secrets_version` (None: the environment has no secrets)."""
+
+    component_id: str
+    environment: str
+    version: int
+    body: dict[str, Any]
+    secret_names: list[str]
+    secrets_version: int | None
+    created_at: datetime
+    created_by: str | None
 
 
 def pinned_image(image: str, digest: str | None) -> str:

@@ -20,6 +20,7 @@ from libs.runtime.store import Executor, UnitOfWork
 from services.orchestrator.store.apikeys import ApiKeys
 from services.orchestrator.store.audit import AuditEvents
 from services.orchestrator.store.components import Components, Projects
+from services.orchestrator.store.configs import EnvironmentConfigs
 from services.orchestrator.store.dataplanes import DataPlanes
 from services.orchestrator.store.deployments import Deployments
 from services.orchestrator.store.environments import Environments
@@ -40,6 +41,7 @@ class Repos:
     teardowns: Teardowns
     api_keys: ApiKeys
     audit: AuditEvents
+    configs: EnvironmentConfigs
 
 
 _REPO_CLASSES = get_type_hints(Repos)

@@ -47,7 +47,7 @@ class Deployments(PendingRepo[Deployment]):
         try:
             rows = await self.many(
                 "SELECT * FROM record_deployment($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-                " $14::jsonb, $15, $16, $17)",
+                " $14::jsonb, $15, $16, $17, $18)",
                 new.id,
                 new.component.id,
                 new.component.org,
@@ -65,6 +65,7 @@ class Deployments(PendingRepo[Deployment]):
                 new.token_prefix,
                 new.idempotency_key,
                 new.accepted_at,
+                new.config_version,
             )
         except asyncpg.ForeignKeyViolationError:
             return None
