@@ -18,6 +18,7 @@ from typing import Any
 
 from libs.devstack.processes import StackError, http
 from libs.devstack.servers import DockerRegistry, NatsServer, OpenBaoServer, PostgresServer
+from libs.devstack.servers.nats_cluster import NatsCluster
 from libs.runtime.natsauth import NatsAuthConfig
 
 ORG = "default"
@@ -33,7 +34,7 @@ class Provisioning:
     org_key: str | None
     kubeconfig: Path | None
     registry: DockerRegistry
-    nats: NatsServer
+    nats: NatsServer | NatsCluster  # a cluster's `url` lists every node
     postgres: PostgresServer
     vault: OpenBaoServer
     nats_auth: NatsAuthConfig
