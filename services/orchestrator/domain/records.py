@@ -109,8 +109,8 @@ class Deployment:
     reported_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
-    config_version: int | None
-    rolled_back_by: str | None
+    config_version: int | None = None
+    rolled_back_by: str | None = None
 
     @property
     def terminal(self) -> bool:
