@@ -86,7 +86,7 @@ def _ports_for(root: Path, *, random: bool) -> Ports:
     return random_ports() if random else Ports()
 
 
-def up(root: Path, *, random: bool = False, replicas: int = 1) -> int:
+def up(root: Path, *, random: bool = False, replicas: int = 1, nats_nodes: int = 1) -> int:
     echo = _printer()
     kube = reachable_kube_context()
     ports = _ports_for(root, random=random)
@@ -98,6 +98,7 @@ def up(root: Path, *, random: bool = False, replicas: int = 1) -> int:
         log_format="text",
         persist_sandbox=True,
         replicas=replicas,
+        nats_nodes=nats_nodes,
     )
     stack.state["ports"] = {k: v for k, v in vars(ports).items()}
     stack._save()
@@ -209,13 +210,24 @@ def main(argv: list[str] | None = None) -> int:
         help="free ports, not the defaults (kept for reruns)",
     )
     parser.add_argument(
-        "--replicas", type=int, default=1, help="processes of each HTTP service (the front door spreads them)"
+        "--replicas",
+        type=int,
+        default=int(os.environ.get("LANDFALL_REPLICAS") or 1),
+        help="processes of each HTTP service (the front door spreads them); default $LANDFALL_REPLICAS or 1",
+    )
+    parser.add_argument(
+        "--nats-nodes",
+        type=int,
+        default=int(os.environ.get("LANDFALL_NATS_NODES") or 1),
+        help="nats-servers, more than one as a JetStream cluster; default $LANDFALL_NATS_NODES or 1",
     )
     args = parser.parse_args(argv)
     root = Path(args.state_dir).resolve()
     if args.command == "down":
         return down(root)
-    return up(root, random=args.random_ports, replicas=max(1, args.replicas))
+    return up(
+        root, random=args.random_ports, replicas=max(1, args.replicas), nats_nodes=max(1, args.nats_nodes)
+    )
 
 
 if __name__ == "__main__":
