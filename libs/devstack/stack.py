@@ -31,6 +31,10 @@ Subtle parts:
   first on the `Ports` port, the others on free ports kept in the state); the front
   door round-robins over them and `LANDFALL_*_URLS` lists them all. Replica k > 1 of
   a service is the process `<service>-<k>` (its log is `<name>-<k>.log`).
+- `nats_nodes=3` runs NATS as a three-node JetStream cluster (`servers.NatsCluster`, the
+  first node on the `Ports` NATS port, the others' client ports kept in the state); every
+  service gets the comma-separated list as `LANDFALL_NATS_URL` and makes its streams R3.
+  `make up` takes both from `LANDFALL_NATS_NODES` and `LANDFALL_REPLICAS`.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from libs.contracts.subjects import Subjects
 from libs.devstack.processes import Ports, Proc, StackError, free_ports, http, random_ports, stop_group
 from libs.devstack.provisioning import Provisioning
 from libs.devstack.servers import DockerRegistry, NatsServer, OpenBaoServer, PostgresServer
+from libs.devstack.servers.nats_cluster import NatsCluster
 from libs.devstack.vault_policies import ServiceToken, make_service_tokens
 from libs.runtime.natsauth import generate_nats_auth, service_permissions
 
@@ -97,6 +102,7 @@ class Stack(Provisioning):
     # off for tests and benchmarks, which start from nothing and need its CPU for themselves.
     persist_sandbox: bool = False
     replicas: int = 1  # processes of each HTTP service (credentials, orchestrator, gateway)
+    nats_nodes: int = 1  # nats-servers; more than one: one JetStream cluster
     # Each Vault user's own token with its own policy (vault_policies.py), made by start_infra.
     vault_tokens: dict[str, ServiceToken] = field(default_factory=dict, init=False, repr=False)
 
@@ -131,9 +137,24 @@ class Stack(Provisioning):
         }
         # NATS auth (operator mode): services are full users; each agent gets its own user at enrollment.
         self.nats_auth = generate_nats_auth(self.root / "nats-auth")
-        self.nats = NatsServer(
-            self.root / "nats", port=self.ports.nats, config_extra=self.nats_auth.server_config
-        )
+        self.nats: NatsServer | NatsCluster
+        if self.nats_nodes > 1:
+            kept: list[int] = self.state.setdefault("nats_ports", [])
+            taken = {*vars(self.ports).values(), *(p for ps in extra.values() for p in ps)}
+            while len(kept) < self.nats_nodes - 1:
+                kept += [
+                    port for port in free_ports(self.nats_nodes) if port not in taken and port not in kept
+                ][: self.nats_nodes - 1 - len(kept)]
+            self.nats = NatsCluster(
+                self.root / "nats-cluster",
+                nodes=self.nats_nodes,
+                config_extra=self.nats_auth.server_config,
+                ports=(self.ports.nats, *kept),
+            )
+        else:
+            self.nats = NatsServer(
+                self.root / "nats", port=self.ports.nats, config_extra=self.nats_auth.server_config
+            )
         self.postgres = PostgresServer(self.root / "postgres", port=self.ports.postgres)
         self.vault = OpenBaoServer(
             self.root / "openbao",
@@ -179,6 +200,11 @@ class Stack(Provisioning):
         for name, server in self._servers().items():
             if server.is_running() and server.pid:
                 pids[name] = server.pid
+        if isinstance(self.nats, NatsCluster):  # `make down` stops each node
+            pids.pop("nats", None)
+            for index, node in enumerate(self.nats.nodes):
+                if node.is_running() and node.pid:
+                    pids[f"nats-{index + 1}"] = node.pid
         pids["supervisor"] = os.getpid()
         (self.root / "pids.json").write_text(json.dumps(pids))
 
