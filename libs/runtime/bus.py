@@ -13,7 +13,9 @@ Subtle parts:
   timeout is `BusUnavailable` (the HTTP layer turns it into 503 + Retry-After),
   an error answered by the other side is `RpcFailed` with its code. `serve`
   answers the handler's `NotFound`, `Invalid` and `DependencyUnavailable`
-  itself (`not_found`, `invalid`, `unavailable`), so handlers just raise.
+  itself (`not_found`, `invalid`, `unavailable`), so handlers just raise, and counts
+  every answer in `landfall_rpc_served_total{subject,result}` (`result`: `ok` or the error
+  code): with several replicas in one queue group, which replica did the work.
 - A cluster: `LANDFALL_NATS_URL` may list several servers; nats-py tries them in turn and
   adds the ones the cluster announces. Streams get `stream_replicas` copies, min(3, the
   cluster's size) unless a setting says otherwise, so losing one server of three loses
@@ -44,6 +46,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
+from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, ValidationError
 
 from libs.contracts.messages import RpcError, RpcReply
@@ -232,11 +235,19 @@ def agent_consumer_config(
 class Bus:
     """One NATS connection, its JetStream context and the subject names."""
 
-    def __init__(self, nc: NATS, subjects: Subjects, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, nc: NATS, subjects: Subjects, *, timeout: float = 5.0, metrics: CollectorRegistry | None = None
+    ) -> None:
         self.nc = nc
         self.js = nc.jetstream(timeout=timeout)
         self.subjects = subjects
         self.timeout = timeout
+        self._served = Counter(
+            "landfall_rpc_served_total",
+            "requests answered on the bus, by subject and result (ok or the error code)",
+            ["subject", "result"],
+            registry=metrics if metrics is not None else CollectorRegistry(),
+        )
 
     @property
     def connected(self) -> bool:
@@ -341,6 +352,7 @@ class Bus:
             except Exception as exc:  # an RPC must always be answered
                 log.exception("rpc handler failed", extra={"subject": subject})
                 reply = RpcReply[Any](error=RpcError(code="internal", message=type(exc).__name__))
+            self._served.labels(subject, "ok" if reply.error is None else reply.error.code).inc()
             if msg.reply:
                 try:
                     await msg.respond(reply.model_dump_json().encode())
