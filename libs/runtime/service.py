@@ -25,7 +25,7 @@ from libs.runtime import db
 from libs.runtime.access import AUDIT, AUTHENTICATOR, Authenticator, KeyDirectory, KeyLookup, bus_key_lookup
 from libs.runtime.audit import AuditLog
 from libs.runtime.broadcasts import Broadcasts
-from libs.runtime.http import ADMIN_TOKEN, READY_CHECKS, Api, create_base_app
+from libs.runtime.http import ADMIN_TOKEN, METRICS, READY_CHECKS, Api, create_base_app
 from libs.runtime.natsauth import NatsUser
 from libs.runtime.ratelimit import PreAuthSettings
 from libs.runtime.settings import DatabaseSettings, OwnSchemaSettings, ServiceSettings
@@ -46,7 +46,7 @@ def nats_ctx(
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         nc = await busmod.connect(settings, name=settings.service_name, user=user)
-        bus = busmod.Bus(nc, Subjects(settings.bus_prefix))
+        bus = busmod.Bus(nc, Subjects(settings.bus_prefix), metrics=app.get(METRICS))
         if ensure_streams:
             replicas = busmod.stream_replicas(nc, settings)
             await busmod.ensure_streams(bus.js, bus.subjects.streams, replicas=replicas)
