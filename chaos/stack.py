@@ -38,11 +38,26 @@ class ChaosStack:
             self.private_registry.stop()
 
 
-def start(root: Path, *, private_password: str, extra_env: dict[str, str] | None = None) -> ChaosStack:
-    """Start everything (servers, sandbox data plane, the four services) and provision `default`."""
+def start(
+    root: Path,
+    *,
+    private_password: str,
+    extra_env: dict[str, str] | None = None,
+    replicas: int = 1,
+    nats_nodes: int = 1,
+) -> ChaosStack:
+    """Start everything (servers, sandbox data plane, the four services) and provision `default`;
+    `replicas` processes of each HTTP service and `nats_nodes` clustered nats-servers (chaos/cluster.py)."""
     root.mkdir(parents=True, exist_ok=True)
     env = {**CHAOS_ENV, **(extra_env or {})}
-    stack = Stack(root, ports=random_ports(), persistent_vault=True, extra_env=env)
+    stack = Stack(
+        root,
+        ports=random_ports(),
+        persistent_vault=True,
+        extra_env=env,
+        replicas=replicas,
+        nats_nodes=nats_nodes,
+    )
     private = DockerRegistry(root / "registry-private", users={PRIVATE_REGISTRY_USER: private_password})
     chaos = ChaosStack(stack, private, private_password)
     try:
