@@ -8,16 +8,19 @@ held as long as the gateway holds it, and that a stopped service is a 503 proble
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
+from libs.contracts.subjects import Subjects
 from libs.devstack.front_door import route
+from libs.devstack.servers.nats_cluster import NatsCluster
 from libs.devstack.stack import Stack, http
+from tests.support import wait_until
 
 
 def _raw(stack: Stack, method: str, path: str) -> tuple[int, dict[str, str], Any]:
@@ -120,14 +123,28 @@ def test_a_long_poll_is_held_until_the_gateway_answers(stack: Stack) -> None:
     stack.stop_service("data_plane_agent")  # nothing rolls out: the poll waits its full time
     try:
         accepted = _webhook(stack, token, {"tag": "1.0"}, {})
-        started = time.monotonic()
-        path = f"/v1/webhooks/deployments/{accepted['deployment_id']}?wait=4"
-        status, during = http("GET", stack.front_url + path, token=token, timeout=20)
+        path = f"/v1/webhooks/deployments/{accepted['deployment_id']}?wait=8"
+        changes = Subjects(stack.bus_prefix).deployment_changed(accepted["deployment_id"])
+        with ThreadPoolExecutor(1) as pool:
+            poll = pool.submit(http, "GET", stack.front_url + path, token=token, timeout=20)
+            # The poll came through the front door and the gateway holds it: it listens for changes.
+            wait_until(lambda: _subscribed(stack, changes), what=f"a subscription to {changes}")
+            status, during = poll.result()
         assert status == 200, during
         assert during["status"] in {"pending", "dispatched"}
-        assert time.monotonic() - started >= 3.5
     finally:
         stack.start_service("data_plane_agent")
+
+
+def _subscribed(stack: Stack, subject: str) -> bool:
+    """Whether some client of nats-server subscribes to `subject` (its monitoring `/connz?subs=1`)."""
+    servers = stack.nats.nodes if isinstance(stack.nats, NatsCluster) else [stack.nats]
+    for server in servers:
+        status, connz = http("GET", server.monitor_url + "/connz?subs=1")
+        assert status == 200, connz
+        if any(subject in (c.get("subscriptions_list") or []) for c in connz.get("connections") or []):
+            return True
+    return False
 
 
 def test_a_stopped_service_is_a_503_problem_naming_it(stack: Stack) -> None:

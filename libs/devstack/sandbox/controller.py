@@ -107,6 +107,8 @@ class Controller:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.paused = False
+        # Wake-ups a pause made the controller skip: what a test waits on to know the pause held.
+        self.skipped = 0
 
     def start(self) -> None:
         self._wake = asyncio.Event()  # bound to the running loop on first use; a restart may use another loop
@@ -153,6 +155,7 @@ class Controller:
                     await self._wake.wait()
             self._wake.clear()
             if self.paused:
+                self.skipped += 1
                 continue
             dirty, self._dirty = self._dirty, set()
             for kind, namespace, name in sorted(dirty, key=lambda key: (key[0].plural, key[1], key[2])):

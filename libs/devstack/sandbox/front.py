@@ -164,6 +164,10 @@ class SandboxCluster:
         if self._entered:
             self._entered = False
             await self._emulator.__aexit__(None, None, None)
+        # A restarted API server keeps its address (and its objects, like etcd): clients' kubeconfigs
+        # still point at it, which is what a test of "the Kubernetes API went away and came back" needs.
+        if self._port is not None:
+            self._requested_port = self._port
         self._port = None
 
     async def __aenter__(self) -> Self:
@@ -261,6 +265,11 @@ class SandboxCluster:
     @property
     def controller_paused(self) -> bool:
         return self._controller is not None and self._controller.paused
+
+    @property
+    def controller_skipped(self) -> int:
+        """How often the paused controller woke to a change and left it alone."""
+        return self._controller.skipped if self._controller is not None else 0
 
     # Request handling.
 

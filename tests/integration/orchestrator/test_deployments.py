@@ -6,7 +6,6 @@ the agent are played by the test on their NATS subjects.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from libs.contracts.ids import new_id
@@ -176,10 +175,18 @@ async def test_deleting_a_component_sends_its_data_planes_a_removal_after_its_de
     status, _, _ = await orch.call("GET", f"/v1/deployments/{second}")
     assert status == 404
 
-    # Sent once: the sweeper (every 0.3 s here) does not send it again.
-    marker = await orch.provision(org="marker")
-    await orch.wait_status(await orch.push(marker, IMAGE_1_0), "dispatched")
-    await asyncio.sleep(1.0)
+    # Sent once: a later sweep does not send it again. The marker is a deployment only the sweeper
+    # can dispatch (its data plane enrolls after the event was handled), so once it is out, a sweep
+    # has run since the removal was sent.
+    marker = await orch.provision(org="marker", enroll=False)
+    waiting = await orch.push(marker, IMAGE_1_0)
+    await eventually(lambda: _reason(orch, waiting, "dataplane_not_enrolled"), what="the marker deferred")
+    await orch.ok(
+        "POST",
+        "/v1/dataplanes/enroll",
+        {"enrollment_token": marker.enrollment_token, "public_key": marker.public_key, "version": "1.0"},
+    )
+    await orch.command_for(waiting)
     assert len(await removal()) == 1
 
     # Deleting what does not exist changes nothing.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -89,6 +90,18 @@ class FakeOrchestrator:
         self.keys = FakeKeys(bus)
         self.audit = AuditTap(bus)
         self._tasks: set[asyncio.Task[None]] = set()
+        # How often a gateway asked for each deployment. The gateway subscribes to a deployment's
+        # changes *before* it asks (one connection, processed in order by nats-server), so an ask
+        # proves the long-poll's subscription exists: the marker tests wait on instead of sleeping.
+        self.asked: Counter[str] = Counter()
+        self._asked_changed = asyncio.Condition()
+
+    async def wait_asked(self, deployment_id: str, times: int = 1, timeout: float = 10) -> None:
+        """Until a gateway has asked for `deployment_id` `times` times (so a long-poll is listening)."""
+        async with self._asked_changed:
+            await asyncio.wait_for(
+                self._asked_changed.wait_for(lambda: self.asked[deployment_id] >= times), timeout
+            )
 
     def add(self, info: ComponentInfo) -> ComponentInfo:
         self.components[(info.org, info.project, info.component)] = info
@@ -102,6 +115,9 @@ class FakeOrchestrator:
             return info
 
         async def deployment_get(req: DeploymentGet) -> DeploymentView:
+            async with self._asked_changed:
+                self.asked[req.deployment_id] += 1
+                self._asked_changed.notify_all()
             view = self.deployments.get(req.deployment_id)
             if view is None:
                 raise RpcHandlerError("not_found", "no such deployment")
@@ -128,7 +144,9 @@ class FakeOrchestrator:
         await self.audit.start()
 
     async def _finish_later(self, deployment_id: str, status: str) -> None:
-        await asyncio.sleep(0.3)
+        # The rollout ends once CI is listening (it asked), so the change is pushed, not found late.
+        with contextlib.suppress(TimeoutError):
+            await self.wait_asked(deployment_id, timeout=30)
         await self.change(
             deployment_id, status=status, reason="rollout failed" if status == "failed" else None
         )

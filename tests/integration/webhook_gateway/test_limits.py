@@ -11,7 +11,7 @@ from libs.contracts.ids import new_id
 from services.webhook_gateway.domain.tokens import generate_token
 from services.webhook_gateway.settings import Settings
 from tests.integration.webhook_gateway.helpers import COMPONENT_PATH, Env
-from tests.support import bearer, settings_from
+from tests.support import bearer, eventually, settings_from
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ async def test_long_polls_per_token_are_capped_and_a_hang_up_frees_a_slot(env: E
             return resp.status
 
     first, second = asyncio.ensure_future(poll()), asyncio.ensure_future(poll())
-    await asyncio.sleep(0.5)
+    await env.orch.wait_asked(ours.id, 2)  # both hold a slot: each asked once it had one
     resp = await env.client.get(url, headers=bearer(env.token))
     assert resp.status == 429, await resp.text()
     assert resp.headers["Retry-After"] == "1"
@@ -84,9 +84,12 @@ async def test_long_polls_per_token_are_capped_and_a_hang_up_frees_a_slot(env: E
     first.cancel()  # the client hangs up: its slot is given back within a moment
     with contextlib.suppress(asyncio.CancelledError):
         await first
-    await asyncio.sleep(1.0)
-    status, body = await env.status(ours.id, wait=1)
-    assert status == 200, body
+
+    async def a_slot_is_free() -> bool:
+        status, _ = await env.status(ours.id, wait=1)
+        return status == 200
+
+    await eventually(a_slot_is_free, what="the hung-up poll's slot given back")
     second.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await second

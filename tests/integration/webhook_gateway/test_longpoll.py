@@ -18,8 +18,9 @@ def env(env: Env) -> Env:
     return env
 
 
-async def _later(delay: float, action: Awaitable[Any]) -> None:
-    await asyncio.sleep(delay)
+async def _once_listening(env: Env, deployment_id: str, action: Awaitable[Any]) -> None:
+    """`action` once the long-poll for `deployment_id` has subscribed (it asked the orchestrator)."""
+    await env.orch.wait_asked(deployment_id)
     await action
 
 
@@ -35,9 +36,8 @@ async def test_long_poll_returns_when_the_rollout_succeeds(env: Env) -> None:
     deployment_id = await _recorded(env, "dispatched")
 
     async def rollout() -> None:
-        await asyncio.sleep(0.2)
+        await env.orch.wait_asked(deployment_id)
         await env.orch.change(deployment_id, status="progressing", only_notify=True)
-        await asyncio.sleep(0.2)
         await env.orch.change(deployment_id, status="succeeded", only_notify=True)
 
     (status, body), _ = await asyncio.gather(env.status(deployment_id, wait=60), rollout())
@@ -54,8 +54,10 @@ async def test_long_poll_reports_a_failed_rollout(env: Env) -> None:
     deployment_id = await _recorded(env, "progressing")
     (status, body), _ = await asyncio.gather(
         env.status(deployment_id, wait=60),
-        _later(
-            0.2, env.orch.change(deployment_id, status="failed", reason="ImagePullBackOff", only_notify=True)
+        _once_listening(
+            env,
+            deployment_id,
+            env.orch.change(deployment_id, status="failed", reason="ImagePullBackOff", only_notify=True),
         ),
     )
     assert status == 200
@@ -86,9 +88,10 @@ async def test_pending_from_the_gateways_record_until_the_orchestrator_knows_it(
     assert body["environment"] is None
 
     (event,) = await env.orch.wait_pushed(1)
+    asked_before = env.orch.asked[deployment_id]
 
     async def orchestrator_catches_up() -> None:
-        await asyncio.sleep(0.2)
+        await env.orch.wait_asked(deployment_id, asked_before + 1)
         env.orch.record(event, status="dispatched")
         await env.orch.change(deployment_id, status="succeeded", only_notify=True)
 
@@ -107,7 +110,7 @@ async def test_other_components_deployments_are_404_and_admin_ones_are_visible(e
     ours = env.orch.admin_deployment(new_id("dep"), "api", status="progressing")
     (status, body), _ = await asyncio.gather(
         env.status(ours.id, wait=60),
-        _later(0.2, env.orch.change(ours.id, status="succeeded", only_notify=True)),
+        _once_listening(env, ours.id, env.orch.change(ours.id, status="succeeded", only_notify=True)),
     )
     assert status == 200
     assert body["status"] == "succeeded"
