@@ -7,7 +7,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from libs.contracts.messages import utcnow
-from libs.runtime.access import Caller, audit_target, set_caller
+from libs.runtime.access import PREAUTH, Caller, audit_target, set_caller
 from libs.runtime.errors import ProblemError
 from libs.runtime.http import json_response, path_name, read_json
 from services.orchestrator.domain.records import DataPlane, Environment, Org, Project
@@ -117,7 +117,12 @@ async def new_enrollment_token(request: web.Request) -> web.Response:
 
 async def enroll(request: web.Request) -> web.Response:
     """Authenticated by the one-time token in the body, not by a bearer token: the audit trail
-    records the enrollment in the plane's org with the agent (the data plane's id) as the actor."""
+    records the enrollment in the plane's org with the agent (the data plane's id) as the actor.
+
+    Open to anyone, so it counts refused tokens per client address like every bearer route does
+    (`PREAUTH`): guessing enrollment tokens is answered 429 before any look-up."""
+    limiter = request.app[PREAUTH]
+    limiter.check(request)
     body = await read_json(request, EnrollRequest)
     try:
         plane, grant = await request.app[USECASES].dataplanes.enroll(
@@ -127,6 +132,7 @@ async def enroll(request: web.Request) -> web.Response:
             nats_user_public_key=body.nats_user_public_key,
         )
     except EnrollmentRefused as exc:
+        limiter.refused(request)
         raise ProblemError(401, "Unauthorized", exc.detail, kind="unauthorized") from None
     set_caller(request, Caller(kind="agent", org=plane.org, id=plane.id, name=plane.name))
     audit_target(request, plane.id, org=plane.org)

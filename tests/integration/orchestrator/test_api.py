@@ -372,3 +372,32 @@ async def test_openapi_and_readiness(orch: Harness) -> None:
     assert "ComponentCreate" in document["components"]["schemas"]
     ready = await orch.ok("GET", "/readyz")
     assert ready["checks"] == {"nats": "ok", "postgres": "ok"}
+
+
+async def test_guessing_enrollment_tokens_is_429_before_any_lookup(
+    base_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The enrollment route needs no bearer token, so refused enrollment tokens count per address."""
+    monkeypatch.setenv("LANDFALL_PREAUTH_REFUSAL_BURST", "3")
+    monkeypatch.setenv("LANDFALL_PREAUTH_REFUSALS_PER_SECOND", "0.01")
+    monkeypatch.setenv("LANDFALL_TRUSTED_PROXY_HOPS", "1")
+    async with running_orchestrator(base_env) as orch:
+        await orch.ok("POST", "/v1/orgs", {"name": "acme"}, 201)
+        plane = await orch.ok("POST", "/v1/orgs/acme/dataplanes", {"name": "eu-1"}, 201)
+        good = {"enrollment_token": plane["enrollment_token"], "public_key": _key(), "version": "1.2.3"}
+        guessed = {**good, "enrollment_token": "lfe_" + "x" * 40}
+
+        async def enroll(body: dict[str, str], address: str) -> tuple[int, dict[str, str]]:
+            resp = await orch.client.post(
+                "/v1/dataplanes/enroll", json=body, headers={"X-Forwarded-For": address}
+            )
+            return resp.status, dict(resp.headers)
+
+        for _ in range(3):
+            assert (await enroll(guessed, "203.0.113.7"))[0] == 401
+        status, headers = await enroll(guessed, "203.0.113.7")
+        assert status == 429
+        assert int(headers["Retry-After"]) >= 1
+        # the good token from that address waits too, and was not consumed by the refusal
+        assert (await enroll(good, "203.0.113.7"))[0] == 429
+        assert (await enroll(good, "198.51.100.4"))[0] == 200
