@@ -25,8 +25,8 @@ Subtle parts:
   when the orchestrator refuses it (a fresh database, or someone revoked it).
 - Vault: the root token stays with the stack (state.json, and `VAULT_TOKEN` in local.env for the
   operator). The credentials service and the gateway each get a token of their own with only their
-  policy (`vault_policies.py`), made at every start (the last start's revoked); the orchestrator and
-  the agent get no Vault address or token at all.
+  policy (`vault_policies.py`), made at every start (the last start's revoked); the orchestrator's
+  may only write config secrets, and the agent gets no Vault address or token at all.
 - `replicas=N` runs N processes of each HTTP service, each on its own port (the
   first on the `Ports` port, the others on free ports kept in the state); the front
   door round-robins over them and `LANDFALL_*_URLS` lists them all. Replica k > 1 of
@@ -254,7 +254,7 @@ class Stack(Provisioning):
             user = service.replace("_", "-")
             permissions = service_permissions(Subjects(self.bus_prefix), user)
             env["LANDFALL_NATS_CREDS_FILE"] = str(self.nats_auth.creds_file(user, permissions))
-        if service in self.vault_tokens:  # the orchestrator and the agent never talk to Vault
+        if service in self.vault_tokens:  # the agent never talks to Vault
             env["LANDFALL_VAULT_ADDR"] = self.vault.addr
             env["LANDFALL_VAULT_TOKEN"] = self.vault_tokens[service].token
         if service == "credentials":
