@@ -7,7 +7,7 @@ commands, or ask `rpc.credentials.pull-secret` for any registry's password. Now 
 lists exactly the subjects its code uses (read from it: `publish_durable`, `request`, `serve`,
 `subscribe`, `pull_forever`, the broadcasts, the audit trail), and nats-server refuses the rest:
 
-* only the orchestrator publishes `dataplanes.*.deploy` and asks `rpc.credentials.*`;
+* only the orchestrator publishes `dataplanes.*.deploy`, asks `dataplanes.*.resolve` and `rpc.credentials.*`;
 * only credentials asks `rpc.orchestrator.dataplane.key` (the enrolled key it seals pull secrets to);
 * the gateway publishes image events, its own broadcasts and asks its two RPCs and the key look-up;
 * every service publishes `audit.*` (JetStream) and listens to `apikeys.revoked`;
@@ -150,6 +150,7 @@ def service_permissions(subjects: Subjects, service: str) -> Permissions:
                 f"$JS.API.CONSUMER.INFO.{dataplane}.*",
                 f"$JS.API.CONSUMER.CREATE.{dataplane}.*.{s.deploy('*')}",
                 s.deploy("*"),
+                s.resolve("*"),  # in-cluster tag resolution, when the control plane cannot reach a registry
                 s.deployment_changed("*"),
                 s.components_changed,
                 s.apikeys_revoked,
