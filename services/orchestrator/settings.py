@@ -25,6 +25,12 @@ class Settings(OwnSchemaSettings):
     rpc_timeout_seconds: float = Field(
         default=5.0, description="how long to wait for the credentials service"
     )
+    registry_unreachable_seconds: float = Field(
+        default=90.0,
+        gt=0,
+        description="a deployment whose tag neither the control plane nor the data plane's agent could"
+        " resolve is failed (registry_unreachable) this long after it was recorded",
+    )
     consumer_concurrency: int = Field(
         default=16,
         ge=1,
