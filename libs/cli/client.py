@@ -1,33 +1,26 @@
-"""The HTTP client: one base URL (`LANDFALL_URL`), a bearer token, problem documents → exit codes.
+"""The API client: one base URL (`LANDFALL_URL`), a bearer token, problem documents → exit codes.
 
 Every call goes to `$LANDFALL_URL/v1/...`; which service answers is the server's business (an
 Ingress, or the local stack's front door). An error answer becomes a `CliError` whose message
 holds the problem's `detail`, each field error and what to do next. Nothing the caller sent is
 ever repeated in a message: the token, passwords and docker configs stay out of every output.
+The HTTP itself (one kept-alive connection, proxies, TLS, timeouts) is transport.py's.
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any, Final, TypedDict, Unpack
 
-import httpx
-
-from libs.cli.errors import NOT_FOUND, UNAVAILABLE, CliError, exit_code_for_status
+from libs.cli.errors import NOT_FOUND, UNAVAILABLE, USAGE, CliError, exit_code_for_status
+from libs.cli.transport import ConnectFailed, Dropped, Response, TimedOutError, Transport, TransportError
 
 CI_TOKEN_PREFIX: Final = "lfci_"
 USER_AGENT: Final = "landfall-cli/1"
 # Errors worth retrying while following a deployment: the service restarts, a proxy in between
 # has no upstream for a moment, or the network drops the long-poll.
 TRANSIENT_STATUSES: Final = frozenset({429, 502, 503, 504})
-TRANSIENT_ERRORS: Final = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.ReadError,
-    httpx.WriteError,
-    httpx.RemoteProtocolError,
-    httpx.ReadTimeout,
-    httpx.PoolTimeout,
-)
+TRANSIENT_ERRORS: Final = (ConnectFailed, TimedOutError, Dropped)
 
 
 class Request(TypedDict, total=False):
@@ -90,7 +83,7 @@ def hint_for(status: int, retry_after: str | None) -> str:
 def format_problem(
     status: int, problem: dict[str, Any], retry_after: str | None, hint: str | None = None
 ) -> str:
-    title = str(problem.get("title") or httpx.codes.get_reason_phrase(status) or "Error")
+    title = str(problem.get("title") or _phrase(status))
     detail = str(problem.get("detail") or "").strip()
     lines = [f"error: {title} (HTTP {status})" + (f": {detail}" if detail else "")]
     for err in problem.get("errors") or []:
@@ -100,7 +93,14 @@ def format_problem(
     return "\n".join(lines)
 
 
-def _problem_of(response: httpx.Response) -> dict[str, Any]:
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _problem_of(response: Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
@@ -118,15 +118,12 @@ class Api:
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json, application/problem+json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        # Plain http (a local stack, a sidecar): no TLS ever, so skip building a verifying SSL
-        # context (loading the CA bundle is ~40 ms of every run). Redirects are not followed.
-        plain = self.url.startswith("http://")
-        self.http = httpx.Client(
-            base_url=self.url,
-            headers=headers,
-            timeout=timeout,
-            transport=httpx.HTTPTransport(verify=False) if plain else None,
-        )
+        try:
+            self.http = Transport(self.url, timeout=timeout, headers=headers)
+        except ValueError:
+            raise CliError(
+                USAGE, "error: --url (or LANDFALL_URL) must start with http:// or https:// and name a host"
+            ) from None
 
     def close(self) -> None:
         self.http.close()
@@ -141,26 +138,17 @@ class Api:
     def ci(self) -> bool:
         return is_ci_token(self.token)
 
-    def send(self, method: str, path: str, **request: Unpack[Request]) -> httpx.Response:
-        """One request; connection failures raise httpx errors (the caller decides about retries)."""
-        kwargs: dict[str, Any] = {"params": request.get("params"), "headers": request.get("headers")}
-        body = request.get("body")
-        if body is not None:
-            kwargs["json"] = body
-        timeout = request.get("timeout")
-        if timeout is not None:
-            kwargs["timeout"] = httpx.Timeout(timeout, connect=min(timeout, 10))
-        return self.http.request(method, path, **kwargs)
+    def send(self, method: str, path: str, **request: Unpack[Request]) -> Response:
+        """One request; connection failures raise TransportErrors (the caller decides about retries)."""
+        return self.http.request(method, path, **request)
 
     def call(self, method: str, path: str, *, hint_404: str | None = None, **request: Unpack[Request]) -> Any:
         """One request that must succeed: the decoded JSON answer (None for 204), else a CliError."""
         try:
             response = self.send(method, path, **request)
-        except httpx.TimeoutException as exc:
-            raise CliError(
-                UNAVAILABLE, f"error: no answer from {self.url} in time ({type(exc).__name__}); retry"
-            ) from None
-        except httpx.TransportError as exc:
+        except TimedOutError as exc:
+            raise CliError(UNAVAILABLE, f"error: no answer from {self.url} in time ({exc}); retry") from None
+        except TransportError as exc:
             raise unreachable(self.url, exc) from None
         return self.decode(response, hint_404=hint_404)
 
@@ -173,7 +161,7 @@ class Api:
                 raise endpoint_missing(what) from None
             raise
 
-    def decode(self, response: httpx.Response, *, hint_404: str | None = None) -> Any:
+    def decode(self, response: Response, *, hint_404: str | None = None) -> Any:
         if response.status_code >= 400:
             raise ApiError(
                 response.status_code,

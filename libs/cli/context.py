@@ -7,9 +7,8 @@ message on standard error and its exit code (errors.py), so no command handles e
 Subtle:
 - Settings are resolved on first use, not in the root callback: `--help` and usage errors must
   not read the profile file, nor standard input for `--token-stdin`.
-- `Api` (and with it httpx, ~45 ms of imports) is made on first use for the same reason; the
-  import stays inside `Run.api` so that `landfall --help` never pays it, and the garbage
-  collector pauses while it runs (it would only walk objects that all stay alive).
+- `Api` (and with it `http.client`, which brings `email` and `ssl`) is made on first use for the
+  same reason: the import stays inside `Run.api`, so `landfall --help` never pays it.
 - `no_ci_token` asks `run.api`, not the token alone: a missing `--url` (exit 2) is reported before
   a CI token used for a management command (exit 3), as it always was.
 """
@@ -17,7 +16,6 @@ Subtle:
 from __future__ import annotations
 
 import functools
-import gc
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -68,15 +66,9 @@ class Run:
     def api(self) -> Api:
         if self._api is None:
             url = self.settings.require_url()
-            collecting = gc.isenabled()
-            gc.disable()  # httpx's import makes ~100k objects that live to the end: no use collecting
-            try:
-                from libs.cli.client import Api
+            from libs.cli.client import Api
 
-                self._api = Api(url, self.settings.token)
-            finally:
-                if collecting:
-                    gc.enable()
+            self._api = Api(url, self.settings.token)
         return self._api
 
     @property

@@ -12,9 +12,11 @@ Subtle:
   `CliError`s their own (context.py), Ctrl-C 130 (as Typer did), `Aborted!` 1.
 - `main()` as the program ends the process with `os._exit` once its output is flushed: the
   interpreter's teardown of every imported module is pure cost for a command that is done.
-- Nothing heavy is imported here: only the module of the command being run (COMMANDS), httpx
-  with the first request (context.py), Rich with the first table or spinner (output.py), the
-  `--wait` machinery with `--wait` (following.py).
+- Nothing heavy is imported here: only the module of the command being run (COMMANDS), the HTTP
+  client with the first request (context.py), Rich with the first table or spinner (output.py),
+  the `--wait` machinery with `--wait` (following.py).
+- `-o` is handed to Click as `--output`: Click's parser tries every short option as a long one
+  first, and the failed try imports `difflib` to suggest a spelling nobody sees.
 """
 
 from __future__ import annotations
@@ -135,12 +137,12 @@ def hoist_global_options(argv: Sequence[str]) -> list[str]:
         if name in GLOBAL_FLAGS:
             front.append(arg)
         elif name in GLOBAL_VALUE_OPTIONS:
-            front.append(arg)
+            front.append("--output" + arg[2:] if name == "-o" else arg)
             if "=" not in arg and i + 1 < len(args):
                 front.append(args[i + 1])
                 i += 1
         elif arg.startswith("-o") and len(arg) > 2 and not arg.startswith("--"):
-            front.append(arg)  # -ojson
+            front.append("--output=" + arg[2:])  # -ojson
         else:
             rest.append(arg)
         i += 1
@@ -183,10 +185,10 @@ def run(argv: Sequence[str]) -> int:
         sys.stderr.write("landfall: interrupted\n")
         return 130
     except Exception as exc:
-        httpx = sys.modules.get("httpx")
-        if httpx is not None and isinstance(exc, httpx.HTTPError):  # a transport failure outside
-            # the commands' own handling
-            sys.stderr.write(f"landfall: error: {type(exc).__name__}: cannot talk to Landfall; retry\n")
+        transport = sys.modules.get("libs.cli.transport")
+        if transport is not None and isinstance(exc, transport.TransportError):  # a transport
+            # failure outside the commands' own handling
+            sys.stderr.write(f"landfall: error: cannot talk to Landfall ({exc}); retry\n")
             return UNAVAILABLE
         raise
     return code if isinstance(code, int) else OK

@@ -16,10 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import httpx
-
 from libs.cli.client import TRANSIENT_ERRORS, TRANSIENT_STATUSES, ApiError
 from libs.cli.errors import UNAVAILABLE, CliError
+from libs.cli.transport import ConnectFailed, TimedOutError
 
 DEPLOYMENT_FINAL: Final = frozenset({"succeeded", "failed", "superseded"})
 EXECUTION_FINAL: Final = frozenset({"succeeded", "failed"})
@@ -125,8 +124,8 @@ def follow(
 
 
 def _describe(exc: Exception) -> str:
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, ConnectFailed):
         return "Landfall is not reachable (connection refused or dropped)"
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, TimedOutError):
         return "no answer in time"
     return f"the connection broke ({type(exc).__name__})"

@@ -6,7 +6,6 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from libs.cli import config as cfg
@@ -15,6 +14,7 @@ from libs.cli.commands.deploys import repository_of
 from libs.cli.context import parse_pairs
 from libs.cli.errors import CliError, exit_code_for_status
 from libs.cli.main import hoist_global_options
+from libs.cli.transport import ConnectFailed
 from libs.cli.wait import Clock, TimedOut, follow
 
 
@@ -82,7 +82,7 @@ def test_the_profile_file_is_private_and_round_trips_odd_values(tmp_path: Path) 
 
 def test_global_options_may_stand_anywhere_before_the_double_dash() -> None:
     assert hoist_global_options(["deploy", "x", "--tag", "1", "-o", "json", "--url=http://u"]) == [
-        "-o",
+        "--output",
         "json",
         "--url=http://u",
         "deploy",
@@ -92,6 +92,7 @@ def test_global_options_may_stand_anywhere_before_the_double_dash() -> None:
     ]
     assert hoist_global_options(["run", "t", "--", "--token", "x"]) == ["run", "t", "--", "--token", "x"]
     assert hoist_global_options(["--token-stdin", "login"]) == ["--token-stdin", "login"]
+    assert hoist_global_options(["status", "d", "-ojson"]) == ["--output=json", "status", "d"]
 
 
 def test_small_parsers() -> None:
@@ -119,7 +120,7 @@ def test_follow_reports_each_change_and_rides_out_outages() -> None:
     clock = FakeClock()
     answers: list[Any] = [
         {"status": "pending"},
-        httpx.ConnectError("refused"),
+        ConnectFailed("refused"),
         ApiError(503, {"detail": "down"}, "1"),
         {"status": "dispatched"},
         {"status": "dispatched"},
@@ -172,7 +173,7 @@ def test_follow_stops_at_the_deadline_and_does_not_retry_a_refusal() -> None:
         follow(refused, what="d", timeout=5, clock=FakeClock())
 
     def down(wait: int) -> dict[str, Any]:
-        raise httpx.ConnectError("refused")
+        raise ConnectFailed("refused")
 
     clock = FakeClock()
     with pytest.raises(TimedOut):
