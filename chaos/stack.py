@@ -4,6 +4,8 @@ Differences from the e2e stack, and why:
 - OpenBao runs with persistent (raft) storage: the driver SIGKILLs it, and a
   dev-mode server would come back empty, which is a test artefact, not a crash.
 - The gateway's per-token rate limit is lifted (`CHAOS_ENV`).
+- The sandbox Kubernetes API keeps its objects and write log on disk (`--state`), as a real
+  API server keeps them in etcd: the driver SIGKILLs it, and the log is the run's evidence.
 - A second docker-registry with basic auth, so that some components pull from a
   private registry: their deploys need Vault (pull secrets), which makes the
   OpenBao kills matter, and their passwords are secrets the scan looks for.
@@ -57,6 +59,8 @@ def start(
         extra_env=env,
         replicas=replicas,
         nats_nodes=nats_nodes,
+        # The driver kills the sandbox too: durable, it keeps what it answered and its write log.
+        persist_sandbox=True,
     )
     private = DockerRegistry(root / "registry-private", users={PRIVATE_REGISTRY_USER: private_password})
     chaos = ChaosStack(stack, private, private_password)
