@@ -1,8 +1,10 @@
 """`python -m libs.devstack.sandbox`: the sandbox as its own process, as `make up` runs it.
 
-With `--state FILE` the objects survive restarts: loaded at start, saved after changes at
-most every `--save-seconds` and at exit (written atomically), so a SIGKILL loses at most
-the last interval. `--kubeconfig` writes a kubeconfig for the printed URL.
+With `--state FILE` the objects survive restarts, a SIGKILL included: saved (atomically)
+after every accepted write before it is answered, as etcd would, and the write log
+(`GET /_sandbox/writes`) kept beside them in `FILE`'s `.writes.jsonl` (journal.py); what the
+controllers change on their own (status) is saved at most every `--save-seconds` and at
+exit. `--kubeconfig` writes a kubeconfig for the printed URL.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ async def _serve_forever(args: argparse.Namespace) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     if args.state:
-        restored = cluster.load_state(args.state)
+        restored = cluster.open_durable(args.state)
         if restored:
             print(f"sandbox: {restored} objects restored from {args.state}", flush=True)
     async with cluster:
@@ -42,8 +44,7 @@ async def _serve_forever(args: argparse.Namespace) -> None:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=args.save_seconds)
-            # Saved on every change, at most every few seconds, and at exit: a SIGKILL loses
-            # at most the last interval.
+            # Writes are saved as they are answered; this catches the controllers' status changes.
             if args.state and cluster.resource_version != saved:
                 cluster.save_state(args.state)
                 saved = cluster.resource_version

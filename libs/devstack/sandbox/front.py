@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import socket
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from typing import Any, Final, Self
 import kmock
 from aiohttp import web
 
+from libs.devstack.sandbox import journal
 from libs.devstack.sandbox.controller import Controller, FailureRule
 from libs.devstack.sandbox.errors import ApiError, bad_request, gone_resource, status_body
 from libs.devstack.sandbox.handlers import ObjectApi, Reply, Target, parse_body, parse_path, truthy
@@ -120,6 +120,7 @@ class SandboxCluster:
         self._controller = Controller(self._store, self._rules) if controller else None
         self._objects = ObjectApi(self._store)
         self._writes: list[SandboxWrite] = []
+        self._durable: Path | None = None  # `open_durable`: objects and writes on disk (journal.py)
         self._runner: web.ServerRunner | None = None
         self._entered = False
         for namespace in _INITIAL_NAMESPACES:
@@ -176,17 +177,23 @@ class SandboxCluster:
 
     def save_state(self, path: Path) -> None:
         """Write every object to `path` (atomically: a crash mid-write keeps the previous file)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(path.suffix + ".partial")
-        partial.write_text(json.dumps({"objects": self._store.export()}), encoding="utf-8")
-        partial.replace(path)
+        journal.save_objects(path, self._store.export(), len(self._writes))
 
     def load_state(self, path: Path) -> int:
         """Objects saved by `save_state`, back in the store; 0 when there is no file yet."""
-        if not path.exists():
-            return 0
-        document = json.loads(path.read_text(encoding="utf-8"))
-        return self._store.restore(document.get("objects") or [])
+        objects, _ = journal.load_objects(path)
+        return self._store.restore(objects) if objects else 0
+
+    def open_durable(self, path: Path) -> int:
+        """Keep the objects in `path` and the write log beside it (journal.py): what a write was
+        answered survives a SIGKILL. Loads both; the number of objects restored."""
+        objects, last_seq = journal.load_objects(path)
+        restored = self._store.restore(objects) if objects else 0
+        log_path = journal.writes_path(path)
+        self._writes = [SandboxWrite(**entry) for entry in journal.load_writes(log_path, last_seq)]
+        journal.rewrite_writes(log_path, self._writes)
+        self._durable = path
+        return restored
 
     async def __aexit__(
         self,
@@ -222,6 +229,9 @@ class SandboxCluster:
 
     def clear_writes(self) -> None:
         self._writes.clear()
+        if self._durable is not None:
+            journal.rewrite_writes(journal.writes_path(self._durable), [])
+            self.save_state(self._durable)
 
     @property
     def resource_version(self) -> int:
@@ -293,6 +303,8 @@ class SandboxCluster:
             except ApiError as exc:
                 reply = Reply(exc.code, exc.body())
             self._record(request, target, raw, reply.status, reply.body)
+            if self._durable is not None and request.method in _WRITE_METHODS and reply.status < 300:
+                self.save_state(self._durable)  # on disk before the client hears it was accepted
             if isinstance(reply.body, str):
                 return web.Response(text=reply.body, status=reply.status)
             return web.json_response(reply.body, status=reply.status)
@@ -329,21 +341,22 @@ class SandboxCluster:
             found = reply_meta.get("name") or json_object(json_object(body).get("metadata")).get("name")
             name = found if isinstance(found, str) else None
         namespace = target.namespace if target is not None else None
-        self._writes.append(
-            SandboxWrite(
-                seq=len(self._writes) + 1,
-                at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-                method=request.method,
-                path=request.path,
-                group=target.group if target is not None else None,
-                resource=target.plural if target is not None else None,
-                namespace=namespace,
-                name=name,
-                subresource=target.subresource if target is not None else None,
-                deployment_id=_deployment_id_of(body),
-                status=status,
-            )
+        write = SandboxWrite(
+            seq=len(self._writes) + 1,
+            at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            method=request.method,
+            path=request.path,
+            group=target.group if target is not None else None,
+            resource=target.plural if target is not None else None,
+            namespace=namespace,
+            name=name,
+            subresource=target.subresource if target is not None else None,
+            deployment_id=_deployment_id_of(body),
+            status=status,
         )
+        self._writes.append(write)
+        if self._durable is not None:
+            journal.append_write(journal.writes_path(self._durable), write)
 
     async def _serve_sandbox(self, request: web.BaseRequest) -> web.StreamResponse:
         path, method = request.path.rstrip("/"), request.method

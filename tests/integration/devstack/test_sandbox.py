@@ -552,3 +552,62 @@ async def test_cli_with_state_keeps_its_objects_across_a_restart(tmp_path: Path)
             assert int(created["metadata"]["resourceVersion"]) > int(before["metadata"]["resourceVersion"])
     finally:
         await stop(process)
+
+
+def annotate(http: aiohttp.ClientSession, deployment_id: str) -> Any:
+    """A merge patch of the `web` Deployment in `shop` to another deployment id."""
+    return http.patch(
+        "/apis/apps/v1/namespaces/shop/deployments/web",
+        data=json.dumps({"metadata": {"annotations": {DEPLOYMENT_ID_ANNOTATION: deployment_id}}}),
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+
+
+async def test_cli_with_state_loses_no_answered_write_to_a_sigkill(tmp_path: Path) -> None:
+    """The chaos run kills the sandbox: what it answered 2xx is there after, and so is its write log."""
+    state = tmp_path / "sandbox" / "objects.json"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    async def start() -> asyncio.subprocess.Process:
+        process = await start_cli(port, "--state", str(state), "--save-seconds", "3600")
+        assert process.stdout is not None
+        while b"listening on" not in await asyncio.wait_for(process.stdout.readline(), timeout=30):
+            pass
+        return process
+
+    process = await start()
+    try:
+        async with aiohttp.ClientSession(url) as http:
+            async with http.post("/api/v1/namespaces", json={"metadata": {"name": "shop"}}) as r:
+                assert r.status == 201
+            async with http.post(
+                "/apis/apps/v1/namespaces/shop/deployments", json=deployment("web", deployment_id="dep_1")
+            ) as r:
+                assert r.status == 201, await r.text()
+            async with annotate(http, "dep_2") as r:
+                assert r.status == 200, await r.text()
+    finally:
+        process.kill()  # no chance to save at exit: only what was saved as it was answered counts
+        await process.wait()
+
+    process = await start()
+    try:
+        async with aiohttp.ClientSession(url) as http:
+            async with http.get("/apis/apps/v1/namespaces/shop/deployments/web") as r:
+                assert r.status == 200
+                assert (await r.json())["metadata"]["annotations"][DEPLOYMENT_ID_ANNOTATION] == "dep_2"
+            async with http.get("/_sandbox/writes") as r:
+                writes = await r.json()
+            assert [(w["method"], w["resource"], w["deployment_id"]) for w in writes] == [
+                ("POST", "namespaces", None),
+                ("POST", "deployments", "dep_1"),
+                ("PATCH", "deployments", "dep_2"),
+            ]
+            async with annotate(http, "dep_3") as r:
+                assert r.status == 200
+            async with http.get("/_sandbox/writes?since=3") as r:
+                assert [w["seq"] for w in await r.json()] == [4]  # the log goes on where it stopped
+    finally:
+        process.kill()
+        await process.wait()
