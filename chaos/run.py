@@ -2,7 +2,10 @@
 
 Order: the crash run first (on a fresh stack, so its figures are its own), then
 the tenancy matrix, then the hostile input, and the secret scan last, so that it
-covers the logs, messages and rows of everything before it.
+covers the logs, messages and rows of everything before it. The cluster part
+(chaos/cluster.py) runs after them on a stack of its own (three nats-servers, two
+replicas of each service), started once the first stack is stopped: the two
+would share two cores.
 
 `--quick` is the size `make test` runs (tests/e2e/test_chaos_quick.py and its
 siblings use the same functions); the default is the size of the issue: 10,000
@@ -25,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chaos import crash, hostile, secrets_scan, tenancy
+from chaos import cluster, crash, hostile, secrets_scan, tenancy
 from chaos.stack import ChaosStack, start
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -37,10 +40,23 @@ class Sizes:
     hostile_requests: int
     hostile_examples: int
     hostile_budget_seconds: float
+    cluster: cluster.ClusterPlan
 
 
-FULL = Sizes(crash=crash.FULL, hostile_requests=10_000, hostile_examples=100, hostile_budget_seconds=240)
-QUICK = Sizes(crash=crash.QUICK, hostile_requests=500, hostile_examples=10, hostile_budget_seconds=90)
+FULL = Sizes(
+    crash=crash.FULL,
+    hostile_requests=10_000,
+    hostile_examples=100,
+    hostile_budget_seconds=240,
+    cluster=cluster.FULL,
+)
+QUICK = Sizes(
+    crash=crash.QUICK,
+    hostile_requests=500,
+    hostile_examples=10,
+    hostile_budget_seconds=90,
+    cluster=cluster.QUICK,
+)
 
 
 def say(line: str) -> None:
@@ -127,13 +143,32 @@ async def run_all(chaos: ChaosStack, sizes: Sizes, workdir: Path, parts: set[str
     return results
 
 
+async def run_cluster(ha: ChaosStack, plan: cluster.ClusterPlan) -> dict[str, Any]:
+    say("part 4: the cluster (3 nats-servers, 2 replicas of each service)")
+    outcome = await cluster.run(ha, plan, say=say)
+    return {
+        **outcome.figures,
+        "ok": outcome.ok,
+        "samples": {
+            "lost": outcome.result.lost[:20],
+            "duplicated": dict(list(outcome.result.duplicated.items())[:20]),
+            "wrong_image": outcome.result.wrong_image[:20],
+            "gave_up": outcome.result.gave_up[:20],
+            "server_errors": outcome.tally.server_errors[:20],
+            "unexpected": outcome.tally.unexpected[:20],
+            "idle_replicas": outcome.idle_replicas,
+        },
+    }
+
+
 def verdict(results: dict[str, Any]) -> dict[str, int]:
     """The figures the issue asks to be zero."""
     c = results.get("crash", {})
-    five = c.get("5xx", 0) + sum(h["5xx"] for h in results.get("hostile", {}).values())
+    k = results.get("cluster", {})
+    five = c.get("5xx", 0) + k.get("5xx", 0) + sum(h["5xx"] for h in results.get("hostile", {}).values())
     return {
-        "lost": c.get("lost", 0),
-        "duplicated": c.get("duplicated", 0),
+        "lost": c.get("lost", 0) + k.get("lost", 0),
+        "duplicated": c.get("duplicated", 0) + k.get("duplicated", 0),
         "5xx": five,
         "tenancy breaches": results.get("tenancy", {}).get("breaches", 0),
         "secrets found": results.get("secrets", {}).get("found", 0),
@@ -145,6 +180,9 @@ def problems(results: dict[str, Any], sizes: Sizes) -> list[str]:
     c = results.get("crash")
     if c is not None and not c["ok"]:
         out.append("crash run: see extra/wrong_image/gave_up/unexpected/driver_failures above")
+    k = results.get("cluster")
+    if k is not None and not k["ok"]:
+        out.append("cluster run: see its samples (idle replicas, 503 outside an outage, …) in latest.json")
     if results.get("tenancy", {}).get("broken_controls"):
         out.append("tenancy: the owner's own requests failed, so the refusals prove nothing")
     for service, h in results.get("hostile", {}).items():
@@ -174,6 +212,8 @@ def render(results: dict[str, Any]) -> str:
             f"Deployment writes {c['deployment_writes']}",
             f"  seconds {json.dumps(c['seconds'])}",
         ]
+    if results.get("cluster"):
+        lines += cluster.render(results["cluster"])
     h = results.get("hostile")
     if h:
         lines += ["", "HOSTILE INPUT  (schemathesis; requests and 5xx counted by each service's own metrics)"]
@@ -204,7 +244,7 @@ def render(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chaos.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="the short version `make test` runs")
-    parser.add_argument("--parts", default="crash,tenancy,hostile,secrets")
+    parser.add_argument("--parts", default="crash,tenancy,hostile,secrets,cluster")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where latest.json goes")
     parser.add_argument("--keep", action="store_true", help="keep the stack's directory (logs) afterwards")
     args = parser.parse_args(argv)
@@ -213,11 +253,21 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="landfall-chaos-"))
     say(f"stack and logs in {workdir}")
     began = time.monotonic()
-    chaos = start(workdir / "stack", private_password="chaos-" + secrets.token_urlsafe(18))
-    try:
-        results = asyncio.run(run_all(chaos, sizes, workdir, parts))
-    finally:
-        chaos.stop()
+    password = "chaos-" + secrets.token_urlsafe(18)
+    results: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat()}
+    if parts - {"cluster"}:
+        chaos = start(workdir / "stack", private_password=password)
+        try:
+            results = asyncio.run(run_all(chaos, sizes, workdir, parts - {"cluster"}))
+        finally:
+            chaos.stop()
+    if "cluster" in parts:
+        ha = cluster.start(workdir / "cluster-stack", private_password=password)
+        try:
+            results["cluster"] = asyncio.run(run_cluster(ha, sizes.cluster))
+        finally:
+            ha.stop()
+        results["parts"] = sorted(parts)
     results["quick"] = args.quick
     results["total_seconds"] = round(time.monotonic() - began, 1)
     print(render(results), flush=True)
