@@ -69,9 +69,19 @@ class Run:
 Part = Callable[[Run], None]
 
 
-def start_stack(root: Path, clock: Clock, *, tags: Iterable[str]) -> Stack:
-    """The whole stack with a connected agent, and `tags` of `REPOSITORY` pushed to its registry."""
-    stack = Stack(root, ports=random_ports(), persistent_vault=False, extra_env=dict(BENCH_ENV))
+def start_stack(
+    root: Path, clock: Clock, *, tags: Iterable[str], replicas: int = 1, nats_nodes: int = 1
+) -> Stack:
+    """The whole stack with a connected agent, and `tags` of `REPOSITORY` pushed to its registry;
+    `replicas` processes of each HTTP service and `nats_nodes` clustered nats-servers (bench/ha.py)."""
+    stack = Stack(
+        root,
+        ports=random_ports(),
+        persistent_vault=False,
+        extra_env=dict(BENCH_ENV),
+        replicas=replicas,
+        nats_nodes=nats_nodes,
+    )
     clock.say(f"starting the stack in {root}")
     stack.start_infra()
     stack.start_sandbox()
