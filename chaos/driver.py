@@ -1,12 +1,13 @@
 """The kill driver: SIGKILL a part of the stack at a random moment, leave it down, bring it back.
 
-Targets: the four services (processes of the stack) and the three servers
-(nats-server, PostgreSQL, OpenBao). An event takes down one target or two at
-once (`pair`), for a random 1-6 s, or the agent for a full minute (`away`), then
-restarts them: servers first (the services' readiness needs them), and waits
-until each is ready again. Events never overlap, so the run has a known
-timeline: `Outage` windows, used to tell a 503 during an outage from one
-outside any.
+Targets: the four services (processes of the stack), the three servers
+(nats-server, PostgreSQL, OpenBao) and the data plane's Kubernetes API (the
+sandbox, durable like an apiserver over etcd, so its write log, the evidence,
+survives). An event takes down one target or two at once (`pair`), for a random
+1-6 s, or the agent for a full minute (`away`), then restarts them: servers
+first (the services' readiness needs them), and waits until each is ready
+again. Events never overlap, so the run has a known timeline: `Outage` windows,
+used to tell a 503 during an outage from one outside any.
 
 The driver runs in a thread: `Stack` is blocking code, and the load generator
 keeps its event loop.
@@ -21,11 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from libs.devstack.stack import Stack
+from libs.devstack.stack import Stack, http
 
 SERVICES = ("webhook_gateway", "orchestrator", "credentials", "data_plane_agent")
 SERVERS = ("nats", "postgres", "openbao")
-TARGETS = SERVICES + SERVERS
+KUBE_API = "sandbox"
+TARGETS = (*SERVICES, *SERVERS, KUBE_API)
 PAIRS = (
     ("postgres", "orchestrator"),
     ("nats", "data_plane_agent"),
@@ -121,16 +123,34 @@ class Driver:
         return servers[target]
 
     def _kill(self, target: str) -> None:
-        if target in SERVICES:
+        if target in SERVICES or target == KUBE_API:
             self.stack.kill_service(target)
         else:
             self._server(target).kill()
 
     def _start(self, target: str) -> None:
-        if target in SERVICES:
+        if target == KUBE_API:
+            self.stack.restart_service(target)
+            wait_until(lambda: _answers(self.stack.sandbox_url + "/version"), timeout=30, what=target)
+        elif target in SERVICES:
             self.stack.restart_service(target)
         else:
             self._server(target).start()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return http("GET", url, timeout=2)[0] == 200
+    except OSError:
+        return False
+
+
+def wait_until(ready: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {timeout:g} s")
+        time.sleep(0.1)
 
 
 @dataclass(frozen=True)
