@@ -37,6 +37,7 @@ class Ports:
     registry: int = 5000
     sandbox: int = 8090
     front: int = 8088
+    console: int = 8089
 
     def for_service(self, name: str) -> int:
         return {
@@ -45,6 +46,7 @@ class Ports:
             "webhook_gateway": self.gateway,
             "data_plane_agent": self.agent,
             "front": self.front,
+            "console": self.console,
         }[name]
 
 
@@ -62,7 +64,7 @@ def free_ports(count: int) -> list[int]:
 
 
 def random_ports() -> Ports:
-    ports = free_ports(10)
+    ports = free_ports(11)
     ports[6] = 0  # OpenBao also needs port+1 (cluster listener): let it pick a free pair itself
     return Ports(*ports)
 

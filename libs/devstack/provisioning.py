@@ -217,7 +217,7 @@ class Provisioning:
     def write_local_env(self) -> Path:
         values = {
             "LANDFALL_URL": self.front_url,
-            "LANDFALL_CONSOLE_URL": self.front_url,
+            "LANDFALL_CONSOLE_URL": self.url("console"),
             "LANDFALL_GATEWAY_URL": self.url("webhook_gateway"),
             "LANDFALL_CREDENTIALS_URL": self.url("credentials"),
             "LANDFALL_ORCHESTRATOR_URL": self.url("orchestrator"),

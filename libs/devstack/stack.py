@@ -74,6 +74,7 @@ LOG_NAMES = {
     "data_plane_agent": "agent",
     "sandbox": "sandbox",
     "front": "front-door",
+    "console": "console",
 }
 
 
@@ -334,6 +335,11 @@ class Stack(Provisioning):
         for service in HTTP_SERVICES:
             self.start_service(service)
         self.start_front_door()
+        self.start_console()
+
+    def start_console(self) -> None:
+        """The web console (one process: its sessions live in its memory), over the front door."""
+        self.start_service("console", extra={"LANDFALL_URL": self.front_url})
 
     def start_front_door(self) -> None:
         argv = [sys.executable, "-m", "libs.devstack.front_door", "--port", str(self.ports.front)]
@@ -384,7 +390,7 @@ class Stack(Provisioning):
         proc = self.procs[name]
         self.stop_service(name)
         self._spawn(name, proc.argv, proc.env)
-        if name.partition("-")[0] in SERVICES or name == "front":
+        if name.partition("-")[0] in SERVICES or name in ("front", "console"):
             self._wait_http(f"{self.url(name)}/readyz", name)
 
     def stop(self) -> None:

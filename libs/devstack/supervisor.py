@@ -133,6 +133,7 @@ def up(root: Path, *, random: bool = False, replicas: int = 1, nats_nodes: int =
 Landfall is up. Settings for your shell: source {env_path}
 
   LANDFALL_URL     {stack.front_url}   (the one address for people and the landfall CLI)
+  console          {stack.url("console")}   (the web console: sign in with the org key below)
 
   webhook-gateway  {", ".join(stack.urls("webhook_gateway"))}
   credentials      {", ".join(stack.urls("credentials"))}
