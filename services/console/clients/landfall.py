@@ -1,0 +1,85 @@
+"""Landfall's public HTTP API, called with the signed-in person's own key.
+
+Every answer of 400 and above comes back as `ApiProblem` with the RFC 9457 document's `status`,
+`detail` and `errors`, so pages show the API's own words next to the fields they name; a
+connection that fails, or a body that is no problem document, is a 503 problem of our own
+("Landfall is unavailable"), never an exception that would become a 500.
+
+One `aiohttp.ClientSession` (one connection pool) for the whole process: a page that makes four
+calls reuses warm connections to the front door instead of opening four.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from pydantic import SecretStr
+
+from libs.runtime.logs import request_id_var
+
+
+class ApiProblem(Exception):
+    def __init__(
+        self, status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(f"{status} {title}: {detail}")
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = errors or []
+
+
+def unavailable(detail: str) -> ApiProblem:
+    return ApiProblem(503, "Service Unavailable", f"Landfall is unavailable: {detail}")
+
+
+class Landfall:
+    def __init__(self, http: aiohttp.ClientSession, *, base_url: str) -> None:
+        self._http = http
+        self.base_url = base_url.rstrip("/")
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: SecretStr,
+        body: Mapping[str, Any] | None = None,
+        query: Mapping[str, str] | None = None,
+    ) -> Any:
+        """The answer's JSON (None for 204); `ApiProblem` for anything else."""
+        headers = {"Authorization": f"Bearer {key.get_secret_value()}"}
+        rid = request_id_var.get()
+        if rid is not None:
+            headers["X-Request-Id"] = rid  # one request id from the browser's click to the service
+        try:
+            async with self._http.request(
+                method,
+                self.base_url + path,
+                json=body,
+                params={k: v for k, v in (query or {}).items() if v},
+                headers=headers,
+            ) as response:
+                raw = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise unavailable(type(exc).__name__) from None
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            data = None
+        if status < 400:
+            return data
+        if not isinstance(data, dict):
+            raise unavailable(f"answered {status} without a problem document")
+        errors = data.get("errors")
+        raise ApiProblem(
+            status,
+            str(data.get("title", "Error")),
+            str(data.get("detail", "")),
+            errors if isinstance(errors, list) else [],
+        )

@@ -1,0 +1,97 @@
+"""Infrastructure → Credentials → Container Registries: list, "+ Add Registry", test, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from services.console.clients.landfall import ApiProblem
+from services.console.domain import AUTH_TYPES, GUIDANCE, VENDORS
+from services.console.entrypoints.web import CONSOLE, errors_of, form, render, session, signed_in
+from services.console.schemas import REGISTRY_FIELDS, registry_body
+from services.console.usecases.pages import Console, q
+
+
+async def _list(request: web.Request, *, error: str = "", status: int = 200) -> web.StreamResponse:
+    s = session(request)
+    items = await request.app[CONSOLE].registries(s)
+    return render(
+        request, "registries.html", {"registries": items, "auth_types": AUTH_TYPES, "error": error}, status=status
+    )
+
+
+@signed_in
+async def registries(request: web.Request) -> web.StreamResponse:
+    return await _list(request)
+
+
+def _new(
+    request: web.Request, *, values: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> web.StreamResponse:
+    return render(
+        request,
+        "registry_new.html",
+        {
+            "auth_types": AUTH_TYPES,
+            "vendors": VENDORS,
+            "guidance": GUIDANCE,
+            "values": values or {"auth.type": "basic"},
+            "errors": errors or {},
+        },
+        status=status,
+    )
+
+
+@signed_in
+async def new_registry(request: web.Request) -> web.StreamResponse:
+    return _new(request)
+
+
+@signed_in
+async def add_registry(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    values = {k: v for k, v in data.items() if isinstance(v, str) and k not in ("csrf", "auth.password")}
+    try:
+        await request.app[CONSOLE].act(
+            session(request), "POST", f"{Console.org(session(request))}/registries", registry_body(data)
+        )
+    except ApiProblem as exc:
+        if exc.status not in (409, 422):
+            raise
+        return _new(request, values=values, errors=errors_of(exc, REGISTRY_FIELDS), status=exc.status)
+    raise web.HTTPSeeOther("/registries")
+
+
+@signed_in
+async def test_registry(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    rid = request.match_info["id"]
+    repository = data.get("repository", "")
+    body = {"repository": repository.strip()} if isinstance(repository, str) and repository.strip() else {}
+    try:
+        answer = await request.app[CONSOLE].act(
+            session(request), "POST", f"{Console.org(session(request))}/registries/{q(rid)}/test", body
+        )
+        result = {"ok": bool(answer.get("ok")), "detail": str(answer.get("detail", ""))}
+    except ApiProblem as exc:
+        if exc.status == 404:
+            raise
+        result = {"ok": False, "detail": exc.detail}
+    if request.headers.get("HX-Request"):
+        return render(request, "_test_result.html", {"result": result})
+    return render(request, "registry_tested.html", {"result": result, "registry_id": rid})
+
+
+@signed_in
+async def delete_registry(request: web.Request) -> web.StreamResponse:
+    await form(request)
+    rid = request.match_info["id"]
+    try:
+        await request.app[CONSOLE].act(session(request), "DELETE", f"{Console.org(session(request))}/registries/{q(rid)}")
+    except ApiProblem as exc:
+        if exc.status != 409:
+            raise
+        return await _list(request, error=f"Not deleted: {exc.detail}", status=409)
+    raise web.HTTPSeeOther("/registries")
