@@ -27,6 +27,7 @@ NO_DATAPLANE: Final = "no_dataplane"  # the environment's data plane no longer e
 INVALID_IMAGE: Final = "invalid_image"  # the reference does not parse
 IMAGE_NOT_ALLOWED: Final = "image_not_allowed"  # another host or repository than the component's
 SUPERSEDED: Final = "superseded"  # a newer deployment of the same component and environment won
+CONFIG_SECRETS_MISSING: Final = "config_secrets_missing"  # the config's secrets are gone from Vault
 
 # --- reported by the agent -----------------------------------------------------------------------
 APPLY_REJECTED: Final = "apply_rejected"  # the API server refused an object for good
