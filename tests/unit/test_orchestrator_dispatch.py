@@ -4,6 +4,7 @@ every command (deploy or run). The credentials service is a fake of our own clie
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -109,7 +110,9 @@ async def test_a_run_takes_its_deployments_image_without_asking_the_registry() -
 async def test_resolving_the_image_says_what_happens_next(
     resolved: ResolvedImage | None, outcome: type[Exception], reason: str
 ) -> None:
-    job = Job(deployment=DEPLOYMENT, component=COMPONENT, plane=PLANE)
+    # just recorded: an unreachable registry is retried (the bound is usecases/resolution's)
+    fresh = dataclasses.replace(DEPLOYMENT, recorded_at=datetime.now(UTC))
+    job = Job(deployment=fresh, component=COMPONENT, plane=PLANE)
     with pytest.raises(outcome) as raised:
         await dispatcher(FakeCredentials(resolved)).resolve_image(job)
     assert cast(Waiting | Stalling, raised.value).reason == reason

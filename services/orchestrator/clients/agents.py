@@ -17,6 +17,10 @@
 configuration holding a key (`libs.runtime.natsauth`): together with the
 consumer, it is what nats-server lets one agent do.
 
+* `resolve_in_cluster` is core request-reply to one data plane's agent (`dataplanes.<id>.resolve`),
+  for a registry the control plane cannot reach: the agent sits where the cluster pulls from. No
+  responder (an agent offline, or one too old to serve it) and a timeout are the same answer to
+  the caller: `BusUnavailable`.
 * Every command is signed (Ed25519, `libs.contracts.signing`) here, in `send`,
   the one place commands leave the orchestrator, so no path can publish an
   unsigned one. `CommandKeys.announced` is what an enrolling agent pins: the
@@ -30,9 +34,9 @@ from dataclasses import dataclass, field
 from nacl.signing import SigningKey
 
 from libs.contracts import signing
-from libs.contracts.messages import DeployCommand, RemoveCommand
+from libs.contracts.messages import DeployCommand, RemoveCommand, ResolvedImage, ResolveInCluster
 from libs.contracts.subjects import Subjects
-from libs.runtime.bus import Bus
+from libs.runtime.bus import Bus, BusUnavailable, RpcFailed
 from libs.runtime.natsauth import NKey, agent_inbox_prefix, agent_permissions, user_jwt
 
 
@@ -88,6 +92,16 @@ class Agents:
         has not."""
         signed = signing.sign(command, self.keys.signer)
         await self.bus.publish_durable(self.bus.subjects.deploy(command.dataplane_id), signed, msg_id=msg_id)
+
+    async def resolve_in_cluster(self, request: ResolveInCluster, *, timeout: float) -> ResolvedImage:
+        """What the tag points to, as the data plane's agent sees it from inside its cluster;
+        `BusUnavailable` when no agent answered in time (or it answered an error)."""
+        try:
+            return await self.bus.request(
+                self.bus.subjects.resolve(request.dataplane_id), request, ResolvedImage, timeout=timeout
+            )
+        except RpcFailed as exc:
+            raise BusUnavailable(f"the agent answered {exc.error.code}: {exc.error.message[:200]}") from exc
 
     @property
     def command_keys(self) -> list[str]:

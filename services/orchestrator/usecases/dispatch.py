@@ -11,26 +11,33 @@ out twice is harmless.
 The steps, in order (Flux-style: each one alone can say `Waiting` or `Stalling`):
 
 1. find the data plane (none: `Stalling(no_dataplane)`);
-2. resolve the image (pin the tag to a digest) and seal the pull secret, at
-   once: independent RPCs, the first one an HTTP round trip to the registry.
-   An error of the earlier step wins, as if they had run one after the other;
-3. publish the command.
+2. resolve the image (pin the tag to a digest: `usecases.resolution`, from the data plane when
+   the control plane cannot reach the registry) and seal the pull secret, at once: independent
+   RPCs, the first one an HTTP round trip to the registry.
+   An error of the earlier step wins, as if they had run one after the other; beside them, the
+   deployment's config version is loaded and its secrets sealed to the data plane's key (by the
+   credentials service, which alone may read them in Vault);
+3. publish the command, with the config (its `env` merged over the component's) and the names of
+   the sealed secrets.
 
 `Waiting` leaves the row pending until its next attempt (a backoff while the
-registry is unreachable), `Stalling` fails it with a reason a person can act
-on; anything else is a bug: the row stays pending with the longest delay.
+registry is unreachable, never past the registry bound), `Stalling` fails it
+with a reason a person can act on; anything else is a bug: the row stays
+pending with the longest delay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from libs.contracts import reasons
-from libs.contracts.messages import CommandKind, DeployCommand, SealedSecret, utcnow
-from libs.oci.reference import InvalidReference, parse_reference, validate_digest
+from libs.contracts.config import WorkloadConfig
+from libs.contracts.messages import CommandKind, DeployCommand, SealedSecret, SealedValues, utcnow
+from libs.oci.reference import parse_reference
 from libs.runtime.bus import BusUnavailable
 from libs.runtime.errors import DependencyUnavailable, Stalling, Waiting
 from services.orchestrator.clients.agents import Agents
@@ -41,12 +48,12 @@ from services.orchestrator.domain.records import Component, DataPlane, Deploymen
 from services.orchestrator.domain.rules import NOTE_VENDOR_TAG, retry_delay
 from services.orchestrator.store import Store
 from services.orchestrator.usecases.executions import move_execution
+from services.orchestrator.usecases.resolution import REGISTRY_GONE, Resolution
 
 log = logging.getLogger(__name__)
 
 # An agent's key usually arrives within seconds of its data plane's creation: never wait longer.
 NOT_ENROLLED_MAX_DELAY = 30.0
-REGISTRY_GONE = "the component's registry no longer exists"
 
 
 @dataclass
@@ -60,6 +67,10 @@ class Job:
     execution: Execution | None = None
     image: str = ""
     pull_secret: SealedSecret | None = None
+    config: WorkloadConfig | None = None  # None: the environment was never configured
+    config_version: int | None = None
+    secrets: SealedValues | None = None
+    secret_names: list[str] = field(default_factory=list)
     command: DeployCommand | None = None
 
     @property
@@ -95,13 +106,23 @@ class Dispatcher:
     gateways: Gateways
     retry_seconds: float
     max_retry_seconds: float = 60.0
+    registry_unreachable_seconds: float = 90.0
+    resolution: Resolution = field(init=False)
     _inflight: set[str] = field(init=False, default_factory=set)
     steps: Sequence[Sequence[Step]] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.resolution = Resolution(
+            store=self.store,
+            credentials=self.credentials,
+            agents=self.agents,
+            retry_seconds=self.retry_seconds,
+            max_retry_seconds=self.max_retry_seconds,
+            unreachable_seconds=self.registry_unreachable_seconds,
+        )
         self.steps = (
             (self.find_dataplane,),
-            (self.resolve_image, self.seal_pull_secret),
+            (self.resolve_image, self.seal_pull_secret, self.seal_config_secrets),
             (self.publish_command,),
         )
 
@@ -172,45 +193,15 @@ class Dispatcher:
             raise Stalling(reasons.NO_DATAPLANE, "the environment has no data plane")
 
     async def resolve_image(self, job: Job) -> None:
-        """The image to run, pinned by digest unless the registry cannot tell (vendor registries).
-        A run takes its deployment's image as it was deployed."""
+        """The image to run, pinned by digest unless the registry cannot tell (vendor registries):
+        `usecases.resolution`. A run takes its deployment's image as it was deployed."""
         if job.execution is not None:
             job.image = job.deployment.pinned_image
             return
-        deployment, component = job.deployment, job.component
-        reference = parse_reference(deployment.image)
-        digest = reference.digest or deployment.digest
-        if digest is not None:
-            job.image = f"{reference.name}@{digest}"
-            return
-        try:
-            resolved = await self.credentials.resolve(
-                org=component.org,
-                registry_id=component.registry_id,
-                repository=reference.repository,
-                reference=reference.tag or "latest",
-            )
-        except DependencyUnavailable as exc:
-            raise Waiting(reasons.CREDENTIALS_UNAVAILABLE, self.retry_seconds) from exc
-        if resolved is None:
-            raise Stalling(reasons.REGISTRY_NOT_FOUND, REGISTRY_GONE)
-        if resolved.status == "resolved":
-            try:
-                digest = validate_digest(resolved.digest or "")
-            except InvalidReference as exc:
-                raise Waiting(reasons.REGISTRY_UNREACHABLE, self._backoff(job)) from exc
-            await self.store.now.deployments.set_digest(deployment.id, digest)
-            job.image = f"{reference.name}@{digest}"
-        elif resolved.status == "skipped":
-            job.image = str(reference)
-        elif resolved.status == "not_found":
-            detail = resolved.detail or f"{reference} does not exist in the registry"
-            raise Stalling(reasons.IMAGE_NOT_FOUND, detail)
-        elif resolved.status == "unauthorized":
-            detail = resolved.detail or "the registry refused the credentials"
-            raise Stalling(reasons.REGISTRY_UNAUTHORIZED, detail)
-        else:
-            raise Waiting(reasons.REGISTRY_UNREACHABLE, self._backoff(job))
+        pinned = await self.resolution.pin(job.deployment, job.component, job.target)
+        job.image = pinned.image
+        if pinned.note is not None and pinned.note not in job.deployment.notes:
+            job.deployment = dataclasses.replace(job.deployment, notes=[*job.deployment.notes, pinned.note])
 
     async def seal_pull_secret(self, job: Job) -> None:
         """The registry's pull secret sealed to the data plane's key; none for anonymous and vendor
@@ -239,6 +230,44 @@ class Dispatcher:
             raise Waiting(reasons.DATAPLANE_NOT_ENROLLED, min(self._backoff(job), NOT_ENROLLED_MAX_DELAY))
         job.pull_secret = reply.sealed
 
+    async def seal_config_secrets(self, job: Job) -> None:
+        """The config version the deployment pinned, and its secrets sealed to the data plane's key
+        (none when it has none). A version that is gone (its component was deleted) fails nothing
+        here: the deployment goes out as the defaults, and the agent removes it with the teardown."""
+        deployment, component = job.deployment, job.component
+        if deployment.config_version is None:
+            return
+        stored = await self.store.now.configs.at(component.id, deployment.environment, deployment.config_version)
+        if stored is None:
+            return
+        job.config = WorkloadConfig.model_validate(stored.body)
+        job.config_version = stored.version
+        if not stored.secret_names or stored.secrets_version is None:
+            return
+        plane = job.target
+        if plane.public_key is None:
+            raise Waiting(reasons.DATAPLANE_NOT_ENROLLED, min(self._backoff(job), NOT_ENROLLED_MAX_DELAY))
+        try:
+            reply = await self.credentials.config_secrets(
+                org=component.org,
+                project=component.project,
+                component=component.name,
+                environment=deployment.environment,
+                version=stored.secrets_version,
+                dataplane_id=plane.id,
+            )
+        except DependencyUnavailable as exc:
+            raise Waiting(reasons.CREDENTIALS_UNAVAILABLE, self.retry_seconds) from exc
+        if reply.reason == "not_enrolled":
+            raise Waiting(reasons.DATAPLANE_NOT_ENROLLED, min(self._backoff(job), NOT_ENROLLED_MAX_DELAY))
+        if reply.reason == "not_found":
+            raise Stalling(
+                reasons.CONFIG_SECRETS_MISSING,
+                f"config version {stored.version}: its secrets are not in Vault any more; set them again",
+            )
+        job.secrets = reply.sealed
+        job.secret_names = list(stored.secret_names)
+
     async def publish_command(self, job: Job) -> None:
         command = deploy_command(
             deployment=job.deployment,
@@ -248,6 +277,10 @@ class Dispatcher:
             pull_secret=job.pull_secret,
             dispatched_at=utcnow(),
             execution=job.execution,
+            config=job.config,
+            config_version=job.config_version,
+            secrets=job.secrets,
+            secret_names=job.secret_names,
         )
         try:
             await self.agents.send(command, msg_id=command_msg_id(job.deployment, job.execution))
