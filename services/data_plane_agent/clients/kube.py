@@ -70,6 +70,7 @@ _RESOURCES: dict[Kind, tuple[str, str]] = {
     "Secret": ("core", "secret"),
     "Pod": ("core", "pod"),
     "RoleBinding": ("rbac", "role_binding"),
+    "HorizontalPodAutoscaler": ("autoscaling", "horizontal_pod_autoscaler"),
 }
 
 
@@ -158,6 +159,7 @@ class Kube:
             "batch": client.BatchV1Api(api),
             "networking": client.NetworkingV1Api(api),
             "rbac": client.RbacAuthorizationV1Api(api),
+            "autoscaling": client.AutoscalingV2Api(api),
         }
         self._version = client.VersionApi(api)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -25,7 +26,8 @@ from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
 
 from libs.contracts import reasons, signing
-from libs.contracts.messages import SealedSecret
+from libs.contracts.config import secret_name_ok
+from libs.contracts.messages import SealedSecret, SealedValues
 from libs.runtime.natsauth import NatsUser
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ class EnrollmentError(Exception):
 
 
 class SealedSecretError(Exception):
-    """A pull secret this agent cannot open: the deployment fails with `reason`."""
+    """A pull secret (or config secrets) this agent cannot open: the deployment fails with `reason`."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -82,22 +84,52 @@ class Identity:
 
     def open(self, sealed: SealedSecret) -> bytes:
         """Decrypt a sealed pull secret; never put the result in a log line or an error."""
-        matches = sealed.recipient_key_id == self.key_id
+        return self._open(
+            sealed.recipient_key_id,
+            sealed.ciphertext,
+            what="pull secret",
+            wrong=reasons.PULL_SECRET_WRONG_RECIPIENT,
+            unreadable=reasons.PULL_SECRET_UNREADABLE,
+        )
+
+    def open_values(self, sealed: SealedValues) -> dict[str, str]:
+        """Decrypt an environment's config secrets: a flat JSON object of env names to strings.
+        Anything else is `config_secrets_unreadable`; the error never holds a value."""
+        plaintext = self._open(
+            sealed.recipient_key_id,
+            sealed.ciphertext,
+            what="config secrets",
+            wrong=reasons.CONFIG_SECRETS_WRONG_RECIPIENT,
+            unreadable=reasons.CONFIG_SECRETS_UNREADABLE,
+        )
         try:
-            plaintext: bytes = SealedBox(self.private_key).decrypt(base64.b64decode(sealed.ciphertext))
+            values = json.loads(plaintext)
+        except (ValueError, RecursionError):
+            values = None
+        if not isinstance(values, dict) or not all(
+            isinstance(k, str) and secret_name_ok(k) and isinstance(v, str) for k, v in values.items()
+        ):
+            raise SealedSecretError(
+                reasons.CONFIG_SECRETS_UNREADABLE,
+                "the sealed config secrets are not an object of names to strings",
+            )
+        return values
+
+    def _open(self, recipient: str, ciphertext: str, *, what: str, wrong: str, unreadable: str) -> bytes:
+        matches = recipient == self.key_id
+        try:
+            plaintext: bytes = SealedBox(self.private_key).decrypt(base64.b64decode(ciphertext))
         except (CryptoError, binascii.Error, ValueError):
             if not matches:
                 raise SealedSecretError(
-                    reasons.PULL_SECRET_WRONG_RECIPIENT,
-                    f"the pull secret was sealed to key {sealed.recipient_key_id}, ours is {self.key_id}"
-                    " (was the data plane enrolled again?)",
+                    wrong,
+                    f"the {what} {'were' if what.endswith('s') else 'was'} sealed to key {recipient},"
+                    f" ours is {self.key_id} (was the data plane enrolled again?)",
                 ) from None
-            raise SealedSecretError(
-                reasons.PULL_SECRET_UNREADABLE, "the sealed pull secret cannot be opened"
-            ) from None
+            raise SealedSecretError(unreadable, f"the sealed {what} cannot be opened") from None
         if not matches:
             log.warning(
                 "sealed secret recipient_key_id differs from ours",
-                extra={"given": sealed.recipient_key_id, "ours": self.key_id},
+                extra={"given": recipient, "ours": self.key_id},
             )
         return plaintext

@@ -16,6 +16,10 @@ Subtle parts:
 - Every object carries `landfall.dev/dataplane` (which agent may change it,
   `domain.trust`), but pod selectors do not: a Deployment's selector is
   immutable, and one written before the label existed must still be patchable.
+- What an environment's config adds (replicas or an HPA, resources, probes,
+  the env Secret read through `envFrom`, the Ingress host and TLS, the
+  config-version annotation) is `domain.workload`'s; a command without config
+  gets the objects it always got.
 - Every pod template runs restricted (Pod Security Standards): non-root,
   RuntimeDefault seccomp, no privilege escalation, all capabilities dropped,
   no service-account token; the namespaces are labelled to enforce it. No
@@ -27,12 +31,14 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from libs.contracts import naming
 from libs.contracts.messages import DeployCommand, RemoveCommand
+
+from . import workload
 
 Kind = Literal[
     "Namespace",
@@ -45,6 +51,7 @@ Kind = Literal[
     "Secret",
     "Pod",
     "RoleBinding",
+    "HorizontalPodAutoscaler",
 ]
 Body = dict[str, Any]
 Guard = Callable[[Mapping[str, Any]], None]
@@ -66,6 +73,7 @@ _API_VERSION: dict[Kind, str] = {
     "Secret": "v1",
     "Pod": "v1",
     "RoleBinding": "rbac.authorization.k8s.io/v1",
+    "HorizontalPodAutoscaler": "autoscaling/v2",
 }
 
 # Pod Security Admission: every namespace the agent makes enforces (and warns and audits) `restricted`.
@@ -130,6 +138,7 @@ REMOVABLE: Final[tuple[Kind, ...]] = (
     "Job",
     "ConfigMap",
     "Ingress",
+    "HorizontalPodAutoscaler",
     "Service",
     "Secret",
 )
@@ -258,6 +267,7 @@ def secrets_binding(cmd: DeployCommand | RemoveCommand, dataplane_id: str, servi
 
 
 def container(cmd: DeployCommand, *, with_port: bool) -> Body:
+    """`with_port`: a long-running workload (its port, and the probes the config gives it)."""
     ports = (
         [{"name": "http", "containerPort": cmd.port, "protocol": "TCP"}]
         if with_port and cmd.port is not None
@@ -270,6 +280,7 @@ def container(cmd: DeployCommand, *, with_port: bool) -> Body:
         "args": list(cmd.args),
         "ports": ports,
         "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
+        **workload.container_parts(cmd, long_running=with_port),
     }
 
 
@@ -284,10 +295,8 @@ def pod_template(
     }
     if restart is not None:
         spec["restartPolicy"] = restart
-    return {
-        "metadata": {"labels": labels(cmd, dataplane_id), "annotations": annotations_for(cmd, dataplane_id)},
-        "spec": spec,
-    }
+    notes = {**annotations_for(cmd, dataplane_id), **workload.template_annotations(cmd)}
+    return {"metadata": {"labels": labels(cmd, dataplane_id), "annotations": notes}, "spec": spec}
 
 
 def pull_secret(cmd: DeployCommand, dataplane_id: str, dockerconfigjson: bytes) -> Obj:
@@ -298,10 +307,38 @@ def pull_secret(cmd: DeployCommand, dataplane_id: str, dockerconfigjson: bytes) 
     return Obj("Secret", name, body)
 
 
+def env_secret(
+    cmd: DeployCommand, dataplane_id: str, values: Mapping[str, str], *, drop: Iterable[str] = ()
+) -> Obj:
+    """The config secrets as an Opaque Secret the container reads through `envFrom`; `drop`: the
+    keys the Secret in the cluster has now (those no longer in `values` get a null)."""
+    name = workload.env_secret_name(cmd.component)
+    body = _meta("Secret", name, cmd, dataplane_id)
+    body["type"] = "Opaque"
+    body["data"] = workload.secret_data(values, drop=drop)
+    return Obj("Secret", name, body)
+
+
+def hpa(cmd: DeployCommand, dataplane_id: str) -> Obj | None:
+    spec = workload.hpa_spec(cmd)
+    if spec is None:
+        return None
+    body = _meta("HorizontalPodAutoscaler", cmd.component, cmd, dataplane_id)
+    body["spec"] = spec
+    return Obj("HorizontalPodAutoscaler", cmd.component, body)
+
+
 def deployment(cmd: DeployCommand, dataplane_id: str, *, pull: bool) -> Obj:
     body = _meta("Deployment", cmd.component, cmd, dataplane_id)
+    spec: Body = {"replicas": workload.replicas(cmd)}
+    if spec["replicas"] is None:
+        del spec["replicas"]  # the HPA's: left out, not nulled (`domain.workload`)
+    if cmd.config is not None:  # says whether an HPA may be left to delete when autoscaling ends
+        body["metadata"]["annotations"][workload.ANNOTATION_AUTOSCALED] = (
+            "true" if workload.autoscaled(cmd) else None
+        )
     body["spec"] = {
-        "replicas": 1,
+        **spec,
         "selector": {"matchLabels": selector(cmd)},
         "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
         "template": pod_template(cmd, dataplane_id, pull=pull, restart=None, with_port=True),
@@ -328,17 +365,21 @@ def ingress(cmd: DeployCommand, dataplane_id: str) -> Obj | None:
         "http": {
             "paths": [
                 {
-                    "path": "/",
+                    "path": workload.ingress_path(cmd),
                     "pathType": "Prefix",
                     "backend": {"service": {"name": cmd.component, "port": {"number": cmd.port}}},
                 }
             ]
         }
     }
-    if cmd.ingress_host:
-        rule = {"host": cmd.ingress_host, **rule}
+    host = workload.ingress_host(cmd)
+    if host:
+        rule = {"host": host, **rule}
     body = _meta("Ingress", cmd.component, cmd, dataplane_id)
     body["spec"] = {"ingressClassName": cmd.ingress_class, "rules": [rule]}
+    tls = workload.ingress_tls(cmd)
+    if tls is not None:
+        body["spec"]["tls"] = tls
     return Obj("Ingress", cmd.component, body)
 
 
@@ -383,16 +424,30 @@ def job(cmd: DeployCommand, dataplane_id: str, *, pull: bool) -> Obj:
     return Obj("Job", name, body)
 
 
-def plan(cmd: DeployCommand, dataplane_id: str, *, dockerconfigjson: bytes | None) -> list[Obj]:
-    """The objects to write, in order; the primary object (see `primary`) is last."""
+def plan(
+    cmd: DeployCommand,
+    dataplane_id: str,
+    *,
+    dockerconfigjson: bytes | None,
+    secrets: Mapping[str, str] | None = None,
+    secret_keys_now: Iterable[str] = (),
+) -> list[Obj]:
+    """The objects to write, in order; the primary object (see `primary`) is last.
+
+    `secrets`: the opened config secrets (None: the command has none); `secret_keys_now`: the
+    keys of the env Secret in the cluster, so that the removed ones are deleted."""
     pull = dockerconfigjson is not None
-    objs: list[Obj | None] = [pull_secret(cmd, dataplane_id, dockerconfigjson) if dockerconfigjson else None]
+    objs: list[Obj | None] = [
+        pull_secret(cmd, dataplane_id, dockerconfigjson) if dockerconfigjson else None,
+        env_secret(cmd, dataplane_id, secrets, drop=secret_keys_now) if secrets is not None else None,
+    ]
     if cmd.kind == "run":
         objs.append(job(cmd, dataplane_id, pull=pull))
     elif cmd.component_type in ("service", "web-application"):
         objs += [
             service(cmd, dataplane_id),
             ingress(cmd, dataplane_id),
+            hpa(cmd, dataplane_id),
             deployment(cmd, dataplane_id, pull=pull),
         ]
     elif cmd.component_type == "scheduled-task":

@@ -8,15 +8,22 @@ The steps, in order:
    tombstone) and let `domain.ordering` decide: old, a redelivery, a Job name
    collision, or new; a primary object (or tombstone) this data plane did not
    write is refused (a tombstone: ignored, it proves nothing);
-2. open the sealed pull secret (only now: nothing is decrypted for a command
-   that the cluster already answered) and plan the objects (`domain.manifests.plan`);
+2. open the sealed pull secret and the sealed config secrets (only now: nothing
+   is decrypted for a command that the cluster already answered), read which
+   keys the env Secret holds now (a removed secret needs a null to go), and
+   plan the objects (`domain.manifests.plan`);
 3. read the other objects of the plan; if any exists without this data
    plane's labels, refuse the whole command before writing anything;
 4. make sure of the namespace (refused too if it is not Landfall's); write the
    objects the primary one needs (pull Secret, Service, Ingress) concurrently,
    as none refers to another; then the primary object LAST, because its seq
    marker says the whole set is applied;
-5. drop a pull Secret an earlier deploy left if this one pulls anonymously (only ours).
+5. drop what an earlier deploy left and this one no longer has (only ours): the
+   pull Secret if it pulls anonymously, the env Secret if it has no config
+   secrets, the HorizontalPodAutoscaler if its config no longer autoscales.
+
+What the config asks for and this data plane cannot give (an Ingress host where
+the data plane has no ingress class) is said in the `progressing` report.
 
 Every write carries the ownership check (`trust.guard`) into `Kube.apply`, so an
 object that appears between the read and the write is read and checked too. A
@@ -41,7 +48,7 @@ from libs.contracts import reasons
 from libs.contracts.messages import DeployCommand, utcnow
 
 from ..clients.kube import Conflict, Kube, KubeRejected
-from ..domain import manifests, ordering, trust
+from ..domain import manifests, ordering, trust, workload
 from ..domain.identity import Identity, SealedSecretError
 from ..domain.ordering import Outcome
 from .namespaces import Namespaces
@@ -100,19 +107,46 @@ class Applier:
         if decided is not None:
             return decided
         dockerconfig = self.identity.open(cmd.pull_secret) if cmd.pull_secret is not None else None
-        objects = manifests.plan(cmd, dp, dockerconfigjson=dockerconfig)
-        del dockerconfig
+        secrets = self._open_secrets(cmd)
+        keys_now = await self._env_secret_keys(cmd) if secrets is not None else []
+        objects = manifests.plan(
+            cmd, dp, dockerconfigjson=dockerconfig, secrets=secrets, secret_keys_now=keys_now
+        )
+        del dockerconfig, secrets
         exists = await self._check(cmd, objects[:-1])
         exists[(kind, name)] = current is not None
+        # What an earlier deploy left is only worth looking for if there was an earlier deploy using it.
+        leftovers = _Leftovers(
+            pull_secret=current is None or manifests.refers_to_pull_secret(current, cmd.component),
+            env_secret=current is not None and workload.refers_to_env_secret(current, cmd.component),
+            hpa=current is not None and workload.was_autoscaled(current),
+        )
         try:
-            # An earlier deploy's pull Secret is only worth looking for if that deploy used one.
-            used_secret = current is None or manifests.refers_to_pull_secret(current, cmd.component)
-            return await self._write(cmd, objects, exists=exists, may_have_pull_secret=used_secret)
+            return await self._write(cmd, objects, exists=exists, leftovers=leftovers)
         except KubeRejected as exc:
             if exc.status != 404 or cmd.namespace not in self.namespaces:
                 raise
             self.namespaces.forget(cmd.namespace)  # someone deleted the namespace: make it again
-            return await self._write(cmd, objects, exists={})
+            return await self._write(cmd, objects, exists={}, leftovers=leftovers)
+
+    def _open_secrets(self, cmd: DeployCommand) -> dict[str, str] | None:
+        if cmd.secrets is not None:
+            return self.identity.open_values(cmd.secrets)
+        if cmd.secret_names:
+            raise SealedSecretError(
+                reasons.CONFIG_SECRETS_UNREADABLE,
+                "the command names config secrets but carries none sealed to this data plane",
+            )
+        return None
+
+    async def _env_secret_keys(self, cmd: DeployCommand) -> list[str]:
+        """The keys the component's env Secret holds now (none if it is not there yet)."""
+        name = workload.env_secret_name(cmd.component)
+        found = await self.kube.get("Secret", cmd.namespace, name)
+        if found is None:
+            return []
+        trust.guard("Secret", cmd.namespace, self.identity.dataplane_id)(found)
+        return sorted((found.get("data") or {}).keys())
 
     async def _check(self, cmd: DeployCommand, objects: list[manifests.Obj]) -> dict[tuple[str, str], bool]:
         """Which of `objects` exist; raises `NotOwned` for the first one that is not this data plane's."""
@@ -128,7 +162,7 @@ class Applier:
         objects: list[manifests.Obj],
         *,
         exists: dict[tuple[str, str], bool],
-        may_have_pull_secret: bool = True,
+        leftovers: _Leftovers,
     ) -> Outcome:
         """Write `objects` (primary last); `exists`: what was just read and checked, by kind and name
         (none known: each write reads and checks for itself)."""
@@ -153,13 +187,31 @@ class Applier:
                 return Outcome("redelivered")
         else:
             await write(primary)
-        if cmd.pull_secret is None and cmd.kind == "deploy" and may_have_pull_secret:
-            await self._drop_pull_secret(cmd)
-        return Outcome("applied", applied_at=utcnow())
+        if cmd.kind == "deploy":
+            await self._drop_leftovers(cmd, leftovers)
+        return Outcome("applied", applied_at=utcnow(), message=workload.unapplied(cmd))
 
-    async def _drop_pull_secret(self, cmd: DeployCommand) -> None:
-        """The registry became anonymous (or vendor): remove the credential an earlier deploy left."""
-        name = manifests.pull_secret_name(cmd.component)
-        secret = await self.kube.get("Secret", cmd.namespace, name)
-        if secret is not None and trust.owned(secret, self.identity.dataplane_id):
-            await self.kube.delete("Secret", cmd.namespace, name)
+    async def _drop_leftovers(self, cmd: DeployCommand, leftovers: _Leftovers) -> None:
+        """Remove what an earlier deploy wrote and this one does not need (module docstring, step 5):
+        a registry that became anonymous (or vendor), the last config secret deleted, autoscaling
+        turned off (the Deployment has just been given its replicas again)."""
+        drops: list[tuple[manifests.Kind, str]] = []
+        if cmd.pull_secret is None and leftovers.pull_secret:
+            drops.append(("Secret", manifests.pull_secret_name(cmd.component)))
+        if cmd.secrets is None and leftovers.env_secret:
+            drops.append(("Secret", workload.env_secret_name(cmd.component)))
+        if cmd.config is not None and not workload.autoscaled(cmd) and leftovers.hpa:
+            drops.append(("HorizontalPodAutoscaler", cmd.component))
+        for kind, name in drops:
+            found = await self.kube.get(kind, cmd.namespace, name)
+            if found is not None and trust.owned(found, self.identity.dataplane_id):
+                await self.kube.delete(kind, cmd.namespace, name)
+
+
+@dataclass(frozen=True)
+class _Leftovers:
+    """Which objects an earlier deploy may have left that this one might not need."""
+
+    pull_secret: bool = True
+    env_secret: bool = False
+    hpa: bool = False

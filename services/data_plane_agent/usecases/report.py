@@ -133,7 +133,12 @@ class Reporter:
             return None
         if outcome.action == "applied":
             self.report(
-                cmd.kind, cmd.deployment_id, cmd.execution_id, "progressing", applied_at=outcome.applied_at
+                cmd.kind,
+                cmd.deployment_id,
+                cmd.execution_id,
+                "progressing",
+                message=outcome.message,
+                applied_at=outcome.applied_at,
             )
         return Rollout.from_command(cmd, outcome.applied_at)
 
