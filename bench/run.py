@@ -30,7 +30,7 @@ from typing import Any
 
 import psutil
 
-from bench import access, cli_overhead, footprint, intake, latency, report, scale
+from bench import access, cli_overhead, footprint, ha, intake, latency, report, scale
 from bench.client import ApiError
 from bench.plan import FULL, QUICK
 from bench.stack import BenchError, Clock, Part, Run, server_pids, service_pids, start_stack
@@ -47,6 +47,8 @@ PARTS: tuple[tuple[str, Part], ...] = (
     ("scale", scale.part),
     # `landfall deploy --tag … --wait` (a subprocess) against the same deploys over plain HTTP.
     ("cli_overhead", cli_overhead.part),
+    # The HA stack (3 nats-servers, 2 replicas) beside this one, same deploys; before intake's backlog.
+    ("ha", ha.part),
     # Last: every webhook it gets accepted is a real deployment the orchestrator then works through.
     ("intake", intake.part),
 )
@@ -155,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     result["targets"] = report.targets(result)
     path = write_results(result, args.output)
     print(report.render_text(result))
+    print("\n" + ha.render(result))
     print(f"\nwritten: {path} (and {args.output / 'latest.json'})")
     return 0
 
