@@ -157,6 +157,7 @@ def service_permissions(subjects: Subjects, service: str) -> Permissions:
                 s.rpc_registry_get,
                 s.rpc_resolve_image,
                 s.rpc_pull_secret,
+                s.rpc_config_secrets_seal,  # an environment's config secrets, sealed to a data plane
             ),
             sub_allow=(
                 *listens,
@@ -192,7 +193,13 @@ def service_permissions(subjects: Subjects, service: str) -> Permissions:
                 s.rpc_apikey_lookup,
                 s.rpc_dataplane_key,
             ),
-            sub_allow=(*listens, s.rpc_registry_get, s.rpc_resolve_image, s.rpc_pull_secret),
+            sub_allow=(
+                *listens,
+                s.rpc_registry_get,
+                s.rpc_resolve_image,
+                s.rpc_pull_secret,
+                s.rpc_config_secrets_seal,
+            ),
             responses=True,
         )
     if service == "console":
