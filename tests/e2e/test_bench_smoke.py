@@ -62,6 +62,11 @@ def test_a_quick_bench_run_writes_every_section_with_numbers(tmp_path: Path) -> 
 
     _latency_section(latest["latency"])
     _latency_section(latest["latency_unloaded"])
+    ha = latest["ha"]  # the HA stack (3 nats-servers, 2 replicas) beside this run's single node
+    assert (ha["nats_nodes"], ha["replicas"]) == (3, 2)
+    _latency_section(ha["single"])
+    _latency_section(ha["ha"])
+    assert "HA stack" in proc.stdout
     assert latest["latency"]["cpu_ms_per_deploy"]["total"] > 0
     levels = latest["scale"]["levels"]
     assert [level["dataplanes_total"] for level in levels] == list(latest["plan"]["scale_planes"])
