@@ -117,6 +117,7 @@ def build_usecases(
         gateways=gateways,
         retry_seconds=settings.sweep_interval_seconds,
         max_retry_seconds=settings.max_retry_seconds,
+        registry_unreachable_seconds=settings.registry_unreachable_seconds,
     )
     recorder = Recorder(store=store, gateways=gateways, dispatcher=dispatcher)
     teardowns = Teardowns(store=store, agents=agents)
@@ -136,7 +137,7 @@ def build_usecases(
         intake=Intake(store=store, recorder=recorder, dispatcher=dispatcher),
         deployments=Deployments(store=store, recorder=recorder),
         executions=Executions(store=store, recorder=recorder, dispatcher=dispatcher),
-        reports=Reports(store=store, gateways=gateways),
+        reports=Reports(store=store, gateways=gateways, recorder=recorder),
         sweeper=Sweeper(store=store, dispatcher=dispatcher, teardowns=teardowns),
         api_keys=ApiKeys(store=store, catalog=catalog, broadcasts=broadcasts),
         audit=AuditTrail(store=store, catalog=catalog),

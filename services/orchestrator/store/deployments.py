@@ -11,6 +11,12 @@ What is subtle:
   or `deployment_may_move_from` for reports): the row lock the UPDATE takes makes
   concurrent moves apply one after the other, each against what the other left,
   so a late report, a sweeper and an intake racing cannot move one backwards.
+* Auto-rollback is exactly once per failed deployment: `claim_rollback` sets its `rolled_back_by`
+  only while it is NULL (the one UPDATE that wins names the rollback's id), and recording that id
+  again is a no-op (`record`'s ON CONFLICT), so a redelivered report or a second replica that
+  finds the claim taken records the same deployment at most once.
+* A digest the agent reports (what the cluster pulled, for a tag it was sent) is stored only
+  where none is known: a pinned digest is never replaced by what a data plane says.
 * `claim_due` leases pending rows (`FOR UPDATE SKIP LOCKED`) so another replica's
   sweeper does not pick them too; a crashed attempt is retried after the lease.
 """
@@ -80,6 +86,49 @@ class Deployments(PendingRepo[Deployment]):
             " AND status = 'succeeded' ORDER BY seq DESC LIMIT 1",
             component_id,
             environment,
+        )
+
+    async def rollback_target(self, failed: Deployment) -> Deployment | None:
+        """What an auto-rollback of `failed` brings back: the environment's newest succeeded
+        deployment accepted before it."""
+        return await self.one(
+            "SELECT * FROM deployments WHERE component_id = $1 AND environment = $2"
+            " AND status = 'succeeded' AND seq < $3 ORDER BY seq DESC LIMIT 1",
+            failed.component_id,
+            failed.environment,
+            failed.seq,
+        )
+
+    async def newer_than(self, deployment: Deployment, *, besides: str | None) -> str | None:
+        """The id of a deployment of the same component and environment recorded after this one
+        (other than `besides`), if any."""
+        found = await self.value(
+            "SELECT id FROM deployments WHERE component_id = $1 AND environment = $2 AND seq > $3"
+            " AND id IS DISTINCT FROM $4 ORDER BY seq DESC LIMIT 1",
+            deployment.component_id,
+            deployment.environment,
+            deployment.seq,
+            besides,
+        )
+        return str(found) if found is not None else None
+
+    async def claim_rollback(self, deployment_id: str, rollback_id: str) -> Deployment | None:
+        """Name `rollback_id` as what rolls this failed deployment back; None when another claim
+        (a redelivered report, another replica) came first."""
+        return await self.one(
+            "UPDATE deployments SET rolled_back_by = $2, updated_at = now()"
+            " WHERE id = $1 AND status = 'failed' AND rolled_back_by IS NULL RETURNING *",
+            deployment_id,
+            rollback_id,
+        )
+
+    async def add_note(self, deployment_id: str, note: str) -> Deployment | None:
+        """Append `note` once (a second call with the same note changes nothing: None)."""
+        return await self.one(
+            "UPDATE deployments SET notes = notes || jsonb_build_array($2::text), updated_at = now()"
+            " WHERE id = $1 AND NOT notes @> jsonb_build_array($2::text) RETURNING *",
+            deployment_id,
+            note,
         )
 
     async def succeeded_before(
@@ -209,4 +258,17 @@ class Deployments(PendingRepo[Deployment]):
             reported_at,
             dataplane_id,
             deployment_may_move_from(status),
+        )
+
+    async def set_reported_digest(
+        self, deployment_id: str, *, dataplane_id: str, digest: str, note: str
+    ) -> Deployment | None:
+        """Keep the digest a data plane pulled for a deployment that had none; None when it had one."""
+        return await self.one(
+            "UPDATE deployments SET digest = $3, notes = notes || jsonb_build_array($4::text),"
+            " updated_at = now() WHERE id = $1 AND dataplane_id = $2 AND digest IS NULL RETURNING *",
+            deployment_id,
+            dataplane_id,
+            digest,
+            note,
         )

@@ -4,31 +4,58 @@ What is subtle: a report is trusted only for work that was sent to the data
 plane it names (the consumer has checked that it came on that plane's own
 subject); reports arrive late and more than once, and a move the state machine
 refuses is simply nothing (logged with `applied: false`).
+
+Two things follow from a deploy's report besides its status:
+
+* The digest the cluster pulled (a Pod's `imageID`), for a deployment sent by tag (a vendor
+  registry): kept as its digest when it has none, so history, promotion and redeploy pin it.
+* Auto-rollback: a rollout that fails, in an environment whose current config says
+  `auto_rollback`, records a deployment (`source: rollback`) of the environment's last succeeded
+  image by digest with *that* deployment's config version, and the failed one names it in
+  `rolled_back_by`. The failed deployment stays `failed` with its reason (CI long-polls that id,
+  never the rollback). A rollback that fails is not rolled back (no loop); nothing succeeded
+  before, or a newer deployment already on its way, means no rollback, and a note says so.
+  Exactly once: the claim (`rolled_back_by` set while NULL) decides the id, and recording that id
+  again is a no-op; a redelivered failed report, whose status move is refused, still completes a
+  rollback that a crash interrupted after the claim.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Final
 
-from libs.contracts.messages import RolloutReport
+from pydantic import ValidationError
+
+from libs.contracts.config import WorkloadConfig
+from libs.contracts.ids import new_id
+from libs.contracts.messages import RolloutReport, utcnow
+from libs.oci.reference import InvalidReference, validate_digest
 from services.orchestrator.clients.gateways import Gateways
+from services.orchestrator.domain.records import Deployment, NewDeployment
 from services.orchestrator.domain.rules import execution_status_for
 from services.orchestrator.store import Store
 from services.orchestrator.usecases.executions import move_execution
+from services.orchestrator.usecases.recording import Recorder
 
 log = logging.getLogger(__name__)
+
+NOTE_REPORTED_DIGEST: Final = "digest as pulled by the data plane"
+NOTE_NOT_AFTER_ROLLBACK: Final = "not rolled back: it was a rollback itself"
 
 
 @dataclass(kw_only=True, eq=False)
 class Reports:
     store: Store
     gateways: Gateways
+    recorder: Recorder | None = None  # None: no auto-rollback (tests of reports alone)
 
     async def apply(self, report: RolloutReport) -> None:
         if report.kind == "run":
             await self._apply_run(report)
             return
+        digest_kept = await self._keep_digest(report)
         updated = await self.store.now.deployments.apply_report(
             report.deployment_id,
             dataplane_id=report.dataplane_id,
@@ -46,8 +73,99 @@ class Reports:
                 "applied": updated is not None,
             },
         )
-        if updated is not None:
-            await self.gateways.deployment_changed(updated)
+        changed = updated or digest_kept
+        if changed is not None:
+            await self.gateways.deployment_changed(changed)
+        if report.status == "failed":
+            failed = updated or await self.store.now.deployments.get(report.deployment_id)
+            if (
+                failed is not None
+                and failed.status == "failed"
+                and failed.dataplane_id == report.dataplane_id
+            ):
+                await self.roll_back(failed)
+
+    async def _keep_digest(self, report: RolloutReport) -> Deployment | None:
+        if report.digest is None:
+            return None
+        try:
+            digest = validate_digest(report.digest)
+        except InvalidReference:
+            log.warning("report with an invalid digest", extra={"deployment_id": report.deployment_id})
+            return None
+        return await self.store.now.deployments.set_reported_digest(
+            report.deployment_id, dataplane_id=report.dataplane_id, digest=digest, note=NOTE_REPORTED_DIGEST
+        )
+
+    async def roll_back(self, failed: Deployment) -> Deployment | None:
+        """Auto-rollback of a failed rollout (see the module docstring); the rollback, or None."""
+        if self.recorder is None or not await self._auto_rollback(failed):
+            return None
+        deployments = self.store.now.deployments
+        if failed.rolled_back_by is not None and await deployments.get(failed.rolled_back_by) is not None:
+            return None  # done before: this is a redelivered report
+        if failed.source == "rollback":
+            await self._note(failed, NOTE_NOT_AFTER_ROLLBACK)
+            return None
+        newer = await deployments.newer_than(failed, besides=failed.rolled_back_by)
+        if newer is not None:
+            await self._note(failed, f"not rolled back: {newer} was deployed after it")
+            return None
+        target = await deployments.rollback_target(failed)
+        if target is None:
+            await self._note(failed, f"not rolled back: nothing succeeded in {failed.environment} before it")
+            return None
+        component = await self.store.now.components.get(failed.org, failed.project, failed.component)
+        environments = await self.store.now.environments.of_org(failed.org)
+        environment = next((e for e in environments if e.name == failed.environment), None)
+        if component is None or component.id != failed.component_id or environment is None:
+            return None  # deleted meanwhile: nothing to roll back to
+        claimed = await deployments.claim_rollback(failed.id, new_id("dep"))
+        if claimed is not None:
+            await self.gateways.deployment_changed(claimed)
+            failed = claimed
+        else:  # claimed before: by a redelivery of this report, another replica, or before a crash
+            failed = await deployments.get(failed.id) or failed
+        rollback_id = failed.rolled_back_by
+        if rollback_id is None:
+            return None
+        new = NewDeployment(
+            id=rollback_id,
+            component=component,
+            environment=environment,
+            image=target.image,
+            digest=target.digest,
+            source="rollback",
+            notes=[f"rolled back from {failed.id}: {failed.reason or 'failed'}; runs {target.id} again"],
+            accepted_at=utcnow(),
+            # None (it ran before the environment had a config): the environment's current one
+            config_version=target.config_version,
+        )
+        recorded = await self.recorder.record(new)
+        if recorded is not None:
+            log.info(
+                "auto-rollback",
+                extra={"deployment_id": failed.id, "rollback_id": rollback_id, "target": target.id},
+            )
+            await self.recorder.dispatcher.dispatch_soon(rollback_id)
+        return recorded
+
+    async def _auto_rollback(self, failed: Deployment) -> bool:
+        """Whether the environment's current config asks for auto-rollback."""
+        stored = await self.store.now.configs.current(failed.component_id, failed.environment)
+        if stored is None:
+            return False
+        try:
+            return WorkloadConfig.model_validate(stored.body).auto_rollback
+        except ValidationError:
+            log.warning("unreadable config", extra={"deployment_id": failed.id, "version": stored.version})
+            return False
+
+    async def _note(self, deployment: Deployment, note: str) -> None:
+        noted = await self.store.now.deployments.add_note(deployment.id, note)
+        if noted is not None:
+            log.info("no auto-rollback", extra={"deployment_id": deployment.id, "note": note})
+            await self.gateways.deployment_changed(noted)
 
     async def _apply_run(self, report: RolloutReport) -> None:
         if report.execution_id is None:
