@@ -11,7 +11,7 @@ still work but stop being live, and a load balancer should prefer a replica that
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -35,7 +35,9 @@ HTTP = web.AppKey("console_http", aiohttp.ClientSession)
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
-    app, api = create_base_app(service=settings.service_name, version=settings.version, client_max_size=256 * 1024)
+    app, api = create_base_app(
+        service=settings.service_name, version=settings.version, client_max_size=256 * 1024
+    )
     app[SETTINGS] = settings
     sessions = SessionStore(ttl=settings.session_ttl_seconds, idle=settings.session_idle_seconds)
     if clock is not None:
@@ -47,7 +49,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=jinja2.select_autoescape(("html",), default=True),
         undefined=jinja2.StrictUndefined,
-        context_processors=[aiohttp_jinja2.request_processor],
     )
     env.globals["static"] = lambda name: app.router["static"].url_for(filename=name)
     env.globals["zip"] = zip
@@ -58,7 +59,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     return app
 
 
-def _api_ctx(settings: Settings):  # type: ignore[no-untyped-def]
+def _api_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         timeout = aiohttp.ClientTimeout(total=settings.api_timeout_seconds)
         async with aiohttp.ClientSession(timeout=timeout) as http:

@@ -15,6 +15,7 @@ What is subtle
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -126,9 +127,7 @@ class Stage:
     history: list[Mapping[str, Any]] = field(default_factory=list)
 
 
-def pipeline(
-    environments: Iterable[Mapping[str, Any]], history: Iterable[Mapping[str, Any]]
-) -> list[Stage]:
+def pipeline(environments: Iterable[Mapping[str, Any]], history: Iterable[Mapping[str, Any]]) -> list[Stage]:
     """The environments in pipeline order, each with its newest and its running deployment."""
     stages = [Stage(name=e["name"], order=e["order"]) for e in sorted(environments, key=lambda e: e["order"])]
     by_name = {s.name: s for s in stages}
@@ -141,7 +140,7 @@ def pipeline(
             stage.latest = deployment
         if stage.running is None and deployment.get("status") == "succeeded":
             stage.running = deployment
-    for here, after in zip(stages, stages[1:], strict=False):
+    for here, after in itertools.pairwise(stages):
         here.next = after.name
     return stages
 

@@ -52,7 +52,9 @@ def whole_number(form: Mapping[str, Any], name: str) -> int | None:
         return None
     if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
         raise ApiProblem(
-            422, "Validation Failed", f"{name}: must be a whole number",
+            422,
+            "Validation Failed",
+            f"{name}: must be a whole number",
             [{"field": name, "message": "must be a whole number"}],
         )
     return int(raw)
@@ -76,7 +78,7 @@ def component_body(form: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def deploy_body(form: Mapping[str, Any]) -> dict[str, Any]:
-    """"Deploy": an image (full reference) or a tag; without either, the component's image."""
+    """ "Deploy": an image (full reference) or a tag; without either, the component's image."""
     body: dict[str, Any] = {}
     if environment := text(form, "environment"):
         body["environment"] = environment

@@ -11,7 +11,6 @@ calls reuses warm connections to the front door instead of opening four.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -66,7 +65,7 @@ class Landfall:
             ) as response:
                 raw = await response.read()
                 status = response.status
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise unavailable(type(exc).__name__) from None
         try:
             data = json.loads(raw) if raw else None

@@ -78,9 +78,7 @@ async def create_component(request: web.Request) -> web.StreamResponse:
     project = text(data, "project") or "default"
     try:
         body = component_body(data)
-        await request.app[CONSOLE].act(
-            s, "POST", f"{Console.org(s)}/projects/{q(project)}/components", body
-        )
+        await request.app[CONSOLE].act(s, "POST", f"{Console.org(s)}/projects/{q(project)}/components", body)
     except ApiProblem as exc:
         if exc.status not in (403, 409, 422):
             raise

@@ -17,7 +17,10 @@ async def _list(request: web.Request, *, error: str = "", status: int = 200) -> 
     s = session(request)
     items = await request.app[CONSOLE].registries(s)
     return render(
-        request, "registries.html", {"registries": items, "auth_types": AUTH_TYPES, "error": error}, status=status
+        request,
+        "registries.html",
+        {"registries": items, "auth_types": AUTH_TYPES, "error": error},
+        status=status,
     )
 
 
@@ -27,7 +30,10 @@ async def registries(request: web.Request) -> web.StreamResponse:
 
 
 def _new(
-    request: web.Request, *, values: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
+    request: web.Request,
+    *,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.StreamResponse:
     return render(
@@ -89,7 +95,9 @@ async def delete_registry(request: web.Request) -> web.StreamResponse:
     await form(request)
     rid = request.match_info["id"]
     try:
-        await request.app[CONSOLE].act(session(request), "DELETE", f"{Console.org(session(request))}/registries/{q(rid)}")
+        await request.app[CONSOLE].act(
+            session(request), "DELETE", f"{Console.org(session(request))}/registries/{q(rid)}"
+        )
     except ApiProblem as exc:
         if exc.status != 409:
             raise

@@ -34,7 +34,7 @@ from services.console.usecases.sessions import SessionStore, SignIn
 
 SESSION_COOKIE = "landfall_session"
 SIGNIN_COOKIE = "landfall_signin"
-SESSION_KEY = "console_session"
+SESSION_KEY = web.RequestKey("console_session", Session)
 
 SETTINGS = web.AppKey("console_settings", Settings)
 SESSIONS = web.AppKey("console_sessions", SessionStore)
@@ -59,9 +59,7 @@ def secure(request: web.Request) -> bool:
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str) -> None:
-    response.set_cookie(
-        name, value, httponly=True, samesite="Strict", secure=secure(request), path="/"
-    )
+    response.set_cookie(name, value, httponly=True, samesite="Strict", secure=secure(request), path="/")
 
 
 def session(request: web.Request) -> Session:
@@ -77,8 +75,10 @@ def signed_in(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         found = request.app[SESSIONS].get(request.cookies.get(SESSION_COOKIE))
         if found is None:
-            if request.method != "GET" or request.headers.get("HX-Request") or request.path.endswith(
-                "/events"
+            if (
+                request.method != "GET"
+                or request.headers.get("HX-Request")
+                or request.path.endswith("/events")
             ):
                 raise web.HTTPUnauthorized(text="your session ended: sign in again")
             raise web.HTTPSeeOther(f"/sign-in?next={request.path_qs if request.path != '/' else ''}")

@@ -1,0 +1,207 @@
+"""The console against the real API: sign-in, sessions, CSRF, roles, tenancy, field errors, live.
+
+What a person would notice: the pages they reach, the buttons they see, the words of a refusal,
+and that nothing changed when the console refused; checked through the API where it matters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import pytest
+
+from libs.devstack.stack import Stack, http
+from tests.integration.console.conftest import Browser, Clock
+
+pytestmark = pytest.mark.timeout(240)
+
+MUTATING = re.compile(r"<button[^>]*type=\"submit\"[^>]*>(?!\s*(Sign out|Filter)\s*<)")
+
+
+def registries_of(stack: Stack, org: str = "default", key: str | None = None) -> list[dict[str, Any]]:
+    status, answer = http("GET", f"{stack.front_url}/v1/orgs/{org}/registries", token=key or stack.org_key)
+    assert status == 200, answer
+    items: list[dict[str, Any]] = answer["items"]
+    return items
+
+
+async def test_signing_in_opens_a_session_behind_a_safe_cookie(stack: Stack, browser: Browser) -> None:
+    assert stack.org_key
+    status, _, location = await browser.sign_in(stack.org_key)
+    assert (status, location) == (303, "/components")
+    cookie = next(c for c in browser.client.cookie_jar if c.key == "landfall_session")
+    assert cookie["httponly"] and cookie["samesite"] == "Strict"
+    assert stack.org_key not in cookie.value
+    page = await browser.page("/components")
+    assert "hello" in page and "local-owner · owner · org default" in page
+
+    status, _, location = await browser.post("/sign-out", {})
+    assert (status, location) == (303, "/sign-in")
+    await browser.page("/components", status=303)
+
+
+async def test_a_wrong_key_is_refused_and_opens_no_session(stack: Stack, browser: Browser) -> None:
+    status, body, _ = await browser.sign_in("lfk_" + "A" * 49)
+    assert status == 401
+    assert "not an org API key" in body or "refused" in body
+    assert not [c for c in browser.client.cookie_jar if c.key == "landfall_session"]
+    await browser.page("/registries", status=303)
+
+
+async def test_the_secure_flag_follows_https_at_the_proxy(stack: Stack, browser: Browser) -> None:
+    assert stack.org_key
+    await browser.page("/sign-in")
+    async with browser.client.post(
+        "/sign-in",
+        data={"api_key": stack.org_key, "org": "default", "csrf": browser.csrf},
+        headers={"X-Forwarded-Proto": "https"},
+        allow_redirects=False,
+    ) as r:
+        assert r.status == 303
+        assert "Secure" in r.headers.getall("Set-Cookie")[0]
+
+
+async def test_a_form_without_its_csrf_token_changes_nothing(stack: Stack, browser: Browser) -> None:
+    assert stack.org_key
+    await browser.sign_in(stack.org_key)
+    await browser.page("/registries/new")
+    before = registries_of(stack)
+    form = {
+        "display_name": "csrf probe",
+        "auth.type": "anonymous",
+        "auth.host": "registry.hub.docker.com",
+    }
+    status, body, _ = await browser.post("/registries", form, csrf=False)
+    assert status == 403 and "CSRF" in body
+    status, _, _ = await browser.post("/registries", {**form, "csrf": "forged"}, csrf=False)
+    assert status == 403
+    assert registries_of(stack) == before
+
+
+async def test_a_session_ends_after_its_idle_time(stack: Stack, browser: Browser, clock: Clock) -> None:
+    assert stack.org_key
+    await browser.sign_in(stack.org_key)
+    await browser.page("/components")
+    clock.now += 599
+    await browser.page("/components")  # used: its idle timer starts again
+    clock.now += 600
+    async with browser.client.get("/components", allow_redirects=False) as r:
+        assert r.status == 303 and r.headers["Location"].startswith("/sign-in")
+    status, _, _ = await browser.post("/registries", {"display_name": "late"})
+    assert status == 401
+
+
+async def test_a_viewer_sees_no_buttons_that_change_anything_and_the_api_refuses(
+    stack: Stack, browser: Browser
+) -> None:
+    viewer = stack.new_key("default", "viewer")
+    await browser.sign_in(viewer["key"])
+    for path in (
+        "/components",
+        "/registries",
+        "/projects/default/components/hello",
+        "/projects/default/components/hello/ci",
+        "/dataplanes",
+        "/environments",
+        "/api-keys",
+    ):
+        page = await browser.page(path)
+        assert not MUTATING.search(page), (path, MUTATING.search(page))
+    assert "+ Add Registry" not in await browser.page("/registries")
+    before = registries_of(stack)
+    status, body, _ = await browser.post(
+        "/registries",
+        {"display_name": "viewer's", "auth.type": "anonymous", "auth.host": "registry.hub.docker.com"},
+    )
+    assert status == 403 and "owner" in body
+    assert registries_of(stack) == before
+
+
+async def test_another_orgs_objects_answer_404(stack: Stack, browser: Browser) -> None:
+    other = stack.new_org("console-other")
+    status, reg = http(
+        "POST",
+        f"{stack.front_url}/v1/orgs/console-other/registries",
+        token=other["key"],
+        body={"display_name": "theirs", "auth": {"type": "anonymous", "host": "registry.hub.docker.com"}},
+    )
+    assert status == 201, reg
+    assert stack.org_key
+    await browser.sign_in(stack.org_key)
+    await browser.page("/registries")
+    status, body, _ = await browser.post(f"/registries/{reg['id']}/test", {})
+    assert status == 404 and "Not found" in body
+    status, _, _ = await browser.post(f"/registries/{reg['id']}/delete", {})
+    assert status == 404
+    assert [r["id"] for r in registries_of(stack, "console-other", other["key"])] == [reg["id"]]
+    await browser.page("/projects/default/components/not-there", status=404)
+
+
+async def test_refusals_are_shown_beside_the_fields_they_name(stack: Stack, browser: Browser) -> None:
+    assert stack.org_key
+    await browser.sign_in(stack.org_key)
+    await browser.page("/registries/new")
+    status, body, _ = await browser.post(
+        "/registries",
+        {"display_name": "bad host", "auth.type": "basic", "auth.host": "https://", "auth.username": "u"},
+    )
+    assert status == 422
+    # the error sits in the field's own block, announced to screen readers, the value kept
+    assert re.search(r'id="e-auth\.(host|password)" role="alert">[^<]+<', body), body
+    assert 'value="bad host"' in body
+
+
+async def test_a_registry_in_use_is_not_deleted_and_the_page_says_why(stack: Stack, browser: Browser) -> None:
+    assert stack.org_key
+    await browser.sign_in(stack.org_key)
+    demo = stack.state["provisioned"]["registry_id"]
+    await browser.page("/registries")
+    status, body, _ = await browser.post(f"/registries/{demo}/delete", {})
+    assert status == 409 and "Not deleted" in body and "hello" in body
+    assert demo in [r["id"] for r in registries_of(stack)]
+
+
+async def test_the_component_page_hears_a_deployment_land_without_a_reload(
+    stack: Stack, browser: Browser
+) -> None:
+    assert stack.org_key
+    await browser.sign_in(stack.org_key)
+    await browser.page("/projects/default/components/hello")
+    async with browser.client.get("/projects/default/components/hello/events") as events:
+        assert events.headers["Content-Type"].startswith("text/event-stream")
+        first = await _event(events, "pipeline")
+        assert "development" in first
+        status, _, _ = await browser.post(
+            "/projects/default/components/hello/deploy", {"environment": "development", "tag": "1.1"}
+        )
+        assert status == 303
+        seen = ""
+        while "demo/hello:1.1" not in seen or "s-succeeded" not in seen.split("Latest:", 1)[-1]:
+            seen = await asyncio.wait_for(_event(events, "pipeline"), timeout=60)
+        assert "succeeded" in seen
+
+
+async def _event(response: Any, name: str) -> str:
+    """The data of the next event called `name` on a text/event-stream."""
+    kind, data = "", []
+    while True:
+        line = (await response.content.readline()).decode().rstrip("\n")
+        if line.startswith("event: "):
+            kind, data = line[7:], []
+        elif line.startswith("data: "):
+            data.append(line[6:])
+        elif line == "" and kind:
+            if kind == name:
+                return "\n".join(data)
+            kind = ""
+
+
+async def test_health_readiness_metrics_and_openapi(browser: Browser) -> None:
+    for path in ("/healthz", "/readyz", "/metrics"):
+        async with browser.client.get(path) as r:
+            assert r.status == 200, path
+    async with browser.client.get("/openapi.json") as r:
+        doc = await r.json()
+    assert "/sign-in" in doc["paths"] and "/projects/{project}/components/{component}/events" in doc["paths"]
