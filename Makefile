@@ -103,3 +103,21 @@ down: ## stop a stack started by `make up` in another terminal
 
 clean: ## remove the local stack's state (.landfall/) — deletes local data!
 	@rm -rf .landfall
+
+.PHONY: manifests image
+IMAGE ?= landfall:dev
+
+manifests: $(STAMP) ## render every kustomization of deploy/kubernetes to build/manifests/<name>.yaml (INSTALL.md)
+	@echo "==> rendering deploy/kubernetes (deploy/kubernetes/render.py; kubectl apply -k reads the same files)"
+	@$(PY) deploy/kubernetes/render.py --out build/manifests
+
+image: ## build the one image of every service (deploy/docker/Dockerfile) as IMAGE=landfall:dev, where Docker runs
+	@if ! command -v docker >/dev/null 2>&1; then \
+	   echo "make image: Docker is not installed on this machine, so no image was built." >&2; \
+	   echo "  Build it where Docker runs: docker build -f deploy/docker/Dockerfile -t $(IMAGE) ." >&2; exit 1; \
+	 elif ! docker info >/dev/null 2>&1; then \
+	   echo "make image: the docker command is here but no Docker daemon answers, so no image was built." >&2; \
+	   echo "  Start Docker (or point DOCKER_HOST at one), then run make image again." >&2; exit 1; \
+	 fi
+	@echo "==> docker build -f deploy/docker/Dockerfile -t $(IMAGE) ."
+	@docker build -f deploy/docker/Dockerfile -t $(IMAGE) .
