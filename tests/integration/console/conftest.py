@@ -13,8 +13,9 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-import pytest
+
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
 from libs.contracts.subjects import Subjects
@@ -56,7 +57,9 @@ def clock() -> Clock:
 
 @pytest.fixture(scope="module")
 def console_settings(stack: Stack) -> Settings:
-    creds: Path = stack.nats_auth.creds_file("console", service_permissions(Subjects(stack.bus_prefix), "console"))
+    creds: Path = stack.nats_auth.creds_file(
+        "console", service_permissions(Subjects(stack.bus_prefix), "console")
+    )
     return Settings(
         url=stack.front_url,
         nats_url=stack.nats.url,

@@ -32,10 +32,12 @@ async def test_signing_in_opens_a_session_behind_a_safe_cookie(stack: Stack, bro
     status, _, location = await browser.sign_in(stack.org_key)
     assert (status, location) == (303, "/components")
     cookie = next(c for c in browser.client.cookie_jar if c.key == "landfall_session")
-    assert cookie["httponly"] and cookie["samesite"] == "Strict"
+    assert cookie["httponly"]
+    assert cookie["samesite"] == "Strict"
     assert stack.org_key not in cookie.value
     page = await browser.page("/components")
-    assert "hello" in page and "local-owner · owner · org default" in page
+    assert "hello" in page
+    assert "local-owner · owner · org default" in page
 
     status, _, location = await browser.post("/sign-out", {})
     assert (status, location) == (303, "/sign-in")
@@ -74,7 +76,8 @@ async def test_a_form_without_its_csrf_token_changes_nothing(stack: Stack, brows
         "auth.host": "registry.hub.docker.com",
     }
     status, body, _ = await browser.post("/registries", form, csrf=False)
-    assert status == 403 and "CSRF" in body
+    assert status == 403
+    assert "CSRF" in body
     status, _, _ = await browser.post("/registries", {**form, "csrf": "forged"}, csrf=False)
     assert status == 403
     assert registries_of(stack) == before
@@ -88,7 +91,8 @@ async def test_a_session_ends_after_its_idle_time(stack: Stack, browser: Browser
     await browser.page("/components")  # used: its idle timer starts again
     clock.now += 600
     async with browser.client.get("/components", allow_redirects=False) as r:
-        assert r.status == 303 and r.headers["Location"].startswith("/sign-in")
+        assert r.status == 303
+        assert r.headers["Location"].startswith("/sign-in")
     status, _, _ = await browser.post("/registries", {"display_name": "late"})
     assert status == 401
 
@@ -115,7 +119,8 @@ async def test_a_viewer_sees_no_buttons_that_change_anything_and_the_api_refuses
         "/registries",
         {"display_name": "viewer's", "auth.type": "anonymous", "auth.host": "registry.hub.docker.com"},
     )
-    assert status == 403 and "owner" in body
+    assert status == 403
+    assert "owner" in body
     assert registries_of(stack) == before
 
 
@@ -132,7 +137,8 @@ async def test_another_orgs_objects_answer_404(stack: Stack, browser: Browser) -
     await browser.sign_in(stack.org_key)
     await browser.page("/registries")
     status, body, _ = await browser.post(f"/registries/{reg['id']}/test", {})
-    assert status == 404 and "Not found" in body
+    assert status == 404
+    assert "Not found" in body
     status, _, _ = await browser.post(f"/registries/{reg['id']}/delete", {})
     assert status == 404
     assert [r["id"] for r in registries_of(stack, "console-other", other["key"])] == [reg["id"]]
@@ -159,7 +165,9 @@ async def test_a_registry_in_use_is_not_deleted_and_the_page_says_why(stack: Sta
     demo = stack.state["provisioned"]["registry_id"]
     await browser.page("/registries")
     status, body, _ = await browser.post(f"/registries/{demo}/delete", {})
-    assert status == 409 and "Not deleted" in body and "hello" in body
+    assert status == 409
+    assert "Not deleted" in body
+    assert "hello" in body
     assert demo in [r["id"] for r in registries_of(stack)]
 
 
@@ -185,7 +193,8 @@ async def test_the_component_page_hears_a_deployment_land_without_a_reload(
 
 async def _event(response: Any, name: str) -> str:
     """The data of the next event called `name` on a text/event-stream."""
-    kind, data = "", []
+    kind = ""
+    data: list[str] = []
     while True:
         line = (await response.content.readline()).decode().rstrip("\n")
         if line.startswith("event: "):
@@ -204,4 +213,5 @@ async def test_health_readiness_metrics_and_openapi(browser: Browser) -> None:
             assert r.status == 200, path
     async with browser.client.get("/openapi.json") as r:
         doc = await r.json()
-    assert "/sign-in" in doc["paths"] and "/projects/{project}/components/{component}/events" in doc["paths"]
+    assert "/sign-in" in doc["paths"]
+    assert "/projects/{project}/components/{component}/events" in doc["paths"]
