@@ -14,7 +14,7 @@ from nacl.public import PublicKey, SealedBox
 from libs.contracts import reasons
 from libs.contracts.config import WorkloadConfig
 from libs.contracts.messages import SealedValues
-from services.data_plane_agent.domain import manifests, workload
+from services.data_plane_agent.domain import manifests, rollout, workload
 from services.data_plane_agent.domain.identity import Identity, SealedSecretError
 from tests.unit.test_agent_manifests import COMPONENT_TYPES, DP, command
 
@@ -221,3 +221,21 @@ def test_only_the_recipient_opens_config_secrets_and_only_a_flat_object_of_names
             me.open_values(sealed(me.public_key, bad, me.key_id))
         assert unreadable.value.reason == reasons.CONFIG_SECRETS_UNREADABLE
         assert "v" not in unreadable.value.message.split()
+
+
+def pod(image_id: str, name: str = "api") -> dict[str, Any]:
+    return {"status": {"containerStatuses": [{"name": name, "imageID": image_id}]}}
+
+
+def test_the_digest_the_cluster_pulled_is_read_from_the_pods_image_id() -> None:
+    digest = "sha256:" + "b" * 64
+    assert rollout.pulled_digest([pod(f"docker-pullable://ghcr.io/acme/api@{digest}")], "api") == digest
+    assert rollout.pulled_digest([pod(f"ghcr.io/acme/api@{digest}"), pod(f"x/y@{digest}")], "api") == digest
+    assert rollout.pulled_digest([pod("sha256:" + "c" * 64)], "api") is None  # an image id, not a digest
+    assert rollout.pulled_digest([pod("ghcr.io/acme/api@sha256:short")], "api") is None
+    assert rollout.pulled_digest([pod(f"ghcr.io/acme/api@{digest}", name="sidecar")], "api") is None
+    two = [pod(f"r/a@{digest}"), pod("r/a@sha256:" + "d" * 64)]
+    assert rollout.pulled_digest(two, "api") is None  # Pods of two images: no single answer
+    by_tag = rollout.Rollout.from_command(command(image="ghcr.io/acme/api:1.2"), None)
+    assert by_tag.by_tag
+    assert not rollout.Rollout.from_command(command(), None).by_tag

@@ -18,6 +18,13 @@ object itself (its annotations say which deployment and run it belongs to).
 Before judging an object, `replaced` checks that it is still ours: a Job that
 another run now holds, or a Deployment that a newer deployment rewrote, ends
 the watch without waiting for the rollout.
+
+A rollout of an image named by tag (vendor registries, or a tag the control plane
+could not resolve) reports the digest the cluster pulled: `pulled_digest` reads it
+from the Pods' `containerStatuses[].imageID`, which runtimes spell
+`docker-pullable://host/repo@sha256:…`, `host/repo@sha256:…` or just an image id
+(`sha256:…` of the config, not of the manifest: no digest of the image as pushed,
+so none is reported).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from typing import Any
 
 from libs.contracts import naming, reasons
 from libs.contracts.messages import CommandKind, DeployCommand, ReportStatus
+from libs.oci.reference import InvalidReference, validate_digest
 
 from . import manifests
 from .manifests import Kind
@@ -47,6 +55,7 @@ class Verdict:
     status: ReportStatus
     reason: str | None = None
     message: str | None = None
+    digest: str | None = None  # the image digest the cluster pulled, for a rollout by tag
 
     @property
     def terminal(self) -> bool:
@@ -141,6 +150,24 @@ def job_verdict(job: Obj, pods: Iterable[Obj]) -> Verdict:
     return Verdict("progressing", message="the job is running")
 
 
+def pulled_digest(pods: Iterable[Obj], container: str) -> str | None:
+    """The manifest digest `container` runs in these Pods (all of them agree, or None)."""
+    found: set[str] = set()
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") != container:
+                continue
+            image_id = str(cs.get("imageID") or "")
+            _, at, digest = image_id.rpartition("@")
+            if not at:
+                continue
+            try:
+                found.add(validate_digest(digest))
+            except InvalidReference:
+                continue
+    return found.pop() if len(found) == 1 else None
+
+
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 
 
@@ -186,6 +213,7 @@ class Rollout:
     object_name: str
     pod_labels: dict[str, str]
     applied_at: datetime | None = None
+    by_tag: bool = False  # the image has no digest: report the one the cluster pulled
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -214,6 +242,7 @@ class Rollout:
             object_name=name,
             pod_labels=manifests.selector(cmd),
             applied_at=applied_at,
+            by_tag="@" not in cmd.image,
         )
 
     @classmethod
@@ -233,7 +262,15 @@ class Rollout:
             object_kind=kind,
             object_name=meta["name"],
             pod_labels={k: labels[k] for k in POD_LABELS if k in labels},
+            by_tag=kind == "Deployment" and "@" not in _image(obj),
         )
+
+
+def _image(obj: Obj) -> str:
+    """The image of a Deployment's (first) container."""
+    template = (obj.get("spec") or {}).get("template") or {}
+    containers = (template.get("spec") or {}).get("containers") or [{}]
+    return str(containers[0].get("image") or "")
 
 
 def replaced(target: Rollout, obj: Obj | None) -> Verdict | None:

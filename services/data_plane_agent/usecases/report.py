@@ -77,6 +77,7 @@ class Reporter:
         reason: str | None = None,
         message: str | None = None,
         applied_at: datetime | None = None,
+        digest: str | None = None,
     ) -> asyncio.Future[None]:
         """Queue a report; the future completes once JetStream stored it (awaiting it is optional)."""
         report = RolloutReport(
@@ -88,6 +89,7 @@ class Reporter:
             reason=reason,
             message=message,
             applied_at=applied_at,
+            digest=digest,
             reported_at=utcnow(),
         )
         stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -95,7 +97,13 @@ class Reporter:
         return stored
 
     def watched(
-        self, rollout: Rollout, status: ReportStatus, *, reason: str | None = None, message: str | None = None
+        self,
+        rollout: Rollout,
+        status: ReportStatus,
+        *,
+        reason: str | None = None,
+        message: str | None = None,
+        digest: str | None = None,
     ) -> asyncio.Future[None]:
         """`report` what watching `rollout` found: its command's ids, when it was applied."""
         return self.report(
@@ -106,6 +114,7 @@ class Reporter:
             reason=reason,
             message=message,
             applied_at=rollout.applied_at,
+            digest=digest,
         )
 
     async def outcome(self, cmd: DeployCommand, outcome: Outcome) -> Rollout | None:

@@ -15,13 +15,16 @@ What is subtle:
   wrote, so a rollout left unfinished by a stop gets its terminal report.
 - A removed component's watches end without a report: the orchestrator
   forgot its deployments.
+- A Deployment rolled out by tag is reported `succeeded` with the digest its
+  Pods run (`rollout.pulled_digest`), read from the same Pod list: one more
+  list only for rollouts by tag, once, at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from libs.contracts import naming
 
@@ -135,7 +138,11 @@ class RolloutWatcher:
                     if verdict is not None and verdict.terminal:
                         watch.finished = True
                         self.reporter.watched(
-                            target, verdict.status, reason=verdict.reason, message=verdict.message
+                            target,
+                            verdict.status,
+                            reason=verdict.reason,
+                            message=verdict.message,
+                            digest=verdict.digest,
                         )
                         return
                     seen = feed.latest() if await feed.wait(self.poll_seconds) else None
@@ -165,4 +172,9 @@ class RolloutWatcher:
             failure = rollout.pod_failure(rollout.pods_of(pods, deployment_id=target.deployment_id))
             if failure is not None:
                 return failure
+        if verdict.status == "succeeded" and target.by_tag:
+            pods = await self.kube.list("Pod", target.namespace, target.pod_labels)
+            mine = rollout.pods_of(pods, deployment_id=target.deployment_id)
+            component = target.component or target.object_name
+            return replace(verdict, digest=rollout.pulled_digest(mine, component))
         return verdict
