@@ -14,7 +14,10 @@ Which replica did what: each replica's own `/metrics` counters (a counter is per
   answered (one queue group).
 A SIGKILLed process takes its counters with it, so the driver reads a replica's counters just
 before it kills it and banks them; the figure is banked + the last reading at the end (work done
-in the milliseconds between that reading and the kill is not counted, and nothing else is lost).
+in the milliseconds between that reading and the kill is not counted). The figures show that
+every replica worked and roughly how much, not an exact split: the gateways' sum is the webhooks
+accepted, but a deployment whose rollout report overtook its dispatch mark, or that was superseded
+first, never counts as `dispatched` anywhere, and one deploy costs one or two credentials RPCs.
 """
 
 from __future__ import annotations

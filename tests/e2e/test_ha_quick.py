@@ -17,8 +17,11 @@ import pytest
 
 from chaos import cluster
 from chaos.stack import ChaosStack
+from libs.contracts.subjects import Subjects
 from libs.devstack.servers.nats_cluster import NatsCluster
-from libs.devstack.stack import HTTP_SERVICES
+from libs.devstack.stack import HTTP_SERVICES, Stack
+from libs.runtime import bus as busmod
+from libs.runtime.settings import ServiceSettings
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +34,20 @@ def ha_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack]:
         chaos.stop()
 
 
+async def stream_replicas(stack: Stack) -> dict[str, int]:
+    """Each stream's replicas, as the services made them (read as the operator's NATS user)."""
+    settings = ServiceSettings(nats_url=stack.nats.url, nats_creds_file=stack.nats_auth.creds_file("admin"))
+    nc = await busmod.connect(settings, name="test-ha", wait_seconds=10)
+    try:
+        js = nc.jetstream()
+        return {
+            spec.name: (await js.stream_info(spec.name)).config.num_replicas or 1
+            for spec in Subjects(stack.bus_prefix).streams
+        }
+    finally:
+        await nc.close()
+
+
 @pytest.mark.timeout(480)
 async def test_losing_a_nats_server_and_a_replica_loses_nothing(ha_stack: ChaosStack) -> None:
     stack = ha_stack.stack
@@ -41,6 +58,7 @@ async def test_losing_a_nats_server_and_a_replica_loses_nothing(ha_stack: ChaosS
     for service, variable in (("webhook_gateway", "GATEWAY"), ("orchestrator", "ORCHESTRATOR")):
         assert f"LANDFALL_{variable}_URLS={','.join(stack.urls(service))}" in env
         assert len(stack.urls(service)) == 2
+    assert set((await stream_replicas(stack)).values()) == {3}
 
     outcome = await cluster.run(ha_stack, cluster.QUICK, say=print)
     print(outcome.figures)
