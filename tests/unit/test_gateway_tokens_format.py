@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from services.webhook_gateway.domain.tokens import (
@@ -63,4 +64,7 @@ def test_hash_is_sha256_of_the_whole_token() -> None:
     token = generate_token()
     assert len(token_hash(token)) == 32
     assert token_hash(token) != token_hash(generate_token())
-    assert token_hash(token) == token_hash(str(token))
+    assert token_hash(token) == hashlib.sha256(token.encode("ascii")).digest()
+    # Every character counts: one changed or dropped is another hash.
+    assert token_hash(token[:-1]) != token_hash(token)
+    assert token_hash(token[:-1] + ("A" if token[-1] != "A" else "B")) != token_hash(token)

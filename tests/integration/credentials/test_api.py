@@ -104,6 +104,26 @@ async def test_each_auth_type_is_accepted_and_shown_without_its_secret(
     assert await resp.json() == created
 
 
+@pytest.mark.parametrize("helper", [{"credsStore": "desktop"}, {"credHelpers": {"quay.io": "desktop"}}])
+async def test_a_docker_config_naming_a_credential_helper_is_refused_for_that(
+    svc: Harness, helper: dict[str, Any]
+) -> None:
+    # Its auths are valid, so the helper is the only reason to refuse it.
+    config = {**docker_config("quay.io", "u", PASSWORD), **helper}
+    resp = await svc.client.post(
+        REGISTRIES,
+        json={"display_name": "helper", "auth": {"type": "docker-config", "config": config}},
+        headers=svc.headers,
+    )
+    problem = await resp.json(content_type=None)
+    assert resp.status == 422, problem
+    assert [(e["field"], "credential helpers" in e["message"]) for e in problem["errors"]] == [
+        ("auth.config", True)
+    ]
+    assert PASSWORD not in json.dumps(problem)
+    assert (await (await svc.client.get(REGISTRIES, headers=svc.headers)).json())["items"] == []
+
+
 @pytest.mark.parametrize(
     ("auth", "field"),
     [
@@ -127,7 +147,6 @@ async def test_each_auth_type_is_accepted_and_shown_without_its_secret(
         ),
         ({"type": "docker-config"}, "auth.config"),
         ({"type": "docker-config", "config": {"auths": {}}}, "auth.config"),
-        ({"type": "docker-config", "config": {"credsStore": "desktop", "auths": {}}}, "auth.config"),
         (
             {
                 "type": "docker-config",
