@@ -1,10 +1,12 @@
 """The Vault (OpenBao) policy of each service, and the per-service tokens the local stack makes.
 
-Nothing trusts more than it must: the credentials service reaches only the registry secrets
-(`<mount>/<prefix>/orgs/...`), the gateway only the webhook signing secrets
-(`<mount>/<prefix>/gateway/signing/...`), and the orchestrator and the data-plane agent get no Vault
-token at all (they never talk to Vault). The policy texts live here, once, so an install can print
-and load the very text the stack and the tests use:
+Nothing trusts more than it must: the credentials service reaches the registry secrets
+(`<mount>/<prefix>/orgs/...`) and may only *read* the per-environment config secrets
+(`<prefix>/config/...`, to seal them to a data plane), the gateway only the webhook signing secrets
+(`<mount>/<prefix>/gateway/signing/...`), the orchestrator may only *write* config secrets (create,
+patch, and delete a component's: it takes values from a `PUT …/config` and never reads one back),
+and the data-plane agent gets no Vault token at all. The policy texts live here, once, so an install
+can print and load the very text the stack and the tests use:
 
     python -m libs.devstack.vault_policies credentials --mount secret --prefix landfall \\
         | bao policy write landfall-credentials -
@@ -16,6 +18,8 @@ What is subtle:
   a write whose database commit failed). A policy must name the API paths, never the logical one.
 * A policy glob (`orgs/*`) is a prefix match, so it covers every org below it and nothing beside it:
   `<prefix>/gateway/...` is outside `<prefix>/orgs/*` and the other way round.
+* A write-only token needs KV v2's `PATCH` (capability `patch`) for "change some secrets, keep the
+  others": hvac's own `patch` reads first, `KvStore.patch` does not.
 * No `list` anywhere: no service lists secrets, it knows each path from its own database.
 * Tokens are made with `no_default_policy`, so the default policy's extras (cubbyhole, response
   wrapping, `sys/tools`) are not granted either; the two token paths every service needs (readiness
@@ -41,13 +45,29 @@ from typing import Any
 from libs.devstack.servers.errors import ServerError
 from libs.devstack.servers.plumbing import http_request
 
-# Below `<mount>/<kind>/<prefix>/`: the subtree each service's secrets live in.
+# Below `<mount>/<kind>/<prefix>/`: the subtree each service's own secrets live in.
 SERVICE_SUBTREES: Mapping[str, str] = {
     "credentials": "orgs",  # services/credentials/store/secrets.py
     "webhook_gateway": "gateway/signing",  # services/webhook_gateway/store/secrets.py
+    "orchestrator": "config",  # services/orchestrator/store/secrets.py (write-only)
+}
+CONFIG_SUBTREE = "config"
+# (subtree, KV v2 API kind, capabilities) of each service; what a service owns it may also destroy.
+_OWN: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("data", ("create", "read", "update")),
+    ("metadata", ("delete",)),
+    ("destroy", ("update",)),
+)
+RULES: Mapping[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
+    "credentials": (*(("orgs", k, c) for k, c in _OWN), (CONFIG_SUBTREE, "data", ("read",))),
+    "webhook_gateway": tuple(("gateway/signing", k, c) for k, c in _OWN),
+    "orchestrator": (
+        (CONFIG_SUBTREE, "data", ("create", "update", "patch")),
+        (CONFIG_SUBTREE, "metadata", ("delete",)),
+    ),
 }
 # Services that never talk to Vault: they get neither a policy nor a token.
-NO_VAULT = ("orchestrator", "data_plane_agent")
+NO_VAULT = ("data_plane_agent",)
 TOKEN_TTL = "768h"  # OpenBao's default maximum TTL (32 days): longer than any local stack runs
 
 
@@ -69,18 +89,16 @@ def policy_name(service: str, prefix: str = "landfall") -> str:
 def policy_hcl(service: str, *, mount: str = "secret", prefix: str = "landfall") -> str:
     """The HCL policy of `service` for secrets on `mount` below `prefix` (the VaultSettings values)."""
     try:
-        subtree = SERVICE_SUBTREES[service]
+        rules = RULES[service]
     except KeyError:
-        raise ValueError(
-            f"{service!r} has no Vault policy: only {', '.join(SERVICE_SUBTREES)} use Vault"
-        ) from None
-    base = f"{mount.strip('/')}/{{kind}}/{prefix.strip('/')}/{subtree}/*"
+        raise ValueError(f"{service!r} has no Vault policy: only {', '.join(RULES)} use Vault") from None
+    mount, prefix = mount.strip("/"), prefix.strip("/")
+    text = f"# Landfall {service}: below {prefix}/ on the {mount} KV v2 mount, only what it needs.\n"
+    for subtree, kind, capabilities in rules:
+        listed = ", ".join(f'"{c}"' for c in capabilities)
+        text += f'path "{mount}/{kind}/{prefix}/{subtree}/*" {{\n  capabilities = [{listed}]\n}}\n'
     return (
-        f"# Landfall {service}: its own secrets only ({prefix}/{subtree}/ on the {mount} KV v2 mount).\n"
-        f'path "{base.format(kind="data")}" {{\n  capabilities = ["create", "read", "update"]\n}}\n'
-        f'path "{base.format(kind="metadata")}" {{\n  capabilities = ["delete"]\n}}\n'
-        f'path "{base.format(kind="destroy")}" {{\n  capabilities = ["update"]\n}}\n'
-        'path "auth/token/lookup-self" {\n  capabilities = ["read"]\n}\n'
+        text + 'path "auth/token/lookup-self" {\n  capabilities = ["read"]\n}\n'
         'path "auth/token/renew-self" {\n  capabilities = ["update"]\n}\n'
     )
 
@@ -104,7 +122,7 @@ def make_service_tokens(
     *,
     mount: str = "secret",
     prefix: str = "landfall",
-    services: Iterable[str] = tuple(SERVICE_SUBTREES),
+    services: Iterable[str] = tuple(RULES),
     ttl: str = TOKEN_TTL,
     revoke: Iterable[str] = (),
 ) -> dict[str, ServiceToken]:
@@ -155,7 +173,7 @@ def make_service_tokens(
 def main(argv: list[str] | None = None) -> int:
     """Print a service's policy, for `bao policy write <name> -` in an install."""
     parser = argparse.ArgumentParser(prog="python -m libs.devstack.vault_policies", description=main.__doc__)
-    parser.add_argument("service", choices=sorted(SERVICE_SUBTREES))
+    parser.add_argument("service", choices=sorted(RULES))
     parser.add_argument("--mount", default="secret", help="LANDFALL_VAULT_MOUNT of the service")
     parser.add_argument("--prefix", default="landfall", help="LANDFALL_VAULT_PREFIX of the service")
     args = parser.parse_args(argv)

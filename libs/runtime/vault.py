@@ -11,6 +11,10 @@ What is subtle:
   database commit then failed is never used.
 * A path or version that does not exist (or was deleted) reads as `None`; a
   delete of something absent succeeds, so cleanup is idempotent.
+* `patch` is KV v2's own `PATCH` (a JSON merge patch: a string sets, `None` deletes, an absent key
+  keeps), sent by hand because hvac's `patch` reads the secret first, and a write-only token (the
+  orchestrator's) may not read. A path that does not exist yet is created with check-and-set 0, so
+  two first writers cannot overwrite each other: the loser patches what the winner wrote.
 """
 
 from __future__ import annotations
@@ -69,6 +73,39 @@ class KvStore:
             return int(answer["data"]["version"])
 
         return await self._call(what, put)
+
+    async def patch(
+        self, path: str, changes: Mapping[str, str | None], *, what: str = "patch a secret"
+    ) -> int:
+        """Merge `changes` into the latest version of `path` (created when absent), never reading it;
+        returns the new version's number."""
+        url = f"/v1/{self.mount}/data/{path}"
+
+        def merge() -> int:
+            for _ in range(3):
+                try:
+                    answer = self._client.adapter.request(
+                        "PATCH",
+                        url,
+                        json={"data": dict(changes)},
+                        headers={"Content-Type": "application/merge-patch+json"},
+                    )
+                    return int(answer["data"]["version"])
+                except hvac.exceptions.InvalidPath:
+                    pass  # nothing there yet: create it, unless another writer does so first
+                try:
+                    created: dict[str, Any] = self._client.secrets.kv.v2.create_or_update_secret(
+                        path=path,
+                        secret={k: v for k, v in changes.items() if v is not None},
+                        cas=0,
+                        mount_point=self.mount,
+                    )
+                    return int(created["data"]["version"])
+                except hvac.exceptions.InvalidRequest:
+                    continue  # check-and-set lost: the path exists now, so patch it
+            raise hvac.exceptions.VaultError("the secret kept changing between patch and create")
+
+        return await self._call(what, merge)
 
     async def read(
         self, path: str, *, version: int | None = None, what: str = "read a secret"

@@ -23,10 +23,11 @@ from services.credentials.clients.registry import RegistryClient, close_session,
 from services.credentials.clients.registry_auth import AuthFlow
 from services.credentials.entrypoints import routes, rpc
 from services.credentials.settings import Settings
-from services.credentials.store import RegistrySecrets, unit_of_work
+from services.credentials.store import ConfigSecretStore, RegistrySecrets, unit_of_work
 from services.credentials.usecases import UseCases
 from services.credentials.usecases.catalog import Catalog
 from services.credentials.usecases.checks import Checks
+from services.credentials.usecases.config_secrets import ConfigSecrets
 from services.credentials.usecases.pulls import Pulls
 from services.credentials.usecases.registries import Registries
 
@@ -57,7 +58,8 @@ def _usecases_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterat
         )
         app[routes.USECASES] = usecases
         app[READY_CHECKS]["vault"] = kv.check
-        await rpc.serve(app[BUS], usecases.pulls)
+        config_secrets = ConfigSecrets(secrets=ConfigSecretStore(kv), orchestrator=orchestrator)
+        await rpc.serve(app[BUS], usecases.pulls, config_secrets)
         yield
         await close_session(session)
         kv.close()

@@ -4,7 +4,8 @@ Start order: NATS (and the streams), PostgreSQL (and migrations), then who may
 call (org API keys looked up in our own store, never over the bus to ourselves;
 revocation broadcasts; the audit log), then the use cases with the RPC servers and
 the heartbeat subscription, then the background workers (intake, status, audit,
-sweeper). Shutdown runs in reverse.
+sweeper). Shutdown runs in reverse. Vault is not a readiness check: only a config
+change with secrets needs it (write-only), and without it that one request answers 503.
 
 Before any of it, `create_app` loads the key that signs commands to agents
 (`command_keys`): without one it refuses to build the app at all, saying which
@@ -28,14 +29,17 @@ from libs.runtime.broadcasts import Broadcasts
 from libs.runtime.bus import Bus
 from libs.runtime.http import METRICS, create_base_app
 from libs.runtime.service import BROADCASTS, BUS, POOL, access_ctx, background, nats_ctx, postgres_ctx
+from libs.runtime.vault import KvStore
 from services.orchestrator.clients.agents import AgentNatsIssuer, Agents, CommandKeys
 from services.orchestrator.clients.credentials import Credentials
 from services.orchestrator.clients.gateways import Gateways
 from services.orchestrator.entrypoints import HEARTBEAT_FRESH, USECASES, UseCases, consumers, routes, rpc
 from services.orchestrator.settings import Settings
 from services.orchestrator.store import Store, open_store
+from services.orchestrator.store.secrets import ConfigSecrets
 from services.orchestrator.usecases.access import ApiKeys, AuditTrail, key_lookup
 from services.orchestrator.usecases.catalog import Catalog
+from services.orchestrator.usecases.configs import Configs
 from services.orchestrator.usecases.dataplanes import DataPlanes
 from services.orchestrator.usecases.deployments import Deployments
 from services.orchestrator.usecases.dispatch import Dispatcher
@@ -106,6 +110,7 @@ def build_usecases(
     metrics: CollectorRegistry,
     broadcasts: Broadcasts,
     keys: CommandKeys,
+    kv: KvStore,
 ) -> UseCases:
     credentials = Credentials(bus, timeout=settings.rpc_timeout_seconds)
     agents = Agents(bus, keys=keys, issuer=_nats_issuer(settings, bus))
@@ -141,12 +146,14 @@ def build_usecases(
         sweeper=Sweeper(store=store, dispatcher=dispatcher, teardowns=teardowns),
         api_keys=ApiKeys(store=store, catalog=catalog, broadcasts=broadcasts),
         audit=AuditTrail(store=store, catalog=catalog),
+        configs=Configs(store=store, secrets=ConfigSecrets(kv), recorder=recorder),
     )
 
 
 def _usecases_ctx(settings: Settings, keys: CommandKeys) -> Callable[[web.Application], Any]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         bus = app[BUS]
+        kv = KvStore(settings)
         usecases = build_usecases(
             settings,
             bus=bus,
@@ -154,6 +161,7 @@ def _usecases_ctx(settings: Settings, keys: CommandKeys) -> Callable[[web.Applic
             metrics=app[METRICS],
             broadcasts=app[BROADCASTS],
             keys=keys,
+            kv=kv,
         )
         log.info(
             "signing commands",
@@ -166,6 +174,7 @@ def _usecases_ctx(settings: Settings, keys: CommandKeys) -> Callable[[web.Applic
         await rpc.serve_rpcs(bus, usecases)
         await consumers.subscribe_heartbeats(bus, usecases)
         yield
+        kv.close()
 
     return ctx
 

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from libs.contracts.config import MAX_ENV, EnvName, EnvValue, WorkloadConfig
 from libs.contracts.identity import Actor, Outcome, Role
 from libs.contracts.messages import ComponentType, DeploymentView, ExecutionStatus
 from libs.runtime.http import NAME_PATTERN
@@ -199,6 +200,34 @@ class ComponentOut(BaseModel):
 
 class ComponentList(BaseModel):
     items: list[ComponentOut]
+
+
+# --- per-environment config ------------------------------------------------------------------
+
+
+class ConfigIn(WorkloadConfig):
+    """A `PUT …/config` body: every field but `secrets` replaces the stored one. Unknown fields are
+    refused (a misspelt `replica` must not be dropped silently); `version`, `secret_names` and
+    `deployment_id` are accepted and ignored, so an answer can be sent back changed."""
+
+    secrets: dict[EnvName, EnvValue | None] = Field(
+        default_factory=dict,
+        max_length=MAX_ENV,
+        description="a string sets that secret, null deletes it, an absent name keeps it (write-only)",
+    )
+    version: int | None = Field(default=None, description="ignored: the server counts versions")
+    secret_names: list[str] | None = Field(default=None, description="ignored: answers list them")
+    deployment_id: str | None = Field(default=None, description="ignored")
+
+
+class ConfigOut(WorkloadConfig):
+    """An environment's config as stored: never a secret's value, only the names."""
+
+    version: int = Field(description="grows with every change; 0: never configured (the defaults)")
+    secret_names: list[str] = Field(default_factory=list)
+    deployment_id: str | None = Field(
+        default=None, description="the deployment that rolls this change out (something runs there)"
+    )
 
 
 # --- deployments, promotions, executions ------------------------------------------------------

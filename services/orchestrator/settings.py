@@ -1,4 +1,8 @@
-"""Orchestrator settings (`LANDFALL_*` environment variables)."""
+"""Orchestrator settings (`LANDFALL_*` environment variables).
+
+Its Vault token (`LANDFALL_VAULT_TOKEN`) may only write per-environment config secrets (policy in
+libs/devstack/vault_policies.py): the orchestrator never reads a secret back.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,10 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from libs.runtime.settings import OwnSchemaSettings
+from libs.runtime.settings import OwnSchemaSettings, VaultSettings
 
 
-class Settings(OwnSchemaSettings):
+class Settings(OwnSchemaSettings, VaultSettings):
     service_name: str = "orchestrator"
     http_port: int = 8082
 

@@ -6,12 +6,14 @@ exactly like one that does not exist), `Invalid` (`BadPublicKey`) and a
 dependency outage into `not_found`, `invalid` and `unavailable`. What is left
 here: a registry whose secret is gone from Vault (`RegistryBroken`) is
 `unavailable` to the orchestrator too, which keeps retrying the deploy while a
-person sends new credentials.
+person sends new credentials. An environment's config secrets are sealed the same way
+(`usecases.config_secrets`), on their own subject.
 """
 
 from __future__ import annotations
 
 from libs.contracts.messages import (
+    ConfigSecretsSeal,
     PullSecretReply,
     PullSecretRequest,
     RegistryGet,
@@ -21,12 +23,13 @@ from libs.contracts.messages import (
 )
 from libs.runtime.bus import Bus, RpcHandlerError
 from services.credentials.domain import RegistryBroken
+from services.credentials.usecases.config_secrets import ConfigSecrets
 from services.credentials.usecases.pulls import Pulls
 
 QUEUE = "credentials"
 
 
-async def serve(bus: Bus, pulls: Pulls) -> None:
+async def serve(bus: Bus, pulls: Pulls, config_secrets: ConfigSecrets) -> None:
     async def registry_get(req: RegistryGet) -> RegistryInfo:
         return await pulls.info(req.org, req.registry_id)
 
@@ -43,4 +46,5 @@ async def serve(bus: Bus, pulls: Pulls) -> None:
     await bus.serve(bus.subjects.rpc_registry_get, RegistryGet, registry_get, queue=QUEUE)
     await bus.serve(bus.subjects.rpc_resolve_image, ResolveImage, resolve_image, queue=QUEUE)
     await bus.serve(bus.subjects.rpc_pull_secret, PullSecretRequest, pull_secret, queue=QUEUE)
+    await bus.serve(bus.subjects.rpc_config_secrets_seal, ConfigSecretsSeal, config_secrets.seal, queue=QUEUE)
     await bus.nc.flush(timeout=5)

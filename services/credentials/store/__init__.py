@@ -17,9 +17,9 @@ import asyncpg
 
 from libs.runtime.store import Executor, UnitOfWork
 from services.credentials.store.registries import RegistryRepo
-from services.credentials.store.secrets import RegistrySecrets, SecretMissing
+from services.credentials.store.secrets import ConfigSecretStore, RegistrySecrets, SecretMissing
 
-__all__ = ["RegistrySecrets", "SecretMissing", "Tables", "Uow", "unit_of_work"]
+__all__ = ["ConfigSecretStore", "RegistrySecrets", "SecretMissing", "Tables", "Uow", "unit_of_work"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Registry secrets in Vault KV v2, on the shared `libs.runtime.vault.KvStore`.
+"""Registry secrets (and, read-only, per-environment config secrets) in Vault KV v2, on the shared
+`libs.runtime.vault.KvStore`.
 
 A registry with a secret (`basic`, `docker-config`) has one path,
 `<mount>/<prefix>/orgs/<org>/registries/<id>`, holding `{username, password, host}`.
@@ -49,3 +50,25 @@ class RegistrySecrets:
     async def destroy(self, org: str, registry_id: str) -> None:
         """Every version and the metadata; a registry without a secret is fine."""
         await self.kv.destroy(self.path(org, registry_id), what="destroy a registry secret")
+
+
+class ConfigSecretStore:
+    """Per-environment config secrets, read-only: the orchestrator writes them (write-only token) at
+    `<mount>/<prefix>/config/<org>/<project>/<component>/<environment>`; this service reads the
+    version a config names, to seal it to a data plane."""
+
+    def __init__(self, kv: KvStore) -> None:
+        self.kv = kv
+
+    async def read(
+        self, org: str, project: str, component: str, environment: str, version: int
+    ) -> dict[str, str] | None:
+        """`{name: value}` at `version`; None when that version is gone (or holds something else)."""
+        data = await self.kv.read(
+            self.kv.path("config", org, project, component, environment),
+            version=version,
+            what="read config secrets",
+        )
+        if data is None or not all(isinstance(v, str) for v in data.values()):
+            return None
+        return dict(data)

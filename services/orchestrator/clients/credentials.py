@@ -1,8 +1,9 @@
-"""Client of the credentials service (NATS request-reply): registries, digests, pull secrets.
+"""Client of the credentials service (NATS request-reply): registries, digests, sealed secrets.
 
 The orchestrator never sees a registry password: it asks the credentials service
 for a registry's host, for the digest a tag points to, and for a pull secret
-sealed to one data plane's public key, which it passes through untouched.
+sealed to one data plane's public key, which it passes through untouched; an
+environment's config secrets likewise (it wrote them to Vault, it cannot read them).
 
 Errors are sorted into three kinds: "that registry does not exist" (a typed
 answer: `None` here), "try again later" (`DependencyUnavailable`: no responder,
@@ -24,6 +25,8 @@ from pydantic import BaseModel
 
 from libs.contracts.messages import (
     AuthType,
+    ConfigSecretsReply,
+    ConfigSecretsSeal,
     PullSecretReply,
     PullSecretRequest,
     RegistryGet,
@@ -98,6 +101,24 @@ class Credentials:
         return await self._ask_about(
             org, registry_id, self.bus.subjects.rpc_pull_secret, request, PullSecretReply
         )
+
+    async def config_secrets(
+        self, *, org: str, project: str, component: str, environment: str, version: int, dataplane_id: str
+    ) -> ConfigSecretsReply:
+        """The environment's config secrets at KV `version`, sealed to the data plane's enrolled key
+        (the credentials service asks us for that key, as for pull secrets)."""
+        request = ConfigSecretsSeal(
+            org=org,
+            project=project,
+            component=component,
+            environment=environment,
+            version=version,
+            dataplane_id=dataplane_id,
+        )
+        answer = await self._ask(
+            self.bus.subjects.rpc_config_secrets_seal, request, ConfigSecretsReply, gone=("not_found",)
+        )
+        return answer if answer is not None else ConfigSecretsReply(reason="not_found")
 
     async def _ask_about(
         self, org: str, registry_id: str, subject: str, request: BaseModel, reply: type[R]

@@ -3,6 +3,11 @@
 A run (an execution of a manual task) carries the deployment's image, seq and
 environment, its own execution id and arguments, and none of the settings that
 only a long-running workload has (port, schedule, time zone, ingress class).
+
+Per-environment config travels whole in `config` (None while the environment was never
+configured: the agent then does exactly what it did before config existed), and its `env` is also
+merged over the component's into the plain `env`, so an agent that ignores `config` still runs
+with the environment's variables. Secrets are only sealed (`secrets`) and named (`secret_names`).
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
-from libs.contracts.messages import DeployCommand, RemoveCommand, SealedSecret
+from libs.contracts.config import WorkloadConfig
+from libs.contracts.messages import DeployCommand, RemoveCommand, SealedSecret, SealedValues
 from libs.contracts.naming import namespace_for
 from services.orchestrator.domain.records import Component, DataPlane, Deployment, Execution, Teardown
 
@@ -24,6 +30,10 @@ def deploy_command(
     pull_secret: SealedSecret | None,
     dispatched_at: datetime,
     execution: Execution | None = None,
+    config: WorkloadConfig | None = None,
+    config_version: int | None = None,
+    secrets: SealedValues | None = None,
+    secret_names: list[str] | None = None,
 ) -> DeployCommand:
     """The command that deploys `deployment` (or, with `execution`, runs the task once) on `plane`."""
     workload = execution is None
@@ -43,10 +53,14 @@ def deploy_command(
         port=component.port if workload else None,
         schedule=component.schedule if workload else None,
         timezone=component.timezone if workload else None,
-        env=component.env,
+        env={**component.env, **(config.env if config is not None else {})},
         args=execution.args if execution is not None else [],
         ingress_class=plane.ingress_class if workload else None,
         pull_secret=pull_secret,
+        config=config,
+        config_version=config_version,
+        secrets=secrets,
+        secret_names=sorted(secret_names or []),
         dispatched_at=dispatched_at,
     )
 

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from services.orchestrator.usecases.access import ApiKeys, AuditTrail
 from services.orchestrator.usecases.catalog import Catalog
+from services.orchestrator.usecases.configs import Configs
 from services.orchestrator.usecases.dataplanes import DataPlanes
 from services.orchestrator.usecases.deployments import Deployments
 from services.orchestrator.usecases.executions import Executions
@@ -32,6 +33,7 @@ class UseCases:
     sweeper: Sweeper
     api_keys: ApiKeys
     audit: AuditTrail
+    configs: Configs
 
 
 USECASES = web.AppKey("usecases", UseCases)

@@ -61,7 +61,8 @@ def _path(request: web.Request) -> tuple[str, str, str]:
     return path_name(request, "org"), path_name(request, "project"), path_name(request, "component")
 
 
-async def _component(request: web.Request) -> Component:
+async def component_of(request: web.Request) -> Component:
+    """The component the path names (another org's: 404)."""
     return await request.app[USECASES].catalog.component(*_path(request))
 
 
@@ -100,7 +101,7 @@ async def list_components(request: web.Request) -> web.Response:
 
 
 async def get_component(request: web.Request) -> web.Response:
-    return await _with_running(request, await _component(request))
+    return await _with_running(request, await component_of(request))
 
 
 async def patch_component(request: web.Request) -> web.Response:
@@ -112,7 +113,10 @@ async def patch_component(request: web.Request) -> web.Response:
 
 
 async def delete_component(request: web.Request) -> web.Response:
+    """Its config secrets in Vault go too, once the component (and its config rows) are gone."""
+    component = await component_of(request)
     await request.app[USECASES].catalog.delete_component(*_path(request))
+    await request.app[USECASES].configs.forget(component)
     return web.Response(status=204)
 
 
@@ -120,7 +124,7 @@ async def delete_component(request: web.Request) -> web.Response:
 
 
 async def create_deployment(request: web.Request) -> web.Response:
-    component = await _component(request)
+    component = await component_of(request)
     body = await read_json(request, DeploymentRequest)
     deployment = await request.app[USECASES].deployments.deploy(
         component, environment=body.environment, image=body.image, tag=body.tag
@@ -130,7 +134,7 @@ async def create_deployment(request: web.Request) -> web.Response:
 
 
 async def list_deployments(request: web.Request) -> web.Response:
-    component = await _component(request)
+    component = await component_of(request)
     deployments = await request.app[USECASES].deployments.history(
         component, environment=_environment_filter(request), limit=query_limit(request)
     )
@@ -138,7 +142,7 @@ async def list_deployments(request: web.Request) -> web.Response:
 
 
 async def create_promotion(request: web.Request) -> web.Response:
-    component = await _component(request)
+    component = await component_of(request)
     body = await read_json(request, PromotionRequest)
     deployment = await request.app[USECASES].deployments.promote(
         component, from_env=body.from_, to_env=body.to
@@ -148,7 +152,7 @@ async def create_promotion(request: web.Request) -> web.Response:
 
 
 async def create_execution(request: web.Request) -> web.Response:
-    component = await _component(request)
+    component = await component_of(request)
     body = await read_json(request, ExecutionRequest)
     execution = await request.app[USECASES].executions.start(
         component, environment=body.environment, args=body.args
@@ -158,7 +162,7 @@ async def create_execution(request: web.Request) -> web.Response:
 
 
 async def list_executions(request: web.Request) -> web.Response:
-    component = await _component(request)
+    component = await component_of(request)
     executions = await request.app[USECASES].executions.history(
         component, environment=_environment_filter(request), limit=query_limit(request)
     )

@@ -4,9 +4,9 @@ This table is the one place that says which path runs which handler, who may cal
 (`need`: the least role of an org API key, `platform` for the admin token only, `none`
 for enrollment, which the one-time token in its body authenticates) and what a change is
 called in the audit trail (`action`). The roles follow API.md: every GET is `viewer`;
-projects, components, deployments, promotions and executions are `developer`; data
-planes, environments and API keys are `owner`; creating an org is `platform`. The
-handlers live by area in `tenancy`, `components` and `access`.
+projects, components, deployments, promotions, executions and per-environment config are
+`developer`; data planes, environments and API keys are `owner`; creating an org is
+`platform`. The handlers live by area in `tenancy`, `components`, `configs` and `access`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from libs.runtime.access import Need
 from libs.runtime.http import Api, Handler
 from services.orchestrator.entrypoints import access as a
 from services.orchestrator.entrypoints import components as c
+from services.orchestrator.entrypoints import configs as cfg
 from services.orchestrator.entrypoints import tenancy as t
 from services.orchestrator.schemas import (
     ApiKeyCreate,
@@ -31,6 +32,8 @@ from services.orchestrator.schemas import (
     ComponentList,
     ComponentOut,
     ComponentPatch,
+    ConfigIn,
+    ConfigOut,
     DataPlaneCreate,
     DataPlaneCreated,
     DataPlaneList,
@@ -227,6 +230,26 @@ ROUTES: list[Route] = [
         PromotionRequest,
         {202: DeploymentView},
         "promotion.create",
+    ),
+    Route(
+        "GET",
+        COMPONENT + "/environments/{environment}/config",
+        cfg.get_config,
+        "viewer",
+        "the component's config in one environment (version 0: never configured); secrets by name only",
+        None,
+        {200: ConfigOut},
+    ),
+    Route(
+        "PUT",
+        COMPONENT + "/environments/{environment}/config",
+        cfg.put_config,
+        "developer",
+        "replace the config of one environment (secrets: a string sets, null deletes, absent keeps); "
+        "rolls out at once where something runs (deployment_id)",
+        ConfigIn,
+        {200: ConfigOut},
+        "config.update",
     ),
     Route(
         "POST",

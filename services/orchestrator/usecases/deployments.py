@@ -9,6 +9,11 @@ What is subtle:
   those bytes.
 * A promotion takes the digest of what runs in one environment to the next one
   in pipeline order, never further.
+* Releases: a deployment pins an image and a config version. Only a rollback (auto-rollback,
+  `source: "rollback"` from the report handling) brings back an old config version; a redeploy of
+  an earlier image asked for here, and a promotion, run with the target environment's *current*
+  config (`config_version` left None: recording takes the current one under its lock), and the
+  answer's notes say so.
 """
 
 from __future__ import annotations
@@ -47,6 +52,12 @@ class Deployments:
                 component.id, target.name, image=image_text, digest=reference.digest
             )
             source = "rollback" if earlier else "manual"
+        notes = []
+        if source == "rollback":
+            notes.append(
+                f"an earlier image, redeployed with the current config of {target.name}"
+                f" ({await self._config_label(component, target.name)})"
+            )
         new = NewDeployment(
             id=new_id("dep"),
             component=component,
@@ -54,6 +65,7 @@ class Deployments:
             image=image_text,
             digest=reference.digest,
             source=source,
+            notes=notes,
             accepted_at=utcnow(),
         )
         return await self.recorder.record_and_dispatch(new)
@@ -78,10 +90,18 @@ class Deployments:
             image=running.image,
             digest=running.digest,
             source="promotion",
-            notes=[f"promoted from {source.name} ({running.id})"],
+            notes=[
+                f"promoted from {source.name} ({running.id})",
+                f"with the config of {target.name} ({await self._config_label(component, target.name)}),"
+                f" not the one of {source.name}",
+            ],
             accepted_at=utcnow(),
         )
         return await self.recorder.record_and_dispatch(new)
+
+    async def _config_label(self, component: Component, environment: str) -> str:
+        current = await self.store.now.configs.current(component.id, environment)
+        return f"config version {current.version}" if current is not None else "no config set: the defaults"
 
     async def get(self, deployment_id: str, *, org: str | None = None) -> Deployment:
         """The deployment; with `org`, only if it is that org's (another org's is "not found" too)."""

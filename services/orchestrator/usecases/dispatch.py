@@ -237,7 +237,9 @@ class Dispatcher:
         deployment, component = job.deployment, job.component
         if deployment.config_version is None:
             return
-        stored = await self.store.now.configs.at(component.id, deployment.environment, deployment.config_version)
+        stored = await self.store.now.configs.at(
+            component.id, deployment.environment, deployment.config_version
+        )
         if stored is None:
             return
         job.config = WorkloadConfig.model_validate(stored.body)

@@ -1,0 +1,194 @@
+"""Per-environment config: read it, change it (a new version), and roll the change out.
+
+An environment owns its configuration of a component (replicas, resources, probes, env, secrets,
+ingress): every change is a new immutable version (`store.configs`), and a deployment pins the
+version it runs with, so a rollback or a redeploy knows exactly what it brings back.
+
+What is subtle:
+
+* A `PUT` replaces every field but `secrets`; in `secrets` a string sets, `None` deletes and an
+  absent name keeps. Values go to Vault (`store.secrets`, write-only) *before* the version row that
+  names the KV version they landed in; a row never points at a version that does not exist, and a
+  Vault write whose row then failed is only an unused version.
+* A change that changes nothing (same fields, no secret set, only absent names deleted) answers the
+  current version and stores none. A secret that is set counts as a change even with its old value:
+  the orchestrator cannot read the old one to compare, by design.
+* When something runs (or is on its way) in the environment, the change is rolled out at once: a
+  deployment of that image (by digest when known) with `source: "config"`, pinned to the new
+  version. Recording it supersedes whatever is still in flight there, as any deployment does.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from libs.contracts.config import WorkloadConfig
+from libs.contracts.ids import new_id
+from libs.contracts.messages import utcnow
+from libs.runtime.errors import Conflict, Invalid, NotFound
+from libs.runtime.store import Duplicate
+from services.orchestrator.domain.records import (
+    Component,
+    Deployment,
+    Environment,
+    EnvironmentConfig,
+    NewDeployment,
+)
+from services.orchestrator.store import Store
+from services.orchestrator.store.secrets import ConfigSecrets
+from services.orchestrator.usecases.recording import Recorder
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT = ("pending", "dispatched", "progressing")
+# How far back the history is searched for what runs; the last succeeded one is the fallback.
+RECENT = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigState:
+    """One environment's config as the API shows it (version 0: never configured)."""
+
+    config: WorkloadConfig
+    version: int
+    secret_names: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChange:
+    state: ConfigState
+    changed: bool
+    secrets_set: list[str] = field(default_factory=list)
+    secrets_deleted: list[str] = field(default_factory=list)
+    deployment: Deployment | None = None
+
+    def summary(self) -> str:
+        """What the audit item says: the version and the secret names touched, never a value."""
+        if not self.changed:
+            return f"unchanged (version {self.state.version})"
+        parts = [f"version {self.state.version}"]
+        if self.secrets_set:
+            parts.append("secrets set: " + ", ".join(self.secrets_set))
+        if self.secrets_deleted:
+            parts.append("secrets deleted: " + ", ".join(self.secrets_deleted))
+        if self.deployment is not None:
+            parts.append(f"rolled out by {self.deployment.id}")
+        return "; ".join(parts)
+
+
+def state_of(stored: EnvironmentConfig | None) -> ConfigState:
+    if stored is None:
+        return ConfigState(config=WorkloadConfig(), version=0, secret_names=[])
+    return ConfigState(
+        config=WorkloadConfig.model_validate(stored.body),
+        version=stored.version,
+        secret_names=list(stored.secret_names),
+    )
+
+
+@dataclass(kw_only=True, eq=False)
+class Configs:
+    store: Store
+    secrets: ConfigSecrets
+    recorder: Recorder
+
+    async def _environment(self, component: Component, name: str) -> Environment:
+        for environment in await self.store.now.environments.of_org(component.org):
+            if environment.name == name:
+                return environment
+        raise NotFound(f"environment {name!r}")
+
+    async def get(self, component: Component, environment: str) -> ConfigState:
+        await self._environment(component, environment)
+        return state_of(await self.store.now.configs.current(component.id, environment))
+
+    async def put(
+        self,
+        component: Component,
+        environment: str,
+        *,
+        config: WorkloadConfig,
+        secrets: dict[str, str | None],
+        actor: str | None,
+    ) -> ConfigChange:
+        """Store `config` (and the secret changes) as the environment's next version, and roll it
+        out where something runs."""
+        target = await self._environment(component, environment)
+        refused = config.unsupported_for(component.type)
+        if refused:
+            where = "web-application" if refused[0] == "ingress" else "service and web-application"
+            raise Invalid(refused[0], f"only for {where} components, not for a {component.type}")
+        current = await self.store.now.configs.current(component.id, environment)
+        before = state_of(current)
+        names = set(before.secret_names)
+        to_set = sorted(name for name, value in secrets.items() if value is not None)
+        to_delete = sorted(name for name, value in secrets.items() if value is None and name in names)
+        body = config.model_dump(mode="json")
+        if body == before.config.model_dump(mode="json") and not to_set and not to_delete:
+            return ConfigChange(state=before, changed=False)
+        secrets_version = current.secrets_version if current is not None else None
+        if to_set or to_delete:
+            changes = {name: secrets[name] for name in (*to_set, *to_delete)}
+            secrets_version = await self.secrets.change(
+                component.org, component.project, component.name, environment, changes
+            )
+        names = (names | set(to_set)) - set(to_delete)
+        try:
+            stored = await self.store.now.configs.add(
+                component.id,
+                environment,
+                body=body,
+                secret_names=sorted(names),
+                secrets_version=secrets_version if names else None,
+                created_by=actor,
+            )
+        except Duplicate:
+            raise Conflict(
+                "the config of this environment changed meanwhile; read it and try again"
+            ) from None
+        log.info(
+            "config changed",
+            extra={
+                "component_id": component.id,
+                "environment": environment,
+                "version": stored.version,
+                "secret_names": sorted(names),
+            },
+        )
+        deployment = await self._roll_out(component, target, stored.version)
+        return ConfigChange(
+            state=state_of(stored),
+            changed=True,
+            secrets_set=to_set,
+            secrets_deleted=to_delete,
+            deployment=deployment,
+        )
+
+    async def _roll_out(self, component: Component, target: Environment, version: int) -> Deployment | None:
+        """Deploy what runs (or is on its way) in `target` again, with config `version`."""
+        deployments = self.store.now.deployments
+        recent = await deployments.history(component.id, environment=target.name, limit=RECENT)
+        live = next((d for d in recent if d.status in (*IN_FLIGHT, "succeeded")), None)
+        if live is None:
+            live = await deployments.last_succeeded(component.id, target.name)
+        if live is None:
+            return None
+        new = NewDeployment(
+            id=new_id("dep"),
+            component=component,
+            environment=target,
+            image=live.image,
+            digest=live.digest,
+            source="config",
+            notes=[f"config version {version} rolled out with the image of {live.id}"],
+            accepted_at=utcnow(),
+            config_version=version,
+        )
+        return await self.recorder.record_and_dispatch(new)
+
+    async def forget(self, component: Component) -> None:
+        """Destroy the component's config secrets in every environment of its org (after it is
+        deleted: its config rows went with it)."""
+        for environment in await self.store.now.environments.of_org(component.org):
+            await self.secrets.destroy(component.org, component.project, component.name, environment.name)
