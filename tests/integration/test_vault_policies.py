@@ -1,9 +1,10 @@
 """Each service's own Vault policy and token (libs/devstack/vault_policies.py) against the real OpenBao.
 
 The gateway's token cannot read a registry secret, the credentials token cannot read a signing
-secret, neither lists or leaves its subtree, and the stack hands the orchestrator and the agent no
-Vault token at all. The refusals are checked on the raw API (403 "permission denied") as well as
-through `KvStore`, which is what the services use.
+secret, neither lists or leaves its subtree; the orchestrator's token writes config secrets and
+reads none (not even the ones it wrote), the credentials token reads them and writes none; the stack
+hands the agent no Vault token at all. The refusals are checked on the raw API (403 "permission
+denied") as well as through `KvStore`, which is what the services use.
 """
 
 from __future__ import annotations
@@ -132,7 +133,44 @@ def test_tokens_carry_their_policy_alone_and_the_old_ones_are_revoked(
     make_service_tokens(openbao.addr, openbao.token, prefix=prefix, revoke=[tokens["credentials"].accessor])
 
 
-def test_the_stack_gives_each_vault_user_its_own_token_and_the_others_none(
+async def test_the_orchestrator_writes_config_secrets_it_cannot_read_and_credentials_reads_them(
+    openbao: OpenBaoServer, tokens: dict[str, ServiceToken], prefix: str
+) -> None:
+    orchestrator = kv(openbao, tokens["orchestrator"].token, prefix)
+    credentials = kv(openbao, tokens["credentials"].token, prefix)
+    try:
+        path = orchestrator.path("config", "acme", "shop", "api", "production")
+        first = await orchestrator.patch(path, {"DB_PASSWORD": "one", "TOKEN": "t"})  # created
+        second = await orchestrator.patch(path, {"DB_PASSWORD": "two", "TOKEN": None, "NEW": "n"})
+        assert second == first + 1
+        assert await credentials.read(path, version=first) == {"DB_PASSWORD": "one", "TOKEN": "t"}
+        assert await credentials.read(path, version=second) == {"DB_PASSWORD": "two", "NEW": "n"}
+        await orchestrator.check()
+
+        token = tokens["orchestrator"].token
+        assert_refused(api(openbao, token, "GET", f"secret/data/{path}"))
+        assert_refused(api(openbao, token, "GET", f"secret/metadata/{path}"))
+        assert_refused(api(openbao, token, "LIST", f"secret/metadata/{prefix}/config"))
+        assert_refused(api(openbao, token, "GET", f"secret/data/{prefix}/orgs/acme/registries/reg_1"))
+        assert_refused(
+            api(openbao, token, "POST", f"secret/data/{prefix}/orgs/acme/registries/r", {"data": {"a": "b"}})
+        )
+        with pytest.raises(VaultUnavailable):
+            await orchestrator.read(path)
+        # The credentials service reads config secrets and cannot change them.
+        assert_refused(api(openbao, tokens["credentials"].token, "POST", f"secret/data/{path}", {"data": {}}))
+        assert_refused(api(openbao, tokens["credentials"].token, "DELETE", f"secret/metadata/{path}"))
+        with pytest.raises(VaultUnavailable):
+            await credentials.patch(path, {"DB_PASSWORD": "mine"})
+
+        await orchestrator.destroy(path)  # a deleted component's secrets go
+        assert await credentials.read(path, version=second) is None
+    finally:
+        orchestrator.close()
+        credentials.close()
+
+
+def test_the_stack_gives_each_vault_user_its_own_token_and_the_agent_none(
     openbao: OpenBaoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = Stack(tmp_path / "stack", ports=random_ports(), persistent_vault=False)
@@ -140,8 +178,8 @@ def test_the_stack_gives_each_vault_user_its_own_token_and_the_others_none(
     monkeypatch.setattr(stack, "_servers", lambda: {"openbao": openbao})
     stack.start_infra()
     first = dict(stack.vault_tokens)
-    assert set(first) == {"credentials", "webhook_gateway"}
-    for service in ("credentials", "webhook_gateway"):
+    assert set(first) == {"credentials", "webhook_gateway", "orchestrator"}
+    for service in first:
         env = stack.env(service)
         assert env["LANDFALL_VAULT_TOKEN"] == first[service].token != openbao.token
         assert env["LANDFALL_VAULT_ADDR"] == openbao.addr
@@ -156,16 +194,14 @@ def test_the_stack_gives_each_vault_user_its_own_token_and_the_others_none(
     assert stack.env("credentials")["LANDFALL_VAULT_TOKEN"] == stack.vault_tokens["credentials"].token
 
 
-def test_the_orchestrator_needs_no_vault_and_imports_none() -> None:
-    from services.orchestrator.settings import Settings
-
-    assert not [name for name in Settings.model_fields if "vault" in name]
-    for module in (REPO / "services" / "orchestrator").rglob("*.py"):
-        text = module.read_text()
-        assert "libs.runtime.vault" not in text, module
-        assert "hvac" not in text, module
-    with pytest.raises(ValueError, match="no Vault policy"):
-        policy_hcl("orchestrator")
+def test_hvac_stays_in_its_adapter_and_the_agent_has_no_policy() -> None:
+    for module in (REPO / "services").rglob("*.py"):
+        assert "import hvac" not in module.read_text(), module
+    for service in NO_VAULT:
+        with pytest.raises(ValueError, match="no Vault policy"):
+            policy_hcl(service)
+    orchestrator = policy_hcl("orchestrator")
+    assert '"read"' not in orchestrator.split("lookup-self")[0]  # write-only below its subtree
 
 
 def test_the_policy_text_prints_for_an_install() -> None:
