@@ -208,7 +208,7 @@ def _retag(reference: str, image: Obj) -> str:
     name, tag, digest = split_image(reference)
     if name != image["name"]:
         return reference
-    name = image.get("newName", name)
+    name = str(image.get("newName", name))
     if "digest" in image:
         return f"{name}@{image['digest']}"
     if "newTag" in image:
@@ -250,9 +250,13 @@ def dump(objects: list[Obj]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python deploy/kubernetes/render.py", description=(__doc__ or "")[:60])
+    parser = argparse.ArgumentParser(
+        prog="python deploy/kubernetes/render.py", description=(__doc__ or "")[:60]
+    )
     parser.add_argument("--out", type=Path, default=Path("build/manifests"))
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"of {', '.join(KUSTOMIZATIONS)}; default: all")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"of {', '.join(KUSTOMIZATIONS)}; default: all"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.names or KUSTOMIZATIONS:
