@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -35,7 +35,7 @@ SECRET_2 = "another-s3cr3t-rotated-in"
 
 
 @pytest.fixture
-def kv(base_env: dict[str, str]) -> AsyncIterator[KvStore]:
+def kv(base_env: dict[str, str]) -> Iterator[KvStore]:
     store = KvStore(settings_from(VaultSettings, base_env))
     yield store
     store.close()
