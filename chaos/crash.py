@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,17 +41,29 @@ FULL = CrashPlan(
     tags=4,
     kills=driver.Kills(singles_each=2, pairs=4, agent_away=True),
 )
+# Every target once, short: the agent and the Kubernetes API (the sandbox) away, credentials and
+# OpenBao killed (so private deploys wait for their pull secrets), and PostgreSQL with the
+# orchestrator together. The rate is low enough that webhooks arrive through all of it.
 QUICK = CrashPlan(
     components=20,
     webhooks=300,
-    rate=6.0,
+    rate=3.0,
     tags=3,
     settle_timeout=150.0,
     kills=driver.Kills(
         singles_each=1,
         pairs=1,
         agent_away=False,
-        targets=("nats", "postgres", "orchestrator", "webhook_gateway"),
+        targets=(
+            "nats",
+            "postgres",
+            "orchestrator",
+            "webhook_gateway",
+            "credentials",
+            "openbao",
+            "data_plane_agent",
+            driver.KUBE_API,
+        ),
         down=(1.0, 3.0),
     ),
 )
@@ -109,11 +121,19 @@ def _outside(outages: list[driver.Outage], moments: list[float]) -> int:
     return sum(1 for t in moments if not any(a <= t <= b for a, b in windows))
 
 
-async def run(chaos: ChaosStack, plan: CrashPlan, *, say: Callable[[str], None] = print) -> CrashResult:
+async def run(
+    chaos: ChaosStack,
+    plan: CrashPlan,
+    *,
+    say: Callable[[str], None] = print,
+    project: str = PROJECT,
+    during: Callable[[], Awaitable[Any]] | None = None,
+) -> CrashResult:
+    """The crash run of `plan` in `project`; `during` runs beside the webhooks (a planted fault)."""
     stack = chaos.stack
     seconds: dict[str, float] = {}
     began = time.monotonic()
-    fleet = await provision(chaos, components=plan.components, tags=plan.tags)
+    fleet = await provision(chaos, components=plan.components, tags=plan.tags, project=project)
     seconds["provision"] = time.monotonic() - began
     say(f"provisioned {plan.components} components with {plan.tags} tags each")
 
@@ -127,7 +147,11 @@ async def run(chaos: ChaosStack, plan: CrashPlan, *, say: Callable[[str], None] 
     began = time.monotonic()
     kills.start()
     try:
-        tally = await load.run(stack.url("webhook_gateway"), hooks, rate=plan.rate, progress=say)
+        sending = load.run(stack.url("webhook_gateway"), hooks, rate=plan.rate, progress=say)
+        if during is None:
+            tally = await sending
+        else:
+            tally, _ = await asyncio.gather(sending, during())
         seconds["webhooks"] = time.monotonic() - began
         await asyncio.to_thread(kills.join)
     finally:
@@ -138,11 +162,11 @@ async def run(chaos: ChaosStack, plan: CrashPlan, *, say: Callable[[str], None] 
     async with aiohttp.ClientSession() as session:
         admin = Admin.for_stack(session, stack, patience=300)
         histories = await reconcile.wait_until_settled(
-            admin, PROJECT, fleet.targets, timeout=plan.settle_timeout, say=say
+            admin, project, fleet.targets, timeout=plan.settle_timeout, say=say
         )
         seconds["settle"] = time.monotonic() - began
         result = await reconcile.reconcile(
-            admin, stack.sandbox_url, project=PROJECT, targets=fleet.targets, hooks=hooks, histories=histories
+            admin, stack.sandbox_url, project=project, targets=fleet.targets, hooks=hooks, histories=histories
         )
     return CrashResult(
         plan=plan,

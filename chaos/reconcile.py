@@ -268,7 +268,9 @@ async def reconcile(
     del admin  # the histories are collected by `wait_until_settled`
     namespace = namespace_for(ORG, project, environment)
     async with aiohttp.ClientSession() as session:
-        _, writes = await sandbox_get(session, sandbox_url + "/_sandbox/writes")
+        _, every_write = await sandbox_get(session, sandbox_url + "/_sandbox/writes")
+        # This run's namespace only: an earlier run on the same stack wrote its own.
+        writes = [w for w in every_write if w.get("namespace") == namespace]
         answers = await asyncio.gather(
             *(
                 sandbox_get(
