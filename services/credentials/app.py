@@ -14,13 +14,13 @@ from pathlib import Path
 
 from aiohttp import web
 
+from libs.oci.registry.auth import AuthFlow
+from libs.oci.registry.client import RegistryClient, close_session, new_session
+from libs.oci.registry.egress import EgressPolicy
 from libs.runtime.http import READY_CHECKS
 from libs.runtime.service import BUS, POOL, create_service_app
 from libs.runtime.vault import KvStore
-from services.credentials.clients.egress import EgressPolicy
 from services.credentials.clients.orchestrator import Orchestrator
-from services.credentials.clients.registry import RegistryClient, close_session, new_session
-from services.credentials.clients.registry_auth import AuthFlow
 from services.credentials.entrypoints import routes, rpc
 from services.credentials.settings import Settings
 from services.credentials.store import ConfigSecretStore, RegistrySecrets, unit_of_work
@@ -39,7 +39,7 @@ def _usecases_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterat
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         kv = KvStore(settings)
         secrets = RegistrySecrets(kv)
-        # One egress policy for the session's resolver and the client's checks (clients/egress.py).
+        # One egress policy for the session's resolver and the client's checks (libs/oci/registry/egress.py).
         policy = EgressPolicy.parse(settings.registry_private_hosts, settings.registry_token_hosts)
         session = new_session(
             timeout=settings.registry_timeout_seconds,

@@ -49,6 +49,8 @@ from libs.oci.reference import (
     validate_host,
     validate_tag,
 )
+from libs.oci.registry.types import CheckResult as CheckResult
+from libs.oci.registry.types import Credentials as Credentials
 from libs.oci.vendors import FieldError, Vendor, check_basic_credentials, check_vendor_host
 from libs.runtime.errors import Conflict, Invalid
 
@@ -91,22 +93,6 @@ class Change:
     """A registry as a change left it, and what the audit trail's item says of it (never a secret)."""
 
     registry: Registry
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """A stored username and password, as a registry's login wants them."""
-
-    username: str
-    password: str = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    """The answer to "test connection": a plain sentence that never holds a secret."""
-
-    ok: bool
     detail: str
 
 

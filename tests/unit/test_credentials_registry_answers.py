@@ -1,4 +1,4 @@
-"""Registry answers that must not crash the lookup: huge lifetimes, deep JSON (`clients/registry_auth.py`)."""
+"""Registry answers that must not crash the lookup: huge lifetimes, deep JSON (libs/oci/registry/auth.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from services.credentials.clients.registry_auth import (
+from libs.oci.registry.auth import (
     DEFAULT_TOKEN_SECONDS,
     TOKEN_REUSE_MAX_SECONDS,
     Answer,

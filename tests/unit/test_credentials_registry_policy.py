@@ -1,4 +1,4 @@
-"""Which addresses a registry call may reach (`clients/egress.py`) and the settings that open more."""
+"""Which addresses a registry call may reach (libs/oci/registry/egress.py) and the settings that open more."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from services.credentials.clients.egress import EgressPolicy, EgressRefused, PolicyResolver, is_public
+from libs.oci.registry.egress import EgressPolicy, EgressRefused, PolicyResolver, is_public
 from services.credentials.settings import Settings
 
 FORBIDDEN = [

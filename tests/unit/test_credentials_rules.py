@@ -14,7 +14,7 @@ from nacl.public import PrivateKey, SealedBox
 from pydantic import TypeAdapter, ValidationError
 
 from libs.oci.reference import InvalidReference
-from services.credentials.clients.registry_auth import (
+from libs.oci.registry.auth import (
     Challenge,
     api_base_url,
     parse_www_authenticate,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from services.credentials.clients.registry import RegistryClient
+from libs.oci.registry.client import RegistryClient
 from services.credentials.domain import CheckResult, RegistryBroken, repository_name
 from services.credentials.store import RegistrySecrets
 from services.credentials.usecases.catalog import Catalog

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from libs.contracts.messages import PullSecretReply, RegistryInfo, ResolvedImage
 from libs.oci.dockerconfig import build_docker_config_json
 from libs.oci.reference import InvalidReference
+from libs.oci.registry.client import RegistryClient
 from libs.runtime.errors import NotFound
 from services.credentials.clients.orchestrator import Orchestrator
-from services.credentials.clients.registry import RegistryClient
 from services.credentials.domain import (
     SECRET_TYPES,
     Credentials,

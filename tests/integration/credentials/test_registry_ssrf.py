@@ -24,9 +24,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from aiohttp.test_utils import TestServer
 
-from services.credentials.clients.egress import EgressPolicy
-from services.credentials.clients.registry import RegistryClient, close_session, new_session
-from services.credentials.clients.registry_auth import AuthFlow
+from libs.oci.registry.auth import AuthFlow
+from libs.oci.registry.client import RegistryClient, close_session, new_session
+from libs.oci.registry.egress import EgressPolicy
 from services.credentials.domain import Credentials
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

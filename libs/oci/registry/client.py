@@ -1,8 +1,9 @@
-"""What the credentials service asks container registries, and the answers as plain sentences.
+"""What Landfall asks container registries, and the answers as plain sentences.
 
 Why this exists: "test connection" and "which digest does this tag point to" must
 be answered by the registry itself, with the stored credentials, the way a
-container runtime would ask. The calls go through `registry_auth.AuthFlow`
+container runtime would ask (the credentials service from the control plane, the
+agent from inside the cluster). The calls go through `auth.AuthFlow`
 (the distribution token dance); this module decides what each answer means.
 
 What is subtle:
@@ -30,9 +31,9 @@ from yarl import URL
 
 from libs.contracts.messages import ResolvedImage
 from libs.oci.reference import InvalidReference, validate_digest
-from services.credentials.clients.egress import EgressPolicy, PolicyResolver
-from services.credentials.clients.registry_auth import USER_AGENT, AuthFlow, RegistryCallFailed
-from services.credentials.domain import CheckResult, Credentials
+from libs.oci.registry.auth import USER_AGENT, AuthFlow, RegistryCallFailed
+from libs.oci.registry.egress import EgressPolicy, PolicyResolver
+from libs.oci.registry.types import CheckResult, Credentials
 
 MANIFEST_ACCEPT = ", ".join(
     (
@@ -50,6 +51,7 @@ def new_session(
     trust_env: bool = False,
     policy: EgressPolicy | None = None,
     resolver: AbstractResolver | None = None,
+    user_agent: str = USER_AGENT,
 ) -> aiohttp.ClientSession:
     """The one session for every registry: no cookie jar (see `registry_auth`), and a resolver that
     hands the connector only the addresses `policy` allows (`egress`; the default allows only
@@ -59,7 +61,7 @@ def new_session(
     return aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=timeout),
         cookie_jar=aiohttp.DummyCookieJar(),
-        headers={"User-Agent": USER_AGENT},
+        headers={"User-Agent": user_agent},
         trust_env=trust_env,
         connector=aiohttp.TCPConnector(resolver=PolicyResolver(policy, resolver)),
     )

@@ -61,10 +61,10 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from libs.oci.reference import registry_api_host
-from services.credentials.clients.egress import EgressPolicy, EgressRefused, PolicyResolver
-from services.credentials.domain import Credentials
+from libs.oci.registry.egress import EgressPolicy, EgressRefused, PolicyResolver
+from libs.oci.registry.types import Credentials
 
-USER_AGENT = "landfall-credentials/0.1"
+USER_AGENT = "landfall-credentials/0.1"  # the default; the agent says who it is (`new_session`)
 MAX_BODY = 4 * 1024 * 1024  # distribution refuses manifests above 4 MiB
 MAX_TOKEN_BODY = 64 * 1024
 TOKEN_CACHE_MAX = 10_000  # bearer tokens kept for tag lookups (expired ones are dropped first)

@@ -18,7 +18,7 @@ What is subtle:
   allowed is `EgressRefused`.
 * aiohttp does not resolve IP literals (it connects to them directly), so
   `EgressPolicy.admit` checks a URL's literal host before each call; the caller
-  does that on every hop it makes (it follows no redirects, see `registry_auth`).
+  does that on every hop it makes (it follows no redirects, see `auth`).
 * Through an HTTP(S) proxy (`LANDFALL_REGISTRY_PROXY_FROM_ENV`) the proxy resolves
   the registry's name, so `admit` resolves it here first (the proxy's own egress
   rules are the operator's second line), and the proxy's address itself must be
