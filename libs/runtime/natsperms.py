@@ -106,7 +106,9 @@ def agent_permissions(subjects: Subjects, dataplane_id: str) -> Permissions:
             f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
             f"$JS.ACK.{stream}.{durable}.>",
         ),
-        sub_allow=(f"{agent_inbox_prefix(dataplane_id)}.>",),
+        # Its own resolution subject (in-cluster tag lookups), answered once per request (`resp`).
+        sub_allow=(f"{agent_inbox_prefix(dataplane_id)}.>", subjects.resolve(dataplane_id)),
+        responses=True,
     )
 
 
