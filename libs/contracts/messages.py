@@ -201,6 +201,10 @@ class DeploymentView(Message):
     digest: str | None = None
     status: DeploymentStatus
     reason: str | None = None
+    detail: str | None = Field(
+        default=None,
+        description="the reason in words (e.g. what was tried before registry_unreachable)",
+    )
     source: str | None = None
     config_version: int | None = Field(
         default=None, description="the environment's config version this deployment runs with"

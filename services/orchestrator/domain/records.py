@@ -132,7 +132,12 @@ class Deployment:
         }
         timings = {k: v for k, v in hops.items() if v is not None}
         # the fields DeploymentView declares (it ignores the others), created when it was recorded
-        fields = {**dataclasses.asdict(self), "created_at": self.recorded_at, "timings": timings}
+        fields = {
+            **dataclasses.asdict(self),
+            "created_at": self.recorded_at,
+            "timings": timings,
+            "detail": self.message,
+        }
         return DeploymentView.model_validate(fields)
 
 
