@@ -54,6 +54,10 @@
     wire("f-type", "data-type");
   });
 
+  // Whether the page is live (the stream is open), for people (the "live" mark) and tests.
+  document.addEventListener("htmx:sseOpen", function () { document.body.dataset.live = "open"; });
+  document.addEventListener("htmx:sseError", function () { delete document.body.dataset.live; });
+
   // A live stream whose session ended: reload, which leads to the sign-in page.
   document.addEventListener("htmx:sseMessage", function (event) {
     if (event.detail && event.detail.type === "signed-out") window.location.reload();
