@@ -166,7 +166,7 @@ class Api:
             raise ApiError(
                 response.status_code,
                 _problem_of(response),
-                response.headers.get("Retry-After"),
+                response.headers.get("retry-after"),
                 hint_404 if response.status_code == 404 else None,
             )
         if response.status_code == 204 or not response.content:

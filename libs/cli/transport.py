@@ -1,10 +1,13 @@
-"""HTTP/1.1 to Landfall's one address over the standard library's `http.client`, kept alive.
+"""HTTP/1.1 to Landfall's one address: h11 for the protocol, one kept-alive socket for the bytes.
 
-Why not httpx: every CI deploy pays the CLI's start-up, and importing httpx (with httpcore, h11,
-anyio's pieces, idna, `email`, `urllib.request`) cost more than half of the ~150 ms that
-`landfall deploy --wait` was allowed to add (bench/cli_overhead.py). The CLI sends one request
-at a time, synchronously, to one host; `http.client` does that, and this module adds only what
-httpx gave us on top of it, the way httpx does it:
+Why not httpx: every CI deploy pays the CLI's start-up, and importing httpx (with httpcore, anyio's
+pieces, idna, `email`, `urllib.request`) cost more than half of the ~150 ms that `landfall deploy
+--wait` was allowed to add (bench/cli_overhead.py). The CLI sends one request at a time,
+synchronously, to one host. h11 is the HTTP/1.1 state machine under httpcore (so under httpx):
+framing, chunked bodies, keep-alive and `Connection: close` are its business; this module only
+moves bytes through a socket. The standard library's `http.client` would do too, but it imports
+`email` (header parsing) and `ssl` whatever the URL, about twice h11's import cost. On top of the
+protocol, what httpx gave us, the way httpx does it:
 
 - proxies from the environment (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, any case),
   read by `urllib.request`'s own functions, which are imported only when such a variable is set;
@@ -19,31 +22,37 @@ httpx gave us on top of it, the way httpx does it:
 Subtle:
 - One connection is kept for the life of the `Transport`: the webhook POST and the long-poll
   after it share it, as a CI job's curl or any HTTP client with a pool would. A reused
-  connection that the server had already closed (it answered `Connection: close`, restarted, or
-  dropped an idle socket) fails before an answer arrives; such a request is sent once more on a
-  new connection when sending twice is harmless (GET, PUT, DELETE, or any request carrying an
-  `Idempotency-Key`).
-- No `Accept-Encoding` but http.client's `identity`: answers come unencoded, nothing to inflate.
+  connection that the server had already closed (it restarted, or dropped an idle socket) fails
+  before an answer arrives; such a request is sent once more on a new connection when sending
+  twice is harmless (GET, PUT, DELETE, or any request carrying an `Idempotency-Key`).
+- An ASCII host name goes to the resolver as bytes: as a str, `getaddrinfo` first loads the
+  `idna` codec (with `stringprep` and `unicodedata`), which only a non-ASCII name needs.
+- `Accept-Encoding: identity`: answers come unencoded, nothing to inflate.
 - Redirects are not followed (neither did the httpx client).
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlencode, urlsplit
+
+import h11
 
 if TYPE_CHECKING:
     import ssl
 
 CONNECT_TIMEOUT_MAX = 10.0
 RESENDABLE = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-# What a kept-alive connection that the server closed meanwhile looks like on the next request.
-STALE = (http.client.RemoteDisconnected, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+CHUNK = 65536
+
+
+class _Stale(Exception):
+    """A reused connection turned out closed before any of the answer arrived."""
 
 
 class TransportError(Exception):
@@ -69,13 +78,12 @@ class ProxyUnsupported(TransportError):
 @dataclass(frozen=True)
 class Response:
     status_code: int
-    headers: http.client.HTTPMessage
+    headers: dict[str, str]  # names in lower case; a repeated header's last value
     content: bytes
 
     @property
     def text(self) -> str:
-        charset = self.headers.get_content_charset() or "utf-8"
-        return self.content.decode(charset, errors="replace")
+        return self.content.decode("utf-8", errors="replace")
 
     def json(self) -> Any:
         """The decoded body; ValueError when it is not JSON."""
@@ -145,15 +153,16 @@ class Transport:
         self.netloc = parts.netloc.rsplit("@", 1)[-1]
         self.prefix = parts.path.rstrip("/")
         self.timeout = timeout
-        self.headers = dict(headers or {})
-        self._conn: http.client.HTTPConnection | None = None
+        self.headers = {"Host": self.netloc, "Accept-Encoding": "identity", **(headers or {})}
+        self._sock: socket.socket | None = None
+        self._http = h11.Connection(h11.CLIENT)
         self._proxy: Proxy | None = None
         self._proxy_known = False
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     def request(
         self,
@@ -170,10 +179,12 @@ class Transport:
         if params:
             target += ("&" if "?" in target else "?") + urlencode(params)
         sent = {**self.headers, **(headers or {})}
-        data = None
+        data = b""
         if body is not None:
             data = json.dumps(body).encode()
             sent["Content-Type"] = "application/json"
+        if body is not None or method.upper() in ("POST", "PUT", "PATCH"):
+            sent["Content-Length"] = str(len(data))
         proxy = self.proxy()
         if proxy is not None and self.scheme == "http":
             target = f"http://{self.netloc}{target}"  # a plain-HTTP proxy is asked for the absolute URL
@@ -181,14 +192,14 @@ class Transport:
                 sent["Proxy-Authorization"] = proxy.authorization
         resendable = method.upper() in RESENDABLE or any(k.lower() == "idempotency-key" for k in sent)
         seconds = self.timeout if timeout is None else timeout
-        reused = self._conn is not None
+        reused = self._sock is not None
+        message = h11.Request(method=method, target=target, headers=list(sent.items()))
         try:
-            return self._exchange(method, target, data, sent, seconds)
-        except STALE as exc:
-            self.close()
+            return self._exchange(message, data, seconds)
+        except _Stale as exc:
             if not (reused and resendable):
-                raise Dropped(f"the connection broke ({type(exc).__name__})") from None
-        return self._exchange(method, target, data, sent, seconds)  # once, on a new connection
+                raise Dropped(f"the connection broke ({exc})") from None
+        return self._exchange(message, data, seconds)  # once, on a new connection
 
     def proxy(self) -> Proxy | None:
         if not self._proxy_known:
@@ -196,52 +207,99 @@ class Transport:
             self._proxy_known = True
         return self._proxy
 
-    def _connection(self, seconds: float) -> http.client.HTTPConnection:
-        if self._conn is not None:
-            return self._conn
+    def _connect(self, seconds: float) -> socket.socket:
         proxy = self.proxy()
         host, port = (proxy.host, proxy.port) if proxy else (self.host, self.port)
         connect_timeout = min(seconds, CONNECT_TIMEOUT_MAX)
-        conn: http.client.HTTPConnection
-        if self.scheme == "https":
-            conn = http.client.HTTPSConnection(host, port, timeout=connect_timeout, context=tls_context())
-            if proxy:
-                tunnel = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
-                conn.set_tunnel(self.host, self.port, headers=tunnel)
-        else:
-            conn = http.client.HTTPConnection(host, port, timeout=connect_timeout)
         try:
-            conn.connect()
+            address = (_resolvable(host), port)
+            sock = socket.create_connection(address, timeout=connect_timeout)  # type: ignore[arg-type]
         except TimeoutError:
-            conn.close()
             raise TimedOutError(f"no connection to {host}:{port} within {connect_timeout:g} s") from None
-        except OSError as exc:  # refused, unknown host, unreachable, TLS refused (ssl.SSLError)
-            conn.close()
+        except OSError as exc:  # refused, unknown host, unreachable
             raise ConnectFailed(_reason(exc)) from None
-        self._conn = conn
-        return conn
-
-    def _exchange(
-        self, method: str, target: str, data: bytes | None, headers: dict[str, str], seconds: float
-    ) -> Response:
-        conn = self._connection(seconds)
-        assert conn.sock is not None
-        conn.sock.settimeout(seconds)
         try:
-            conn.request(method, target, body=data, headers=headers)
-            answer = conn.getresponse()
-            content = answer.read()
-        except STALE:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.scheme == "https":
+                if proxy is not None:
+                    _tunnel(sock, f"{self.host}:{self.port}", proxy)
+                sock = tls_context().wrap_socket(sock, server_hostname=self.host)
+        except TimeoutError:
+            sock.close()
+            raise TimedOutError(f"no TLS session with {self.host} within {connect_timeout:g} s") from None
+        except OSError as exc:  # ssl.SSLError too: a certificate not trusted, a handshake refused
+            sock.close()
+            raise ConnectFailed(_reason(exc)) from None
+        except TransportError:
+            sock.close()
             raise
+        return sock
+
+    def _exchange(self, message: h11.Request, data: bytes, seconds: float) -> Response:
+        if self._sock is None:
+            self._sock = self._connect(seconds)
+            self._http = h11.Connection(h11.CLIENT)
+        sock, http = self._sock, self._http
+        sock.settimeout(seconds)
+        answered = False
+        try:
+            sock.sendall(
+                http.send(message)
+                + (http.send(h11.Data(data=data)) if data else b"")
+                + http.send(h11.EndOfMessage())
+            )
+            status, headers, content = 0, {}, bytearray()
+            while True:
+                event = http.next_event()
+                if event is h11.NEED_DATA:
+                    http.receive_data(sock.recv(CHUNK))
+                elif isinstance(event, h11.Response):
+                    answered = True
+                    status = event.status_code
+                    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers}
+                elif isinstance(event, h11.Data):
+                    content += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise h11.RemoteProtocolError("closed before an answer")
+                # an h11.InformationalResponse (100 Continue): the real answer follows
         except TimeoutError:
             self.close()
             raise TimedOutError(f"no answer within {seconds:g} s") from None
-        except (http.client.HTTPException, OSError) as exc:
+        except (h11.ProtocolError, OSError) as exc:
             self.close()
+            if not answered:
+                raise _Stale(type(exc).__name__) from None
             raise Dropped(f"the connection broke ({type(exc).__name__})") from None
-        if answer.will_close:
+        if http.our_state is h11.DONE and http.their_state is h11.DONE:
+            http.start_next_cycle()
+        else:  # `Connection: close`, or a body that ends with the connection
             self.close()
-        return Response(answer.status, answer.headers, content)
+        return Response(status, headers, bytes(content))
+
+
+def _resolvable(host: str) -> str | bytes:
+    return host.encode() if host.isascii() else host
+
+
+def _tunnel(sock: socket.socket, authority: str, proxy: Proxy) -> None:
+    """CONNECT through an HTTP proxy; the socket then carries TLS to Landfall itself."""
+    http = h11.Connection(h11.CLIENT)
+    headers = [("Host", authority)]
+    if proxy.authorization:
+        headers.append(("Proxy-Authorization", proxy.authorization))
+    sock.sendall(http.send(h11.Request(method="CONNECT", target=authority, headers=headers)))
+    while True:
+        event = http.next_event()
+        if event is h11.NEED_DATA:
+            http.receive_data(sock.recv(CHUNK))
+        elif isinstance(event, h11.Response):
+            if not 200 <= event.status_code < 300:
+                raise ConnectFailed(f"the proxy refused the tunnel (HTTP {event.status_code})")
+            return
+        elif isinstance(event, h11.ConnectionClosed):
+            raise ConnectFailed("the proxy closed the connection")
 
 
 def _reason(exc: OSError) -> str:

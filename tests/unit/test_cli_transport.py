@@ -2,7 +2,9 @@
 
 `Peer` is a small `http.server` in a thread that answers every request with JSON saying what it
 received (method, target, headers) and on which connection: enough to see keep-alive, a server
-that closes, a proxy's absolute URL and its credentials, a path prefix and a timeout.
+that closes, chunked answers, a proxy's absolute URL and its credentials, a path prefix and a
+timeout; with a certificate (made by the `openssl` command) it speaks TLS, and `Tunnel`, a proxy
+that only does CONNECT, carries HTTPS to it as a corporate proxy would.
 """
 
 from __future__ import annotations
@@ -10,10 +12,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
+import socketserver
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +33,12 @@ from libs.cli.transport import ConnectFailed, Dropped, TimedOutError, Transport,
 class Peer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
+        self.scheme = "https" if tls else "http"
+        self.chunked = False  # answer with Transfer-Encoding: chunked instead of Content-Length
         self.connections = 0
         self.close_after_answer = False  # close the socket without saying so (a restart, an idle timeout)
         self.release = threading.Event()  # GET …/slow answers only once this is set
@@ -35,7 +46,7 @@ class Peer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -63,8 +74,14 @@ class _Handler(BaseHTTPRequestHandler):
             "body": json.loads(body) if body else None,
         }
         raw = json.dumps(doc).encode()
-        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(raw)}\r\n\r\n"
-        self.wfile.write(head.encode() + raw)
+        if self.server.chunked:
+            half = len(raw) // 2
+            chunks = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (raw[:half], raw[half:])) + b"0\r\n\r\n"
+            head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            self.wfile.write(head.encode() + chunks)
+        else:
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(raw)}\r\n\r\n"
+            self.wfile.write(head.encode() + raw)
         if self.server.close_after_answer:
             self.close_connection = True
 
@@ -72,8 +89,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serving() -> Iterator[Peer]:
-    server = Peer()
+def serving(tls: ssl.SSLContext | None = None) -> Iterator[Peer]:
+    server = Peer(tls)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -166,3 +183,98 @@ def test_a_dropped_answer_is_not_resent_when_sending_twice_could_do_twice(peer: 
     with pytest.raises(Dropped):
         http.request("POST", "/v1/orgs/default/registries", body={"display_name": "x"})
     assert peer.connections == 1  # the POST met the closed connection and was not sent again
+
+
+def test_chunked_answers_are_read_whole(peer: Peer) -> None:
+    peer.chunked = True
+    http = Transport(peer.url)
+    first = http.request("GET", "/v1/a").json()
+    second = http.request("GET", "/v1/b").json()
+    assert (first["target"], second["target"]) == ("/v1/a", "/v1/b")
+    assert peer.connections == 1
+
+
+class Tunnel(socketserver.ThreadingTCPServer):
+    """An HTTP proxy that does only CONNECT; `heads` are the requests it was sent."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _TunnelHandler)
+        self.heads: list[str] = []
+
+
+class _TunnelHandler(socketserver.BaseRequestHandler):
+    server: Tunnel
+
+    def handle(self) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.request.recv(4096)
+        self.server.heads.append(head.decode())
+        host, port = head.split()[1].decode().rsplit(":", 1)
+        with socket.create_connection((host, int(port))) as upstream:
+            self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            back = threading.Thread(target=_pipe, args=(upstream, self.request), daemon=True)
+            back.start()
+            _pipe(self.request, upstream)
+            back.join(5)
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, and its key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a certificate with")
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_https_is_verified_against_ssl_cert_file_and_tunnels_through_a_proxy(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = certificate
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    with serving(tls) as peer:
+        monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            Transport(peer.url).request("GET", "/v1/x")  # a certificate nobody vouched for
+
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        http = Transport(peer.url)
+        first = http.request("GET", "/v1/x").json()
+        assert first["target"] == "/v1/x"
+        assert http.request("GET", "/v1/y").json()["connection"] == first["connection"]  # kept alive
+
+        proxy = Tunnel()
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        try:
+            monkeypatch.setenv("HTTPS_PROXY", f"http://me:secret@127.0.0.1:{proxy.server_address[1]}")
+            through = Transport(peer.url).request("GET", "/v1/z").json()
+        finally:
+            proxy.shutdown()
+            proxy.server_close()
+        assert through["target"] == "/v1/z"
+        assert through["headers"]["host"] == f"127.0.0.1:{peer.server_address[1]}"
+        (connect,) = proxy.heads
+        assert connect.startswith(f"CONNECT 127.0.0.1:{peer.server_address[1]} HTTP/1.1")
+        assert "Proxy-Authorization: Basic bWU6c2VjcmV0" in connect
