@@ -70,7 +70,12 @@ audit: deps ## pip-audit of requirements.lock (skipped, with a line saying so, w
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
 	 else echo "run as root, or: sudo apt-get install -y wrk" >&2; exit 1; fi
 
-deps: $(STAMP) /usr/bin/docker-registry /usr/bin/wrk ## make the virtualenv and install everything (idempotent)
+/usr/bin/chromium:
+	@echo "==> installing Debian's chromium and chromium-driver for the console's browser test"
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	 else echo "run as root, or: sudo apt-get install -y chromium chromium-driver" >&2; exit 1; fi
+
+deps: $(STAMP) /usr/bin/docker-registry /usr/bin/wrk /usr/bin/chromium ## make the virtualenv and install everything (idempotent)
 
 lint: deps ## ruff, ruff format --check, mypy --strict, the import layering check, pip-audit of the lock
 	@echo "==> ruff"; $(VENV)/bin/ruff check .
