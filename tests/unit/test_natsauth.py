@@ -144,9 +144,12 @@ def test_an_agent_may_only_touch_its_own_data_plane() -> None:
 
     assert subjects.status(mine) in perms.pub_allow
     assert subjects.heartbeat(mine) in perms.pub_allow
-    assert perms.sub_allow == (f"{agent_inbox_prefix(mine)}.>",)
+    # Its inbox, and its own in-cluster resolution requests (answered once each: `responses`).
+    assert perms.sub_allow == (f"{agent_inbox_prefix(mine)}.>", subjects.resolve(mine))
+    assert perms.responses
     others = [
         subjects.deploy(other),
+        subjects.resolve(other),
         subjects.deploy(mine),  # not even its own commands: only the orchestrator sends those
         subjects.status(other),
         subjects.heartbeat(other),
