@@ -339,7 +339,8 @@ class Stack(Provisioning):
 
     def start_console(self) -> None:
         """The web console (one process: its sessions live in its memory), over the front door."""
-        self.start_service("console", extra={"LANDFALL_URL": self.front_url})
+        # Everything through the front door (every replica), not the first orchestrator that env() names.
+        self.start_service("console", extra={"LANDFALL_URL": self.front_url, "LANDFALL_ORCHESTRATOR_URL": ""})
 
     def start_front_door(self) -> None:
         argv = [sys.executable, "-m", "libs.devstack.front_door", "--port", str(self.ports.front)]
