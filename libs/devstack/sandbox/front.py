@@ -25,6 +25,7 @@ import kmock
 from aiohttp import web
 
 from libs.devstack.sandbox import journal
+from libs.devstack.sandbox.admission import AdmissionRule, decide, parse_rule
 from libs.devstack.sandbox.controller import Controller, FailureRule
 from libs.devstack.sandbox.errors import ApiError, bad_request, gone_resource, status_body
 from libs.devstack.sandbox.handlers import ObjectApi, Reply, Target, parse_body, parse_path, truthy
@@ -98,6 +99,8 @@ class SandboxCluster:
       `DELETE /_sandbox/writes` clears the log;
     * `POST /_sandbox/failure-rules` `{"image_contains", "reason", "message"?}` -> 201;
       `GET` lists the rules, `DELETE` removes them all;
+    * `POST /_sandbox/admission-rules` `{"image_contains", "status"?, "message"?, "answer"?}` -> 201,
+      `DELETE` clears them: writes naming such an image are denied (admission.py);
     * `POST /_sandbox/pause-controller`, `POST /_sandbox/resume-controller` -> `{"paused", "enabled"}`;
     * `GET /healthz`, `/livez`, `/readyz` -> `ok`.
     """
@@ -117,6 +120,7 @@ class SandboxCluster:
         self._emulator.resources.load_bundled()
         self._store = Store(self._emulator, require_namespaces=require_namespaces)
         self._rules: list[FailureRule] = []
+        self._admission: list[AdmissionRule] = []
         self._controller = Controller(self._store, self._rules) if controller else None
         self._objects = ObjectApi(self._store)
         self._writes: list[SandboxWrite] = []
@@ -299,7 +303,8 @@ class SandboxCluster:
                 kind = self._objects.resolve(target)
                 if request.method == "GET" and (target.watch or truthy(request.query.get("watch"))):
                     return await self._objects.serve_watch(request, kind, target)
-                reply = self._objects.serve(request, kind, target, raw)
+                denied = self._admit(request, target, raw)
+                reply = Reply(*denied.reply()) if denied else self._objects.serve(request, kind, target, raw)
             except ApiError as exc:
                 reply = Reply(exc.code, exc.body())
             self._record(request, target, raw, reply.status, reply.body)
@@ -314,6 +319,15 @@ class SandboxCluster:
             log.exception("sandbox failed on %s %s", request.method, request.path)
             body = status_body(500, "InternalError", f"sandbox internal error: {exc!r}")
             return web.json_response(body, status=500)
+
+    def _admit(self, request: web.BaseRequest, target: Target, raw: bytes) -> AdmissionRule | None:
+        """The admission rule that denies this write, if one does (admission.py)."""
+        if not self._admission or request.method not in ("POST", "PUT", "PATCH") or target.subresource:
+            return None
+        try:
+            return decide(self._admission, parse_body(raw, request.content_type))
+        except ApiError:
+            return None
 
     async def _forward(self, request: web.BaseRequest) -> web.StreamResponse:
         """Discovery, /version and unknown URLs: the emulator's own handler, in-process."""
@@ -388,6 +402,20 @@ class SandboxCluster:
             if method == "DELETE":
                 count = len(self._rules)
                 self.clear_failure_rules()
+                return web.json_response({"cleared": count})
+        elif path == "/_sandbox/admission-rules":
+            if method == "POST":
+                try:
+                    admission = parse_rule(json_object(parse_body(await request.read())))
+                except (ApiError, ValueError) as exc:
+                    return bad_request(
+                        f"expected {{image_contains, status?, message?, answer?}}: {exc}"
+                    ).response()
+                self._admission.append(admission)
+                return web.json_response(admission.as_dict(), status=201)
+            if method == "DELETE":
+                count = len(self._admission)
+                self._admission.clear()
                 return web.json_response({"cleared": count})
         elif path in ("/_sandbox/pause-controller", "/_sandbox/resume-controller"):
             if method == "POST":
