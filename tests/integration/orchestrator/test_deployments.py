@@ -6,6 +6,9 @@ the agent are played by the test on their NATS subjects.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 from datetime import timedelta
 
 from libs.contracts.ids import new_id
@@ -369,6 +372,29 @@ async def test_a_data_plane_not_enrolled_yet_gets_its_deployment_once_it_enrolls
     command = await orch.command_for(deployment_id)
     assert command.pull_secret is not None
     assert orch.credentials.pull_requests[-1].recipient_public_key == world.public_key
+
+
+async def test_after_re_enrolling_with_a_new_key_the_next_pull_secret_is_sealed_to_it(orch: Harness) -> None:
+    world = await orch.provision()
+    before = await orch.push(world, IMAGE_1_0)
+    assert (await orch.command_for(before)).pull_secret is not None
+    assert orch.credentials.pull_requests[-1].recipient_public_key == world.public_key
+
+    # The cluster was rebuilt: a new agent, a new key, a new one-time token.
+    plane = f"/v1/orgs/{world.org}/dataplanes/{world.dataplane_id}"
+    fresh = await orch.ok("POST", f"{plane}/enrollment-token", None, 201)
+    new_key = base64.b64encode(os.urandom(32)).decode()
+    assert new_key != world.public_key
+    await orch.ok(
+        "POST",
+        "/v1/dataplanes/enroll",
+        {"enrollment_token": fresh["enrollment_token"], "public_key": new_key, "version": "2.0"},
+    )
+    after = await orch.push(world, IMAGE_1_0)
+    command = await orch.command_for(after)
+    assert orch.credentials.pull_requests[-1].recipient_public_key == new_key
+    assert command.pull_secret is not None
+    assert command.pull_secret.recipient_key_id == hashlib.sha256(base64.b64decode(new_key)).hexdigest()[:16]
 
 
 async def test_an_org_without_environments_fails_the_pushed_deployment_visibly(orch: Harness) -> None:
