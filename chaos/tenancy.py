@@ -96,6 +96,18 @@ class Matrix:
     def tenancy_breaches(self) -> int:
         return len(self.breaches) + len(self.integrity)
 
+    @property
+    def trivially_refused(self) -> dict[str, int]:
+        """401s by caller: refusals before any rule was applied (the credential was not taken for
+        one). Right for no, revoked and expired keys; for any other caller each one is a cell
+        that proves nothing about tenancy, so they are counted apart from the real refusals."""
+        return dict(Counter(c.caller for c in self.cases if c.status == 401))
+
+    @property
+    def refused_by_rule(self) -> dict[str, int]:
+        """403s and 404s by caller: refusals of a caller who was recognised, by the rules."""
+        return dict(Counter(c.caller for c in self.cases if c.status in (403, 404)))
+
 
 def _component(template: str, override: str | None) -> str:
     if override is not None:
@@ -435,10 +447,20 @@ async def intact(tenant: Tenant) -> list[str]:
 
 
 async def run_on(
-    stack: Stack, *, host: str, auth: dict[str, str], say: Callable[[str], None] = print
+    stack: Stack,
+    *,
+    host: str,
+    auth: dict[str, str],
+    say: Callable[[str], None] = print,
+    services: tuple[str, ...] = HTTP_SERVICES,
+    urls: dict[str, str] | None = None,
 ) -> tuple[Matrix, set[str]]:
-    """Build A and B on `stack` (registries on `host` with `auth`), run the matrix, check A and B."""
-    urls = {s: stack.url(s) for s in HTTP_SERVICES}
+    """Build A and B on `stack` (registries on `host` with `auth`), run the matrix, check A and B.
+
+    `services` limits the matrix to those services' operations; `urls` sends a service's cells
+    elsewhere (a planted leaky proxy, to show that the matrix catches one). Setting up the orgs
+    and checking them afterwards always goes to the stack itself."""
+    urls = {s: stack.url(s) for s in HTTP_SERVICES} | (urls or {})
     suffix = secrets.token_hex(3)
     async with aiohttp.ClientSession() as session:
         platform = Admin.for_stack(session, stack, platform=True)
@@ -446,8 +468,8 @@ async def run_on(
         b = await build(platform, f"mxb-{suffix}", host=host, auth=auth)
         tokens = await callers(stack, a, b)
         documents = {}
-        for service in HTTP_SERVICES:
-            async with session.get(urls[service] + "/openapi.json") as resp:
+        for service in services:
+            async with session.get(stack.url(service) + "/openapi.json") as resp:
                 documents[service] = await resp.json()
         runner = Runner(session, urls, {"a": a, "b": b}, tokens)
         result = await runner.run(documents)
@@ -455,7 +477,8 @@ async def run_on(
     say(
         f"tenancy: {len(result.cases)} requests over {result.operations} operations and "
         f"{len(matrix.CALLERS)} kinds of caller, {result.tenancy_breaches} breaches, "
-        f"{len(result.broken_controls)} answers against the rules"
+        f"{len(result.broken_controls)} answers against the rules; refused by rule "
+        f"{result.refused_by_rule}, trivially (401) {result.trivially_refused}"
     )
     return result, a.secrets | b.secrets
 

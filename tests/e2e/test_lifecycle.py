@@ -138,6 +138,10 @@ def test_promotion_carries_the_same_digest_and_rollback_redeploys_an_older_one(s
     second = _final(stack, _deploy(stack, name, {"tag": "2.0"})["id"])
     assert second["status"] == "succeeded"
     assert second["digest"] == d2
+    # CI pushes 2.0 again: the tag now names another image. A promotion carries what runs in
+    # development (d2), never what the tag says today.
+    moved = stack.registry.push_image(repo, "2.0")
+    assert moved not in (d1, d2)
 
     base = f"{ORG}/projects/default/components/{name}"
     skipping = http(
@@ -158,6 +162,9 @@ def test_promotion_carries_the_same_digest_and_rollback_redeploys_an_older_one(s
     code, prod = kube_get(stack, f"/apis/apps/v1/namespaces/{_ns('production')}/deployments/{name}")
     assert code == 200
     assert prod["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f"@{d2}")
+    code, staging = kube_get(stack, f"/apis/apps/v1/namespaces/{_ns('staging')}/deployments/{name}")
+    assert code == 200
+    assert staging["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f"@{d2}")
 
     # Roll back development to the first image, taken from the history.
     history = stack.api("orchestrator", "GET", f"{base}/deployments?environment=development")["items"]
