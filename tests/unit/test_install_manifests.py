@@ -10,6 +10,7 @@ local stack's front door does. Where a real kustomize is on PATH, it must render
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import shutil
 import subprocess
@@ -279,3 +280,54 @@ def test_the_nats_configuration_with_the_install_s_auth_is_accepted_by_nats_serv
     assert set(made["landfall-nats"]) == {
         f"{s}.creds" for s in ("credentials", "webhook-gateway", "orchestrator", "console")
     }
+
+
+@pytest.mark.parametrize("overlay", ["local", "production"])
+def test_each_service_reads_its_settings_from_the_rendered_config_and_the_install_s_secrets(
+    overlay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = RENDERED[overlay]
+    configs = {
+        (o["metadata"]["namespace"], o["metadata"]["name"]): o["data"]
+        for o in objects
+        if o["kind"] == "ConfigMap"
+    }
+    made = make_secrets.make_secrets(
+        tmp_path,
+        database_urls={s: f"postgresql://{s}@db:5432/landfall" for s in make_secrets.DATABASE_USERS},
+        vault_tokens={s: f"token-of-{s}" for s in make_secrets.VAULT_USERS},
+    )
+    secrets = {s["metadata"]["name"]: s["stringData"] for s in made}
+    for workload in (o for o in objects if o["kind"] == "Deployment"):
+        namespace = workload["metadata"]["namespace"]
+        (container,) = pod(workload)["containers"]
+        env: dict[str, str] = {}
+        for item in container["env"]:
+            source = item.get("valueFrom", {})
+            if "value" in item:
+                env[item["name"]] = item["value"]
+            elif "configMapKeyRef" in source:
+                ref = source["configMapKeyRef"]
+                env[item["name"]] = configs[(namespace, ref["name"])][ref["key"]]  # every key exists
+            elif "secretKeyRef" in source:
+                ref = source["secretKeyRef"]
+                if ref["name"] in secrets:
+                    env[item["name"]] = secrets[ref["name"]][ref["key"]]
+                else:
+                    assert ref.get("optional"), f"{ref['name']} is neither made by the install nor optional"
+            else:
+                env[item["name"]] = "from-the-downward-api"
+        for volume in pod(workload).get("volumes", []):
+            if "secret" in volume and not volume["secret"].get("optional"):
+                for key in volume["secret"].get("items", []):
+                    assert key["key"] in secrets[volume["secret"]["secretName"]], key
+        for name in list(os.environ):
+            if name.startswith(("LANDFALL_", "VAULT_")):
+                monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        module = importlib.import_module(SETTINGS[workload["metadata"]["name"]])
+        settings = module.Settings()
+        assert settings.http_port == container["ports"][0]["containerPort"]
+        assert settings.http_host == "0.0.0.0"  # a pod listens on its own address
+        assert settings.nats_url.startswith("nats://")
