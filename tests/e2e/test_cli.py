@@ -16,7 +16,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -320,7 +319,12 @@ def test_wait_times_out_then_survives_a_gateway_restart(world: World) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(1.0)
+        assert waiting.stderr is not None
+        seen: list[str] = []
+        for line in waiting.stderr:  # "accepted", then the first answer of the long-poll
+            seen.append(line)
+            if "accepted" not in line:
+                break  # it is long-polling now, on the gateway that is about to go
         w.stack.restart_service("webhook_gateway")
     finally:
         w.stack.restart_service("data_plane_agent")
@@ -329,6 +333,7 @@ def test_wait_times_out_then_survives_a_gateway_restart(world: World) -> None:
     except subprocess.TimeoutExpired:
         waiting.send_signal(signal.SIGKILL)
         raise
+    err = "".join(seen) + err
     assert waiting.returncode == 0, (out, err)
     assert "retrying" in err, err  # it did meet the restart
     assert json.loads(out)["status"] == "succeeded"
