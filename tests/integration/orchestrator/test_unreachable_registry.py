@@ -1,6 +1,7 @@
 """No deployment stays pending because a registry does not answer (API.md, "Images the control
 plane cannot reach"): the orchestrator asks the data plane's agent to resolve the tag inside its
-cluster, and without an answer fails the deployment `registry_unreachable` within the bound.
+cluster, and without an answer fails the deployment `registry_unreachable` within the bound. An
+image sent by tag (a vendor registry) keeps the digest the cluster pulled, as the agent reports it.
 
 The credentials service is `FakeCredentials` (it says the registry is unreachable, as the real
 one does when its egress policy refuses a host); the agent is a stand-in responder on the data
@@ -13,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from libs.contracts.messages import ResolvedImage, ResolveInCluster
+from libs.contracts.messages import ResolvedImage, ResolveInCluster, RolloutReport
 from libs.runtime.bus import Bus
 from tests.integration.orchestrator.helpers import (
     DIGEST_1_0,
@@ -23,6 +24,7 @@ from tests.integration.orchestrator.helpers import (
     SEALED_CIPHERTEXT,
     Harness,
     World,
+    now,
     running_orchestrator,
 )
 
@@ -137,3 +139,47 @@ async def test_a_registry_the_control_plane_reaches_is_never_asked_of_the_agent(
     view = await orch.wait_status(deployment_id, "dispatched")
     assert view["digest"] == DIGEST_1_0
     assert asked == []
+
+
+async def test_a_vendor_image_sent_by_tag_keeps_the_digest_the_cluster_pulled(orch: Harness) -> None:
+    world = await orch.provision(auth_type="vendor")
+    deployment_id = await orch.push(world, f"{REGISTRY_HOST}/{REPOSITORY}:1.0")
+    assert (await orch.command_for(deployment_id)).image.endswith(":1.0")  # by tag
+    await orch.wait_status(deployment_id, "dispatched")
+
+    await report(orch, world, deployment_id, "progressing", digest=DIGEST_1_1)
+    await report(orch, world, deployment_id, "succeeded", digest=DIGEST_1_0)  # a first one stays
+
+    view = await orch.wait_status(deployment_id, "succeeded")
+    assert view["digest"] == DIGEST_1_1
+    assert "digest as pulled by the data plane" in view["notes"]
+    promoted = await orch.ok(
+        "POST", f"{world.component_path}/promotions", {"from": "development", "to": "staging"}, 202
+    )
+    command = await orch.command_for(promoted["id"])
+    assert command.image == f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_1}"
+
+
+async def test_a_pinned_digest_is_never_replaced_by_a_reported_one(orch: Harness) -> None:
+    world = await orch.provision()
+    deployment_id = await orch.push(world, f"{REGISTRY_HOST}/{REPOSITORY}:1.0")
+    await orch.wait_status(deployment_id, "dispatched")
+    await report(orch, world, deployment_id, "succeeded", digest=DIGEST_1_1)
+    view = await orch.wait_status(deployment_id, "succeeded")
+    assert view["digest"] == DIGEST_1_0
+    assert view["notes"] == []
+
+
+async def report(orch: Harness, world: World, deployment_id: str, status: str, *, digest: str) -> None:
+    """A rollout report with the digest the cluster pulled (a Pod's imageID), as the agent sends it."""
+    sent = RolloutReport(
+        kind="deploy",
+        deployment_id=deployment_id,
+        dataplane_id=world.dataplane_id,
+        status=status,
+        digest=digest,
+        reported_at=now(),
+    )
+    await orch.bus.publish_durable(
+        orch.subjects.status(world.dataplane_id), sent, msg_id=f"{deployment_id}:{status}:{digest}"
+    )
