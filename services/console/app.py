@@ -64,7 +64,15 @@ def _api_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[No
         timeout = aiohttp.ClientTimeout(total=settings.api_timeout_seconds)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             app[HTTP] = http
-            api = Landfall(http, base_url=settings.url)
+            api = Landfall(
+                http,
+                base_url=settings.url,
+                services={
+                    "credentials": settings.credentials_url,
+                    "gateway": settings.gateway_url,
+                    "orchestrator": settings.orchestrator_url,
+                },
+            )
             app[CONSOLE] = Console(api)
             app[SIGN_IN] = SignIn(api=api, sessions=app[SESSIONS])
             yield

@@ -18,6 +18,13 @@ class Settings(ServiceSettings):
         default="http://127.0.0.1:8088",
         description="LANDFALL_URL: the one address of the public API (the front door or an Ingress)",
     )
+    credentials_url: str | None = Field(
+        default=None, description="where there is no front door: the credentials service (registries)"
+    )
+    gateway_url: str | None = Field(
+        default=None, description="... the webhook gateway (CI tokens, signing secrets, snippets)"
+    )
+    orchestrator_url: str | None = Field(default=None, description="... the orchestrator (the rest)")
     default_org: str = Field(default="default", description="the org the sign-in form proposes")
     session_ttl_seconds: float = Field(default=8 * 3600, gt=0, description="a sign-in ends after this")
     session_idle_seconds: float = Field(

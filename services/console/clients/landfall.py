@@ -5,6 +5,11 @@ Every answer of 400 and above comes back as `ApiProblem` with the RFC 9457 docum
 connection that fails, or a body that is no problem document, is a 503 problem of our own
 ("Landfall is unavailable"), never an exception that would become a 500.
 
+Where: `LANDFALL_URL`, the one address (a front door or an Ingress routes by path); or, where there
+is none (docker-compose), the per-service addresses, routed here by the same rules as the local front
+door (`libs/devstack/front_door.py`): registries to credentials; CI tokens, signing secrets,
+snippets and webhooks to the gateway; the rest to the orchestrator.
+
 One `aiohttp.ClientSession` (one connection pool) for the whole process: a page that makes four
 calls reuses warm connections to the front door instead of opening four.
 """
@@ -12,6 +17,7 @@ calls reuses warm connections to the front door instead of opening four.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +25,17 @@ import aiohttp
 from pydantic import SecretStr
 
 from libs.runtime.logs import request_id_var
+
+_COMPONENT = r"/v1/orgs/[^/]+/projects/[^/]+/components/[^/]+"
+ROUTES = (
+    (re.compile(r"^/v1/orgs/[^/]+/registries(/|$)"), "credentials"),
+    (re.compile(r"^/v1/webhooks(/|$)"), "gateway"),
+    (re.compile(rf"^{_COMPONENT}/(tokens|signing-secret|ci-snippets)(/|$)"), "gateway"),
+)
+
+
+def service_of(path: str) -> str:
+    return next((service for pattern, service in ROUTES if pattern.match(path)), "orchestrator")
 
 
 class ApiProblem(Exception):
@@ -37,9 +54,15 @@ def unavailable(detail: str) -> ApiProblem:
 
 
 class Landfall:
-    def __init__(self, http: aiohttp.ClientSession, *, base_url: str) -> None:
+    def __init__(
+        self, http: aiohttp.ClientSession, *, base_url: str, services: Mapping[str, str | None] | None = None
+    ) -> None:
         self._http = http
         self.base_url = base_url.rstrip("/")
+        self._services = {k: v.rstrip("/") for k, v in (services or {}).items() if v}
+
+    def url(self, path: str) -> str:
+        return self._services.get(service_of(path), self.base_url) + path
 
     async def call(
         self,
@@ -58,7 +81,7 @@ class Landfall:
         try:
             async with self._http.request(
                 method,
-                self.base_url + path,
+                self.url(path),
                 json=body,
                 params={k: v for k, v in (query or {}).items() if v},
                 headers=headers,

@@ -14,6 +14,7 @@ import pytest
 
 from libs.devstack.stack import Stack, http
 from tests.integration.console.conftest import Browser, Clock
+from tests.support import eventually
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -189,6 +190,93 @@ async def test_the_component_page_hears_a_deployment_land_without_a_reload(
         while "demo/hello:1.1" not in seen or "s-succeeded" not in seen.split("Latest:", 1)[-1]:
             seen = await asyncio.wait_for(_event(events, "pipeline"), timeout=60)
         assert "succeeded" in seen
+
+
+async def test_a_failed_deployment_shows_its_reason_live(stack: Stack, browser: Browser) -> None:
+    assert stack.org_key
+    await browser.sign_in(stack.org_key)
+    await browser.page("/projects/default/components/hello")
+    async with browser.client.get("/projects/default/components/hello/events") as events:
+        await _event(events, "pipeline")
+        status, _, _ = await browser.post(
+            "/projects/default/components/hello/deploy", {"environment": "staging", "tag": "no-such-tag"}
+        )
+        assert status == 303
+        seen = ""
+        while "image_not_found" not in seen:
+            seen = await asyncio.wait_for(_event(events, "history"), timeout=60)
+    assert "s-failed" in seen
+
+
+async def test_manual_task_executions_run_with_their_arguments(stack: Stack, browser: Browser) -> None:
+    assert stack.org_key
+    await browser.sign_in(stack.org_key)
+    demo = stack.state["provisioned"]["registry_id"]
+    await browser.page("/components/new")
+    status, body, location = await browser.post(
+        "/components",
+        {
+            "project": "default",
+            "name": "migrate",
+            "type": "manual-task",
+            "registry_id": demo,
+            "image": f"{stack.registry.host}/demo/hello:1.0",
+        },
+    )
+    assert status == 303, body
+    page = await browser.page(location)
+    assert "Executions" in page
+    status, body, _ = await browser.post(location + "/executions", {"environment": "development"})
+    assert status == 409
+    assert "deploy it first" in body  # the API's own words, on the page
+    status, _, _ = await browser.post(location + "/deploy", {"environment": "development"})
+    assert status == 303
+
+    async def running() -> bool:
+        page = await browser.page(location)
+        return "succeeded" in page.split('id="stage-development"', 1)[1].split("</li>", 1)[0]
+
+    await eventually(running, timeout=60, what="the task's template in development")
+    status, body, _ = await browser.post(
+        location + "/executions", {"environment": "development", "args": "db migrate\n--to 42"}
+    )
+    assert status == 303, body
+    page = await browser.page(location)
+    assert "db migrate --to 42" in page
+
+
+async def test_without_a_front_door_it_routes_to_each_service(
+    stack: Stack, console_settings: Any, clock: Clock
+) -> None:
+    """docker-compose's shape: no LANDFALL_URL, the three services' own addresses."""
+    import aiohttp
+    from aiohttp.test_utils import TestServer
+
+    from services.console.app import create_app
+
+    settings = console_settings.model_copy(
+        update={
+            "url": "http://127.0.0.1:9",  # nothing listens there
+            "credentials_url": stack.url("credentials"),
+            "gateway_url": stack.url("webhook_gateway"),
+            "orchestrator_url": stack.url("orchestrator"),
+        }
+    )
+    server = TestServer(create_app(settings, clock=clock))
+    await server.start_server()
+    try:
+        base = str(server.make_url("/")).rstrip("/")
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(base_url=base, cookie_jar=jar) as client:
+            browser = Browser(client)
+            assert stack.org_key
+            status, _, _ = await browser.sign_in(stack.org_key)
+            assert status == 303
+            assert "local registry" in await browser.page("/registries")
+            assert "make-up" in await browser.page("/projects/default/components/hello/ci")
+            assert "development" in await browser.page("/projects/default/components/hello")
+    finally:
+        await server.close()
 
 
 async def _event(response: Any, name: str) -> str:
