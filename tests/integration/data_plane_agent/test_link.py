@@ -8,6 +8,7 @@ import dataclasses
 import socket
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bench.fleet import run_agents
@@ -19,6 +20,7 @@ from libs.devstack.servers import NatsServer, free_port
 from services.data_plane_agent.domain.identity import Identity
 from tests.integration.data_plane_agent.conftest import OpenHarness
 from tests.integration.data_plane_agent.helpers import SIGNER, SIGNER_PUBLIC
+from tests.support import eventually
 
 
 async def test_heartbeats_arrive_and_the_agent_is_ready(open_harness: OpenHarness) -> None:
@@ -121,7 +123,15 @@ async def test_a_report_made_while_nats_is_down_is_stored_when_it_returns(
 
             await asyncio.to_thread(nats.stop)
             h.cluster.resume_controller()  # the rollout finishes while the agent cannot report it
-            await asyncio.sleep(1.5)
+
+            async def concluded() -> bool:
+                """The agent saw the rollout end (it watches nothing now): its report waits in the queue."""
+                assert h.server is not None
+                async with aiohttp.ClientSession() as http, http.get(h.server.make_url("/metrics")) as resp:
+                    text = await resp.text()
+                return "\nlandfall_agent_rollouts_watched 0.0" in text
+
+            await eventually(concluded, what="the agent to have seen the rollout end")
             await asyncio.to_thread(nats.start)
 
             stream, subject = h.subjects.status_stream.name, h.subjects.status(h.dp)
