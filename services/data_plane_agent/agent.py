@@ -2,7 +2,8 @@
 
 A deploy command flows consumer -> applier -> reporter -> (ack) -> watcher;
 a removal consumer -> remover (which ends the component's watches). Heartbeats
-run beside them. The rules each part keeps are in its module:
+and the in-cluster tag resolution (`entrypoints/resolver.py`) run beside them.
+The rules each part keeps are in its module:
 `entrypoints/consumer.py` (one command at a time, in stream order; a final
 report stored before the ack), `usecases/apply.py` and `domain/ordering.py`
 (which deployment wins), `usecases/watch.py` (superseding older watches,
@@ -17,13 +18,15 @@ commands or heartbeats, then no more watches, then queued reports get
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from libs.oci.registry.egress import EgressPolicy
 from libs.runtime.bus import Bus
 
 from .clients.kube import Kube
 from .domain.identity import Identity
 from .entrypoints.consumer import CommandConsumer, ConsumerMissing, ConsumerOptions
+from .entrypoints.resolver import serve_resolution
 from .settings import Settings
 from .usecases.apply import Applier
 from .usecases.heartbeat import beat_forever
@@ -31,6 +34,7 @@ from .usecases.metrics import AgentMetrics
 from .usecases.namespaces import Namespaces
 from .usecases.remove import Remover
 from .usecases.report import Reporter
+from .usecases.resolve import InClusterResolver
 from .usecases.watch import RolloutWatcher
 
 __all__ = ["Agent", "AgentMetrics", "AgentOptions", "ConsumerMissing"]
@@ -45,6 +49,10 @@ class AgentOptions:
     fetch_timeout_seconds: float = 5.0
     create_consumer: bool = True  # False: bind only (an agent with its own NATS user may not create it)
     service_account: str | None = None  # `namespace:name`: bound to read Secrets in each namespace made
+    resolve_in_cluster: bool = False  # answer ResolveInCluster requests (`Settings.resolve_in_cluster`)
+    resolve_timeout_seconds: float = 5.0
+    insecure_registries: tuple[str, ...] = ()
+    registry_policy: EgressPolicy = field(default_factory=EgressPolicy)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, create_consumer: bool = True) -> AgentOptions:
@@ -55,6 +63,12 @@ class AgentOptions:
             ack_wait_seconds=settings.ack_wait_seconds,
             create_consumer=create_consumer,
             service_account=settings.service_account,
+            resolve_in_cluster=settings.resolve_in_cluster,
+            resolve_timeout_seconds=settings.resolve_timeout_seconds,
+            insecure_registries=tuple(settings.insecure_registries),
+            registry_policy=EgressPolicy.parse(
+                settings.registry_private_hosts, settings.registry_token_hosts
+            ),
         )
 
 
@@ -99,11 +113,24 @@ class Agent:
             command_keys=identity.command_keys,
             metrics=metrics,
         )
+        self.resolver = (
+            InClusterResolver(
+                identity=identity,
+                insecure=list(options.insecure_registries),
+                policy=options.registry_policy,
+                timeout_seconds=options.resolve_timeout_seconds,
+            )
+            if options.resolve_in_cluster
+            else None
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         dp, options = self.dataplane_id, self.options
         self.reporter.start()
+        if self.resolver is not None:
+            await self.resolver.start()
+            await serve_resolution(self.bus, self.resolver)
         heartbeat = beat_forever(
             self.bus,
             dataplane_id=dp,
@@ -123,6 +150,8 @@ class Agent:
         self._tasks = []
         await self.watcher.stop()
         await self.reporter.stop(grace_seconds=grace_seconds)
+        if self.resolver is not None:
+            await self.resolver.stop()
 
     @property
     def watching(self) -> int:

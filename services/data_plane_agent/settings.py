@@ -7,11 +7,26 @@ first start, after enrolling with `enrollment_token`) or directly from
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 from libs.runtime.settings import ServiceSettings
+
+HostList = Annotated[list[str], NoDecode]
+# Inside a cluster, registries usually live on private addresses; link-local (cloud metadata) is not listed.
+IN_CLUSTER_RANGES = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "fc00::/7",
+    "::1/128",
+]
 
 
 class Settings(ServiceSettings):
@@ -72,3 +87,33 @@ class Settings(ServiceSettings):
         default=2.0, description="re-check a rollout (and its Pods) at least this often, watch or not"
     )
     ack_wait_seconds: float = 60.0
+
+    resolve_in_cluster: bool = Field(
+        default=True, description="answer the orchestrator's tag -> digest requests from inside the cluster"
+    )
+    resolve_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=30, description="the whole of one in-cluster lookup, token dance included"
+    )
+    insecure_registries: HostList = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"],
+        description="registries asked over plain HTTP (host or host:port; LANDFALL_INSECURE_REGISTRIES)",
+    )
+    registry_private_hosts: HostList = Field(
+        default_factory=lambda: list(IN_CLUSTER_RANGES),
+        description="non-global addresses in-cluster lookups may reach (hosts, host:port, CIDR ranges;"
+        " LANDFALL_REGISTRY_PRIVATE_HOSTS); the default lists the private ranges, not link-local",
+    )
+    registry_token_hosts: HostList = Field(
+        default_factory=list,
+        description="token realm hosts besides a registry's own (LANDFALL_REGISTRY_TOKEN_HOSTS)",
+    )
+
+    @field_validator("insecure_registries", "registry_private_hosts", "registry_token_hosts", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
