@@ -9,7 +9,6 @@ The HTTP itself (one kept-alive connection, proxies, TLS, timeouts) is transport
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import Any, Final, TypedDict, Unpack
 
 from libs.cli.errors import NOT_FOUND, UNAVAILABLE, USAGE, CliError, exit_code_for_status
@@ -94,6 +93,8 @@ def format_problem(
 
 
 def _phrase(status: int) -> str:
+    from http import HTTPStatus  # only for an error: its enum costs every other run a millisecond
+
     try:
         return HTTPStatus(status).phrase
     except ValueError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
 OK: Final = 0
@@ -14,12 +13,16 @@ UNAVAILABLE: Final = 5  # 503, connection refused, or the wait ran out
 INVALID: Final = 6  # 409, 413, 415 or 422
 
 
-@dataclass(eq=False)  # eq=False: compared and hashed by identity, as exceptions are
 class CliError(Exception):
-    """Stop with `code`, telling the person `message` (already free of secrets) on standard error."""
+    """Stop with `code`, telling the person `message` (already free of secrets) on standard error.
 
-    code: int
-    message: str
+    A plain class, not a dataclass: every run imports it, and making a dataclass costs start-up.
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
 
     def __str__(self) -> str:
         return self.message

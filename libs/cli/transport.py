@@ -25,6 +25,8 @@ Subtle:
   connection that the server had already closed (it restarted, or dropped an idle socket) fails
   before an answer arrives; such a request is sent once more on a new connection when sending
   twice is harmless (GET, PUT, DELETE, or any request carrying an `Idempotency-Key`).
+- Response and Proxy are plain classes: a dataclass is built when its module is imported, a
+  cost every run would pay.
 - An ASCII host name goes to the resolver as bytes: as a str, `getaddrinfo` first loads the
   `idna` codec (with `stringprep` and `unicodedata`), which only a non-ASCII name needs.
 - `Accept-Encoding: identity`: answers come unencoded, nothing to inflate.
@@ -37,7 +39,6 @@ import json
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlencode, urlsplit
 
@@ -75,11 +76,15 @@ class ProxyUnsupported(TransportError):
     """A proxy variable names something other than an `http://` proxy."""
 
 
-@dataclass(frozen=True)
 class Response:
-    status_code: int
-    headers: dict[str, str]  # names in lower case; a repeated header's last value
-    content: bytes
+    """An answer: its status, its headers (names in lower case; a repeated one's last value), its body."""
+
+    __slots__ = ("content", "headers", "status_code")
+
+    def __init__(self, status_code: int, headers: dict[str, str], content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
 
     @property
     def text(self) -> str:
@@ -90,11 +95,15 @@ class Response:
         return json.loads(self.content)
 
 
-@dataclass(frozen=True)
 class Proxy:
-    host: str
-    port: int
-    authorization: str | None  # the Proxy-Authorization header's value
+    """An `http://` proxy: where it is, and the Proxy-Authorization value its URL's credentials make."""
+
+    __slots__ = ("authorization", "host", "port")
+
+    def __init__(self, host: str, port: int, authorization: str | None) -> None:
+        self.host = host
+        self.port = port
+        self.authorization = authorization
 
 
 def proxy_for(scheme: str, host: str) -> Proxy | None:
