@@ -49,6 +49,7 @@ def test_agent_manifest_grants_every_kind_the_agent_writes() -> None:
         ("batch", "cronjobs"),
         ("batch", "jobs"),
         ("networking.k8s.io", "ingresses"),
+        ("autoscaling", "horizontalpodautoscalers"),
     ]:
         verbs = granted[key] | per_namespace.get(key, set())
         assert {"get", "create"} <= verbs, key
