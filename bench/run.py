@@ -30,7 +30,7 @@ from typing import Any
 
 import psutil
 
-from bench import access, cli_overhead, footprint, ha, intake, latency, report, scale
+from bench import access, cli_overhead, console, footprint, ha, intake, latency, report, scale
 from bench.client import ApiError
 from bench.plan import FULL, QUICK
 from bench.stack import BenchError, Clock, Part, Run, server_pids, service_pids, start_stack
@@ -41,6 +41,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PARTS: tuple[tuple[str, Part], ...] = (
     # First, on a quiet stack: a management read with the org key against the platform token.
     ("access", access.part),
+    # The web console's pages (200 components in an org of their own) against the same API calls.
+    ("console", console.part),
     # Components in org `default` on the stack's data plane, at 50/s and at 10/s.
     ("latency", latency.part),
     # The same with 10, 100 and 1,000 data planes, their agents in one extra process.
