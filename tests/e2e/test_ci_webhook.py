@@ -277,5 +277,10 @@ def test_the_ci_script_exits_with_the_rollout(stack: Stack, outcome: str) -> Non
         timeout=90,
         check=False,
     )
-    assert (run.returncode == 0) == (outcome == "succeeded"), run.stdout + run.stderr
+    # The script's contract (deploy/ci/landfall-deploy.sh): 0 succeeded, 1 failed; 3 would mean it
+    # never saw a final status, 2 a usage error: neither is the rollout's answer.
+    assert run.returncode == {"succeeded": 0, "failed": 1}[outcome], run.stdout + run.stderr
+    if outcome == "failed":
+        assert "deployment failed" in run.stderr
+        assert "CrashLoopBackOff" in run.stderr, run.stderr
     assert comp.token not in run.stdout + run.stderr
