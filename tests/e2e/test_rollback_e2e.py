@@ -4,6 +4,9 @@ them: the webhook, its long poll, the public API and the objects the sandbox clu
 * A registry on a loopback port nothing listens on: the deployment ends `failed` with
   `registry_unreachable` and a `detail` saying what was tried, within the bound (set short here
   through the orchestrator's settings), and CI's long poll learns it.
+* A registry only the cluster reaches (the credentials service restarted with no private address
+  allowed, so its egress policy refuses the loopback registry): the agent resolves the tag and the
+  deployment succeeds pinned by that digest.
 * With `auto_rollback` on, an `ImagePullBackOff` (the sandbox's controller fails pods by a failure
   rule on the image) brings back the last succeeded image by digest; CI's wait on the failed
   deployment still answers `failed`, the failed one names its rollback, and a rollback that fails
@@ -164,3 +167,21 @@ def test_a_failed_rollout_rolls_back_to_the_last_good_image_once(stack: Stack) -
     )
     history = stack.api("orchestrator", "GET", f"{comp.base}/deployments?environment=development")["items"]
     assert [d["source"] for d in history] == ["rollback", "webhook", "rollback", "webhook", "webhook"]
+
+
+def test_a_registry_only_the_cluster_reaches_is_resolved_by_the_agent(stack: Stack) -> None:
+    comp = Component(stack, registry_host=stack.registry.host)
+    digest = stack.registry.push_image(comp.repo, "3.0")
+    # the credentials service again, now with no private address allowed: its egress policy refuses
+    # the loopback registry (the control plane cannot reach it), while the agent in the cluster can
+    stack.stop_service("credentials")
+    stack.start_service("credentials", extra={"LANDFALL_REGISTRY_PRIVATE_HOSTS": ""})
+    try:
+        deployment_id = comp.deploy("3.0")
+        final = comp.wait(deployment_id)
+        assert final["status"] == "succeeded", final
+        assert final["digest"] == digest
+        assert "resolved inside the data plane" in final["notes"]
+    finally:
+        stack.stop_service("credentials")
+        stack.start_service("credentials")
