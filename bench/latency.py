@@ -23,12 +23,20 @@ then what they are in steady state), the open-loop run at 50/s, and the same
 path at 10/s, far below capacity, for what each hop costs without queueing.
 `measure` is shared with the scale part and records the CPU every process
 spent per deploy during the run.
+
+`latency_config` (issue 14) makes components of its own (the later parts reuse `run.targets`
+and must not inherit config), gives every other one a per-environment config (replicas,
+resources, env, a probe and a secret, which the orchestrator writes to Vault and the credentials
+service seals at every dispatch) and runs one open loop over all of them: the deploys with
+config and the ones without share the same seconds, the same queues and the same machine, so
+their p50s compare fairly (the target: within 10 %).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -290,6 +298,66 @@ async def measure(
     return result
 
 
+CONFIG_P50_RATIO_TARGET = 1.10
+BENCH_CONFIG: dict[str, Any] = {
+    "replicas": 1,
+    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+    "env": {"BENCH_MODE": "config"},
+    "probes": {"readiness": {"path": "/", "period_seconds": 10}},
+}
+
+
+async def configure(admin: Admin, targets: Sequence[Target], environment: str) -> None:
+    """A config with a secret for each target in `environment` (the webhook's first one)."""
+
+    async def one(target: Target) -> None:
+        body = {**BENCH_CONFIG, "secrets": {"BENCH_SECRET": secrets.token_urlsafe(24)}}
+        path = f"/v1/orgs/{target.org}/projects/default/components/{target.component}"
+        await admin.call("orchestrator", "PUT", f"{path}/environments/{environment}/config", body)
+
+    await provision.gather_all(list(targets), one)
+
+
+async def measure_config(run: Run, driver: Driver, admin: Admin) -> dict[str, Any]:
+    """Half the components configured (with a secret), half not, in one open-loop run."""
+    size = run.plan
+    registries = await admin.call("credentials", "GET", "/v1/orgs/default/registries")
+    registry_id = next(r["id"] for r in registries["items"] if r["display_name"] == "bench registry")
+    image = f"{run.stack.registry.host}/{REPOSITORY}:1.0"
+    plane = run.stack.state["provisioned"]["dataplane_id"]
+    targets: list[Target] = await provision.gather_all(
+        [f"cfg{i:04d}" for i in range(size.latency_components)],
+        lambda name: provision.component(
+            admin, "default", "default", name, registry_id=registry_id, image=image, dataplane_id=plane
+        ),
+    )
+    environments = await admin.call("orchestrator", "GET", "/v1/orgs/default/environments")
+    configured = targets[::2]  # `plan` goes round-robin, so the deploys alternate between the groups
+    run.clock.say(
+        f"latency with config: {len(configured)} of {len(targets)} components get config and a secret"
+    )
+    await configure(admin, configured, environments["items"][0]["name"])
+    await warm_up(driver, targets, "after the configs")  # also supersedes the configs' own rollouts
+    jobs = plan(targets, count=size.latency_deploys)
+    started = time.monotonic()
+    await driver.open_loop(jobs, rate=size.latency_rate)
+    elapsed = time.monotonic() - started
+    await driver.fetch_timings(jobs)
+    names = {t.component for t in configured}
+    with_config = analyse([j for j in jobs if j.target.component in names], rate=None, elapsed_s=elapsed)
+    without = analyse([j for j in jobs if j.target.component not in names], rate=None, elapsed_s=elapsed)
+    p50_with, p50_without = with_config["e2e_ms"].get("p50"), without["e2e_ms"].get("p50")
+    ratio = round(p50_with / p50_without, 3) if p50_with and p50_without else None
+    run.clock.say(f"with config p50 {p50_with} ms, without {p50_without} ms: ratio {ratio}")
+    return {
+        "rate_per_s": size.latency_rate,
+        "with_config": with_config,
+        "without_config": without,
+        "p50_ratio": ratio,
+        "target_ratio": CONFIG_P50_RATIO_TARGET,
+    }
+
+
 async def _part(run: Run) -> None:
     stack, size = run.stack, run.plan
     async with run.session() as session:
@@ -316,8 +384,10 @@ async def _part(run: Run) -> None:
             pids=run.pids,
             warm=False,
         )
+        run.result["latency_config"] = await measure_config(run, driver, admin)
 
 
 def part(run: Run) -> None:
-    """`latency` and `latency_unloaded`; leaves the components in `run.targets`."""
+    """`latency`, `latency_unloaded` and `latency_config`; leaves the components of the first two
+    in `run.targets`."""
     asyncio.run(_part(run))

@@ -22,6 +22,7 @@ TARGET_P99_MS = 50.0
 TARGET_GROWTH = 2.0
 TARGET_MEMORY_MB = 300.0
 TARGET_KEY_CHECK_MS = 1.0
+TARGET_CONFIG_RATIO = 1.10
 
 
 def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
@@ -69,6 +70,13 @@ def targets(result: Result) -> list[dict[str, Any]]:
             result["access"]["difference_p50_ms"],
             "<",
             TARGET_KEY_CHECK_MS,
+        )
+    if "latency_config" in result:
+        check(
+            "latency p50 with per-environment config and secrets / without (x)",
+            result["latency_config"]["p50_ratio"],
+            "<=",
+            TARGET_CONFIG_RATIO,
         )
     check(
         "memory of the four services after the run (MB)",
@@ -133,6 +141,20 @@ def rows(result: Result) -> tuple[list[list[str]], ...]:
             "",
             "",
         ],
+        *(
+            [
+                [
+                    "latency p50 with config and secrets / without, same run "
+                    f"({_fmt(result['latency_config']['with_config']['e2e_ms'].get('p50'), ' ms', 1)} / "
+                    f"{_fmt(result['latency_config']['without_config']['e2e_ms'].get('p50'), ' ms', 1)})",
+                    _fmt(result["latency_config"]["p50_ratio"], "", 2),
+                    f"<= {TARGET_CONFIG_RATIO:g}",
+                    verdict("latency p50 with per-environment config"),
+                ]
+            ]
+            if "latency_config" in result
+            else []
+        ),
         [
             "slowest hop (mean)",
             f"{lat['slowest_hop']} ({_fmt(lat['hops_ms'][lat['slowest_hop']]['mean'], ' ms', 1)})"
