@@ -314,6 +314,10 @@ class ConfigSecretsSeal(ComponentRef):
     environment: str
     version: int = Field(ge=1, description="the KV version of the secrets, as stored with the config")
     dataplane_id: str
+    names: list[str] = Field(
+        default_factory=list,
+        description="seal only these (the names the config version records); empty: every name there",
+    )
 
 
 class ConfigSecretsReply(Message):

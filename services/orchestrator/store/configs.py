@@ -6,6 +6,9 @@ What is subtle:
   changes racing for the same number collide on the primary key; the loser gets `Duplicate`, which
   the use case answers as a conflict to retry, never as a silent overwrite.
 * No row holds a secret's value, only names and the Vault KV version that holds the values.
+* `lock` (inside a transaction) serialises the changes of one environment's config, Vault write
+  included: two racing PUTs must not patch Vault in one order and record in the other, or the
+  next version would carry the loser's values.
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ class EnvironmentConfigs(RecordRepo[EnvironmentConfig]):
             component_id,
             environment,
             version,
+        )
+
+    async def lock(self, component_id: str, environment: str) -> None:
+        """Hold the (component, environment) config lock until the transaction ends."""
+        await self.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1), hashtext('config/' || $2))", component_id, environment
         )
 
     async def add(
