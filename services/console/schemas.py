@@ -123,3 +123,86 @@ def environment_body(form: Mapping[str, Any]) -> dict[str, Any]:
         "dataplane_id": text(form, "dataplane_id"),
         "order": order if order is not None else 0,
     }
+
+
+CONFIG_FIELDS = (
+    "replicas",
+    "resources.requests.cpu",
+    "resources.requests.memory",
+    "resources.limits.cpu",
+    "resources.limits.memory",
+    "env",
+    "secrets",
+    "autoscaling",
+    "autoscaling.min_replicas",
+    "autoscaling.max_replicas",
+    "autoscaling.target_cpu_percent",
+    "ingress.host",
+    "auto_rollback",
+)
+
+
+def _pairs(form: Mapping[str, Any], name: str) -> dict[str, str]:
+    """`NAME=value` lines (a value may hold `=`); a line without `=` is refused, naming the field."""
+    out: dict[str, str] = {}
+    for number, line in enumerate(text(form, name).splitlines(), start=1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            message = f"line {number}: write NAME=value"
+            raise ApiProblem(
+                422, "Validation Failed", f"{name}: {message}", [{"field": name, "message": message}]
+            )
+        out[key.strip()] = value
+    return out
+
+
+def config_body(form: Any, current: Mapping[str, Any], *, component_type: str) -> dict[str, Any]:
+    """A `PUT …/config` body: the current config (so fields this form does not show, like probes,
+    are kept: a PUT replaces all but secrets) with what the form says. Secrets are write-only:
+    lines set them, ticked names delete them, the rest are kept."""
+    body = {k: v for k, v in current.items() if k not in ("version", "secret_names", "deployment_id")}
+    long_running = component_type in ("service", "web-application")
+    if long_running:
+        body["replicas"] = whole_number(form, "replicas")
+        scaling = {
+            k: whole_number(form, f"autoscaling.{k}")
+            for k in ("min_replicas", "max_replicas", "target_cpu_percent")
+        }
+        body["autoscaling"] = scaling if any(v is not None for v in scaling.values()) else None
+    resources: dict[str, dict[str, str]] = {}
+    for part in ("requests", "limits"):
+        amounts = {k: text(form, f"resources.{part}.{k}") for k in ("cpu", "memory")}
+        if any(amounts.values()):
+            resources[part] = {k: v for k, v in amounts.items() if v}
+    body["resources"] = resources or None
+    body["env"] = _pairs(form, "env")
+    secrets: dict[str, str | None] = dict(_pairs(form, "secrets"))
+    for name in form.getall("delete_secret", []) if hasattr(form, "getall") else []:
+        if isinstance(name, str) and name not in secrets:
+            secrets[name] = None
+    body["secrets"] = secrets
+    if component_type == "web-application":
+        host = text(form, "ingress.host")
+        ingress = current.get("ingress") or {}
+        body["ingress"] = {**ingress, "host": host} if host else None
+    body["auto_rollback"] = form.get("auto_rollback") == "on"
+    return body
+
+
+def config_values(config: Mapping[str, Any]) -> dict[str, str]:
+    """The form's fields from a stored config (never a secret: only names are stored here)."""
+    values: dict[str, str] = {}
+    if config.get("replicas") is not None:
+        values["replicas"] = str(config["replicas"])
+    for part, amounts in (config.get("resources") or {}).items():
+        for k, v in (amounts or {}).items():
+            if v:
+                values[f"resources.{part}.{k}"] = str(v)
+    values["env"] = "\n".join(f"{k}={v}" for k, v in (config.get("env") or {}).items())
+    for k, v in (config.get("autoscaling") or {}).items():
+        values[f"autoscaling.{k}"] = str(v)
+    if config.get("ingress"):
+        values["ingress.host"] = str(config["ingress"].get("host", ""))
+    return values

@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from libs.runtime.http import Api, Handler
-from services.console.entrypoints import auth, components, live, org, registries
+from services.console.entrypoints import auth, components, configs, live, org, registries
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 COMPONENT = "/projects/{project}/components/{component}"
@@ -51,6 +51,18 @@ PAGES: list[Page] = [
     Page("POST", COMPONENT + "/promote", components.promote, "Promote (session: developer)"),
     Page("POST", COMPONENT + "/redeploy", components.redeploy, "Redeploy (session: developer)"),
     Page("POST", COMPONENT + "/executions", components.execute, "run a manual task (session: developer)"),
+    Page(
+        "GET",
+        COMPONENT + "/environments/{environment}/config",
+        configs.config,
+        "an environment's configuration (session: viewer)",
+    ),
+    Page(
+        "POST",
+        COMPONENT + "/environments/{environment}/config",
+        configs.save_config,
+        "save an environment's configuration (session: developer)",
+    ),
     Page("GET", COMPONENT + "/ci", components.ci, "External CI (session: viewer)"),
     Page("POST", COMPONENT + "/ci/tokens", components.generate_token, "Generate Token (session: developer)"),
     Page(

@@ -87,12 +87,14 @@ class Console:
         stages: list[Stage] = pipeline(environments, history)
         for row in history:
             row["pinned"] = pinned_image(row.get("image", ""), row.get("digest"))
+        configs = await self.configs(s, project, name, [e["name"] for e in environments])
         return {
             "component": component,
             "stages": stages,
             "history": history,
             "executions": executions,
             "environments": environments,
+            "configs": configs,
         }
 
     async def live(self, s: Session, project: str, name: str) -> dict[str, Any]:
@@ -123,3 +125,21 @@ class Console:
                 raise
             return {"required": False}
         return answer if isinstance(answer, dict) else {"required": False}
+
+    # --- per-environment configuration ---------------------------------------------------------------
+    def config_path(self, s: Session, project: str, component: str, environment: str) -> str:
+        return f"{self.component_path(s, project, component)}/environments/{q(environment)}/config"
+
+    async def configs(self, s: Session, project: str, name: str, environments: list[str]) -> dict[str, Any]:
+        """Each environment's config, for the panel of the component page."""
+        answers = await asyncio.gather(
+            *(self.get(s, self.config_path(s, project, name, env)) for env in environments)
+        )
+        return dict(zip(environments, answers, strict=True))
+
+    async def config(self, s: Session, project: str, name: str, environment: str) -> dict[str, Any]:
+        component, config = await asyncio.gather(
+            self.get(s, self.component_path(s, project, name)),
+            self.get(s, self.config_path(s, project, name, environment)),
+        )
+        return {"component": component, "config": config}

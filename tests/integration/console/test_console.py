@@ -245,6 +245,44 @@ async def test_manual_task_executions_run_with_their_arguments(stack: Stack, bro
     assert "db migrate --to 42" in page
 
 
+async def test_the_configuration_panel_saves_and_never_shows_a_secret(stack: Stack, browser: Browser) -> None:
+    assert stack.org_key
+    await browser.sign_in(stack.org_key)
+    page = await browser.page("/projects/default/components/hello")
+    assert "/environments/production/config" in page
+    where = "/projects/default/components/hello/environments/production/config"
+    await browser.page(where)
+    secret = "s3cret-" + "x" * 12
+    status, body, _ = await browser.post(
+        where,
+        {
+            "replicas": "2",
+            "resources.requests.cpu": "250m",
+            "env": "LOG_LEVEL=debug",
+            "secrets": f"DB_PASSWORD={secret}",
+        },
+    )
+    assert status == 303, body
+    status, config = http("GET", f"{stack.front_url}/v1/orgs/default{where}", token=stack.org_key)
+    assert status == 200
+    assert config["replicas"] == 2
+    assert config["env"] == {"LOG_LEVEL": "debug"}
+    assert config["secret_names"] == ["DB_PASSWORD"]
+    page = await browser.page(where)
+    assert "DB_PASSWORD" in page
+    assert secret not in page
+    assert secret not in await browser.page("/projects/default/components/hello")
+
+    status, body, _ = await browser.post(where, {"replicas": "many"})
+    assert status == 422
+    assert 'id="e-replicas"' in body
+
+    status, body, _ = await browser.post(where, {"replicas": "2", "delete_secret": "DB_PASSWORD"})
+    assert status == 303, body
+    _, config = http("GET", f"{stack.front_url}/v1/orgs/default{where}", token=stack.org_key)
+    assert config["secret_names"] == []
+
+
 async def test_without_a_front_door_it_routes_to_each_service(
     stack: Stack, console_settings: Any, clock: Clock
 ) -> None:

@@ -1,0 +1,74 @@
+"""The per-environment configuration of a component: replicas, resources, env, secrets (write-only),
+autoscaling, the ingress host, auto rollback (API.md "Per-environment configuration").
+
+Saving answers with the component page when the change rolls out (the API says so with a
+`deployment_id`), so the person sees that rollout arrive live; otherwise back to the form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from libs.runtime.http import path_name
+from services.console.clients.landfall import ApiProblem
+from services.console.entrypoints.components import names, page_url
+from services.console.entrypoints.web import CONSOLE, errors_of, form, render, session, signed_in
+from services.console.schemas import CONFIG_FIELDS, config_body, config_values
+from services.console.usecases.pages import q
+
+
+async def _page(
+    request: web.Request,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    saved: bool = False,
+    status: int = 200,
+) -> web.StreamResponse:
+    project, name = names(request)
+    environment = path_name(request, "environment")
+    view = await request.app[CONSOLE].config(session(request), project, name, environment)
+    return render(
+        request,
+        "config.html",
+        {
+            **view,
+            "project": project,
+            "name": name,
+            "environment": environment,
+            "values": values if values is not None else config_values(view["config"]),
+            "errors": errors or {},
+            "saved": saved,
+        },
+        status=status,
+    )
+
+
+@signed_in
+async def config(request: web.Request) -> web.StreamResponse:
+    return await _page(request, saved=request.query.get("saved") == "1")
+
+
+@signed_in
+async def save_config(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    project, name = names(request)
+    environment = path_name(request, "environment")
+    s = session(request)
+    console = request.app[CONSOLE]
+    values = {k: v for k, v in data.items() if isinstance(v, str) and k not in ("csrf", "secrets")}
+    try:
+        view = await console.config(s, project, name, environment)
+        body = config_body(data, view["config"], component_type=str(view["component"].get("type", "")))
+        answer: dict[str, Any] = await console.act(
+            s, "PUT", console.config_path(s, project, name, environment), body
+        )
+    except ApiProblem as exc:
+        if exc.status not in (403, 409, 422):
+            raise
+        return await _page(request, values=values, errors=errors_of(exc, CONFIG_FIELDS), status=exc.status)
+    if answer.get("deployment_id"):
+        raise web.HTTPSeeOther(page_url(project, name))
+    raise web.HTTPSeeOther(page_url(project, name, f"/environments/{q(environment)}/config?saved=1"))
