@@ -9,6 +9,8 @@ What is subtle, as for pull secrets (`usecases.pulls`):
   (the orchestrator waits, as for a plane not enrolled yet).
 * The version is pinned: a deployment (a rollback, a redeploy) seals exactly the values its config
   version names, whatever was written since. A version that is gone is `not_found`.
+* Only the names the request lists (those the config version records) are sealed, when it lists
+  any: a version may hold a value that no config row names (its request failed after the write).
 * The plaintext is the JSON object `{name: value}`, and it exists only in this process's memory
   between the Vault read and the seal.
 """
@@ -38,6 +40,8 @@ class ConfigSecrets:
         values = await self.secrets.read(req.org, req.project, req.component, req.environment, req.version)
         if values is None:
             return ConfigSecretsReply(reason="not_found")
+        if req.names:  # only what the config version records (a failed request's extra is not)
+            values = {name: values[name] for name in req.names if name in values}
         if not values:
             return ConfigSecretsReply(reason="empty")
         sealed = seal(json.dumps(values, sort_keys=True), recipient_public_key=recipient, registry_id="")

@@ -103,7 +103,15 @@ class Credentials:
         )
 
     async def config_secrets(
-        self, *, org: str, project: str, component: str, environment: str, version: int, dataplane_id: str
+        self,
+        *,
+        org: str,
+        project: str,
+        component: str,
+        environment: str,
+        version: int,
+        names: list[str],
+        dataplane_id: str,
     ) -> ConfigSecretsReply:
         """The environment's config secrets at KV `version`, sealed to the data plane's enrolled key
         (the credentials service asks us for that key, as for pull secrets)."""
@@ -114,6 +122,7 @@ class Credentials:
             environment=environment,
             version=version,
             dataplane_id=dataplane_id,
+            names=names,
         )
         answer = await self._ask(
             self.bus.subjects.rpc_config_secrets_seal, request, ConfigSecretsReply, gone=("not_found",)

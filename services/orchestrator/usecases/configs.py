@@ -8,8 +8,11 @@ What is subtle:
 
 * A `PUT` replaces every field but `secrets`; in `secrets` a string sets, `None` deletes and an
   absent name keeps. Values go to Vault (`store.secrets`, write-only) *before* the version row that
-  names the KV version they landed in; a row never points at a version that does not exist, and a
-  Vault write whose row then failed is only an unused version.
+  names the KV version they landed in, under a per-environment lock (`store.configs.lock`) so
+  Vault and the rows see changes in one order; a row never points at a version that does not
+  exist. A Vault write whose row then failed leaves a version no row names; the names a row
+  records are the only ones ever sealed (`ConfigSecretsSeal.names`), so a secret that such a
+  failed request added never reaches a data plane.
 * A change that changes nothing (same fields, no secret set, only absent names deleted) answers the
   current version and stores none. A secret that is set counts as a change even with its old value:
   the orchestrator cannot read the old one to compare, by design.
@@ -119,34 +122,36 @@ class Configs:
         if refused:
             where = "web-application" if refused[0] == "ingress" else "service and web-application"
             raise Invalid(refused[0], f"only for {where} components, not for a {component.type}")
-        current = await self.store.now.configs.current(component.id, environment)
-        before = state_of(current)
-        names = set(before.secret_names)
-        to_set = sorted(name for name, value in secrets.items() if value is not None)
-        to_delete = sorted(name for name, value in secrets.items() if value is None and name in names)
-        body = config.model_dump(mode="json")
-        if body == before.config.model_dump(mode="json") and not to_set and not to_delete:
-            return ConfigChange(state=before, changed=False)
-        secrets_version = current.secrets_version if current is not None else None
-        if to_set or to_delete:
-            changes = {name: secrets[name] for name in (*to_set, *to_delete)}
-            secrets_version = await self.secrets.change(
-                component.org, component.project, component.name, environment, changes
-            )
-        names = (names | set(to_set)) - set(to_delete)
-        try:
-            stored = await self.store.now.configs.add(
-                component.id,
-                environment,
-                body=body,
-                secret_names=sorted(names),
-                secrets_version=secrets_version if names else None,
-                created_by=actor,
-            )
-        except Duplicate:
-            raise Conflict(
-                "the config of this environment changed meanwhile; read it and try again"
-            ) from None
+        async with self.store.transaction() as tx:
+            await tx.configs.lock(component.id, environment)  # Vault write and row in one order
+            current = await tx.configs.current(component.id, environment)
+            before = state_of(current)
+            names = set(before.secret_names)
+            to_set = sorted(name for name, value in secrets.items() if value is not None)
+            to_delete = sorted(name for name, value in secrets.items() if value is None and name in names)
+            body = config.model_dump(mode="json")
+            if body == before.config.model_dump(mode="json") and not to_set and not to_delete:
+                return ConfigChange(state=before, changed=False)
+            secrets_version = current.secrets_version if current is not None else None
+            if to_set or to_delete:
+                changes = {name: secrets[name] for name in (*to_set, *to_delete)}
+                secrets_version = await self.secrets.change(
+                    component.org, component.project, component.name, environment, changes
+                )
+            names = (names | set(to_set)) - set(to_delete)
+            try:
+                stored = await tx.configs.add(
+                    component.id,
+                    environment,
+                    body=body,
+                    secret_names=sorted(names),
+                    secrets_version=secrets_version if names else None,
+                    created_by=actor,
+                )
+            except Duplicate:  # cannot happen under the lock; a conflict, never an overwrite
+                raise Conflict(
+                    "the config of this environment changed meanwhile; read it and try again"
+                ) from None
         log.info(
             "config changed",
             extra={

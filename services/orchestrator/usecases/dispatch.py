@@ -256,6 +256,7 @@ class Dispatcher:
                 component=component.name,
                 environment=deployment.environment,
                 version=stored.secrets_version,
+                names=list(stored.secret_names),
                 dataplane_id=plane.id,
             )
         except DependencyUnavailable as exc:

@@ -25,7 +25,12 @@ def kv(settings: Settings) -> KvStore:
 
 
 async def ask(
-    svc: Harness, version: int, *, plane: str = PLANE, environment: str = "production"
+    svc: Harness,
+    version: int,
+    *,
+    plane: str = PLANE,
+    environment: str = "production",
+    names: list[str] | None = None,
 ) -> ConfigSecretsReply:
     return await svc.bus.request(
         svc.bus.subjects.rpc_config_secrets_seal,
@@ -36,6 +41,7 @@ async def ask(
             environment=environment,
             version=version,
             dataplane_id=plane,
+            names=names or [],
         ),
         ConfigSecretsReply,
         timeout=10,
@@ -64,6 +70,11 @@ async def test_the_pinned_version_is_sealed_to_the_enrolled_key_only(svc: Harnes
         with pytest.raises(CryptoError):  # nobody else's key opens it
             SealedBox(PrivateKey.generate()).decrypt(ciphertext)
         assert b"one" not in reply.model_dump_json().encode()
+    # Only the names the config version records: a value a failed request left there stays put.
+    only = await ask(svc, first, names=["TOKEN", "NOT_THERE"])
+    assert only.names == ["TOKEN"]
+    assert only.sealed is not None
+    assert json.loads(SealedBox(key).decrypt(base64.b64decode(only.sealed.ciphertext))) == {"TOKEN": "t"}
     kv.close()
 
 

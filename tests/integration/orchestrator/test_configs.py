@@ -9,10 +9,11 @@ open what the data plane would receive.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -207,6 +208,16 @@ async def test_a_web_application_checks_its_ingress_host_and_a_task_may_not_have
         assert status == 422, problem
         assert problem["errors"][0]["field"] == field, problem
     assert (await orch.ok("PUT", config_path(task), {"resources": {"limits": {"cpu": "1"}}}))["version"] == 1
+
+
+async def test_racing_changes_each_get_their_own_version(orch: Harness) -> None:
+    world = await orch.provision()
+    bodies = [{"env": {"N": str(i)}, "secrets": {f"S{i}": f"v{i}"}} for i in range(6)]
+    answers = await asyncio.gather(*(orch.ok("PUT", config_path(world), body) for body in bodies))
+    assert sorted(a["version"] for a in answers) == list(range(1, 7))
+    final = await orch.ok("GET", config_path(world))
+    assert final["version"] == 6
+    assert final["secret_names"] == [f"S{i}" for i in range(6)]  # none lost between Vault and the rows
 
 
 async def test_roles_and_tenancy(orch: Harness) -> None:
