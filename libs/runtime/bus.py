@@ -26,7 +26,9 @@ Subtle parts:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -83,7 +85,8 @@ class RpcHandlerError(Exception):
 async def connect(
     settings: ServiceSettings, *, name: str, wait_seconds: float = 60.0, user: NatsUser | None = None
 ) -> NATS:
-    """Connect, retrying for `wait_seconds` at start; later reconnects are unbounded."""
+    """Connect, retrying for `wait_seconds` at start (then `BusUnavailable` with the last error);
+    later reconnects are unbounded. `tls://` URLs are checked against `nats_ca_file` when set."""
     credentials: Credentials | None = None
     inbox_prefix: str | bytes = DEFAULT_INBOX_PREFIX
     if user is not None:
@@ -91,9 +94,15 @@ async def connect(
         inbox_prefix = user.inbox_prefix or inbox_prefix
     elif settings.nats_creds_file is not None:
         credentials = str(settings.nats_creds_file)
-    deadline = asyncio.get_running_loop().time() + wait_seconds
+    tls: ssl.SSLContext | None = None
+    if settings.nats_tls:  # verified against our CA when one is named, else the system's
+        tls = ssl.create_default_context(cafile=str(settings.nats_ca_file) if settings.nats_ca_file else None)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    seen: list[Exception] = []  # what went wrong last, for the error when we give up
 
     async def on_error(exc: Exception) -> None:
+        seen[:] = [exc]
         log.warning("nats error", extra={"error": repr(exc)})
 
     async def on_disconnect() -> None:
@@ -103,33 +112,44 @@ async def connect(
         log.info("nats reconnected")
 
     while True:
+        nc = NATS()
         try:
-            return await nats.connect(
-                settings.nats_servers,
-                name=name,
-                user=settings.nats_user if credentials is None else None,
-                password=(
-                    settings.nats_password.get_secret_value()
-                    if settings.nats_password and credentials is None
-                    else None
-                ),
-                user_credentials=credentials,
-                inbox_prefix=inbox_prefix,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                connect_timeout=2,
-                error_cb=on_error,
-                disconnected_cb=on_disconnect,
-                reconnected_cb=on_reconnect,
-                ping_interval=5,
-                max_outstanding_pings=3,
-            )
-        except (OSError, nats.errors.NoServersError, nats.errors.TimeoutError) as exc:
-            if asyncio.get_running_loop().time() > deadline:
+            # nats-py retries a failing first connect forever (max_reconnect_attempts=-1, wanted for
+            # later reconnects), so the deadline is ours: an untrusted certificate or a server that
+            # never comes must end in an error that says so, not in a silent wait.
+            async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                await nc.connect(
+                    settings.nats_servers,
+                    name=name,
+                    user=settings.nats_user if credentials is None else None,
+                    password=(
+                        settings.nats_password.get_secret_value()
+                        if settings.nats_password and credentials is None
+                        else None
+                    ),
+                    user_credentials=credentials,
+                    inbox_prefix=inbox_prefix,
+                    tls=tls,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,  # type: ignore[arg-type]  # annotated int, sleeps any number
+                    connect_timeout=2,
+                    error_cb=on_error,
+                    disconnected_cb=on_disconnect,
+                    reconnected_cb=on_reconnect,
+                    ping_interval=5,
+                    max_outstanding_pings=3,
+                )
+            return nc
+        except (OSError, TimeoutError, nats.errors.NoServersError, nats.errors.TimeoutError) as exc:
+            with contextlib.suppress(Exception):
+                await nc.close()
+            if loop.time() >= deadline:
                 where = ", ".join(settings.nats_servers)
+                cause = seen[-1] if seen else exc
                 raise BusUnavailable(
-                    f"cannot reach NATS at {where}: {exc!r}; is nats-server running?"
+                    f"cannot reach NATS at {where}: {cause!r}; is nats-server running"
+                    + (" and is LANDFALL_NATS_CA_FILE the CA that signed its certificate?" if tls else "?")
                 ) from exc
             await asyncio.sleep(0.5)
 

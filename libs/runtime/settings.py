@@ -6,6 +6,8 @@ because that is what every Vault user already has in their shell.
 
 `LANDFALL_NATS_URL` is one URL or a comma-separated list (every node of a NATS cluster; the
 client fails over between them and learns the rest from the cluster). `nats_servers` is the list.
+A `tls://` URL is verified against `LANDFALL_NATS_CA_FILE` when set (a private CA, like the local
+stack's), else against the system's CAs; the URLs may not mix `nats://` and `tls://`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class ServiceSettings(BaseSettings):
         le=5,
         description="JetStream replicas of every stream; 0: min(3, the cluster's size), R1 on one server",
     )
+    nats_ca_file: Path | None = Field(
+        default=None, description="PEM CA bundle the NATS servers' certificates are checked against (tls://)"
+    )
     nats_user: str | None = None
     nats_password: SecretStr | None = None
     nats_creds_file: Path | None = Field(
@@ -46,14 +51,26 @@ class ServiceSettings(BaseSettings):
     @field_validator("nats_url")
     @classmethod
     def _some_nats_url(cls, value: str) -> str:
-        if not [url for url in value.split(",") if url.strip()]:
+        urls = [url.strip() for url in value.split(",") if url.strip()]
+        if not urls:
             raise ValueError("give at least one NATS URL (comma-separated for a cluster)")
+        schemes = {url.partition("://")[0] if "://" in url else "nats" for url in urls}
+        if not schemes <= {"nats", "tls"}:
+            raise ValueError("a NATS URL starts with nats:// or tls://")
+        if len(schemes) > 1:
+            raise ValueError(
+                "the NATS URLs mix nats:// and tls://: every server of a cluster speaks the same"
+            )
         return value
 
     @property
     def nats_servers(self) -> list[str]:
         """`nats_url` as the list nats-py's `servers=` takes."""
         return [url.strip() for url in self.nats_url.split(",") if url.strip()]
+
+    @property
+    def nats_tls(self) -> bool:
+        return self.nats_servers[0].startswith("tls://")
 
 
 class DatabaseSettings(BaseSettings):

@@ -8,6 +8,9 @@ A node of a cluster (`nats_cluster.NatsCluster`) also gets a `server_name` (JetS
 clustering needs one per node, stable across restarts: it names the node in the Raft groups),
 a route port and its peers' routes. Alone, such a node is "ready" as soon as JetStream is on;
 whether the cluster has a meta leader is the cluster's own wait.
+
+With `tls` (a certificate of `libs.devstack.local_ca.LocalCA`) clients must speak TLS and `url`
+is `tls://…`; routes between cluster nodes and the monitoring port stay plain on loopback.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from libs.devstack.local_ca import ServerCert
 from libs.devstack.servers.errors import MissingBinaryError
 from libs.devstack.servers.plumbing import HOST, INSTALL_SERVERS_HINT, http_status, scripts_binary
 from libs.devstack.servers.process import ServerProcess
@@ -40,6 +44,7 @@ class NatsServer(ServerProcess):
         cluster_port: int | None = None,
         routes: tuple[int, ...] = (),
         cluster_name: str = "landfall",
+        tls: ServerCert | None = None,
     ) -> None:
         # A cluster node's ports are its peers' routes: they never move after the first pick.
         clustered = cluster_port is not None
@@ -50,12 +55,13 @@ class NatsServer(ServerProcess):
         self.cluster_port = cluster_port
         self.routes = routes
         self.cluster_name = cluster_name
+        self.tls = tls
         self.config_path = self.data_dir / "nats.conf"
         self.store_dir = self.data_dir / "jetstream"
 
     @property
     def url(self) -> str:
-        return f"nats://{HOST}:{self.port}"
+        return f"{'tls' if self.tls else 'nats'}://{HOST}:{self.port}"
 
     @property
     def monitor_url(self) -> str:
@@ -84,6 +90,14 @@ class NatsServer(ServerProcess):
             "  max_file_store: 1024T\n"
             "}\n"
         )
+        if self.tls is not None:
+            config += (
+                "tls {\n"
+                f"  cert_file: {json.dumps(str(self.tls.cert_file))}\n"
+                f"  key_file: {json.dumps(str(self.tls.key_file))}\n"
+                "  timeout: 2\n"
+                "}\n"
+            )
         if self.cluster_port is not None:
             routes = ", ".join(json.dumps(f"nats-route://{HOST}:{port}") for port in self.routes)
             config += (

@@ -1,11 +1,12 @@
 """Several nats-servers as one JetStream cluster on loopback: the local stand-in for NATS in Kubernetes.
 
 `NatsCluster(data_dir, nodes=3)` runs nodes `n1`…`n3`, each with its own data dir (and so its
-own JetStream store), client, monitoring and route ports, routes to every peer, and the same
-`config_extra` (operator-mode auth: every node preloads the same account JWTs, so a user minted
-against one is accepted by all). It has the `NatsServer` shape the stack and the chaos driver
-use (`start`, `stop`, `kill`, `restart`, `is_running`, `url`), `url` being the comma-separated
-list every service reads from `LANDFALL_NATS_URL`, plus `node(i)` to break one node at a time.
+own JetStream store), client, monitoring and route ports, routes to every peer, the same
+server certificate when `tls` is given, and the same `config_extra` (operator-mode auth: every
+node preloads the same account JWTs, so a user minted against one is accepted by all). It has
+the `NatsServer` shape the stack and the chaos driver use (`start`, `stop`, `kill`, `restart`,
+`is_running`, `url`), `url` being the comma-separated list every service reads from
+`LANDFALL_NATS_URL`, plus `node(i)` to break one node at a time.
 
 Subtle parts:
 - Ports are picked once, up front, and never change: each node's route port is in its peers'
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from libs.devstack.local_ca import ServerCert
 from libs.devstack.servers.nats import NatsServer
 from libs.devstack.servers.plumbing import free_port, http_status, wait_for
 from libs.devstack.servers.process import DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT
@@ -42,6 +44,7 @@ class NatsCluster:
         config_extra: str = "",
         ports: tuple[int, ...] = (),
         cluster_name: str = "landfall",
+        tls: ServerCert | None = None,
     ) -> None:
         """`ports`: the nodes' client ports (the first may be the stack's usual NATS port); free ones
         for the rest. Monitoring and route ports are always free ones picked now."""
@@ -62,6 +65,7 @@ class NatsCluster:
                 cluster_port=route_ports[i],
                 routes=tuple(p for j, p in enumerate(route_ports) if j != i),
                 cluster_name=cluster_name,
+                tls=tls,
             )
             for i in range(nodes)
         ]

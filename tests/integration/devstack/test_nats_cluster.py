@@ -1,5 +1,6 @@
 """A three-node JetStream cluster (operator mode, as `make up` runs it): the streams the services make
-are replicated, and losing one server loses neither a stored message nor a consumer's position."""
+are replicated, and losing one server loses neither a stored message nor a consumer's position.
+And NATS over TLS with the local stack's own CA: trusted with the CA file, refused without it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from libs.contracts.messages import ImagePushed
 from libs.contracts.subjects import Subjects
+from libs.devstack.local_ca import LocalCA
+from libs.devstack.servers import NatsServer
 from libs.devstack.servers.nats_cluster import NatsCluster
 from libs.runtime import bus as busmod
 from libs.runtime.natsauth import NatsAuthConfig, generate_nats_auth
@@ -155,3 +158,52 @@ async def test_losing_the_stream_leader_loses_no_message_and_no_consumer_positio
     (third,) = await sub.fetch(1, timeout=10)
     assert ImagePushed.model_validate_json(third.data).deployment_id == pushed(3).deployment_id
     await third.ack_sync()
+
+
+@pytest.fixture(scope="module")
+def tls_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, LocalCA]]:
+    ca = LocalCA(tmp_path_factory.mktemp("nats-ca"))
+    server = NatsServer(tmp_path_factory.mktemp("tls-nats"), tls=ca.server("nats"))
+    server.start()
+    try:
+        yield server, ca
+    finally:
+        server.stop()
+
+
+async def test_tls_with_the_local_ca_carries_durable_messages(
+    tls_nats: tuple[NatsServer, LocalCA], bus_prefix: str
+) -> None:
+    server, ca = tls_nats
+    assert server.url.startswith("tls://127.0.0.1:")
+    config = ServiceSettings(nats_url=server.url, nats_ca_file=ca.ca_file, bus_prefix=bus_prefix)
+    nc = await busmod.connect(config, name="test-tls", wait_seconds=10)
+    try:
+        bus = busmod.Bus(nc, Subjects(bus_prefix))
+        await busmod.ensure_streams(bus.js, bus.subjects.streams, replicas=busmod.stream_replicas(nc, config))
+        assert await bus.publish_durable(bus.subjects.image_pushed, pushed(1), msg_id="tls-1") == 1
+        for spec in bus.subjects.streams:
+            await bus.js.delete_stream(spec.name)
+    finally:
+        await nc.close()
+
+
+async def test_a_nats_server_the_ca_did_not_sign_or_a_plain_url_is_refused(
+    tls_nats: tuple[NatsServer, LocalCA], tmp_path: Path
+) -> None:
+    server, _ = tls_nats
+    stranger = LocalCA(tmp_path / "other-ca")  # a CA that never signed this server
+    for config in (
+        ServiceSettings(nats_url=server.url, nats_ca_file=stranger.ca_file),
+        ServiceSettings(nats_url=server.url),  # the system's CAs do not know ours either
+        ServiceSettings(nats_url=server.url.replace("tls://", "nats://")),
+    ):
+        with pytest.raises(busmod.BusUnavailable):
+            await busmod.connect(config, name="test-untrusted", wait_seconds=0.5)
+
+
+def test_the_nats_urls_of_a_cluster_are_all_tls_or_none() -> None:
+    with pytest.raises(ValueError, match="mix nats:// and tls://"):
+        ServiceSettings(nats_url="tls://10.0.0.1:4222,nats://10.0.0.2:4222")
+    with pytest.raises(ValueError, match="nats:// or tls://"):
+        ServiceSettings(nats_url="ws://10.0.0.1:4222")
