@@ -343,26 +343,43 @@ def test_wait_times_out_then_survives_a_gateway_restart(world: World) -> None:
 # --- keys and config: endpoints of issues 12 and 14 ----------------------------------------------
 
 
-def test_keys_and_config_say_what_this_server_has(world: World) -> None:
+def test_keys_and_per_environment_config(world: World) -> None:
+    """An org key is made once; `config set` changes only the fields it names (the secret goes in
+    and never comes back), `config show` reads it, and a viewer key may read but not change it."""
     w = world
-    keys = landfall(w, "keys", "create", "robot", "--role", "viewer", "-o", "json", check=None)
-    if keys.returncode == 0:  # issue 12 has landed
-        assert as_json(keys)["key"].startswith("lfk_")
-    else:
-        assert keys.returncode == 4
-        assert "does not have the org API keys endpoint" in keys.stderr
-    shown = landfall(w, "config", "show", NAME, "--environment", "development", "-o", "json", check=None)
-    if shown.returncode == 0:  # issue 14 has landed
-        assert "version" in as_json(shown)
-    else:
-        assert shown.returncode == 4
-        assert "does not have the per-environment configuration" in shown.stderr
+    key = as_json(landfall(w, "keys", "create", "robot", "--role", "viewer", "-o", "json"))
+    assert key["key"].startswith("lfk_")
+    w.secrets.append(key["key"])  # shown once, at creation: never again in any output
+
+    where = (NAME, "--environment", "development")
+    before = as_json(landfall(w, "config", "show", *where, "-o", "json"))
     secret = "s3cr3t-" + secrets.token_hex(8)
     w.secrets.append(secret)
-    setting = landfall(
-        w, "config", "set", NAME, "--environment", "development", "--secret", f"DB={secret}", check=None
+    changed = as_json(
+        landfall(
+            w,
+            *("config", "set", *where, "--replicas", "2", "--env", "LOG_LEVEL=debug"),
+            *("--secret", f"DB_PASSWORD={secret}", "-o", "json"),
+        )
     )
-    assert setting.returncode in (0, 4), setting.stderr
+    assert changed["version"] > before["version"]
+    assert changed["replicas"] == 2
+    assert changed["env"] == {**before["env"], "LOG_LEVEL": "debug"}
+    assert "DB_PASSWORD" in changed["secret_names"]
+
+    again = as_json(landfall(w, "config", "set", *where, "--env", "MORE=1", "-o", "json"))
+    assert again["replicas"] == 2  # not named, so kept
+    assert again["env"] == {**changed["env"], "MORE": "1"}
+    assert "DB_PASSWORD" in again["secret_names"]  # secrets not named are kept too
+
+    shown = landfall(w, "config", "show", *where)
+    assert "replicas" in shown.stdout
+    assert "DB_PASSWORD" in shown.stdout
+    assert "LOG_LEVEL=debug" in shown.stdout
+    viewer = as_json(landfall(w, "config", "show", *where, "-o", "json", token=key["key"]))
+    assert viewer["version"] == again["version"]
+    refused = landfall(w, "config", "set", *where, "--replicas", "1", token=key["key"], check=3)
+    assert "HTTP 403" in refused.stderr
 
 
 # --- profiles ----------------------------------------------------------------------------------------
