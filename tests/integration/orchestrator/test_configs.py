@@ -238,6 +238,16 @@ async def test_roles_and_tenancy(orch: Harness) -> None:
     assert (await orch.ok("GET", config_path(world)))["replicas"] == 2
 
 
+async def test_the_openapi_document_says_who_may_call_the_config_routes(orch: Harness) -> None:
+    document = await orch.ok("GET", "/openapi.json")
+    path = document["paths"][
+        "/v1/orgs/{org}/projects/{project}/components/{component}/environments/{environment}/config"
+    ]
+    assert path["get"]["x-landfall-auth"] == "viewer"
+    assert path["put"]["x-landfall-auth"] == "developer"
+    assert path["put"]["x-landfall-action"] == "config.update"
+
+
 # --- secrets stay sealed ----------------------------------------------------------------------
 
 
