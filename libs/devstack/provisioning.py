@@ -38,6 +38,7 @@ class Provisioning:
     postgres: PostgresServer
     vault: OpenBaoServer
     nats_auth: NatsAuthConfig
+    nats_ca_file: Path | None  # the stack's own CA when NATS speaks TLS
 
     def url(self, service: str) -> str:
         raise NotImplementedError
@@ -229,6 +230,7 @@ class Provisioning:
             "LANDFALL_DATABASE_URL": self.postgres.dsn,
             "LANDFALL_NATS_URL": self.nats.url,
             "LANDFALL_NATS_CREDS_FILE": str(self.nats_auth.creds_file("admin")),  # NATS auth: a full user
+            **({"LANDFALL_NATS_CA_FILE": str(self.nats_ca_file)} if self.nats_ca_file else {}),
             "VAULT_ADDR": self.vault.addr,
             "VAULT_TOKEN": self.vault.token,
             "LANDFALL_REGISTRY_HOST": self.registry.host,
