@@ -86,7 +86,9 @@ def _ports_for(root: Path, *, random: bool) -> Ports:
     return random_ports() if random else Ports()
 
 
-def up(root: Path, *, random: bool = False, replicas: int = 1, nats_nodes: int = 1) -> int:
+def up(
+    root: Path, *, random: bool = False, replicas: int = 1, nats_nodes: int = 1, nats_tls: bool = True
+) -> int:
     echo = _printer()
     kube = reachable_kube_context()
     ports = _ports_for(root, random=random)
@@ -99,6 +101,7 @@ def up(root: Path, *, random: bool = False, replicas: int = 1, nats_nodes: int =
         persist_sandbox=True,
         replicas=replicas,
         nats_nodes=nats_nodes,
+        nats_tls=nats_tls,
     )
     stack.state["ports"] = {k: v for k, v in vars(ports).items()}
     stack._save()
@@ -222,12 +225,22 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("LANDFALL_NATS_NODES") or 1),
         help="nats-servers, more than one as a JetStream cluster; default $LANDFALL_NATS_NODES or 1",
     )
+    parser.add_argument(
+        "--nats-tls",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("LANDFALL_NATS_TLS", "1") not in ("0", "false", "no"),
+        help="NATS over TLS with the stack's own CA (default; LANDFALL_NATS_TLS=0 turns it off)",
+    )
     args = parser.parse_args(argv)
     root = Path(args.state_dir).resolve()
     if args.command == "down":
         return down(root)
     return up(
-        root, random=args.random_ports, replicas=max(1, args.replicas), nats_nodes=max(1, args.nats_nodes)
+        root,
+        random=args.random_ports,
+        replicas=max(1, args.replicas),
+        nats_nodes=max(1, args.nats_nodes),
+        nats_tls=args.nats_tls,
     )
 
 
