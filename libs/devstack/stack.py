@@ -35,6 +35,9 @@ Subtle parts:
   first node on the `Ports` NATS port, the others' client ports kept in the state); every
   service gets the comma-separated list as `LANDFALL_NATS_URL` and makes its streams R3.
   `make up` takes both from `LANDFALL_NATS_NODES` and `LANDFALL_REPLICAS`.
+- `nats_tls=True` (what `make up` does unless `LANDFALL_NATS_TLS=0`) puts NATS behind TLS with
+  the stack's own CA (`local_ca.LocalCA`, made at first start under `nats-ca/`, kept): URLs are
+  `tls://`, and every service, the agent included, gets `LANDFALL_NATS_CA_FILE`.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from typing import Any
 
 from libs.contracts.signing import new_seed
 from libs.contracts.subjects import Subjects
+from libs.devstack.local_ca import LocalCA, ServerCert
 from libs.devstack.processes import Ports, Proc, StackError, free_ports, http, random_ports, stop_group
 from libs.devstack.provisioning import Provisioning
 from libs.devstack.servers import DockerRegistry, NatsServer, OpenBaoServer, PostgresServer
@@ -104,6 +108,7 @@ class Stack(Provisioning):
     persist_sandbox: bool = False
     replicas: int = 1  # processes of each HTTP service (credentials, orchestrator, gateway)
     nats_nodes: int = 1  # nats-servers; more than one: one JetStream cluster
+    nats_tls: bool = False  # NATS over TLS, its certificate signed by the stack's own CA
     # Each Vault user's own token with its own policy (vault_policies.py), made by start_infra.
     vault_tokens: dict[str, ServiceToken] = field(default_factory=dict, init=False, repr=False)
 
@@ -139,6 +144,11 @@ class Stack(Provisioning):
         # NATS auth (operator mode): services are full users; each agent gets its own user at enrollment.
         self.nats_auth = generate_nats_auth(self.root / "nats-auth")
         self.nats: NatsServer | NatsCluster
+        tls: ServerCert | None = None
+        self.nats_ca_file: Path | None = None
+        if self.nats_tls:
+            ca = LocalCA(self.root / "nats-ca")
+            tls, self.nats_ca_file = ca.server("nats"), ca.ca_file
         if self.nats_nodes > 1:
             kept: list[int] = self.state.setdefault("nats_ports", [])
             taken = {*vars(self.ports).values(), *(p for ps in extra.values() for p in ps)}
@@ -151,10 +161,11 @@ class Stack(Provisioning):
                 nodes=self.nats_nodes,
                 config_extra=self.nats_auth.server_config,
                 ports=(self.ports.nats, *kept),
+                tls=tls,
             )
         else:
             self.nats = NatsServer(
-                self.root / "nats", port=self.ports.nats, config_extra=self.nats_auth.server_config
+                self.root / "nats", port=self.ports.nats, config_extra=self.nats_auth.server_config, tls=tls
             )
         self.postgres = PostgresServer(self.root / "postgres", port=self.ports.postgres)
         self.vault = OpenBaoServer(
@@ -249,6 +260,8 @@ class Stack(Provisioning):
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.nats_ca_file is not None:
+            env["LANDFALL_NATS_CA_FILE"] = str(self.nats_ca_file)
         # NATS auth: the agent has no creds here, it gets its own NATS user when it enrolls.
         if service != "data_plane_agent":
             # each service its own user, with only the subjects it uses (libs/runtime/natsperms.py)
