@@ -309,7 +309,7 @@ async def test_secrets_reach_the_data_plane_sealed_and_appear_nowhere_else(
             assert value not in text, f"a secret's value in the {where}"
 
 
-async def test_a_plane_not_enrolled_waits_and_deleting_the_component_destroys_its_secrets(
+async def test_deleting_the_component_destroys_its_config_secrets_in_vault(
     orch: Harness, sealer: ConfigSecrets, kv: KvStore
 ) -> None:
     world, _ = await provision(orch)
