@@ -367,10 +367,17 @@ def test_keys_and_per_environment_config(world: World) -> None:
     assert changed["env"] == {**before["env"], "LOG_LEVEL": "debug"}
     assert "DB_PASSWORD" in changed["secret_names"]
 
-    again = as_json(landfall(w, "config", "set", *where, "--env", "MORE=1", "-o", "json"))
+    other = "k3y-" + secrets.token_hex(8)
+    again = as_json(
+        landfall(
+            w,
+            *("config", "set", *where, "--env", "MORE=1", "--secret-stdin", "API_KEY", "-o", "json"),
+            stdin=other + "\n",
+        )
+    )
     assert again["replicas"] == 2  # not named, so kept
     assert again["env"] == {**changed["env"], "MORE": "1"}
-    assert "DB_PASSWORD" in again["secret_names"]  # secrets not named are kept too
+    assert {"DB_PASSWORD", "API_KEY"} <= set(again["secret_names"])  # one not named is kept
 
     shown = landfall(w, "config", "show", *where)
     assert "replicas" in shown.stdout

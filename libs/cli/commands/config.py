@@ -5,6 +5,8 @@ Subtle:
 - `PUT …/config` replaces every field but `secrets`, so `set` reads the configuration first and
   sends it back with the changes: a field not named on the command line stays as it is.
 - Secret values go out once and never come back: the answers hold `secret_names` only.
+  `--secret-stdin NAME` reads one value from standard input, so it never sits in shell history
+  (`--secret NAME=VALUE`, CLI.md's form, does).
 - A server from before issue 14 answers its own 404/405 for the route: exit 4 with
   "does not have the per-environment configuration endpoint yet".
 """
@@ -15,7 +17,8 @@ from typing import Any
 
 import click
 
-from libs.cli.context import Group, Run, parse_pairs, runs
+from libs.cli.context import Group, Run, parse_pairs, read_stdin_secret, runs
+from libs.cli.errors import usage
 
 CONFIG_FIELDS = ("replicas", "resources", "env", "autoscaling", "probes", "ingress", "auto_rollback")
 ENDPOINT = "per-environment configuration"
@@ -49,6 +52,11 @@ def config_show(run: Run, component: str, environment: str) -> None:
 @click.option("--replicas", type=click.IntRange(0, 100), metavar="N")
 @click.option("--env", metavar="NAME=VALUE", multiple=True)
 @click.option("--secret", metavar="NAME=VALUE", multiple=True)
+@click.option(
+    "--secret-stdin",
+    metavar="NAME",
+    help="set the secret NAME to what standard input holds (kept out of the shell's history)",
+)
 @runs
 def config_set(
     run: Run,
@@ -57,11 +65,16 @@ def config_set(
     replicas: int | None,
     env: tuple[str, ...],
     secret: tuple[str, ...],
+    secret_stdin: str | None,
 ) -> None:
     """Change some fields of the configuration; the others stay as they are."""
     run.no_ci_token("config set")
     env_pairs = parse_pairs(env, "--env")
     secret_pairs = parse_pairs(secret, "--secret")
+    if secret_stdin is not None:
+        if not secret_stdin or "=" in secret_stdin:
+            raise usage("error: --secret-stdin takes the secret's NAME; its value comes from standard input")
+        secret_pairs[secret_stdin] = read_stdin_secret("--secret-stdin")
     path = _config_path(run, component, environment)
     current = run.api.call_new_endpoint(ENDPOINT, "GET", path) or {}
     body: dict[str, Any] = {key: current[key] for key in CONFIG_FIELDS if current.get(key) is not None}
