@@ -78,6 +78,13 @@ def targets(result: Result) -> list[dict[str, Any]]:
             "<=",
             TARGET_CONFIG_RATIO,
         )
+    if "cli_overhead" in result:
+        check(
+            "landfall deploy --wait over plain HTTP, p50 (ms)",
+            result["cli_overhead"]["overhead_ms"]["p50"],
+            "<",
+            result["cli_overhead"]["target_ms"],
+        )
     check(
         "memory of the four services after the run (MB)",
         result["footprint"]["after_total_mb"],
@@ -205,6 +212,19 @@ def rows(result: Result) -> tuple[list[list[str]], ...]:
                 + f" ms (+{_fmt(access['difference_p50_ms'], ' ms', 3)})",
                 f"+ < {TARGET_KEY_CHECK_MS:g} ms",
                 verdict("API key check"),
+            ]
+        )
+    cli = result.get("cli_overhead")
+    if cli:
+        ways, extra = (cli["cli_ms"], cli["http_ms"]), cli["overhead_ms"]
+        summary.append(
+            [
+                f"landfall deploy --wait / plain HTTP ({cli['deploys']} deploys each, alternating)",
+                f"p50 {' / '.join(_fmt(w['p50']) for w in ways)}, "
+                f"p95 {' / '.join(_fmt(w['p95']) for w in ways)} ms "
+                f"(+{_fmt(extra['p50'])} p50, +{_fmt(extra['p95'])} p95)",
+                f"+ < {cli['target_ms']:g} ms p50",
+                verdict("landfall deploy"),
             ]
         )
     summary.append(
