@@ -5,6 +5,12 @@ fail when a `FailureRule` matches a container image (ImagePullBackOff, CrashLoop
 ...): their pods are created waiting with that reason, and a Deployment reports
 ProgressDeadlineExceeded once its deadline passes.
 
+A Deployment that succeeds gets running pods (up to ten) whose `containerStatuses[].imageID` is
+what a kubelet reports, `<host>/<repository>@sha256:…`: the digest the image names, or for a tag
+on a loopback registry (the test stack's docker-registry) the digest that registry answers for it
+now; other tags get no digest (the sandbox pulls nothing). They are written before the
+Deployment's status, so whoever sees it succeeded finds them.
+
 Subtle: the controller writes through the same store functions the HTTP handlers use, so
 watchers see its MODIFIED events; it reacts to the store's events (not polling) and
 resyncs twice a second for progress deadlines and healed failure rules. Its task is named
@@ -22,6 +28,7 @@ import time
 from typing import Final
 
 from libs.devstack.sandbox.errors import ApiError
+from libs.devstack.sandbox.images import image_id
 from libs.devstack.sandbox.kinds import Kind
 from libs.devstack.sandbox.selectors import Filter
 from libs.devstack.sandbox.store import Event, Store
@@ -298,6 +305,7 @@ class Controller:
         self._failing.pop((meta["namespace"], meta["name"]), None)
         self._delete_owned_pods(meta["namespace"], meta["uid"])
         rs_name = self._replica_set_name(obj)
+        self._create_running_pods(obj, rs_name, min(replicas, _MAX_SIMULATED_PODS))
         status = {
             "observedGeneration": int(meta.get("generation") or 1),
             "replicas": replicas,
@@ -317,6 +325,59 @@ class Controller:
             ],
         }
         self._write_status(self._deployments, meta["namespace"], meta["name"], status)
+
+    def _create_running_pods(self, owner: JsonDict, rs_name: str, count: int) -> None:
+        namespace = owner["metadata"]["namespace"]
+        template = json_object(json_object(owner.get("spec")).get("template"))
+        labels = {
+            **json_object(json_object(template.get("metadata")).get("labels")),
+            "pod-template-hash": rs_name.rsplit("-", 1)[1],
+        }
+        containers = [
+            c for c in json_array(json_object(template.get("spec")).get("containers")) if isinstance(c, dict)
+        ]
+        image_ids = {str(c.get("image", "")): image_id(str(c.get("image", ""))) for c in containers}
+        for _ in range(count):
+            name = f"{rs_name}-{random_suffix()}"
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": labels,
+                    "annotations": copy.deepcopy(
+                        json_object(json_object(template.get("metadata")).get("annotations"))
+                    ),
+                    "ownerReferences": [_owner_reference(owner)],
+                },
+                "spec": copy.deepcopy(json_object(template.get("spec"))),
+            }
+            self._store.create(self._pods, namespace, pod)
+            statuses = [
+                {
+                    "name": str(c.get("name", "")),
+                    "image": str(c.get("image", "")),
+                    "imageID": image_ids[str(c.get("image", ""))],
+                    "ready": True,
+                    "started": True,
+                    "restartCount": 0,
+                    "state": {"running": {"startedAt": timestamp()}},
+                }
+                for c in containers
+            ]
+            status = {
+                "phase": "Running",
+                "conditions": [
+                    _condition(kind, "True", "", "")
+                    for kind in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+                ],
+                "hostIP": "10.0.0.1",
+                "podIP": "10.42.0.11",
+                "startTime": timestamp(),
+                "containerStatuses": statuses,
+            }
+            self._write_status(self._pods, namespace, name, status)
 
     def _deployment_failed(self, obj: JsonDict, replicas: int, rule: FailureRule, bad: JsonDict) -> None:
         meta = obj["metadata"]

@@ -361,7 +361,10 @@ async def test_failure_rule_yields_an_image_pull_backoff_pod(
 
     async def healed() -> bool:
         healthy = (await apps.read_namespaced_deployment("web", namespace)).status.available_replicas == 2
-        return healthy and not (await core.list_namespaced_pod(namespace)).items
+        pods = (await core.list_namespaced_pod(namespace)).items
+        # The failing pods are replaced by running ones, which report the image they run.
+        running = [p for p in pods if p.status.phase == "Running" and p.status.container_statuses[0].ready]
+        return healthy and len(running) == len(pods) == 2
 
     await eventually(healed)
 
