@@ -125,7 +125,12 @@ async def test_a_stopped_agent_catches_up_in_order_and_applies_nothing_twice(
 
         await h.start_agent()
         deploys = [c for c in later if isinstance(c, DeployCommand)]
+        # web 11: the removal right behind it ends its watch, without a report if it had not
+        # finished yet (usecases/watch.py: the orchestrator forgot a removed component's deployments).
+        removed_behind = {later[1].deployment_id}
         for cmd in deploys:
+            if cmd.deployment_id in removed_behind:
+                continue
             assert (await h.wait_report(cmd.deployment_id, timeout=30)).status in {"succeeded", "superseded"}
         newest = {c.component: c for c in deploys}  # the last one sent per component
         for cmd in newest.values():
