@@ -14,6 +14,7 @@ from nacl.public import PublicKey, SealedBox
 
 from libs.contracts.config import WorkloadConfig
 from libs.contracts.messages import SealedValues
+from libs.devstack.servers import DockerRegistry
 from services.data_plane_agent.domain.identity import Identity
 from tests.integration.data_plane_agent.conftest import OpenHarness
 from tests.integration.data_plane_agent.helpers import Harness
@@ -131,6 +132,7 @@ async def test_autoscaling_is_an_hpa_that_goes_when_the_config_drops_it(open_har
         # Deleting the component deletes its HPA too.
         await deployed(h, configured(h, "web", scaling, version=3, seq=3))
         await h.send_removal(h.removal("web", seq=10))
+
         async def removed() -> bool:
             hpa = h.obj("autoscaling/v2", "horizontalpodautoscalers", "web")
             return hpa is None and h.obj("apps/v1", "deployments", "web") is None
@@ -197,3 +199,18 @@ async def test_secrets_sealed_to_another_key_fail_the_deploy_and_write_nothing(
         assert (final.status, final.reason) == ("failed", "config_secrets_wrong_recipient")
         assert h.obj("apps/v1", "deployments", "api") is None
         assert h.obj("v1", "secrets", "api-env") is None
+
+
+async def test_a_rollout_by_tag_reports_the_digest_the_cluster_pulled(
+    open_harness: OpenHarness, anonymous_registry: DockerRegistry, unique: str
+) -> None:
+    digest = anonymous_registry.push_image(f"acme/{unique}", "1.0")
+    async with open_harness() as h:
+        by_tag = h.command("api", image=f"{anonymous_registry.host}/acme/{unique}:1.0")
+        await h.send(by_tag)
+        final = await h.wait_report(by_tag.deployment_id)
+        assert (final.status, final.digest) == ("succeeded", digest)
+
+        pinned = h.command("api", seq=2, image=f"{anonymous_registry.host}/acme/{unique}@{digest}")
+        await deployed(h, pinned)
+        assert h.reports_for(pinned.deployment_id)[-1].digest is None  # the command named it already
