@@ -222,7 +222,8 @@ def rows(result: Result) -> tuple[list[list[str]], ...]:
                 f"landfall deploy --wait / plain HTTP ({cli['deploys']} deploys each, alternating)",
                 f"p50 {' / '.join(_fmt(w['p50']) for w in ways)}, "
                 f"p95 {' / '.join(_fmt(w['p95']) for w in ways)} ms "
-                f"(+{_fmt(extra['p50'])} p50, +{_fmt(extra['p95'])} p95)",
+                f"(+{_fmt(extra['p50'])} p50, +{_fmt(extra['p95'])} p95; "
+                f"its CPU p50 {_fmt((cli.get('cli_cpu_ms') or {}).get('p50'))} ms)",
                 f"+ < {cli['target_ms']:g} ms p50",
                 verdict("landfall deploy"),
             ]
