@@ -12,9 +12,8 @@ What is subtle:
   concurrent moves apply one after the other, each against what the other left,
   so a late report, a sweeper and an intake racing cannot move one backwards.
 * Auto-rollback is exactly once per failed deployment: `claim_rollback` sets its `rolled_back_by`
-  only while it is NULL (the one UPDATE that wins names the rollback's id), and recording that id
-  again is a no-op (`record`'s ON CONFLICT), so a redelivered report or a second replica that
-  finds the claim taken records the same deployment at most once.
+  only while it is NULL, in the same transaction as the rollback's `record`; a second claim waits
+  on the row lock and then finds it taken (the use case does nothing), and a crash leaves neither.
 * A digest the agent reports (what the cluster pulled, for a tag it was sent) is stored only
   where none is known: a pinned digest is never replaced by what a data plane says.
 * `claim_due` leases pending rows (`FOR UPDATE SKIP LOCKED`) so another replica's
@@ -99,16 +98,14 @@ class Deployments(PendingRepo[Deployment]):
             failed.seq,
         )
 
-    async def newer_than(self, deployment: Deployment, *, besides: str | None) -> str | None:
-        """The id of a deployment of the same component and environment recorded after this one
-        (other than `besides`), if any."""
+    async def newer_than(self, deployment: Deployment) -> str | None:
+        """The id of a deployment of the same component and environment recorded after this one."""
         found = await self.value(
             "SELECT id FROM deployments WHERE component_id = $1 AND environment = $2 AND seq > $3"
-            " AND id IS DISTINCT FROM $4 ORDER BY seq DESC LIMIT 1",
+            " ORDER BY seq DESC LIMIT 1",
             deployment.component_id,
             deployment.environment,
             deployment.seq,
-            besides,
         )
         return str(found) if found is not None else None
 

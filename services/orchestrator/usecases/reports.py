@@ -15,9 +15,10 @@ Two things follow from a deploy's report besides its status:
   `rolled_back_by`. The failed deployment stays `failed` with its reason (CI long-polls that id,
   never the rollback). A rollback that fails is not rolled back (no loop); nothing succeeded
   before, or a newer deployment already on its way, means no rollback, and a note says so.
-  Exactly once: the claim (`rolled_back_by` set while NULL) decides the id, and recording that id
-  again is a no-op; a redelivered failed report, whose status move is refused, still completes a
-  rollback that a crash interrupted after the claim.
+  Exactly once: in one transaction, the claim (`rolled_back_by` set while NULL) and the recording of
+  the rollback; a second handler of the same report (a redelivery, whose status move is refused, or
+  another replica, which waits on the row lock) finds the claim taken and does nothing, and a
+  crash in between leaves neither, so the redelivered report does it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ log = logging.getLogger(__name__)
 
 NOTE_REPORTED_DIGEST: Final = "digest as pulled by the data plane"
 NOTE_NOT_AFTER_ROLLBACK: Final = "not rolled back: it was a rollback itself"
+
+
+class _NoRollback(Exception):
+    """Found after the claim: no rollback after all (undo the claim), with a note or none."""
+
+    def __init__(self, note: str | None) -> None:
+        super().__init__(note)
+        self.note = note
 
 
 @dataclass(kw_only=True, eq=False)
@@ -102,14 +111,10 @@ class Reports:
         if self.recorder is None or not await self._auto_rollback(failed):
             return None
         deployments = self.store.now.deployments
-        if failed.rolled_back_by is not None and await deployments.get(failed.rolled_back_by) is not None:
+        if failed.rolled_back_by is not None:
             return None  # done before: this is a redelivered report
         if failed.source == "rollback":
             await self._note(failed, NOTE_NOT_AFTER_ROLLBACK)
-            return None
-        newer = await deployments.newer_than(failed, besides=failed.rolled_back_by)
-        if newer is not None:
-            await self._note(failed, f"not rolled back: {newer} was deployed after it")
             return None
         target = await deployments.rollback_target(failed)
         if target is None:
@@ -120,17 +125,8 @@ class Reports:
         environment = next((e for e in environments if e.name == failed.environment), None)
         if component is None or component.id != failed.component_id or environment is None:
             return None  # deleted meanwhile: nothing to roll back to
-        claimed = await deployments.claim_rollback(failed.id, new_id("dep"))
-        if claimed is not None:
-            await self.gateways.deployment_changed(claimed)
-            failed = claimed
-        else:  # claimed before: by a redelivery of this report, another replica, or before a crash
-            failed = await deployments.get(failed.id) or failed
-        rollback_id = failed.rolled_back_by
-        if rollback_id is None:
-            return None
         new = NewDeployment(
-            id=rollback_id,
+            id=new_id("dep"),
             component=component,
             environment=environment,
             image=target.image,
@@ -141,14 +137,29 @@ class Reports:
             # None (it ran before the environment had a config): the environment's current one
             config_version=target.config_version,
         )
-        recorded = await self.recorder.record(new)
-        if recorded is not None:
-            log.info(
-                "auto-rollback",
-                extra={"deployment_id": failed.id, "rollback_id": rollback_id, "target": target.id},
-            )
-            await self.recorder.dispatcher.dispatch_soon(rollback_id)
-        return recorded
+        try:
+            async with self.store.transaction() as tx:
+                claimed = await tx.deployments.claim_rollback(failed.id, new.id)
+                if claimed is None:  # a redelivery of this report, or another replica, did it
+                    return None
+                newer = await tx.deployments.newer_than(failed)
+                if newer is not None:  # someone deployed since: that one decides what runs
+                    raise _NoRollback(f"not rolled back: {newer} was deployed after it")
+                recorded = await tx.deployments.record(new)
+                if recorded is None:
+                    raise _NoRollback(None)  # the component was deleted meanwhile
+        except _NoRollback as refused:  # the claim is undone with the transaction
+            if refused.note is not None:
+                await self._note(failed, refused.note)
+            return None
+        rollback, superseded = recorded
+        log.info(
+            "auto-rollback", extra={"deployment_id": failed.id, "rollback_id": new.id, "target": target.id}
+        )
+        for changed in (claimed, *superseded, rollback):
+            await self.gateways.deployment_changed(changed)
+        await self.recorder.dispatcher.dispatch_soon(new.id)
+        return rollback
 
     async def _auto_rollback(self, failed: Deployment) -> bool:
         """Whether the environment's current config asks for auto-rollback."""
