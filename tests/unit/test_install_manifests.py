@@ -308,7 +308,9 @@ def test_each_service_reads_its_settings_from_the_rendered_config_and_the_instal
                 env[item["name"]] = item["value"]
             elif "configMapKeyRef" in source:
                 ref = source["configMapKeyRef"]
-                env[item["name"]] = configs[(namespace, ref["name"])][ref["key"]]  # every key exists
+                data = configs[(namespace, ref["name"])]
+                if ref["key"] in data or not ref.get("optional"):
+                    env[item["name"]] = data[ref["key"]]  # every key that is not optional exists
             elif "secretKeyRef" in source:
                 ref = source["secretKeyRef"]
                 if ref["name"] in secrets:
