@@ -56,6 +56,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.append(_api_ctx(settings))
     app.cleanup_ctx.append(_notices_ctx)
     routes.register(api)
+
+    async def end_streams(app: web.Application) -> None:
+        app[FEED].close()
+
+    app.on_shutdown.append(end_streams)
     return app
 
 

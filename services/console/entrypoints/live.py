@@ -12,6 +12,8 @@ What is subtle
 * The stream subscribes before its first read, so a change between the page's render and the
   stream's start is not missed (the first read already includes it).
 * A burst of notices costs one read: the wake-up is a flag that is cleared before reading.
+* At shutdown the feed wakes every stream to end it (`Feed.close`, on the app's `on_shutdown`),
+  so an open tab does not hold a stopping console for its grace period; the browser reconnects.
 * A comment line every `KEEPALIVE` seconds tells a proxy the stream is alive and us when the
   browser has gone (the write fails); the session is checked again at each wake-up, so a signed-out
   or expired session stops its streams.
@@ -60,6 +62,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                     break
                 continue
             wake.clear()
+            if request.app[FEED].closed:
+                break
             if request.app[SESSIONS].get(request.cookies.get(SESSION_COOKIE)) is None:
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     await response.write(b"event: signed-out\ndata: \n\n")

@@ -25,6 +25,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from libs.runtime.errors import ProblemError
 from services.console.clients.landfall import ApiProblem
 from services.console.domain import Session, field_errors
 from services.console.settings import Settings
@@ -87,6 +88,10 @@ def signed_in(handler: Handler) -> Handler:
             return await handler(request)
         except ApiProblem as exc:
             return refusal(request, exc)
+        except ProblemError as exc:  # a name in the path that cannot exist (`path_name`): a page too
+            if exc.status != 404:
+                raise
+            return refusal(request, ApiProblem(404, "Not Found", exc.detail))
 
     return wrapped
 

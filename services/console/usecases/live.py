@@ -21,6 +21,14 @@ Topic = tuple[str, str, str]  # org, project, component
 @dataclass
 class Feed:
     _listeners: dict[Topic, set[asyncio.Event]] = field(default_factory=dict)
+    closed: bool = False
+
+    def close(self) -> None:
+        """At shutdown: wake every stream so that it ends now, not after the server's grace period."""
+        self.closed = True
+        for listeners in self._listeners.values():
+            for wake in listeners:
+                wake.set()
 
     async def notice(self, view: DeploymentView) -> None:
         for wake in self._listeners.get((view.org, view.project, view.component), ()):

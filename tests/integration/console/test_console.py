@@ -144,6 +144,7 @@ async def test_another_orgs_objects_answer_404(stack: Stack, browser: Browser) -
     assert status == 404
     assert [r["id"] for r in registries_of(stack, "console-other", other["key"])] == [reg["id"]]
     await browser.page("/projects/default/components/not-there", status=404)
+    assert "Not found" in await browser.page("/projects/default/components/NOT_A_NAME", status=404)
 
 
 async def test_refusals_are_shown_beside_the_fields_they_name(stack: Stack, browser: Browser) -> None:
