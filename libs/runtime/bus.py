@@ -160,12 +160,13 @@ MAX_STREAM_REPLICAS = 3
 def stream_replicas(nc: NATS, settings: ServiceSettings) -> int:
     """How many copies of each stream: the setting, else min(3, the cluster's size).
 
-    The size is what the client knows of the cluster: the URLs it was given and the servers the
-    cluster announced (INFO `connect_urls`), so one URL to a three-node cluster still gives R3."""
+    The size is what the client knows of the cluster: its server pool, the URLs it was given (with
+    nats-py's default port) and the servers the cluster announced (INFO `connect_urls`), so one URL
+    to a three-node cluster still gives R3. Announced servers are addresses: a two-node cluster
+    given by DNS names counts four, which is what `LANDFALL_NATS_REPLICAS` is for."""
     if settings.nats_replicas:
         return settings.nats_replicas
-    known = {url.rstrip("/").rsplit("//", 1)[-1] for url in settings.nats_servers}
-    known |= {server.netloc for server in nc.servers}
+    known = {(server.hostname, server.port) for server in nc.servers}
     return max(1, min(MAX_STREAM_REPLICAS, len(known)))
 
 

@@ -180,6 +180,7 @@ async def test_tls_with_the_local_ca_carries_durable_messages(
     nc = await busmod.connect(config, name="test-tls", wait_seconds=10)
     try:
         bus = busmod.Bus(nc, Subjects(bus_prefix))
+        assert busmod.stream_replicas(nc, config) == 1  # one server: R1, as before clusters
         await busmod.ensure_streams(bus.js, bus.subjects.streams, replicas=busmod.stream_replicas(nc, config))
         assert await bus.publish_durable(bus.subjects.image_pushed, pushed(1), msg_id="tls-1") == 1
         for spec in bus.subjects.streams:
