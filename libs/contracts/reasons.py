@@ -19,6 +19,8 @@ DATAPLANE_NOT_ENROLLED: Final = "dataplane_not_enrolled"  # the data plane has n
 INTERNAL_ERROR: Final = "internal_error"  # a bug; retried with the longest backoff
 
 # --- failed: a person must act -------------------------------------------------------------------
+# (REGISTRY_UNREACHABLE too, once neither the control plane nor the data plane's agent resolved the
+# tag within the orchestrator's bound: LANDFALL_REGISTRY_UNREACHABLE_SECONDS, 90 s)
 IMAGE_NOT_FOUND: Final = "image_not_found"  # the tag or digest does not exist in the registry
 REGISTRY_UNAUTHORIZED: Final = "registry_unauthorized"  # the registry refused the stored credentials
 REGISTRY_NOT_FOUND: Final = "registry_not_found"  # the component's registry was deleted
