@@ -352,8 +352,11 @@ class Stack(Provisioning):
 
     def start_console(self) -> None:
         """The web console (one process: its sessions live in its memory), over the front door."""
-        # Everything through the front door (every replica), not the first orchestrator that env() names.
-        self.start_service("console", extra={"LANDFALL_URL": self.front_url, "LANDFALL_ORCHESTRATOR_URL": ""})
+        # Everything through the front door (every replica), not the first orchestrator that env() names;
+        # and none of what env() hands the other services that the console must not hold.
+        withheld = ("LANDFALL_ORCHESTRATOR_URL", "LANDFALL_ADMIN_TOKEN", "LANDFALL_DATABASE_URL")
+        nothing = dict.fromkeys(withheld, "")
+        self.start_service("console", extra={"LANDFALL_URL": self.front_url, **nothing})
 
     def start_front_door(self) -> None:
         argv = [sys.executable, "-m", "libs.devstack.front_door", "--port", str(self.ports.front)]
