@@ -20,6 +20,7 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -82,7 +83,8 @@ def signed_in(handler: Handler) -> Handler:
                 or request.path.endswith("/events")
             ):
                 raise web.HTTPUnauthorized(text="your session ended: sign in again")
-            raise web.HTTPSeeOther(f"/sign-in?next={request.path_qs if request.path != '/' else ''}")
+            back = quote(request.path_qs, safe="") if request.path != "/" else ""
+            raise web.HTTPSeeOther(f"/sign-in?next={back}")
         request[SESSION_KEY] = found
         try:
             return await handler(request)
