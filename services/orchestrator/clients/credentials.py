@@ -15,6 +15,12 @@ type is another registry), so it is cached per registry (`BroadcastCache`: no
 broadcast ever invalidates it, so only its age and a reconnect do); an entry is
 dropped when the service says the registry is gone, so the cache holds nothing
 stale for longer than `AUTH_TYPE_TTL_SECONDS`.
+
+Sealed config secrets are cached too (`SEALED_TTL_SECONDS`): a config version's secrets never change
+(the KV version is pinned), so the same version sealed to the same enrolled key is the same answer;
+every deploy of a component with secrets would otherwise cost a round trip, a Vault read and a
+seal. The key the plane enrolled is part of the cache key, so a re-enrolled agent never gets
+values sealed to its old key, and only ciphertext is kept, never a value.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from libs.runtime.errors import DependencyUnavailable
 R = TypeVar("R", bound=BaseModel)
 
 AUTH_TYPE_TTL_SECONDS: Final = 300.0
+SEALED_TTL_SECONDS: Final = 300.0
 # Registries whose pull needs no secret: the credentials service answers `sealed=None` for them.
 NO_PULL_SECRET: Final[frozenset[AuthType]] = frozenset({"anonymous", "vendor"})
 
@@ -55,6 +62,9 @@ class Credentials:
         self.timeout = timeout
         self._auth_types: BroadcastCache[tuple[str, str], AuthType] = BroadcastCache(
             epoch=bus.epoch, max_age=AUTH_TYPE_TTL_SECONDS
+        )
+        self._sealed: BroadcastCache[tuple[str, ...], ConfigSecretsReply] = BroadcastCache(
+            epoch=bus.epoch, max_entries=4096, max_age=SEALED_TTL_SECONDS
         )
 
     async def auth_type(self, *, org: str, registry_id: str) -> AuthType | None:
@@ -112,9 +122,16 @@ class Credentials:
         version: int,
         names: list[str],
         dataplane_id: str,
+        enrolled_key: str,
     ) -> ConfigSecretsReply:
         """The environment's config secrets at KV `version`, sealed to the data plane's enrolled key
-        (the credentials service asks us for that key, as for pull secrets)."""
+        (the credentials service asks us for that key, as for pull secrets; `enrolled_key` is the
+        one we know, for the cache only)."""
+        key = (org, project, component, environment, str(version), dataplane_id, enrolled_key, *names)
+        cached = self._sealed.get(key)
+        if cached is not None:
+            return cached
+        ticket = self._sealed.ticket()
         request = ConfigSecretsSeal(
             org=org,
             project=project,
@@ -127,7 +144,11 @@ class Credentials:
         answer = await self._ask(
             self.bus.subjects.rpc_config_secrets_seal, request, ConfigSecretsReply, gone=("not_found",)
         )
-        return answer if answer is not None else ConfigSecretsReply(reason="not_found")
+        if answer is None:
+            return ConfigSecretsReply(reason="not_found")
+        if answer.reason == "sealed":
+            self._sealed.put(key, answer, ticket)
+        return answer
 
     async def _ask_about(
         self, org: str, registry_id: str, subject: str, request: BaseModel, reply: type[R]

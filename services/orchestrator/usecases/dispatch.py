@@ -258,6 +258,7 @@ class Dispatcher:
                 version=stored.secrets_version,
                 names=list(stored.secret_names),
                 dataplane_id=plane.id,
+                enrolled_key=plane.public_key,
             )
         except DependencyUnavailable as exc:
             raise Waiting(reasons.CREDENTIALS_UNAVAILABLE, self.retry_seconds) from exc
