@@ -161,6 +161,12 @@ def test_the_job_template_stores_the_configured_pod_spec() -> None:
     *_, template = manifests.plan(cmd, DP, dockerconfigjson=None, secrets={"TOKEN": "x"})
     pod = json.loads(template.body["data"][manifests.TEMPLATE_KEY])
     assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "api-env"}}]
+    assert workload.refers_to_env_secret(template.body, "api")  # so a later deploy without secrets drops it
+    plain = manifests.plan(configured({}, component_type="manual-task"), DP, dockerconfigjson=None)[-1]
+    assert not workload.refers_to_env_secret(plain.body, "api")
+    pulling = manifests.plan(configured({}, component_type="manual-task"), DP, dockerconfigjson=b"{}")[-1]
+    assert manifests.refers_to_pull_secret(pulling.body, "api")
+    assert not manifests.refers_to_pull_secret(plain.body, "api")
     assert "x" not in template.body["data"].values()
 
 

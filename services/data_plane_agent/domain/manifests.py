@@ -111,8 +111,10 @@ def pull_secret_name(component: str) -> str:
 
 def refers_to_pull_secret(obj: Mapping[str, Any], component: str) -> bool:
     """Does this primary object (a Deployment, CronJob or job template) pull with the component's
-    Secret? Read from its pod template wherever the kind keeps it."""
-    return f'"{pull_secret_name(component)}"' in json.dumps(obj)
+    Secret? Read from its pod template wherever the kind keeps it (the job template: as JSON text,
+    where the name appears with escaped quotes)."""
+    dumped, name = json.dumps(obj), pull_secret_name(component)
+    return f'"{name}"' in dumped or f'\\"{name}\\"' in dumped
 
 
 def job_template_name(component: str) -> str:

@@ -43,8 +43,10 @@ def env_secret_name(component: str) -> str:
 
 
 def refers_to_env_secret(obj: Mapping[str, Any], component: str) -> bool:
-    """Does this primary object read the component's env Secret (`envFrom`)?"""
-    return f'"{env_secret_name(component)}"' in json.dumps(obj)
+    """Does this primary object read the component's env Secret (`envFrom`)? The job template keeps
+    its pod spec as JSON text, where the name appears with escaped quotes."""
+    dumped, name = json.dumps(obj), env_secret_name(component)
+    return f'"{name}"' in dumped or f'\\"{name}\\"' in dumped
 
 
 def was_autoscaled(deployment: Mapping[str, Any]) -> bool:
