@@ -24,6 +24,7 @@ import yaml
 
 from deploy.kubernetes import make_secrets, render
 from libs.devstack import front_door
+from libs.devstack.local_ca import LocalCA
 from libs.runtime.ratelimit import PreAuthSettings
 from services.orchestrator.entrypoints import routes as orchestrator_routes
 
@@ -163,8 +164,10 @@ def test_every_secret_the_manifests_read_is_made_by_the_install_or_documented(tm
     made = make_secrets.make_secrets(
         tmp_path, database_urls={"orchestrator": "x"}, vault_tokens={"credentials": "x"}
     )
-    # Only the agent's one-time enrollment token is not made by the install script.
-    assert named - {"landfall-agent-enrollment"} == {s["metadata"]["name"] for s in made}
+    # Not made by the install script: the agent's one-time enrollment token, the NATS servers'
+    # certificate (cert-manager issues it from your CA) and that CA for agents in other clusters.
+    theirs = {"landfall-agent-enrollment", "landfall-agent-nats-ca", "nats-tls"}
+    assert named - theirs == {s["metadata"]["name"] for s in made}
 
 
 def test_the_ingress_routes_every_api_path_as_the_front_door_does() -> None:
@@ -242,9 +245,33 @@ def test_the_renderer_refuses_what_it_would_render_unlike_kustomize(tmp_path: Pa
         render.render(tmp_path)
 
 
-def test_the_nats_configuration_with_the_install_s_auth_is_accepted_by_nats_server(tmp_path: Path) -> None:
+def test_production_s_nats_configuration_is_the_base_s_with_tls_for_clients() -> None:
+    def conf(name: str) -> str:
+        (config,) = [
+            o for o in RENDERED[name] if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "nats-config"
+        ]
+        text: str = config["data"]["nats.conf"]
+        return text
+
+    base, production = conf("nats"), conf("production")
+    start, end = production.index("# Clients speak TLS"), production.index("cluster {")
+    assert production[:start] + production[end:] == base
+    assert "tls {" in production[start:end]
+    (nats,) = [o for o in RENDERED["production"] if o["kind"] == "StatefulSet"]
+    mounts = {m["mountPath"]: m["name"] for m in pod(nats)["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod(nats)["volumes"]}
+    assert volumes[mounts["/etc/nats/tls"]]["secret"]["secretName"] == "nats-tls"
+
+
+@pytest.mark.parametrize("name", ["nats", "production"])
+def test_the_nats_configuration_with_the_install_s_auth_is_accepted_by_nats_server(
+    tmp_path: Path, name: str
+) -> None:
     server = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
-    (config,) = [o for o in RENDERED["nats"] if o["kind"] == "ConfigMap"]
+    (config,) = [
+        o for o in RENDERED[name] if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "nats-config"
+    ]
+    cert = LocalCA(tmp_path / "ca").server("nats")
     made = {
         s["metadata"]["name"]: s["stringData"]
         for s in make_secrets.make_secrets(tmp_path / "keys", database_urls={}, vault_tokens={})
@@ -259,6 +286,8 @@ def test_the_nats_configuration_with_the_install_s_auth_is_accepted_by_nats_serv
         config["data"]["nats.conf"]
         .replace("/data/", f"{tmp_path}/data/")
         .replace("/var/run/nats", str(tmp_path))
+        .replace("/etc/nats/tls/tls.crt", str(cert.cert_file))
+        .replace("/etc/nats/tls/tls.key", str(cert.key_file))
     )
     (tmp_path / "nats.conf").write_text(text)
     result = subprocess.run(
@@ -320,7 +349,7 @@ def test_each_service_reads_its_settings_from_the_rendered_config_and_the_instal
             else:
                 env[item["name"]] = "from-the-downward-api"
         for volume in pod(workload).get("volumes", []):
-            if "secret" in volume and not volume["secret"].get("optional"):
+            if "secret" in volume and volume["secret"]["secretName"] in secrets:
                 for key in volume["secret"].get("items", []):
                     assert key["key"] in secrets[volume["secret"]["secretName"]], key
         for name in list(os.environ):
@@ -332,4 +361,6 @@ def test_each_service_reads_its_settings_from_the_rendered_config_and_the_instal
         settings = module.Settings()
         assert settings.http_port == container["ports"][0]["containerPort"]
         assert settings.http_host == "0.0.0.0"  # a pod listens on its own address
-        assert settings.nats_url.startswith("nats://")
+        assert settings.nats_url.startswith("tls://" if overlay == "production" else "nats://")
+        if overlay == "production":  # the servers' certificate is checked against the install's CA
+            assert str(settings.nats_ca_file) == "/etc/landfall/nats-ca/ca.crt"
