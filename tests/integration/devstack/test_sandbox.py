@@ -103,7 +103,7 @@ def status_of(exc: ApiException) -> dict[str, Any]:
     return body
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
         assert time.monotonic() < deadline, "the condition did not become true in time"
