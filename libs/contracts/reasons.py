@@ -39,6 +39,7 @@ DELETED: Final = "deleted"  # the watched object was deleted (or replaced) under
 PROGRESS_DEADLINE_EXCEEDED: Final = "progress_deadline_exceeded"  # Kubernetes gave up on the rollout
 PULL_SECRET_WRONG_RECIPIENT: Final = "pull_secret_wrong_recipient"  # sealed to another key than the agent's
 PULL_SECRET_UNREADABLE: Final = "pull_secret_unreadable"  # the sealed pull secret does not open
-CONFIG_SECRETS_WRONG_RECIPIENT: Final = "config_secrets_wrong_recipient"  # config secrets sealed to another key
+# the environment's config secrets were sealed to another key than the agent's
+CONFIG_SECRETS_WRONG_RECIPIENT: Final = "config_secrets_wrong_recipient"
 CONFIG_SECRETS_UNREADABLE: Final = "config_secrets_unreadable"  # the sealed config secrets do not open
 COMMAND_REJECTED: Final = "command_rejected"  # names a place or object this agent may not touch

@@ -74,7 +74,15 @@ def test_the_route_table_gives_every_route_the_role_api_md_names() -> None:
         "/v1/orgs/{org}/api-keys/{id}",
     }
     developer = {p.rsplit("}", 1)[-1] for (m, p), n in needs.items() if m != "GET" and n == "developer"}
-    assert developer == {"/projects", "/components", "", "/deployments", "/promotions", "/executions"}
+    assert developer == {
+        "/projects",
+        "/components",
+        "",
+        "/deployments",
+        "/promotions",
+        "/executions",
+        "/config",
+    }
 
 
 def test_every_change_has_an_action_name_of_its_own() -> None:

@@ -66,7 +66,9 @@ async def test_enrollment_returns_a_nats_user_for_that_data_plane_only(
         assert s.heartbeat(dp) in pub
         assert s.deploy(dp) not in pub
         assert all(dp in subject for subject in pub), pub
-        assert sub == [f"_INBOX_{dp}.>"]
+        # its own inbox, and its own in-cluster resolution subject (answered once per request)
+        assert sub == [f"_INBOX_{dp}.>", s.resolve(dp)]
+        assert claims["nats"]["resp"]["max"] == 1
 
         # The orchestrator made the consumer the agent may only bind to.
         info = await orch.bus.js.consumer_info(s.dataplane_stream.name, s.agent_durable(dp))
