@@ -127,7 +127,7 @@ async def test_a_stopped_agent_catches_up_in_order_and_applies_nothing_twice(
         deploys = [c for c in later if isinstance(c, DeployCommand)]
         # web 11: the removal right behind it ends its watch, without a report if it had not
         # finished yet (usecases/watch.py: the orchestrator forgot a removed component's deployments).
-        removed_behind = {later[1].deployment_id}
+        removed_behind = {c.deployment_id for c in later[1:2] if isinstance(c, DeployCommand)}
         for cmd in deploys:
             if cmd.deployment_id in removed_behind:
                 continue
