@@ -10,8 +10,8 @@ stack is started for this part alone and stopped after it, so during each measur
 other stack sits idle. R3 means every JetStream publish waits for a second server to store it,
 on each of the four hops that go through a stream: that is the price this figure shows.
 
-Before `intake` in `bench.run.PARTS`: intake leaves a backlog the single-node side would queue
-behind.
+Right after `latency` in `bench.run.PARTS`: `scale` and `intake` leave backlogs (a thousand data
+planes' deploys, every accepted webhook) that the single-node side would queue behind.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ class Size:
     rate: float
 
 
-FULL = Size(components=20, deploys=200, rate=10.0)
+# Two deploys per component, ten seconds apart: none supersedes another, so each side's figure is
+# 200 rollouts, not the few that outlive a queue.
+FULL = Size(components=100, deploys=200, rate=10.0)
 QUICK = Size(components=4, deploys=4, rate=10.0)
 
 

@@ -45,12 +45,12 @@ PARTS: tuple[tuple[str, Part], ...] = (
     ("console", console.part),
     # Components in org `default` on the stack's data plane, at 50/s and at 10/s.
     ("latency", latency.part),
+    # The HA stack (3 nats-servers, 2 replicas) beside this one, same deploys; before any backlog.
+    ("ha", ha.part),
     # The same with 10, 100 and 1,000 data planes, their agents in one extra process.
     ("scale", scale.part),
     # `landfall deploy --tag … --wait` (a subprocess) against the same deploys over plain HTTP.
     ("cli_overhead", cli_overhead.part),
-    # The HA stack (3 nats-servers, 2 replicas) beside this one, same deploys; before intake's backlog.
-    ("ha", ha.part),
     # Last: every webhook it gets accepted is a real deployment the orchestrator then works through.
     ("intake", intake.part),
 )
