@@ -12,10 +12,26 @@ stack's), else against the system's CAs; the URLs may not mix `nats://` and `tls
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_hosts(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+HostList = Annotated[list[str], NoDecode, BeforeValidator(_split_hosts)]
+"""Hosts from one environment variable, comma-separated or a JSON list (`NoDecode`: pydantic-settings
+would otherwise insist on JSON)."""
 
 
 class ServiceSettings(BaseSettings):

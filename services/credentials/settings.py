@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import NoDecode
+from pydantic import Field
 
-from libs.runtime.settings import OwnSchemaSettings, VaultSettings
+from libs.runtime.settings import HostList, OwnSchemaSettings, VaultSettings
 
 LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
-
-HostList = Annotated[list[str], NoDecode]
-"""Hosts from one environment variable, comma-separated or a JSON list (`Settings._split` reads both)."""
-
 
 def _hosts(description: str, *, default: Callable[[], list[str]] = list) -> Any:
     """A `HostList` field: empty unless `default` says otherwise."""
@@ -50,12 +44,3 @@ class Settings(OwnSchemaSettings, VaultSettings):
         default=5.0, gt=0, description="how long to wait for the orchestrator (registry usage on delete)"
     )
 
-    @field_validator("insecure_registries", "registry_private_hosts", "registry_token_hosts", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value

@@ -7,16 +7,12 @@ first start, after enrolling with `enrollment_token`) or directly from
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import NoDecode
+from pydantic import Field, SecretStr
 
-from libs.runtime.settings import ServiceSettings
+from libs.runtime.settings import HostList, ServiceSettings
 
-HostList = Annotated[list[str], NoDecode]
 # Inside a cluster, registries usually live on private addresses; link-local (cloud metadata) is not listed.
 IN_CLUSTER_RANGES = [
     "10.0.0.0/8",
@@ -108,12 +104,3 @@ class Settings(ServiceSettings):
         description="token realm hosts besides a registry's own (LANDFALL_REGISTRY_TOKEN_HOSTS)",
     )
 
-    @field_validator("insecure_registries", "registry_private_hosts", "registry_token_hosts", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
