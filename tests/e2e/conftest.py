@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +20,34 @@ import pytest
 from chaos.stack import ChaosStack
 from chaos.stack import start as start_chaos_stack
 from libs.devstack.stack import Stack, http, random_ports
+from tests.support import wait_until
+
+FINAL = {"succeeded", "failed", "superseded"}
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("stack")
-    s = Stack(root, ports=random_ports(), persistent_vault=False)
+@contextmanager
+def running_stack(
+    root: Path, *, demo: bool = False, extra_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """The stack as `make up` starts it (an agent enrolled; `demo`: its components too), stopped after."""
+    s = Stack(root, ports=random_ports(), persistent_vault=False, extra_env=extra_env or {})
     try:
         s.start_infra()
         s.start_sandbox()
         s.start_services()
         s.provision()
         s.start_service("data_plane_agent")
+        if demo:
+            s.provision_demo()
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as s:
+        yield s
 
 
 def kube_get(stack: Stack, path: str) -> tuple[int, Any]:
@@ -52,14 +65,14 @@ def sandbox_post(stack: Stack, path: str, body: Any) -> None:
         pass
 
 
-def wait_until(predicate: Any, *, timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+def final_deployment(stack: Stack, deployment_id: str, *, timeout: float = 30) -> dict[str, Any]:
+    """The deployment's view from the public API once it is final."""
+
+    def done() -> dict[str, Any] | None:
+        view: dict[str, Any] = stack.api("orchestrator", "GET", f"/v1/deployments/{deployment_id}")
+        return view if view["status"] in FINAL else None
+
+    return wait_until(done, timeout=timeout, what=f"deployment {deployment_id}")
 
 
 def logs_of(stack: Stack) -> str:

@@ -16,20 +16,16 @@ from typing import Any
 
 from libs.contracts.naming import namespace_for
 from libs.devstack.stack import Stack
-from tests.e2e.conftest import kube_get, logs_of, wait_until
+from tests.e2e.conftest import final_deployment, kube_get, logs_of
+from tests.support import wait_until
 
 ORG = "/v1/orgs/default"
 SECRET = "e2e-" + uuid.uuid4().hex  # a value nothing else could contain
 ROTATED = "e2e-rotated-" + uuid.uuid4().hex
 
 
-def _final(stack: Stack, deployment_id: str, timeout: float = 40) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        view = stack.api("orchestrator", "GET", f"/v1/deployments/{deployment_id}")
-        return view if view["status"] in {"succeeded", "failed", "superseded"} else None
-
-    result: dict[str, Any] = wait_until(done, timeout=timeout, what=f"deployment {deployment_id}")
-    return result
+def _final(stack: Stack, deployment_id: str) -> dict[str, Any]:
+    return final_deployment(stack, deployment_id, timeout=40)
 
 
 def _kube(stack: Stack, path: str) -> dict[str, Any]:

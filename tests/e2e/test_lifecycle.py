@@ -12,7 +12,8 @@ from typing import Any
 
 from libs.contracts.naming import namespace_for
 from libs.devstack.stack import Stack, http
-from tests.e2e.conftest import kube_get, wait_until
+from tests.e2e.conftest import final_deployment, kube_get
+from tests.support import wait_until
 
 ORG = "/v1/orgs/default"
 
@@ -54,15 +55,6 @@ def _deploy(stack: Stack, name: str, body: dict[str, str]) -> dict[str, Any]:
     return dep
 
 
-def _final(stack: Stack, deployment_id: str, timeout: float = 30) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        view = stack.api("orchestrator", "GET", f"/v1/deployments/{deployment_id}")
-        return view if view["status"] in {"succeeded", "failed", "superseded"} else None
-
-    result: dict[str, Any] = wait_until(done, timeout=timeout, what=f"deployment {deployment_id}")
-    return result
-
-
 def _ns(env: str = "development") -> str:
     return namespace_for("default", "default", env)
 
@@ -76,7 +68,7 @@ def test_each_component_type_lands_as_its_objects(stack: Stack) -> None:
         stack.registry.push_image(repo, "1.0")
     deps = {name: _deploy(stack, name, {"tag": "1.0"}) for name in (svc, web, cron, task)}
     for name, dep in deps.items():
-        assert _final(stack, dep["id"])["status"] == "succeeded", name
+        assert final_deployment(stack, dep["id"])["status"] == "succeeded", name
 
     code, service = kube_get(stack, f"/api/v1/namespaces/{_ns()}/services/{svc}")
     assert code == 200
@@ -133,9 +125,9 @@ def test_promotion_carries_the_same_digest_and_rollback_redeploys_an_older_one(s
     name, repo = _component(stack, "service")
     d1 = stack.registry.push_image(repo, "1.0")
     d2 = stack.registry.push_image(repo, "2.0")
-    first = _final(stack, _deploy(stack, name, {"tag": "1.0"})["id"])
+    first = final_deployment(stack, _deploy(stack, name, {"tag": "1.0"})["id"])
     assert first["digest"] == d1
-    second = _final(stack, _deploy(stack, name, {"tag": "2.0"})["id"])
+    second = final_deployment(stack, _deploy(stack, name, {"tag": "2.0"})["id"])
     assert second["status"] == "succeeded"
     assert second["digest"] == d2
     # CI pushes 2.0 again: the tag now names another image. A promotion carries what runs in
@@ -155,7 +147,7 @@ def test_promotion_carries_the_same_digest_and_rollback_redeploys_an_older_one(s
         promo = stack.api(
             "orchestrator", "POST", f"{base}/promotions", {"from": src, "to": dst}, expect=(202,)
         )
-        done = _final(stack, promo["id"])
+        done = final_deployment(stack, promo["id"])
         assert done["status"] == "succeeded"
         assert done["environment"] == dst
         assert done["digest"] == d2
@@ -169,7 +161,9 @@ def test_promotion_carries_the_same_digest_and_rollback_redeploys_an_older_one(s
     # Roll back development to the first image, taken from the history.
     history = stack.api("orchestrator", "GET", f"{base}/deployments?environment=development")["items"]
     assert [h["digest"] for h in history[:2]] == [d2, d1]  # newest first
-    back = _final(stack, _deploy(stack, name, {"image": f"{stack.registry.host}/{repo}@{d1}"})["id"])
+    back = final_deployment(
+        stack, _deploy(stack, name, {"image": f"{stack.registry.host}/{repo}@{d1}"})["id"]
+    )
     assert back["status"] == "succeeded"
     assert back["source"] == "rollback"
     component = stack.api("orchestrator", "GET", base)
@@ -180,7 +174,7 @@ def test_promotion_carries_the_same_digest_and_rollback_redeploys_an_older_one(s
 def test_a_missing_tag_fails_at_once_with_image_not_found(stack: Stack) -> None:
     name, repo = _component(stack, "service")
     stack.registry.push_image(repo, "1.0")
-    dep = _final(stack, _deploy(stack, name, {"tag": "does-not-exist"})["id"])
+    dep = final_deployment(stack, _deploy(stack, name, {"tag": "does-not-exist"})["id"])
     assert dep["status"] == "failed"
     assert dep["reason"] == "image_not_found"
     assert kube_get(stack, f"/apis/apps/v1/namespaces/{_ns()}/deployments/{name}")[0] == 404
@@ -195,10 +189,10 @@ def test_an_agent_that_was_away_applies_in_order_and_ends_on_the_newer(stack: St
         older = _deploy(stack, name, {"tag": "1.0"})
         newer = _deploy(stack, name, {"tag": "2.0"})
         # The older one was replaced before it could finish.
-        assert _final(stack, older["id"])["status"] == "superseded"
+        assert final_deployment(stack, older["id"])["status"] == "superseded"
     finally:
         stack.start_service("data_plane_agent")
-    assert _final(stack, newer["id"])["status"] == "succeeded"
+    assert final_deployment(stack, newer["id"])["status"] == "succeeded"
     code, deployment = kube_get(stack, f"/apis/apps/v1/namespaces/{_ns()}/deployments/{name}")
     assert code == 200
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f"@{d2}")
@@ -212,7 +206,9 @@ def test_deleting_a_component_removes_what_it_runs_and_leaves_its_neighbours(sta
     for repo in (svc_repo, task_repo, keep_repo):
         stack.registry.push_image(repo, "1.0")
     for name in (svc, task, keep):
-        assert _final(stack, _deploy(stack, name, {"tag": "1.0"})["id"])["status"] == "succeeded", name
+        assert final_deployment(stack, _deploy(stack, name, {"tag": "1.0"})["id"])["status"] == "succeeded", (
+            name
+        )
     run = stack.api(
         "orchestrator", "POST", f"{ORG}/projects/default/components/{task}/executions", {}, expect=(202,)
     )

@@ -23,8 +23,8 @@ import pytest
 
 from libs.contracts.naming import namespace_for
 from libs.devstack.processes import free_ports
-from libs.devstack.stack import Stack, http, random_ports
-from tests.e2e.conftest import kube_get, sandbox_post
+from libs.devstack.stack import Stack, http
+from tests.e2e.conftest import kube_get, running_stack, sandbox_post
 from tests.support import wait_until
 
 BOUND_SECONDS = 9  # LANDFALL_REGISTRY_UNREACHABLE_SECONDS for this module's stack
@@ -32,22 +32,9 @@ BOUND_SECONDS = 9  # LANDFALL_REGISTRY_UNREACHABLE_SECONDS for this module's sta
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("stack")
-    s = Stack(
-        root,
-        ports=random_ports(),
-        persistent_vault=False,
-        extra_env={"LANDFALL_REGISTRY_UNREACHABLE_SECONDS": str(BOUND_SECONDS)},
-    )
-    try:
-        s.start_infra()
-        s.start_sandbox()
-        s.start_services()
-        s.provision()
-        s.start_service("data_plane_agent")
+    extra_env = {"LANDFALL_REGISTRY_UNREACHABLE_SECONDS": str(BOUND_SECONDS)}
+    with running_stack(tmp_path_factory.mktemp("stack"), extra_env=extra_env) as s:
         yield s
-    finally:
-        s.stop()
 
 
 class Component:
@@ -58,26 +45,10 @@ class Component:
         self.name = "rb" + uuid.uuid4().hex[:8]
         self.repo = f"team/{self.name}"
         self.registry_host = registry_host
-        registry = stack.api(
-            "credentials",
-            "POST",
-            "/v1/orgs/default/registries",
-            {"display_name": self.name, "auth": {"type": "anonymous", "host": registry_host}},
-        )
         self.base = f"/v1/orgs/default/projects/default/components/{self.name}"
-        stack.api(
-            "orchestrator",
-            "POST",
-            "/v1/orgs/default/projects/default/components",
-            {
-                "name": self.name,
-                "type": "service",
-                "registry_id": registry["id"],
-                "image": f"{registry_host}/{self.repo}:0",
-                "port": 8080,
-            },
+        _, self.token = stack.add_component(
+            self.name, f"{registry_host}/{self.repo}:0", registry=self.name, token_name="ci"
         )
-        self.token = stack.api("webhook_gateway", "POST", self.base + "/tokens", {"name": "ci"})["token"]
 
     def configure(self, environment: str, body: dict[str, Any]) -> dict[str, Any]:
         config: dict[str, Any] = self.stack.api(

@@ -18,7 +18,8 @@ from libs.contracts.naming import namespace_for
 from libs.devstack.servers import DockerRegistry
 from libs.devstack.stack import Stack, http
 from tests.conftest import REGISTRY_USERS
-from tests.e2e.conftest import kube_get, logs_of, wait_until
+from tests.e2e.conftest import kube_get, logs_of
+from tests.support import wait_until
 
 
 def _component(stack: Stack, *, registry_host: str, auth: dict[str, str], name: str) -> tuple[str, str]:

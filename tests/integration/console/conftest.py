@@ -19,10 +19,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from libs.contracts.subjects import Subjects
-from libs.devstack.stack import Stack, random_ports
+from libs.devstack.stack import Stack
 from libs.runtime.natsauth import service_permissions
 from services.console.app import create_app
 from services.console.settings import Settings
+from tests.e2e.conftest import running_stack
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -37,17 +38,8 @@ class Clock:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(tmp_path_factory.mktemp("console-stack"), ports=random_ports(), persistent_vault=False)
-    try:
-        s.start_infra()
-        s.start_sandbox()
-        s.start_services()
-        s.provision()
-        s.start_service("data_plane_agent")
-        s.provision_demo()
+    with running_stack(tmp_path_factory.mktemp("console-stack"), demo=True) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
