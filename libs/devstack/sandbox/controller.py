@@ -100,6 +100,24 @@ def _owner_reference(obj: JsonDict) -> JsonDict:
     }
 
 
+def _pod(owner: JsonDict, template: JsonDict, name: str, labels: JsonDict) -> JsonDict:
+    """A pod of `owner` made from its pod `template` (copied: the pod may change, the template not)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": owner["metadata"]["namespace"],
+            "labels": labels,
+            "annotations": copy.deepcopy(
+                json_object(json_object(template.get("metadata")).get("annotations"))
+            ),
+            "ownerReferences": [_owner_reference(owner)],
+        },
+        "spec": copy.deepcopy(json_object(template.get("spec"))),
+    }
+
+
 class Controller:
     """What the deployment and job controllers plus a kubelet would do, reduced to status updates."""
 
@@ -209,21 +227,8 @@ class Controller:
     ) -> None:
         namespace = owner["metadata"]["namespace"]
         template = json_object(json_object(owner.get("spec")).get("template"))
-        pod_spec = copy.deepcopy(json_object(template.get("spec")))
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": labels,
-                "annotations": copy.deepcopy(
-                    json_object(json_object(template.get("metadata")).get("annotations"))
-                ),
-                "ownerReferences": [_owner_reference(owner)],
-            },
-            "spec": pod_spec,
-        }
+        pod = _pod(owner, template, name, labels)
+        pod_spec = json_object(pod["spec"])
         self._store.create(self._pods, namespace, pod)
         crashing = rule.reason == "CrashLoopBackOff"
         containers = [c for c in json_array(pod_spec.get("containers")) if isinstance(c, dict)]
@@ -339,20 +344,7 @@ class Controller:
         image_ids = {str(c.get("image", "")): image_id(str(c.get("image", ""))) for c in containers}
         for _ in range(count):
             name = f"{rs_name}-{random_suffix()}"
-            pod = {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "name": name,
-                    "namespace": namespace,
-                    "labels": labels,
-                    "annotations": copy.deepcopy(
-                        json_object(json_object(template.get("metadata")).get("annotations"))
-                    ),
-                    "ownerReferences": [_owner_reference(owner)],
-                },
-                "spec": copy.deepcopy(json_object(template.get("spec"))),
-            }
+            pod = _pod(owner, template, name, labels)
             self._store.create(self._pods, namespace, pod)
             statuses = [
                 {
