@@ -37,6 +37,7 @@ from typing import Final, Literal
 from aiohttp import web
 from pydantic import SecretStr
 
+from libs.contracts import rpc
 from libs.contracts.identity import ROLES, Actor, ApiKeyInfo, ApiKeyLookup, ApiKeyRevoked, Role, role_allows
 from libs.contracts.tokens import API_KEY, CI_TOKEN, token_hash, token_prefix
 from libs.runtime.audit import AuditSink
@@ -196,9 +197,7 @@ def bus_key_lookup(bus: Bus) -> KeyLookup:
 
     async def lookup(digest: bytes) -> ApiKeyInfo | None:
         try:
-            return await bus.request(
-                bus.subjects.rpc_apikey_lookup, ApiKeyLookup(key_sha256=digest.hex()), ApiKeyInfo, timeout=2.0
-            )
+            return await bus.ask(rpc.APIKEY_LOOKUP, ApiKeyLookup(key_sha256=digest.hex()), timeout=2.0)
         except RpcFailed as exc:
             if exc.error.code == "not_found":
                 return None

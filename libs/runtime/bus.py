@@ -52,6 +52,7 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, ValidationError
 
 from libs.contracts.messages import RpcError, RpcReply
+from libs.contracts.rpc import Rpc
 from libs.contracts.subjects import StreamSpec, Subjects
 from libs.runtime.errors import DependencyUnavailable, Invalid, NotFound
 from libs.runtime.natsauth import NatsUser
@@ -343,6 +344,14 @@ class Bus:
         if envelope.error is not None:
             raise RpcFailed(envelope.error)
         return reply.model_validate(envelope.result)
+
+    async def ask(self, rpc: Rpc[M, R], message: M, *, timeout: float = 5.0) -> R:
+        """`request` by the table (libs.contracts.rpc): its subject, its reply type."""
+        return await self.request(rpc.subject(self.subjects), message, rpc.reply, timeout=timeout)
+
+    async def answer(self, rpc: Rpc[M, R], handler: Callable[[M], Awaitable[R]], *, queue: str) -> None:
+        """`serve` by the table (libs.contracts.rpc): the handler must answer what callers decode."""
+        await self.serve(rpc.subject(self.subjects), rpc.request, handler, queue=queue)
 
     async def serve(
         self,

@@ -17,10 +17,13 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from libs.contracts.messages import DataPlaneKey, DataPlaneKeyGet, RegistryUsage, RegistryUsageReply
+from libs.contracts import rpc
+from libs.contracts.messages import DataPlaneKeyGet, RegistryUsage
+from libs.contracts.rpc import Rpc
 from libs.runtime.bus import Bus, BusUnavailable, RpcFailed
 from libs.runtime.errors import DependencyUnavailable
 
+Q = TypeVar("Q", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
 
 
@@ -35,9 +38,8 @@ class Orchestrator:
 
     async def components_using(self, org: str, registry_id: str) -> list[str]:
         reply = await self._ask(
-            self.bus.subjects.rpc_registry_usage,
+            rpc.REGISTRY_USAGE,
             RegistryUsage(org=org, registry_id=registry_id),
-            RegistryUsageReply,
             unanswered="did not answer which components use this registry",
             failed="could not tell which components use this registry",
         )
@@ -47,9 +49,8 @@ class Orchestrator:
         """The data plane's enrolled sealing key; None while none is enrolled or the plane is gone."""
         try:
             reply = await self._ask(
-                self.bus.subjects.rpc_dataplane_key,
+                rpc.DATAPLANE_KEY,
                 DataPlaneKeyGet(org=org, dataplane_id=dataplane_id),
-                DataPlaneKey,
                 unanswered="did not give the data plane's key",
                 failed="could not give the data plane's key",
                 passes={"not_found"},
@@ -60,9 +61,8 @@ class Orchestrator:
 
     async def _ask(
         self,
-        subject: str,
-        message: BaseModel,
-        reply: type[R],
+        call: Rpc[Q, R],
+        message: Q,
         *,
         unanswered: str,
         failed: str,
@@ -71,7 +71,7 @@ class Orchestrator:
         """The orchestrator's answer; no answer or an error answer (but one of `passes`) is
         `OrchestratorUnavailable`, saying "the orchestrator <unanswered>" / "<failed> (code)"."""
         try:
-            return await self.bus.request(subject, message, reply, timeout=self.timeout)
+            return await self.bus.ask(call, message, timeout=self.timeout)
         except BusUnavailable as exc:
             raise OrchestratorUnavailable(f"the orchestrator {unanswered}") from exc
         except RpcFailed as exc:

@@ -12,8 +12,8 @@ person sends new credentials. An environment's config secrets are sealed the sam
 
 from __future__ import annotations
 
+from libs.contracts import rpc
 from libs.contracts.messages import (
-    ConfigSecretsSeal,
     PullSecretReply,
     PullSecretRequest,
     RegistryGet,
@@ -43,8 +43,8 @@ async def serve(bus: Bus, pulls: Pulls, config_secrets: ConfigSecrets) -> None:
         except RegistryBroken as exc:
             raise RpcHandlerError("unavailable", str(exc)) from None
 
-    await bus.serve(bus.subjects.rpc_registry_get, RegistryGet, registry_get, queue=QUEUE)
-    await bus.serve(bus.subjects.rpc_resolve_image, ResolveImage, resolve_image, queue=QUEUE)
-    await bus.serve(bus.subjects.rpc_pull_secret, PullSecretRequest, pull_secret, queue=QUEUE)
-    await bus.serve(bus.subjects.rpc_config_secrets_seal, ConfigSecretsSeal, config_secrets.seal, queue=QUEUE)
+    await bus.answer(rpc.REGISTRY_GET, registry_get, queue=QUEUE)
+    await bus.answer(rpc.RESOLVE_IMAGE, resolve_image, queue=QUEUE)
+    await bus.answer(rpc.PULL_SECRET, pull_secret, queue=QUEUE)
+    await bus.answer(rpc.CONFIG_SECRETS_SEAL, config_secrets.seal, queue=QUEUE)
     await bus.nc.flush(timeout=5)

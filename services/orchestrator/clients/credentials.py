@@ -29,6 +29,7 @@ from typing import Final, TypeVar
 
 from pydantic import BaseModel
 
+from libs.contracts import rpc
 from libs.contracts.messages import (
     AuthType,
     ConfigSecretsReply,
@@ -40,10 +41,12 @@ from libs.contracts.messages import (
     ResolvedImage,
     ResolveImage,
 )
+from libs.contracts.rpc import Rpc
 from libs.runtime.bus import Bus, RpcFailed
 from libs.runtime.cache import BroadcastCache
 from libs.runtime.errors import DependencyUnavailable
 
+Q = TypeVar("Q", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
 
 AUTH_TYPE_TTL_SECONDS: Final = 300.0
@@ -84,10 +87,7 @@ class Credentials:
     async def registry(self, *, org: str, registry_id: str) -> RegistryInfo | None:
         """The registry, or None when the org has no such registry."""
         return await self._ask(
-            self.bus.subjects.rpc_registry_get,
-            RegistryGet(org=org, registry_id=registry_id),
-            RegistryInfo,
-            gone=("not_found", "invalid"),
+            rpc.REGISTRY_GET, RegistryGet(org=org, registry_id=registry_id), gone=("not_found", "invalid")
         )
 
     async def resolve(
@@ -95,9 +95,7 @@ class Credentials:
     ) -> ResolvedImage | None:
         """What the tag points to now, or None when the registry does not exist."""
         request = ResolveImage(org=org, registry_id=registry_id, repository=repository, reference=reference)
-        return await self._ask_about(
-            org, registry_id, self.bus.subjects.rpc_resolve_image, request, ResolvedImage
-        )
+        return await self._ask_about(org, registry_id, rpc.RESOLVE_IMAGE, request)
 
     async def pull_secret(
         self, *, org: str, registry_id: str, dataplane_id: str, public_key: str
@@ -108,9 +106,7 @@ class Credentials:
         request = PullSecretRequest(
             org=org, registry_id=registry_id, dataplane_id=dataplane_id, recipient_public_key=public_key
         )
-        return await self._ask_about(
-            org, registry_id, self.bus.subjects.rpc_pull_secret, request, PullSecretReply
-        )
+        return await self._ask_about(org, registry_id, rpc.PULL_SECRET, request)
 
     async def config_secrets(
         self,
@@ -141,30 +137,24 @@ class Credentials:
             dataplane_id=dataplane_id,
             names=names,
         )
-        answer = await self._ask(
-            self.bus.subjects.rpc_config_secrets_seal, request, ConfigSecretsReply, gone=("not_found",)
-        )
+        answer = await self._ask(rpc.CONFIG_SECRETS_SEAL, request, gone=("not_found",))
         if answer is None:
             return ConfigSecretsReply(reason="not_found")
         if answer.reason == "sealed":
             self._sealed.put(key, answer, ticket)
         return answer
 
-    async def _ask_about(
-        self, org: str, registry_id: str, subject: str, request: BaseModel, reply: type[R]
-    ) -> R | None:
+    async def _ask_about(self, org: str, registry_id: str, call: Rpc[Q, R], request: Q) -> R | None:
         """`_ask` about one registry: an answer that it is gone also drops its cached auth type."""
-        answer = await self._ask(subject, request, reply, gone=("not_found",))
+        answer = await self._ask(call, request, gone=("not_found",))
         if answer is None:
             self._auth_types.forget((org, registry_id))
         return answer
 
-    async def _ask(
-        self, subject: str, request: BaseModel, reply: type[R], *, gone: tuple[str, ...]
-    ) -> R | None:
+    async def _ask(self, call: Rpc[Q, R], request: Q, *, gone: tuple[str, ...]) -> R | None:
         """The answer; None when the service's error code is one of `gone`."""
         try:
-            return await self.bus.request(subject, request, reply, timeout=self.timeout)
+            return await self.bus.ask(call, request, timeout=self.timeout)
         except RpcFailed as exc:
             if exc.error.code in gone:
                 return None

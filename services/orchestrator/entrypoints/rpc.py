@@ -11,6 +11,7 @@ no agent has enrolled, `not_found` for a plane the org does not have.
 
 from __future__ import annotations
 
+from libs.contracts import rpc
 from libs.contracts.identity import ApiKeyInfo, ApiKeyLookup
 from libs.contracts.messages import (
     ComponentGet,
@@ -62,8 +63,8 @@ async def serve_rpcs(bus: Bus, usecases: UseCases) -> None:
     async def dataplane_key(req: DataPlaneKeyGet) -> DataPlaneKey:
         return DataPlaneKey(public_key=(await usecases.dataplanes.get(req.org, req.dataplane_id)).public_key)
 
-    await bus.serve(bus.subjects.rpc_dataplane_key, DataPlaneKeyGet, dataplane_key, queue=QUEUE)
-    await bus.serve(bus.subjects.rpc_apikey_lookup, ApiKeyLookup, apikey_lookup, queue=QUEUE)
-    await bus.serve(bus.subjects.rpc_component_get, ComponentGet, component_get, queue=QUEUE)
-    await bus.serve(bus.subjects.rpc_deployment_get, DeploymentGet, deployment_get, queue=QUEUE)
-    await bus.serve(bus.subjects.rpc_registry_usage, RegistryUsage, registry_usage, queue=QUEUE)
+    await bus.answer(rpc.DATAPLANE_KEY, dataplane_key, queue=QUEUE)
+    await bus.answer(rpc.APIKEY_LOOKUP, apikey_lookup, queue=QUEUE)
+    await bus.answer(rpc.COMPONENT_GET, component_get, queue=QUEUE)
+    await bus.answer(rpc.DEPLOYMENT_GET, deployment_get, queue=QUEUE)
+    await bus.answer(rpc.REGISTRY_USAGE, registry_usage, queue=QUEUE)

@@ -17,6 +17,7 @@ import nats.errors
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
+from libs.contracts import rpc
 from libs.contracts.messages import (
     ComponentGet,
     ComponentInfo,
@@ -24,11 +25,13 @@ from libs.contracts.messages import (
     DeploymentGet,
     DeploymentView,
 )
+from libs.contracts.rpc import Rpc
 from libs.runtime.bus import Bus, BusUnavailable, RpcFailed
 from services.webhook_gateway.domain.records import Binding
 
 log = logging.getLogger(__name__)
 
+Q = TypeVar("Q", ComponentGet, DeploymentGet)
 R = TypeVar("R", ComponentInfo, DeploymentView)
 
 
@@ -58,9 +61,9 @@ class Orchestrator:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
 
-    async def _ask(self, subject: str, message: ComponentGet | DeploymentGet, reply: type[R]) -> R | None:
+    async def _ask(self, call: Rpc[Q, R], message: Q) -> R | None:
         try:
-            return await self.bus.request(subject, message, reply)
+            return await self.bus.ask(call, message)
         except RpcFailed as exc:
             if exc.error.code == "not_found":
                 return None
@@ -68,16 +71,10 @@ class Orchestrator:
 
     async def component(self, binding: Binding) -> ComponentInfo | None:
         org, project, component = binding.parts()
-        return await self._ask(
-            self.bus.subjects.rpc_component_get,
-            ComponentGet(org=org, project=project, component=component),
-            ComponentInfo,
-        )
+        return await self._ask(rpc.COMPONENT_GET, ComponentGet(org=org, project=project, component=component))
 
     async def deployment(self, deployment_id: str) -> DeploymentView | None:
-        return await self._ask(
-            self.bus.subjects.rpc_deployment_get, DeploymentGet(deployment_id=deployment_id), DeploymentView
-        )
+        return await self._ask(rpc.DEPLOYMENT_GET, DeploymentGet(deployment_id=deployment_id))
 
     @contextlib.asynccontextmanager
     async def changes(self, deployment_id: str) -> AsyncIterator[DeploymentChanges]:
