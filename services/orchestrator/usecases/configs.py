@@ -27,8 +27,6 @@ import logging
 from dataclasses import dataclass, field
 
 from libs.contracts.config import WorkloadConfig
-from libs.contracts.ids import new_id
-from libs.contracts.messages import utcnow
 from libs.runtime.errors import Conflict, Invalid, NotFound
 from libs.runtime.store import Duplicate
 from services.orchestrator.domain.records import (
@@ -36,11 +34,10 @@ from services.orchestrator.domain.records import (
     Deployment,
     Environment,
     EnvironmentConfig,
-    NewDeployment,
 )
 from services.orchestrator.store import Store
 from services.orchestrator.store.secrets import ConfigSecrets
-from services.orchestrator.usecases.recording import Recorder
+from services.orchestrator.usecases.recording import Recorder, asked_now
 
 log = logging.getLogger(__name__)
 
@@ -179,16 +176,9 @@ class Configs:
             live = await deployments.last_succeeded(component.id, target.name)
         if live is None:
             return None
-        new = NewDeployment(
-            id=new_id("dep"),
-            component=component,
-            environment=target,
-            image=live.image,
-            digest=live.digest,
-            source="config",
-            notes=[f"config version {version} rolled out with the image of {live.id}"],
-            accepted_at=utcnow(),
-            config_version=version,
+        notes = [f"config version {version} rolled out with the image of {live.id}"]
+        new = asked_now(
+            component, target, live.image, live.digest, source="config", notes=notes, config_version=version
         )
         return await self.recorder.record_and_dispatch(new)
 

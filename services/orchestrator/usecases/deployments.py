@@ -20,13 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from libs.contracts.ids import looks_like, new_id
-from libs.contracts.messages import utcnow
+from libs.contracts.ids import looks_like
 from libs.runtime.errors import Conflict, Invalid, NotFound
-from services.orchestrator.domain.records import Component, Deployment, NewDeployment
+from services.orchestrator.domain.records import Component, Deployment
 from services.orchestrator.domain.rules import manual_image, next_environment, same_image
 from services.orchestrator.store import Store
-from services.orchestrator.usecases.recording import Recorder
+from services.orchestrator.usecases.recording import Recorder, asked_now
 
 
 @dataclass(kw_only=True, eq=False)
@@ -58,16 +57,7 @@ class Deployments:
                 f"an earlier image, redeployed with the current config of {target.name}"
                 f" ({await self._config_label(component, target.name)})"
             )
-        new = NewDeployment(
-            id=new_id("dep"),
-            component=component,
-            environment=target,
-            image=image_text,
-            digest=reference.digest,
-            source=source,
-            notes=notes,
-            accepted_at=utcnow(),
-        )
+        new = asked_now(component, target, image_text, reference.digest, source=source, notes=notes)
         return await self.recorder.record_and_dispatch(new)
 
     async def promote(self, component: Component, *, from_env: str, to_env: str) -> Deployment:
@@ -83,20 +73,12 @@ class Deployments:
         running = await self.store.now.deployments.last_succeeded(component.id, source.name)
         if running is None:
             raise Conflict(f"nothing runs in {source.name!r} yet: no succeeded deployment to promote")
-        new = NewDeployment(
-            id=new_id("dep"),
-            component=component,
-            environment=target,
-            image=running.image,
-            digest=running.digest,
-            source="promotion",
-            notes=[
-                f"promoted from {source.name} ({running.id})",
-                f"with the config of {target.name} ({await self._config_label(component, target.name)}),"
-                f" not the one of {source.name}",
-            ],
-            accepted_at=utcnow(),
-        )
+        notes = [
+            f"promoted from {source.name} ({running.id})",
+            f"with the config of {target.name} ({await self._config_label(component, target.name)}),"
+            f" not the one of {source.name}",
+        ]
+        new = asked_now(component, target, running.image, running.digest, source="promotion", notes=notes)
         return await self.recorder.record_and_dispatch(new)
 
     async def _config_label(self, component: Component, environment: str) -> str:

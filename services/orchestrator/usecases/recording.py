@@ -10,13 +10,40 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from libs.contracts.ids import new_id
+from libs.contracts.messages import utcnow
 from libs.runtime.errors import Conflict, Invalid, NotFound
 from services.orchestrator.clients.gateways import Gateways
-from services.orchestrator.domain.records import Deployment, Environment, NewDeployment
+from services.orchestrator.domain.records import Component, Deployment, Environment, NewDeployment
 from services.orchestrator.store import Store
 from services.orchestrator.usecases.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
+
+
+def asked_now(
+    component: Component,
+    environment: Environment,
+    image: str,
+    digest: str | None,
+    *,
+    source: str,
+    notes: list[str],
+    config_version: int | None = None,
+) -> NewDeployment:
+    """A deployment asked for now by a person or by the orchestrator itself (promote, redeploy,
+    config rollout, rollback): a fresh id; `config_version` None is the environment's current one."""
+    return NewDeployment(
+        id=new_id("dep"),
+        component=component,
+        environment=environment,
+        image=image,
+        digest=digest,
+        source=source,
+        notes=notes,
+        accepted_at=utcnow(),
+        config_version=config_version,
+    )
 
 
 @dataclass(kw_only=True, eq=False)

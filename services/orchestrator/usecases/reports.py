@@ -30,15 +30,14 @@ from typing import Final
 from pydantic import ValidationError
 
 from libs.contracts.config import WorkloadConfig
-from libs.contracts.ids import new_id
-from libs.contracts.messages import RolloutReport, utcnow
+from libs.contracts.messages import RolloutReport
 from libs.oci.reference import InvalidReference, validate_digest
 from services.orchestrator.clients.gateways import Gateways
-from services.orchestrator.domain.records import Deployment, NewDeployment
+from services.orchestrator.domain.records import Deployment
 from services.orchestrator.domain.rules import execution_status_for
 from services.orchestrator.store import Store
 from services.orchestrator.usecases.executions import move_execution
-from services.orchestrator.usecases.recording import Recorder
+from services.orchestrator.usecases.recording import Recorder, asked_now
 
 log = logging.getLogger(__name__)
 
@@ -125,16 +124,15 @@ class Reports:
         environment = next((e for e in environments if e.name == failed.environment), None)
         if component is None or component.id != failed.component_id or environment is None:
             return None  # deleted meanwhile: nothing to roll back to
-        new = NewDeployment(
-            id=new_id("dep"),
-            component=component,
-            environment=environment,
-            image=target.image,
-            digest=target.digest,
+        notes = [f"rolled back from {failed.id}: {failed.reason or 'failed'}; runs {target.id} again"]
+        # target.config_version None (it ran before the environment had a config): the current one
+        new = asked_now(
+            component,
+            environment,
+            target.image,
+            target.digest,
             source="rollback",
-            notes=[f"rolled back from {failed.id}: {failed.reason or 'failed'}; runs {target.id} again"],
-            accepted_at=utcnow(),
-            # None (it ran before the environment had a config): the environment's current one
+            notes=notes,
             config_version=target.config_version,
         )
         try:
