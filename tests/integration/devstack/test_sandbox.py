@@ -471,6 +471,25 @@ async def start_cli(port: int, *args: str) -> asyncio.subprocess.Process:
     )
 
 
+async def listening_cli(port: int, *args: str) -> asyncio.subprocess.Process:
+    """`start_cli`, once it says it is listening."""
+    process = await start_cli(port, *args)
+    assert process.stdout is not None
+    while b"listening on" not in await asyncio.wait_for(process.stdout.readline(), timeout=30):
+        pass
+    return process
+
+
+async def create_web_in_shop(http: aiohttp.ClientSession) -> None:
+    """The namespace `shop` and its Deployment `web` (deployment id `dep_1`)."""
+    async with http.post("/api/v1/namespaces", json={"metadata": {"name": "shop"}}) as r:
+        assert r.status == 201, await r.text()
+    async with http.post(
+        "/apis/apps/v1/namespaces/shop/deployments", json=deployment("web", deployment_id="dep_1")
+    ) as r:
+        assert r.status == 201, await r.text()
+
+
 async def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
     port = free_port()
     kubeconfig = tmp_path / "kubeconfig"
@@ -506,11 +525,7 @@ async def test_cli_with_state_keeps_its_objects_across_a_restart(tmp_path: Path)
 
     async def start() -> tuple[asyncio.subprocess.Process, str]:
         port = free_port()
-        process = await start_cli(port, "--state", str(state))
-        assert process.stdout is not None
-        while b"listening on" not in await asyncio.wait_for(process.stdout.readline(), timeout=30):
-            pass
-        return process, f"http://127.0.0.1:{port}"
+        return await listening_cli(port, "--state", str(state)), f"http://127.0.0.1:{port}"
 
     async def stop(process: asyncio.subprocess.Process) -> None:
         process.send_signal(signal.SIGTERM)
@@ -521,12 +536,7 @@ async def test_cli_with_state_keeps_its_objects_across_a_restart(tmp_path: Path)
     process, url = await start()
     try:
         async with aiohttp.ClientSession(url) as http:
-            async with http.post("/api/v1/namespaces", json={"metadata": {"name": "shop"}}) as r:
-                assert r.status == 201
-            async with http.post(
-                "/apis/apps/v1/namespaces/shop/deployments", json=deployment("web", deployment_id="dep_1")
-            ) as r:
-                assert r.status == 201
+            await create_web_in_shop(http)
 
             async def available() -> bool:
                 async with http.get(path) as r:
@@ -573,21 +583,12 @@ async def test_cli_with_state_loses_no_answered_write_to_a_sigkill(tmp_path: Pat
     url = f"http://127.0.0.1:{port}"
 
     async def start() -> asyncio.subprocess.Process:
-        process = await start_cli(port, "--state", str(state), "--save-seconds", "3600")
-        assert process.stdout is not None
-        while b"listening on" not in await asyncio.wait_for(process.stdout.readline(), timeout=30):
-            pass
-        return process
+        return await listening_cli(port, "--state", str(state), "--save-seconds", "3600")
 
     process = await start()
     try:
         async with aiohttp.ClientSession(url) as http:
-            async with http.post("/api/v1/namespaces", json={"metadata": {"name": "shop"}}) as r:
-                assert r.status == 201
-            async with http.post(
-                "/apis/apps/v1/namespaces/shop/deployments", json=deployment("web", deployment_id="dep_1")
-            ) as r:
-                assert r.status == 201, await r.text()
+            await create_web_in_shop(http)
             async with annotate(http, "dep_2") as r:
                 assert r.status == 200, await r.text()
     finally:
