@@ -8,14 +8,18 @@ answers something truthy and fails with what it was waiting for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from unittest import mock
 
 import pytest
+
+if TYPE_CHECKING:  # only the type: unit tests importing this module need no NATS client
+    from libs.runtime.bus import Bus
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -76,3 +80,10 @@ def service_fixtures(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def drop_streams(bus: Bus) -> None:
+    """Delete the bus's streams after a test; one it never made (or a cluster it broke) is passed over."""
+    for spec in bus.subjects.streams:
+        with contextlib.suppress(Exception):
+            await bus.js.delete_stream(spec.name)

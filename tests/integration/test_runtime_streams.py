@@ -12,6 +12,7 @@ from libs.contracts.subjects import MAX_DATAPLANES, Subjects
 from libs.devstack.servers import NatsServer
 from libs.runtime import bus as busmod
 from libs.runtime.settings import ServiceSettings
+from tests.support import drop_streams
 
 
 @pytest.fixture
@@ -21,11 +22,7 @@ async def bus(nats_server: NatsServer, bus_prefix: str) -> AsyncIterator[busmod.
     try:
         yield b
     finally:
-        for spec in b.subjects.streams:
-            try:
-                await b.js.delete_stream(spec.name)
-            except Exception:  # not created by this test
-                pass
+        await drop_streams(b)
         await nc.close()
 
 

@@ -18,7 +18,7 @@ from libs.devstack.servers.nats_cluster import NatsCluster
 from libs.runtime import bus as busmod
 from libs.runtime.natsauth import NatsAuthConfig, generate_nats_auth
 from libs.runtime.settings import ServiceSettings
-from tests.support import eventually
+from tests.support import drop_streams, eventually
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -52,11 +52,7 @@ async def bus(cluster: NatsCluster, auth: NatsAuthConfig, bus_prefix: str) -> As
     try:
         yield b
     finally:
-        for spec in b.subjects.streams:
-            try:
-                await b.js.delete_stream(spec.name)
-            except Exception:  # a test that broke the cluster may leave it to the next start
-                pass
+        await drop_streams(b)
         await nc.close()
 
 
