@@ -11,6 +11,7 @@ from libs.runtime.settings import HostList, OwnSchemaSettings, VaultSettings
 
 LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 
+
 def _hosts(description: str, *, default: Callable[[], list[str]] = list) -> Any:
     """A `HostList` field: empty unless `default` says otherwise."""
     return Field(default_factory=default, description=description)
@@ -43,4 +44,3 @@ class Settings(OwnSchemaSettings, VaultSettings):
     rpc_timeout_seconds: float = Field(
         default=5.0, gt=0, description="how long to wait for the orchestrator (registry usage on delete)"
     )
-

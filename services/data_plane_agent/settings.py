@@ -103,4 +103,3 @@ class Settings(ServiceSettings):
         default_factory=list,
         description="token realm hosts besides a registry's own (LANDFALL_REGISTRY_TOKEN_HOSTS)",
     )
-
