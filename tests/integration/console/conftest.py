@@ -106,3 +106,11 @@ async def browser(server: TestServer) -> AsyncIterator[Browser]:
     base = str(server.make_url("/")).rstrip("/")
     async with aiohttp.ClientSession(base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
         yield Browser(client)
+
+
+@pytest.fixture
+async def admin(stack: Stack, browser: Browser) -> Browser:
+    """`browser`, signed in with the default org's admin key (the demo's components in view)."""
+    assert stack.org_key
+    await browser.sign_in(stack.org_key)
+    return browser

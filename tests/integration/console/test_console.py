@@ -66,35 +66,31 @@ async def test_the_secure_flag_follows_https_at_the_proxy(stack: Stack, browser:
         assert "Secure" in r.headers.getall("Set-Cookie")[0]
 
 
-async def test_a_form_without_its_csrf_token_changes_nothing(stack: Stack, browser: Browser) -> None:
-    assert stack.org_key
-    await browser.sign_in(stack.org_key)
-    await browser.page("/registries/new")
+async def test_a_form_without_its_csrf_token_changes_nothing(stack: Stack, admin: Browser) -> None:
+    await admin.page("/registries/new")
     before = registries_of(stack)
     form = {
         "display_name": "csrf probe",
         "auth.type": "anonymous",
         "auth.host": "registry.hub.docker.com",
     }
-    status, body, _ = await browser.post("/registries", form, csrf=False)
+    status, body, _ = await admin.post("/registries", form, csrf=False)
     assert status == 403
     assert "CSRF" in body
-    status, _, _ = await browser.post("/registries", {**form, "csrf": "forged"}, csrf=False)
+    status, _, _ = await admin.post("/registries", {**form, "csrf": "forged"}, csrf=False)
     assert status == 403
     assert registries_of(stack) == before
 
 
-async def test_a_session_ends_after_its_idle_time(stack: Stack, browser: Browser, clock: Clock) -> None:
-    assert stack.org_key
-    await browser.sign_in(stack.org_key)
-    await browser.page("/components")
+async def test_a_session_ends_after_its_idle_time(admin: Browser, clock: Clock) -> None:
+    await admin.page("/components")
     clock.now += 599
-    await browser.page("/components")  # used: its idle timer starts again
+    await admin.page("/components")  # used: its idle timer starts again
     clock.now += 600
-    async with browser.client.get("/components", allow_redirects=False) as r:
+    async with admin.client.get("/components", allow_redirects=False) as r:
         assert r.status == 303
         assert r.headers["Location"].startswith("/sign-in")
-    status, _, _ = await browser.post("/registries", {"display_name": "late"})
+    status, _, _ = await admin.post("/registries", {"display_name": "late"})
     assert status == 401
 
 
@@ -125,7 +121,7 @@ async def test_a_viewer_sees_no_buttons_that_change_anything_and_the_api_refuses
     assert registries_of(stack) == before
 
 
-async def test_another_orgs_objects_answer_404(stack: Stack, browser: Browser) -> None:
+async def test_another_orgs_objects_answer_404(stack: Stack, admin: Browser) -> None:
     other = stack.new_org("console-other")
     status, reg = http(
         "POST",
@@ -134,24 +130,20 @@ async def test_another_orgs_objects_answer_404(stack: Stack, browser: Browser) -
         body={"display_name": "theirs", "auth": {"type": "anonymous", "host": "registry.hub.docker.com"}},
     )
     assert status == 201, reg
-    assert stack.org_key
-    await browser.sign_in(stack.org_key)
-    await browser.page("/registries")
-    status, body, _ = await browser.post(f"/registries/{reg['id']}/test", {})
+    await admin.page("/registries")
+    status, body, _ = await admin.post(f"/registries/{reg['id']}/test", {})
     assert status == 404
     assert "Not found" in body
-    status, _, _ = await browser.post(f"/registries/{reg['id']}/delete", {})
+    status, _, _ = await admin.post(f"/registries/{reg['id']}/delete", {})
     assert status == 404
     assert [r["id"] for r in registries_of(stack, "console-other", other["key"])] == [reg["id"]]
-    await browser.page("/projects/default/components/not-there", status=404)
-    assert "Not found" in await browser.page("/projects/default/components/NOT_A_NAME", status=404)
+    await admin.page("/projects/default/components/not-there", status=404)
+    assert "Not found" in await admin.page("/projects/default/components/NOT_A_NAME", status=404)
 
 
-async def test_refusals_are_shown_beside_the_fields_they_name(stack: Stack, browser: Browser) -> None:
-    assert stack.org_key
-    await browser.sign_in(stack.org_key)
-    await browser.page("/registries/new")
-    status, body, _ = await browser.post(
+async def test_refusals_are_shown_beside_the_fields_they_name(admin: Browser) -> None:
+    await admin.page("/registries/new")
+    status, body, _ = await admin.post(
         "/registries",
         {"display_name": "bad host", "auth.type": "basic", "auth.host": "https://", "auth.username": "u"},
     )
@@ -161,29 +153,23 @@ async def test_refusals_are_shown_beside_the_fields_they_name(stack: Stack, brow
     assert 'value="bad host"' in body
 
 
-async def test_a_registry_in_use_is_not_deleted_and_the_page_says_why(stack: Stack, browser: Browser) -> None:
-    assert stack.org_key
-    await browser.sign_in(stack.org_key)
+async def test_a_registry_in_use_is_not_deleted_and_the_page_says_why(stack: Stack, admin: Browser) -> None:
     demo = stack.state["provisioned"]["registry_id"]
-    await browser.page("/registries")
-    status, body, _ = await browser.post(f"/registries/{demo}/delete", {})
+    await admin.page("/registries")
+    status, body, _ = await admin.post(f"/registries/{demo}/delete", {})
     assert status == 409
     assert "Not deleted" in body
     assert "hello" in body
     assert demo in [r["id"] for r in registries_of(stack)]
 
 
-async def test_the_component_page_hears_a_deployment_land_without_a_reload(
-    stack: Stack, browser: Browser
-) -> None:
-    assert stack.org_key
-    await browser.sign_in(stack.org_key)
-    await browser.page("/projects/default/components/hello")
-    async with browser.client.get("/projects/default/components/hello/events") as events:
+async def test_the_component_page_hears_a_deployment_land_without_a_reload(admin: Browser) -> None:
+    await admin.page("/projects/default/components/hello")
+    async with admin.client.get("/projects/default/components/hello/events") as events:
         assert events.headers["Content-Type"].startswith("text/event-stream")
         first = await _event(events, "pipeline")
         assert "development" in first
-        status, _, _ = await browser.post(
+        status, _, _ = await admin.post(
             "/projects/default/components/hello/deploy", {"environment": "development", "tag": "1.1"}
         )
         assert status == 303
@@ -193,13 +179,11 @@ async def test_the_component_page_hears_a_deployment_land_without_a_reload(
         assert "succeeded" in seen
 
 
-async def test_a_failed_deployment_shows_its_reason_live(stack: Stack, browser: Browser) -> None:
-    assert stack.org_key
-    await browser.sign_in(stack.org_key)
-    await browser.page("/projects/default/components/hello")
-    async with browser.client.get("/projects/default/components/hello/events") as events:
+async def test_a_failed_deployment_shows_its_reason_live(admin: Browser) -> None:
+    await admin.page("/projects/default/components/hello")
+    async with admin.client.get("/projects/default/components/hello/events") as events:
         await _event(events, "pipeline")
-        status, _, _ = await browser.post(
+        status, _, _ = await admin.post(
             "/projects/default/components/hello/deploy", {"environment": "staging", "tag": "no-such-tag"}
         )
         assert status == 303
@@ -209,12 +193,10 @@ async def test_a_failed_deployment_shows_its_reason_live(stack: Stack, browser: 
     assert "s-failed" in seen
 
 
-async def test_manual_task_executions_run_with_their_arguments(stack: Stack, browser: Browser) -> None:
-    assert stack.org_key
-    await browser.sign_in(stack.org_key)
+async def test_manual_task_executions_run_with_their_arguments(stack: Stack, admin: Browser) -> None:
     demo = stack.state["provisioned"]["registry_id"]
-    await browser.page("/components/new")
-    status, body, location = await browser.post(
+    await admin.page("/components/new")
+    status, body, location = await admin.post(
         "/components",
         {
             "project": "default",
@@ -225,36 +207,34 @@ async def test_manual_task_executions_run_with_their_arguments(stack: Stack, bro
         },
     )
     assert status == 303, body
-    page = await browser.page(location)
+    page = await admin.page(location)
     assert "Executions" in page
-    status, body, _ = await browser.post(location + "/executions", {"environment": "development"})
+    status, body, _ = await admin.post(location + "/executions", {"environment": "development"})
     assert status == 409
     assert "deploy it first" in body  # the API's own words, on the page
-    status, _, _ = await browser.post(location + "/deploy", {"environment": "development"})
+    status, _, _ = await admin.post(location + "/deploy", {"environment": "development"})
     assert status == 303
 
     async def running() -> bool:
-        page = await browser.page(location)
+        page = await admin.page(location)
         return "succeeded" in page.split('id="stage-development"', 1)[1].split("</li>", 1)[0]
 
     await eventually(running, timeout=60, what="the task's template in development")
-    status, body, _ = await browser.post(
+    status, body, _ = await admin.post(
         location + "/executions", {"environment": "development", "args": "db migrate\n--to 42"}
     )
     assert status == 303, body
-    page = await browser.page(location)
+    page = await admin.page(location)
     assert "db migrate --to 42" in page
 
 
-async def test_the_configuration_panel_saves_and_never_shows_a_secret(stack: Stack, browser: Browser) -> None:
-    assert stack.org_key
-    await browser.sign_in(stack.org_key)
-    page = await browser.page("/projects/default/components/hello")
+async def test_the_configuration_panel_saves_and_never_shows_a_secret(stack: Stack, admin: Browser) -> None:
+    page = await admin.page("/projects/default/components/hello")
     assert "/environments/production/config" in page
     where = "/projects/default/components/hello/environments/production/config"
-    await browser.page(where)
+    await admin.page(where)
     secret = "s3cret-" + "x" * 12
-    status, body, _ = await browser.post(
+    status, body, _ = await admin.post(
         where,
         {
             "replicas": "2",
@@ -269,16 +249,16 @@ async def test_the_configuration_panel_saves_and_never_shows_a_secret(stack: Sta
     assert config["replicas"] == 2
     assert config["env"] == {"LOG_LEVEL": "debug"}
     assert config["secret_names"] == ["DB_PASSWORD"]
-    page = await browser.page(where)
+    page = await admin.page(where)
     assert "DB_PASSWORD" in page
     assert secret not in page
-    assert secret not in await browser.page("/projects/default/components/hello")
+    assert secret not in await admin.page("/projects/default/components/hello")
 
-    status, body, _ = await browser.post(where, {"replicas": "many"})
+    status, body, _ = await admin.post(where, {"replicas": "many"})
     assert status == 422
     assert 'id="e-replicas"' in body
 
-    status, body, _ = await browser.post(where, {"replicas": "2", "delete_secret": "DB_PASSWORD"})
+    status, body, _ = await admin.post(where, {"replicas": "2", "delete_secret": "DB_PASSWORD"})
     assert status == 303, body
     _, config = http("GET", f"{stack.front_url}/v1/orgs/default{where}", token=stack.org_key)
     assert config["secret_names"] == []
