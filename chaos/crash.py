@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 from bench.client import Admin
-from chaos import driver, load, reconcile
+from chaos import config_changes, driver, load, reconcile
 from chaos.provision import PROJECT, Fleet, provision
 from chaos.stack import ChaosStack
 
@@ -28,6 +28,10 @@ class CrashPlan:
     kills: driver.Kills
     seed: int = 7
     settle_timeout: float = 300.0
+    # Config PUTs (replicas, env, a secret set, changed or deleted) round robin over the first
+    # `configured` components, spread over the run.
+    config_changes: int = 0
+    configured: int = 0
 
     @property
     def duration(self) -> float:
@@ -40,6 +44,8 @@ FULL = CrashPlan(
     rate=20.0,
     tags=4,
     kills=driver.Kills(singles_each=2, pairs=4, agent_away=True),
+    config_changes=100,
+    configured=20,
 )
 # Every target once, short: the agent and the Kubernetes API (the sandbox) away, credentials and
 # OpenBao killed (so private deploys wait for their pull secrets), and PostgreSQL with the
@@ -66,6 +72,8 @@ QUICK = CrashPlan(
         ),
         down=(1.0, 3.0),
     ),
+    config_changes=12,
+    configured=4,
 )
 
 
@@ -77,6 +85,8 @@ class CrashResult:
     outages: list[driver.Outage]
     driver_failures: list[str]
     fleet: Fleet = field(repr=False)
+    changes: list[config_changes.Change] = field(default_factory=list, repr=False)
+    config_tally: config_changes.ConfigTally = field(default_factory=config_changes.ConfigTally)
     seconds: dict[str, float] = field(default_factory=dict)
     unavailable_outside_outages: int = 0
 
@@ -94,6 +104,13 @@ class CrashResult:
             "extra_deployments": len(r.extra),
             "wrong_image_running": len(r.wrong_image),
             "gave_up": len(r.gave_up),
+            "config_changes": r.config_changes,
+            "config_lost": len(r.config_lost),
+            "config_doubled": len(r.config_doubled),
+            "wrong_config": len(r.wrong_config),
+            "config_responses": {str(k): v for k, v in sorted(self.config_tally.responses.items())},
+            "config_5xx": self.config_tally.five_hundreds,
+            "config_refused": [f for c in self.changes for f in c.failures],
             "responses": {str(k): v for k, v in sorted(self.tally.responses.items())},
             "5xx": self.tally.five_hundreds,
             "503_without_retry_after": self.tally.unavailable_without_retry_after,
@@ -110,6 +127,8 @@ class CrashResult:
         return (
             self.result.ok
             and self.tally.five_hundreds == 0
+            and self.config_tally.five_hundreds == 0
+            and not any(c.failures for c in self.changes)
             and self.tally.unavailable_without_retry_after == 0
             and not self.tally.unexpected
             and not self.driver_failures
@@ -148,10 +167,21 @@ async def run(
     kills.start()
     try:
         sending = load.run(stack.url("webhook_gateway"), hooks, rate=plan.rate, progress=say)
+        configuring = config_changes.run(
+            stack.url("orchestrator"),
+            stack.org_key or stack.admin_token,
+            project,
+            fleet.targets[: plan.configured],
+            changes=plan.config_changes if plan.configured else 0,
+            duration=plan.duration,
+            seed=plan.seed,
+        )
         if during is None:
-            tally = await sending
+            tally, (changes, config_tally, planted) = await asyncio.gather(sending, configuring)
         else:
-            tally, _ = await asyncio.gather(sending, during())
+            tally, (changes, config_tally, planted), _ = await asyncio.gather(sending, configuring, during())
+        fleet.secrets |= planted
+        say(f"{sum(len(c.answered) for c in changes)} config changes answered")
         seconds["webhooks"] = time.monotonic() - began
         await asyncio.to_thread(kills.join)
     finally:
@@ -166,7 +196,13 @@ async def run(
         )
         seconds["settle"] = time.monotonic() - began
         result = await reconcile.reconcile(
-            admin, stack.sandbox_url, project=project, targets=fleet.targets, hooks=hooks, histories=histories
+            admin,
+            stack.sandbox_url,
+            project=project,
+            targets=fleet.targets,
+            hooks=hooks,
+            histories=histories,
+            changes=changes,
         )
     return CrashResult(
         plan=plan,
@@ -175,6 +211,8 @@ async def run(
         outages=kills.outages,
         driver_failures=kills.failures,
         fleet=fleet,
+        changes=changes,
+        config_tally=config_tally,
         seconds=seconds,
         unavailable_outside_outages=_outside(kills.outages, tally.answers_503_at),
     )

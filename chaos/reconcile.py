@@ -23,12 +23,30 @@ Definitions, precisely:
   was superseded before it was dispatched is never applied (0 writes is right).
 - extra: a deployment of a chaos component that no 202 named: one webhook
   became two deployments, or the orchestrator invented one.
+
+Config changes (chaos/config_changes.py), the same words for a `PUT …/config`:
+
+- explained: a deployment with `source: "config"` whose `config_version` a PUT
+  answered (with that `deployment_id`), or, for a PUT whose answer never came,
+  a version no answer named. Any other config deployment is extra.
+- lost: a PUT answered with a `deployment_id` that does not end `succeeded` or
+  `superseded` (or that the orchestrator does not know).
+- doubled: two config deployments of one component for one config version
+  (one change rolled out twice); a config deployment applied twice is in
+  `duplicated` like any other.
+- the newest deployment of a component may be a config one: then its image
+  (the one it rolled out again) is what must run, and in any case the live
+  objects carry the last config the driver set: the Deployment's replicas and
+  plain env, the pod template's config version, and the Secret `<c>-env` with
+  exactly the secret names in force and their last values.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,9 +54,13 @@ from typing import Any
 import aiohttp
 
 from bench.client import Admin
+from chaos.config_changes import Change
 from chaos.load import Webhook
 from chaos.provision import ORG, Target
 from libs.contracts.naming import ANNOTATION_DEPLOYMENT_ID, namespace_for
+
+# The pod template's annotation naming the config version it runs (the agent's `domain.workload`).
+ANNOTATION_CONFIG_VERSION = "landfall.dev/config-version"
 
 TERMINAL = ("succeeded", "failed", "superseded")
 GOOD = ("succeeded", "superseded")
@@ -56,6 +78,10 @@ class Reconciliation:
     wrong_image: list[dict[str, Any]] = field(default_factory=list)
     succeeded_without_write: list[str] = field(default_factory=list)
     gave_up: list[dict[str, Any]] = field(default_factory=list)
+    config_changes: int = 0
+    config_lost: list[dict[str, Any]] = field(default_factory=list)
+    config_doubled: list[dict[str, Any]] = field(default_factory=list)
+    wrong_config: list[dict[str, Any]] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     deployment_writes: int = 0
 
@@ -69,6 +95,9 @@ class Reconciliation:
             or self.wrong_image
             or self.succeeded_without_write
             or self.gave_up
+            or self.config_lost
+            or self.config_doubled
+            or self.wrong_config
         )
 
 
@@ -134,6 +163,8 @@ def judge(
     histories: dict[str, list[dict[str, Any]]],
     writes: list[dict[str, Any]],
     live: dict[str, tuple[int, dict[str, Any] | None]],
+    changes: Sequence[Change] = (),
+    env_secrets: dict[str, tuple[int, dict[str, Any] | None]] | None = None,
 ) -> Reconciliation:
     """The verdict from what was collected, without I/O (so that it can be tested on made-up runs).
 
@@ -167,6 +198,7 @@ def judge(
             continue
         promised[hook.deployment_id] = hook
     result.accepted = len(promised)
+    explained = _judge_config(result, changes, histories, by_id)
 
     per_id = deployment_writes(writes)
     result.deployment_writes = sum(per_id.values())
@@ -194,7 +226,7 @@ def judge(
     # Any deployment of a chaos component that no 202 named is extra, whatever its source: a
     # promotion, a CLI deploy or a message the orchestrator made up would all run unasked.
     for dep_id, d in by_id.items():
-        if dep_id not in promised:
+        if dep_id not in promised and dep_id not in explained:
             result.extra.append(
                 {
                     "deployment_id": dep_id,
@@ -205,22 +237,146 @@ def judge(
             )
     # A write no record explains (an id neither promised nor in any history) is extra too.
     for dep_id in per_id:
-        if dep_id not in promised and dep_id not in by_id:
+        if dep_id not in promised and dep_id not in by_id and dep_id not in explained:
             result.extra.append({"deployment_id": dep_id, "component": None, "status": "written, unrecorded"})
 
     by_target: dict[str, list[str]] = {}
     for dep_id, hook in promised.items():
         by_target.setdefault(hook.target.name, []).append(dep_id)
+    wanted = {dep_id: promised[dep_id].tag for dep_id in promised}
+    for dep_id in explained:
+        by_target.setdefault(by_id[dep_id]["component"], []).append(dep_id)
+        wanted[dep_id] = _tag_of(by_id[dep_id]["image"])
+    sent_at = {dep_id: (hook.sent_at, hook.index) for dep_id, hook in promised.items()}
     for target in targets:
-        _check_live(result, target, by_target.get(target.name, []), promised, order, live.get(target.name))
+        _check_live(
+            result, target, by_target.get(target.name, []), wanted, sent_at, order, live.get(target.name)
+        )
+    for change in changes:
+        if change.answered:
+            _check_config(
+                result,
+                change,
+                histories,
+                live.get(change.component),
+                (env_secrets or {}).get(change.component),
+            )
+    for dep_id in explained:
+        if by_id[dep_id]["status"] == "succeeded" and per_id.get(dep_id, 0) == 0:
+            result.succeeded_without_write.append(dep_id)
     return result
+
+
+def _tag_of(image: str) -> str:
+    name = image.rsplit("/", 1)[-1]
+    return name.split("@", 1)[0].rsplit(":", 1)[-1] if ":" in name else ""
+
+
+def _judge_config(
+    result: Reconciliation,
+    changes: Sequence[Change],
+    histories: dict[str, list[dict[str, Any]]],
+    by_id: dict[str, dict[str, Any]],
+) -> set[str]:
+    """The config deployments the driver's PUTs explain; lost and doubled ones go to `result`."""
+    explained: set[str] = set()
+    for change in changes:
+        answered = {a["version"]: a["deployment_id"] for a in change.answered}
+        result.config_changes += len(change.answered)
+        per_version: dict[int, list[str]] = {}
+        for d in histories.get(change.component, []):
+            if d.get("source") == "config" and d.get("config_version") is not None:
+                per_version.setdefault(d["config_version"], []).append(d["id"])
+        spare = change.unanswered  # versions an unanswered PUT may have stored and rolled out
+        for version, ids in sorted(per_version.items()):
+            if len(ids) > 1:
+                result.config_doubled.append(
+                    {"component": change.component, "version": version, "deployments": ids}
+                )
+            if answered.get(version) in ids:
+                explained.add(answered[version])  # any other of `ids` stays extra
+            elif version not in answered and spare > 0:
+                spare -= 1
+                explained.add(ids[-1])  # the history lists newest first: the first one recorded
+        for version, dep_id in answered.items():
+            if dep_id is None:
+                continue
+            found = by_id.get(dep_id)
+            status = found["status"] if found else "unknown"
+            if found is None or status not in GOOD:
+                result.config_lost.append(
+                    {
+                        "deployment_id": dep_id,
+                        "component": change.component,
+                        "version": version,
+                        "status": status,
+                        "reason": (found or {}).get("reason"),
+                    }
+                )
+    return explained
+
+
+def _check_config(
+    result: Reconciliation,
+    change: Change,
+    histories: dict[str, list[dict[str, Any]]],
+    live: tuple[int, dict[str, Any] | None] | None,
+    secret: tuple[int, dict[str, Any] | None] | None,
+) -> None:
+    """The live objects carry the last config the driver set (and its latest version)."""
+    versions = [a["version"] for a in change.answered]
+    versions += [
+        d["config_version"]
+        for d in histories.get(change.component, [])
+        if d.get("source") == "config" and d.get("config_version") is not None
+    ]
+    want = change.expected
+    _, obj = live if live is not None else (0, None)
+    spec = (obj or {}).get("spec") or {}
+    template = spec.get("template") or {}
+    container = ((template.get("spec") or {}).get("containers") or [{}])[0]
+    env = {e.get("name"): e.get("value") for e in container.get("env") or []}
+    wrong: dict[str, Any] = {}
+    if spec.get("replicas") != want["replicas"]:
+        wrong["replicas"] = spec.get("replicas")
+    if any(env.get(k) != v for k, v in want["env"].items()):
+        wrong["env"] = {k: env.get(k) for k in want["env"]}
+    running = ((template.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_CONFIG_VERSION)
+    if running != str(max(versions)):
+        wrong["config_version"] = running
+    status, body = secret if secret is not None else (0, None)
+    data = (body or {}).get("data") or {} if status == 200 else {}
+    values = {k: base64.b64decode(v).decode() for k, v in data.items() if v is not None}
+    if values != want["secrets"]:
+        # names only: a value never goes into a report
+        wrong["secret_names"] = sorted(values)
+        if sorted(values) == sorted(want["secrets"]):
+            wrong["secret_values"] = "differ"
+    if want["secrets"] and {"secretRef": {"name": f"{change.component}-env"}} not in (
+        container.get("envFrom") or []
+    ):
+        wrong["envFrom"] = container.get("envFrom")
+    if wrong:
+        result.wrong_config.append(
+            {
+                "component": change.component,
+                "expected": {
+                    "replicas": want["replicas"],
+                    "env": want["env"],
+                    "secret_names": sorted(want["secrets"]),
+                    "config_version": max(versions),
+                },
+                "found": wrong,
+            }
+        )
 
 
 def _check_live(
     result: Reconciliation,
     target: Target,
     mine: list[str],
-    promised: dict[str, Webhook],
+    wanted: dict[str, str],
+    sent_at: dict[str, tuple[float, int]],
     order: dict[str, tuple[datetime, int]],
     answer: tuple[int, dict[str, Any] | None] | None,
 ) -> None:
@@ -233,8 +389,9 @@ def _check_live(
         return
     floor = (datetime.min.replace(tzinfo=UTC), 0)
     # Newest by the orchestrator's order; a 202 it never recorded ranks by when CI sent it.
-    newest = max(mine, key=lambda d: (order.get(d, floor), promised[d].sent_at, promised[d].index))
-    want_image = target.pinned(promised[newest].tag)
+    newest = max(mine, key=lambda d: (order.get(d, floor), sent_at.get(d, (0.0, 0))))
+    tag = wanted[newest]
+    want_image = target.pinned(tag) if tag in target.digests else f"unknown tag {tag!r}"
     if status != 200 or obj is None:
         result.wrong_image.append({"component": target.name, "expected": newest, "found": f"HTTP {status}"})
         return
@@ -263,6 +420,7 @@ async def reconcile(
     hooks: list[Webhook],
     histories: dict[str, list[dict[str, Any]]],
     environment: str = "development",
+    changes: Sequence[Change] = (),
 ) -> Reconciliation:
     """Collect the data plane's evidence (its write log, each component's live Deployment), then `judge`."""
     del admin  # the histories are collected by `wait_until_settled`
@@ -279,5 +437,19 @@ async def reconcile(
                 for t in targets
             )
         )
+        secrets = await asyncio.gather(
+            *(
+                sandbox_get(session, f"{sandbox_url}/api/v1/namespaces/{namespace}/secrets/{c.component}-env")
+                for c in changes
+            )
+        )
     live = {t.name: answer for t, answer in zip(targets, answers, strict=True)}
-    return judge(targets=targets, hooks=hooks, histories=histories, writes=writes, live=live)
+    return judge(
+        targets=targets,
+        hooks=hooks,
+        histories=histories,
+        writes=writes,
+        live=live,
+        changes=changes,
+        env_secrets={c.component: answer for c, answer in zip(changes, secrets, strict=True)},
+    )

@@ -82,6 +82,10 @@ async def run_all(chaos: ChaosStack, sizes: Sizes, workdir: Path, parts: set[str
                 "gave_up": outcome.result.gave_up[:20],
                 "server_errors": outcome.tally.server_errors[:20],
                 "unexpected": outcome.tally.unexpected[:20],
+                "config_lost": outcome.result.config_lost[:20],
+                "config_doubled": outcome.result.config_doubled[:20],
+                "wrong_config": outcome.result.wrong_config[:20],
+                "config_server_errors": outcome.config_tally.server_errors[:20],
             },
         }
     if "tenancy" in parts:
@@ -167,9 +171,9 @@ def verdict(results: dict[str, Any]) -> dict[str, int]:
     k = results.get("cluster", {})
     five = c.get("5xx", 0) + k.get("5xx", 0) + sum(h["5xx"] for h in results.get("hostile", {}).values())
     return {
-        "lost": c.get("lost", 0) + k.get("lost", 0),
-        "duplicated": c.get("duplicated", 0) + k.get("duplicated", 0),
-        "5xx": five,
+        "lost": c.get("lost", 0) + c.get("config_lost", 0) + k.get("lost", 0),
+        "duplicated": c.get("duplicated", 0) + c.get("config_doubled", 0) + k.get("duplicated", 0),
+        "5xx": five + c.get("config_5xx", 0),
         "tenancy breaches": results.get("tenancy", {}).get("breaches", 0),
         "secrets found": results.get("secrets", {}).get("found", 0),
     }
@@ -179,7 +183,7 @@ def problems(results: dict[str, Any], sizes: Sizes) -> list[str]:
     out = [f"{k} = {v}" for k, v in verdict(results).items() if v]
     c = results.get("crash")
     if c is not None and not c["ok"]:
-        out.append("crash run: see extra/wrong_image/gave_up/unexpected/driver_failures above")
+        out.append("crash run: see extra/wrong_image/wrong_config/gave_up/unexpected/driver_failures above")
     k = results.get("cluster")
     if k is not None and not k["ok"]:
         out.append("cluster run: see its samples (idle replicas, 503 outside an outage, …) in latest.json")
@@ -210,6 +214,9 @@ def render(results: dict[str, Any]) -> str:
             f"  extra deployments {c['extra_deployments']}   wrong image running "
             f"{c['wrong_image_running']}   gave up {c['gave_up']}   "
             f"Deployment writes {c['deployment_writes']}",
+            f"  config changes {c['config_changes']}   lost {c['config_lost']}   doubled "
+            f"{c['config_doubled']}   wrong final config {c['wrong_config']}   answers "
+            f"{json.dumps(c['config_responses'])}   refused {len(c['config_refused'])}",
             f"  seconds {json.dumps(c['seconds'])}",
         ]
     if results.get("cluster"):

@@ -3,14 +3,17 @@
 A checker that has never been seen to fail proves nothing, so each test starts from a clean run
 that `judge` passes and plants one fault in it: a lost id, a Deployment written twice, a
 deployment no 202 named (of any source), the wrong image running, a success the cluster never
-saw, a component with nothing recorded.
+saw, a component with nothing recorded; and for config changes (a `PUT …/config` during the
+kills) a lost rollout, one version rolled out twice, an unexplained one and a wrong final config.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
+from chaos.config_changes import Change
 from chaos.load import Webhook
 from chaos.provision import Target
 from chaos.reconcile import judge
@@ -192,3 +195,122 @@ def test_one_webhook_answered_with_another_ones_id_is_merged_and_a_refused_one_g
     r = judge(**run)
     assert r.merged == [{"deployment_id": "dep_c1_1", "webhooks": [1, 3]}]
     assert r.gave_up == [{"webhook": 4, "component": "c1", "why": "HTTP 400"}]
+
+
+def configured_run() -> dict[str, Any]:
+    """The clean run, then c1's config changed twice (v1 of it ran, then v2 the data plane runs):
+    replicas 3, env MODE=b, one secret API_KEY; the second PUT was retried once unanswered."""
+    run = clean_run()
+    change = Change(
+        component="c1",
+        answered=[
+            {"version": 1, "deployment_id": "dep_c1_cfg1"},
+            {"version": 3, "deployment_id": "dep_c1_cfg3"},
+        ],
+        unanswered=1,
+        replicas=3,
+        env={"MODE": "b"},
+        secrets={"API_KEY": "cfg-the-value"},
+    )
+    run["histories"]["c1"][:0] = [
+        record("dep_c1_cfg3", "c1", "2026-01-01T00:00:05+00:00", source="config", config_version=3),
+        record(
+            "dep_c1_cfg2", "c1", "2026-01-01T00:00:04+00:00", "superseded", source="config", config_version=2
+        ),
+        record(
+            "dep_c1_cfg1", "c1", "2026-01-01T00:00:03+00:00", "superseded", source="config", config_version=1
+        ),
+    ]
+    for dep in run["histories"]["c1"]:
+        dep["image"] = "registry.test:5000/chaos/c1:v1"
+    run["writes"].append(write("dep_c1_cfg3", "c1"))
+    status, body = live("dep_c1_cfg3", run["targets"][1], "v1")
+    body["spec"]["replicas"] = 3
+    body["spec"]["template"]["metadata"] = {"annotations": {"landfall.dev/config-version": "3"}}
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [{"name": "PORT", "value": "8080"}, {"name": "MODE", "value": "b"}]
+    container["envFrom"] = [{"secretRef": {"name": "c1-env"}}]
+    run["live"]["c1"] = (status, body)
+    run["changes"] = [change]
+    run["env_secrets"] = {"c1": (200, {"data": {"API_KEY": base64.b64encode(b"cfg-the-value").decode()}})}
+    return run
+
+
+def test_config_deployments_the_driver_made_are_explained_and_their_image_must_run() -> None:
+    r = judge(**configured_run())
+    assert r.ok, r
+    assert r.config_changes == 2
+
+    # the config rollout is the newest: the image it rolled out again is what must run
+    run = configured_run()
+    run["live"]["c1"][1]["spec"]["template"]["spec"]["containers"][0]["image"] = run["targets"][1].pinned(
+        "v2"
+    )
+    assert [w["component"] for w in judge(**run).wrong_image] == ["c1"]
+
+
+def test_a_config_rollout_that_an_answer_named_and_that_did_not_succeed_is_lost() -> None:
+    run = configured_run()
+    run["histories"]["c1"] = [d for d in run["histories"]["c1"] if d["id"] != "dep_c1_cfg1"]
+    r = judge(**run)
+    assert r.config_lost == [
+        {"deployment_id": "dep_c1_cfg1", "component": "c1", "version": 1, "status": "unknown", "reason": None}
+    ]
+    assert not r.ok
+
+    run = configured_run()
+    run["histories"]["c1"][0].update(status="failed", reason="config_secrets_missing")
+    assert [lost["status"] for lost in judge(**run).config_lost] == ["failed"]
+
+
+def test_one_config_version_rolled_out_twice_is_doubled_and_an_unasked_one_is_extra() -> None:
+    run = configured_run()
+    twice = record("dep_c1_cfg1b", "c1", "2026-01-01T00:00:03+00:00", "superseded", source="config")
+    run["histories"]["c1"].append({**twice, "config_version": 1, "image": "registry.test:5000/chaos/c1:v1"})
+    r = judge(**run)
+    assert r.config_doubled == [
+        {"component": "c1", "version": 1, "deployments": ["dep_c1_cfg1", "dep_c1_cfg1b"]}
+    ]
+    assert [e["deployment_id"] for e in r.extra] == ["dep_c1_cfg1b"]
+    assert not r.ok
+
+    # without the unanswered attempt nothing explains version 2's rollout
+    run = configured_run()
+    run["changes"][0].unanswered = 0
+    assert [e["deployment_id"] for e in judge(**run).extra] == ["dep_c1_cfg2"]
+
+
+def test_a_final_config_other_than_the_last_one_set_is_flagged_without_a_secret_value() -> None:
+    def found(run: dict[str, Any]) -> dict[str, Any]:
+        (wrong,) = judge(**run).wrong_config
+        assert "cfg-the-value" not in repr(wrong)
+        return dict(wrong["found"])
+
+    run = configured_run()
+    run["live"]["c1"][1]["spec"]["replicas"] = 1
+    assert found(run) == {"replicas": 1}
+
+    run = configured_run()
+    run["live"]["c1"][1]["spec"]["template"]["spec"]["containers"][0]["env"][1]["value"] = "a"
+    assert found(run) == {"env": {"MODE": "a"}}
+
+    run = configured_run()
+    run["live"]["c1"][1]["spec"]["template"]["metadata"]["annotations"]["landfall.dev/config-version"] = "2"
+    assert found(run) == {"config_version": "2"}
+
+    run = configured_run()
+    old = base64.b64encode(b"cfg-an-old-value").decode()
+    run["env_secrets"]["c1"] = (200, {"data": {"API_KEY": old}})
+    assert found(run) == {"secret_names": ["API_KEY"], "secret_values": "differ"}
+
+    run = configured_run()
+    run["env_secrets"]["c1"] = (
+        200,
+        {"data": {"API_KEY": run["env_secrets"]["c1"][1]["data"]["API_KEY"], "GONE": "eA=="}},
+    )
+    assert found(run) == {"secret_names": ["API_KEY", "GONE"]}
+
+    run = configured_run()
+    run["env_secrets"]["c1"] = (404, {"kind": "Status"})
+    run["live"]["c1"][1]["spec"]["template"]["spec"]["containers"][0]["envFrom"] = []
+    assert found(run) == {"secret_names": [], "envFrom": []}
