@@ -364,3 +364,6 @@ def test_each_service_reads_its_settings_from_the_rendered_config_and_the_instal
         assert settings.nats_url.startswith("tls://" if overlay == "production" else "nats://")
         if overlay == "production":  # the servers' certificate is checked against the install's CA
             assert str(settings.nats_ca_file) == "/etc/landfall/nats-ca/ca.crt"
+        if hasattr(settings, "vault_token"):  # every Vault user gets its own token, none goes without
+            assert settings.vault_token.get_secret_value() == f"token-of-{workload['metadata']['name']}"
+            assert settings.vault_addr.startswith("http")
