@@ -17,7 +17,8 @@ What is subtle:
 
     python deploy/kubernetes/make_secrets.py --database-url credentials=postgresql://... \\
         --database-url webhook-gateway=... --database-url orchestrator=... \\
-        --vault-token credentials=... --vault-token webhook-gateway=... | kubectl apply -f -
+        --vault-token credentials=... --vault-token webhook-gateway=... \\
+        --vault-token orchestrator=... | kubectl apply -f -
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from libs.runtime.natsperms import SERVICES, service_permissions
 NAMESPACE = "landfall"
 NATS_AUTH_MOUNT = "/etc/nats/auth"
 DATABASE_USERS = ("credentials", "webhook-gateway", "orchestrator")
-VAULT_USERS = ("credentials", "webhook-gateway")
+VAULT_USERS = ("credentials", "webhook-gateway", "orchestrator")
 
 
 def _kept(path: Path, make: str) -> str:
