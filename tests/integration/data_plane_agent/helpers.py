@@ -139,6 +139,12 @@ class Harness:
             msg_id=msg_id or f"{cmd.deployment_id}:{cmd.execution_id}",
         )
 
+    async def deploy(self, component: str, **overrides: Any) -> DeployCommand:
+        """`command` and `send` in one: the command the orchestrator dispatched, for the test to follow."""
+        cmd = self.command(component, **overrides)
+        await self.send(cmd)
+        return cmd
+
     async def _on_report(self, msg: Any) -> None:
         self.reports.append(RolloutReport.model_validate_json(msg.data))
         self._changed.set()

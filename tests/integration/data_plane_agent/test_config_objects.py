@@ -206,8 +206,7 @@ async def test_a_rollout_by_tag_reports_the_digest_the_cluster_pulled(
 ) -> None:
     digest = anonymous_registry.push_image(f"acme/{unique}", "1.0")
     async with open_harness() as h:
-        by_tag = h.command("api", image=f"{anonymous_registry.host}/acme/{unique}:1.0")
-        await h.send(by_tag)
+        by_tag = await h.deploy("api", image=f"{anonymous_registry.host}/acme/{unique}:1.0")
         final = await h.wait_report(by_tag.deployment_id)
         assert (final.status, final.digest) == ("succeeded", digest)
 

@@ -38,8 +38,7 @@ def assert_landfall_object(obj: dict[str, Any] | None, component: str, deploymen
 
 async def test_a_service_becomes_a_deployment_and_a_service(open_harness: OpenHarness) -> None:
     async with open_harness() as h:
-        cmd = h.command("api", env={"LOG_LEVEL": "debug"}, seq=3)
-        await h.send(cmd)
+        cmd = await h.deploy("api", env={"LOG_LEVEL": "debug"}, seq=3)
 
         final = await h.wait_report(cmd.deployment_id)
         assert final.status == "succeeded", final
@@ -135,8 +134,7 @@ async def test_a_manual_task_stores_its_template_and_each_run_is_a_job_with_its_
     open_harness: OpenHarness,
 ) -> None:
     async with open_harness() as h:
-        deploy = h.command("migrate", component_type="manual-task", port=None, env={"DB": "main"})
-        await h.send(deploy)
+        deploy = await h.deploy("migrate", component_type="manual-task", port=None, env={"DB": "main"})
         assert (await h.wait_report(deploy.deployment_id)).status == "succeeded"
         template = assert_landfall_object(
             h.obj("v1", "configmaps", "migrate-job-template"), "migrate", deploy.deployment_id
@@ -203,8 +201,7 @@ async def test_a_private_registry_gets_a_pull_secret_only_this_agent_could_open(
         {"auths": {"registry.example.com": {"auth": base64.b64encode(f"ci:{password}".encode()).decode()}}}
     ).encode()
     async with open_harness() as h:
-        cmd = h.command("api", pull_secret=seal(dockerconfig, h.identity.public_key))
-        await h.send(cmd)
+        cmd = await h.deploy("api", pull_secret=seal(dockerconfig, h.identity.public_key))
         assert (await h.wait_report(cmd.deployment_id)).status == "succeeded"
 
         secret = assert_landfall_object(h.obj("v1", "secrets", "api-pull"), "api", cmd.deployment_id)
@@ -225,8 +222,7 @@ async def test_a_private_registry_gets_a_pull_secret_only_this_agent_could_open(
         assert not [w for w in h.cluster.writes if w.deployment_id == other.deployment_id]
 
         # The registry became anonymous: the reference goes, and so does the stored credential.
-        anonymous = h.command("api", seq=3)
-        await h.send(anonymous)
+        anonymous = await h.deploy("api", seq=3)
         assert (await h.wait_report(anonymous.deployment_id)).status == "succeeded"
         dep = h.obj("apps/v1", "deployments", "api")
         assert dep is not None
@@ -238,8 +234,7 @@ async def test_a_private_registry_gets_a_pull_secret_only_this_agent_could_open(
 
 async def test_a_redelivered_command_writes_nothing(open_harness: OpenHarness) -> None:
     async with open_harness() as h:
-        cmd = h.command("api")
-        await h.send(cmd)
+        cmd = await h.deploy("api")
         assert (await h.wait_report(cmd.deployment_id)).status == "succeeded"
         h.cluster.clear_writes()
 
@@ -290,12 +285,10 @@ async def test_commands_sent_while_the_agent_was_away_are_applied_in_order(open_
 async def test_a_newer_deploy_supersedes_a_rollout_still_in_progress(open_harness: OpenHarness) -> None:
     async with open_harness() as h:
         h.cluster.pause_controller()
-        first = h.command("api", seq=1, image="registry.example.com/acme/api:1")
-        await h.send(first)
+        first = await h.deploy("api", seq=1, image="registry.example.com/acme/api:1")
         await h.wait_report(first.deployment_id, "progressing")
 
-        second = h.command("api", seq=2, image="registry.example.com/acme/api:2")
-        await h.send(second)
+        second = await h.deploy("api", seq=2, image="registry.example.com/acme/api:2")
         replaced = await h.wait_report(first.deployment_id)
         assert replaced.status == "superseded"
         assert second.deployment_id in (replaced.message or "")
@@ -309,8 +302,7 @@ async def test_an_image_that_cannot_be_pulled_fails_the_rollout_with_the_reason(
 ) -> None:
     async with open_harness() as h:
         h.cluster.add_failure_rule("acme/api:broken", "ImagePullBackOff")
-        cmd = h.command("api", image="registry.example.com/acme/api:broken")
-        await h.send(cmd)
+        cmd = await h.deploy("api", image="registry.example.com/acme/api:broken")
         final = await h.wait_report(cmd.deployment_id)
         assert final.status == "failed"
         assert final.reason == "ImagePullBackOff"
@@ -321,8 +313,7 @@ async def test_an_image_that_cannot_be_pulled_fails_the_rollout_with_the_reason(
 async def test_a_restarted_agent_reports_the_rollouts_it_left_unfinished(open_harness: OpenHarness) -> None:
     async with open_harness() as h:
         h.cluster.pause_controller()
-        cmd = h.command("api")
-        await h.send(cmd)
+        cmd = await h.deploy("api")
         await h.wait_report(cmd.deployment_id, "progressing")
         await h.stop_agent()
 
@@ -333,16 +324,14 @@ async def test_a_restarted_agent_reports_the_rollouts_it_left_unfinished(open_ha
 
 async def test_a_namespace_deleted_behind_the_agent_s_back_is_made_again(open_harness: OpenHarness) -> None:
     async with open_harness() as h:
-        first = h.command("api", seq=1)
-        await h.send(first)
+        first = await h.deploy("api", seq=1)
         assert (await h.wait_report(first.deployment_id)).status == "succeeded"
         url = f"{h.cluster.url}/api/v1/namespaces/{NAMESPACE}"
         async with aiohttp.ClientSession() as http, http.delete(url) as resp:
             assert resp.status == 200
         assert h.obj("apps/v1", "deployments", "api") is None
 
-        second = h.command("api", seq=2)
-        await h.send(second)
+        second = await h.deploy("api", seq=2)
         assert (await h.wait_report(second.deployment_id)).status == "succeeded"
         assert h.obj("apps/v1", "deployments", "api") is not None
 
@@ -352,8 +341,7 @@ async def test_a_redeploy_recreates_what_was_deleted_and_adds_a_new_pull_secret(
 ) -> None:
     """The objects next to the Deployment are written together; each is still created if missing."""
     async with open_harness() as h:
-        first = h.command("api", seq=1)
-        await h.send(first)
+        first = await h.deploy("api", seq=1)
         assert (await h.wait_report(first.deployment_id)).status == "succeeded"
         assert h.obj("v1", "secrets", "api-pull") is None
         url = f"{h.cluster.url}/api/v1/namespaces/{NAMESPACE}/services/api"
@@ -361,8 +349,7 @@ async def test_a_redeploy_recreates_what_was_deleted_and_adds_a_new_pull_secret(
             assert resp.status == 200
 
         dockerconfig = json.dumps({"auths": {"registry.example.com": {"auth": "Y2k6cHc="}}}).encode()
-        second = h.command("api", seq=2, pull_secret=seal(dockerconfig, h.identity.public_key))
-        await h.send(second)
+        second = await h.deploy("api", seq=2, pull_secret=seal(dockerconfig, h.identity.public_key))
         assert (await h.wait_report(second.deployment_id)).status == "succeeded"
         assert_landfall_object(h.obj("v1", "services", "api"), "api", second.deployment_id)
         assert_landfall_object(h.obj("v1", "secrets", "api-pull"), "api", second.deployment_id)
@@ -404,13 +391,11 @@ async def test_a_deleted_component_is_removed_and_a_late_older_deploy_does_not_b
         assert h.cluster.get("v1", "namespaces", None, NAMESPACE) is not None
 
         # A deploy dispatched just before the deletion, arriving after it: refused, nothing comes back.
-        stale = h.command("api", seq=15)
-        await h.send(stale)
+        stale = await h.deploy("api", seq=15)
         assert (await h.wait_report(stale.deployment_id)).status == "superseded"
         assert gone()
 
         # A component created again under the same name deploys as usual.
-        again = h.command("api", seq=21)
-        await h.send(again)
+        again = await h.deploy("api", seq=21)
         assert (await h.wait_report(again.deployment_id)).status == "succeeded"
         assert_landfall_object(h.obj("apps/v1", "deployments", "api"), "api", again.deployment_id)

@@ -46,8 +46,7 @@ async def failed(h: Harness, cmd: DeployCommand, *, execution_id: str | None = N
 
 async def next_one_applies(h: Harness, seq: int) -> None:
     """The agent goes on after a failure: a later command of the data plane succeeds."""
-    after = h.command("after", seq=seq)
-    await h.send(after)
+    after = await h.deploy("after", seq=seq)
     assert (await h.wait_report(after.deployment_id)).status == "succeeded"
 
 
@@ -60,8 +59,7 @@ async def test_an_object_the_cluster_denies_is_apply_rejected(open_harness: Open
             {"image_contains": "/unsigned:", "message": "images must be signed"},
         )
         assert status == 201
-        cmd = h.command("api", image="registry.example.com/acme/unsigned:1")
-        await h.send(cmd)
+        cmd = await h.deploy("api", image="registry.example.com/acme/unsigned:1")
         report = await failed(h, cmd)
         assert report.reason == reasons.APPLY_REJECTED
         assert "images must be signed" in (report.message or "")
@@ -74,8 +72,7 @@ async def test_a_cluster_answering_nonsense_is_an_agent_error(open_harness: Open
         # A broken webhook or proxy in front of the API server: 200, but not an object.
         rule = {"image_contains": "/garbled:", "status": 200, "answer": [0]}
         assert (await sandbox(h, "POST", "/_sandbox/admission-rules", rule))[0] == 201
-        cmd = h.command("api", image="registry.example.com/acme/garbled:1")
-        await h.send(cmd)
+        cmd = await h.deploy("api", image="registry.example.com/acme/garbled:1")
         report = await failed(h, cmd)
         assert report.reason == reasons.AGENT_ERROR
         assert report.message  # the kind of error, never its text (which may quote the answer)
@@ -84,8 +81,7 @@ async def test_a_cluster_answering_nonsense_is_an_agent_error(open_harness: Open
 
 async def test_a_run_whose_job_name_another_run_holds_is_job_name_taken(open_harness: OpenHarness) -> None:
     async with open_harness() as h:
-        deploy = h.command("migrate", component_type="manual-task", port=None)
-        await h.send(deploy)
+        deploy = await h.deploy("migrate", component_type="manual-task", port=None)
         assert (await h.wait_report(deploy.deployment_id)).status == "succeeded"
         first_id = new_id("exe")
         # Another execution whose id ends the same way: its Job would have the same name.
@@ -109,8 +105,7 @@ async def test_a_run_whose_job_name_another_run_holds_is_job_name_taken(open_har
 async def test_a_deployment_deleted_under_its_rollout_is_deleted(open_harness: OpenHarness) -> None:
     async with open_harness() as h:
         h.cluster.pause_controller()  # the rollout stays in progress
-        cmd = h.command("api")
-        await h.send(cmd)
+        cmd = await h.deploy("api")
         await h.wait_report(cmd.deployment_id, "progressing")
         status, _ = await sandbox(h, "DELETE", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/api")
         assert status == 200
@@ -126,8 +121,7 @@ async def test_a_rollout_that_never_progresses_is_progress_deadline_exceeded(
     async with open_harness() as h:
         # Pods that stay waiting for a reason that is no failure of its own: only the deadline ends it.
         h.cluster.add_failure_rule("/stuck:", "ContainerCreating")
-        cmd = h.command("api", image="registry.example.com/acme/stuck:1")
-        await h.send(cmd)
+        cmd = await h.deploy("api", image="registry.example.com/acme/stuck:1")
         await h.wait_report(cmd.deployment_id, "progressing")
         # The cluster's operator shortens the deadline the agent wrote (600 s) to one second.
         status, _ = await sandbox(
@@ -153,8 +147,7 @@ async def test_a_pull_secret_that_does_not_open_is_pull_secret_unreadable(open_h
             ciphertext=base64.b64encode(b"\0" * 80).decode(),
             registry_id=good.registry_id,
         )
-        cmd = h.command("api", pull_secret=garbled)
-        await h.send(cmd)
+        cmd = await h.deploy("api", pull_secret=garbled)
         report = await failed(h, cmd)
         assert report.reason == reasons.PULL_SECRET_UNREADABLE
         assert h.obj("v1", "secrets", "api-pull") is None

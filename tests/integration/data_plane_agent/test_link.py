@@ -117,8 +117,7 @@ async def test_a_report_made_while_nats_is_down_is_stored_when_it_returns(
     try:
         async with open_harness(nats_url=nats.url) as h:
             h.cluster.pause_controller()
-            cmd = h.command("api")
-            await h.send(cmd)
+            cmd = await h.deploy("api")
             await h.wait_report(cmd.deployment_id, "progressing")
 
             await asyncio.to_thread(nats.stop)

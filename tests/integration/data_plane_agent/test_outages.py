@@ -54,8 +54,7 @@ async def test_with_the_kubernetes_api_away_commands_wait_in_order_and_apply_whe
     open_harness: OpenHarness,
 ) -> None:
     async with open_harness() as h:
-        before = h.command("gone", seq=1)
-        await h.send(before)
+        before = await h.deploy("gone", seq=1)
         assert (await h.wait_report(before.deployment_id)).status == "succeeded"
         written_before = len(h.cluster.writes)
 

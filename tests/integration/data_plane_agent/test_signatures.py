@@ -64,8 +64,7 @@ async def test_a_forged_deploy_is_rejected_and_writes_nothing(
         assert h.obj("apps/v1", "deployments", "api") is None
 
         # The agent goes on: the same command, signed, applies.
-        genuine = h.command("api", seq=2)
-        await h.send(genuine)
+        genuine = await h.deploy("api", seq=2)
         assert (await h.wait_report(genuine.deployment_id)).status == "succeeded"
         assert h.image_of("api") == genuine.image
 
@@ -83,22 +82,19 @@ async def test_a_forged_command_naming_kube_system_changes_nothing_there(open_ha
 
 async def test_an_unsigned_removal_leaves_the_component_in_place(open_harness: OpenHarness) -> None:
     async with open_harness() as h:
-        cmd = h.command("api")
-        await h.send(cmd)
+        cmd = await h.deploy("api")
         assert (await h.wait_report(cmd.deployment_id)).status == "succeeded"
 
         await h.send_removal(h.removal("api", seq=5), signed=False)
         # A later signed command is handled after the forged removal (one at a time, in order) ...
-        marker = h.command("marker", seq=1)
-        await h.send(marker)
+        marker = await h.deploy("marker", seq=1)
         assert (await h.wait_report(marker.deployment_id)).status == "succeeded"
         # ... and the forged removal took nothing away.
         assert h.obj("apps/v1", "deployments", "api") is not None
         assert h.obj("v1", "services", "api") is not None
 
         await h.send_removal(h.removal("api", seq=6))  # signed: removes
-        removed = h.command("marker2", seq=1)
-        await h.send(removed)
+        removed = await h.deploy("marker2", seq=1)
         await h.wait_report(removed.deployment_id)
         assert h.obj("apps/v1", "deployments", "api") is None
 

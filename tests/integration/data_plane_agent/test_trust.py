@@ -81,8 +81,7 @@ async def assert_rejected(h: Harness, cmd: DeployCommand, names: str, tmp_path: 
 
 async def deploy_web(h: Harness) -> None:
     """Another component, so that the namespace exists (the agent made it) before the test's object."""
-    web = h.command("web")
-    await h.send(web)
+    web = await h.deploy("web")
     assert (await h.wait_report(web.deployment_id)).status == "succeeded"
 
 
@@ -182,8 +181,7 @@ async def test_a_removal_deletes_nothing_without_this_data_plane_s_labels(
         # A removal naming kube-system is refused before anything is read or written.
         before = snapshot(h, tmp_path / "before.json")
         await h.send_removal(h.removal("api", seq=6, namespace=KUBE_SYSTEM))
-        last = h.command("last", seq=2)
-        await h.send(last)
+        last = await h.deploy("last", seq=2)
         assert (await h.wait_report(last.deployment_id)).status == "succeeded"
         after = [o for o in snapshot(h, tmp_path / "after.json") if "last" not in json.dumps(o)]
         assert [o for o in after if o["metadata"].get("namespace") == KUBE_SYSTEM] == [
@@ -266,8 +264,7 @@ async def test_in_a_pod_the_agent_binds_itself_to_read_secrets_in_each_namespace
         "kube_service_account_namespace": "landfall-system",
     }
     async with open_harness(**service_account) as h:
-        cmd = h.command("api", pull_secret=seal(b'{"auths":{}}', h.identity.public_key))
-        await h.send(cmd)
+        cmd = await h.deploy("api", pull_secret=seal(b'{"auths":{}}', h.identity.public_key))
         assert (await h.wait_report(cmd.deployment_id)).status == "succeeded"
 
         binding = _stored(
