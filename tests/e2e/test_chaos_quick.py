@@ -9,6 +9,9 @@ every 202 is one deployment that ended `succeeded` or `superseded`, the data
 plane runs the newest accepted image of every component, no Deployment was
 written twice for one deployment id (the sandbox Kubernetes API's request log),
 and the gateway never answered a 500 (a 503 always came with Retry-After).
+Beside the webhooks, a few components get per-environment config changes (replicas, env, a
+secret set, changed or deleted): every rollout a PUT answered ends well, none is doubled, the
+data plane runs the last config set, and no planted secret value is found anywhere.
 The definitions are in chaos/reconcile.py; the full size runs in `make chaos`.
 After the run, none of the secrets it used is in a pg_dump, a JetStream message
 or a log line (chaos/secrets_scan.py), and a canary secret planted in each of
@@ -67,6 +70,15 @@ async def test_crashes_lose_nothing_and_apply_nothing_twice(chaos_stack: ChaosSt
     assert r.succeeded + r.superseded == r.accepted
     assert r.succeeded >= crash.QUICK.components  # at least the newest of every component ran
     assert outcome.driver_failures == []
+
+    # Config changes during the kills: every rollout an answer named ended well, none twice, and
+    # the data plane runs the last config set (replicas, env, the env Secret's names and values).
+    assert r.config_changes == crash.QUICK.config_changes, [c.failures for c in outcome.changes]
+    assert r.config_lost == [], r.config_lost[:5]
+    assert r.config_doubled == [], r.config_doubled
+    assert r.wrong_config == [], r.wrong_config
+    assert outcome.config_tally.five_hundreds == 0, outcome.config_tally.server_errors[:5]
+    assert any(a["deployment_id"] for c in outcome.changes for a in c.answered)
 
     # It really was a crash run: the kills happened, and the gateway felt them.
     killed = {t for o in outcome.outages for t in o.event.targets}
