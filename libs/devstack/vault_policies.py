@@ -29,8 +29,8 @@ What is subtle:
   would only move the same secret one step. Tokens are orphans (revoking the root token that made
   them must not revoke a running stack's services) with a TTL of `TOKEN_TTL`, made again at every
   stack start; the previous start's tokens are revoked then (by accessor: the stack keeps no old
-  token). Services do not renew their token, so a service running longer than the TTL would lose
-  Vault; production installs use AppRole or Kubernetes auth with the same policies (docker-compose.yml).
+  token). Each service renews its own token at half its TTL (`KvStore.start_renewal`); production
+  installs use AppRole or Kubernetes auth with the same policies (docker-compose.yml).
 """
 
 from __future__ import annotations

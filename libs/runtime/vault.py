@@ -15,6 +15,12 @@ What is subtle:
   keeps), sent by hand because hvac's `patch` reads the secret first, and a write-only token (the
   orchestrator's) may not read. A path that does not exist yet is created with check-and-set 0, so
   two first writers cannot overwrite each other: the loser patches what the winner wrote.
+* `start_renewal` keeps the service's own token alive: it reads the TTL from `lookup-self`, renews
+  (`renew-self`, granted by each service's policy) at half of it, and reads the TTL the renewal
+  granted for the next round, so a shorter grant (a role's max TTL drawing near) is followed. A token
+  with no TTL (the dev root token) or not renewable needs nothing and the task ends. A failed round is
+  logged (the error's type only, never the token) and retried after 1 s, doubling up to 30 s while
+  Vault stays away (the token's remaining half is the margin). No token configured: no task. `close` stops it.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+RENEW_RETRY_S = 1.0  # after a failed renewal round, doubling up to RENEW_RETRY_MAX_S while it fails
+RENEW_RETRY_MAX_S = 30.0
+
 
 class VaultUnavailable(DependencyUnavailable):
     """Vault cannot be reached or refused the call: retry later."""
@@ -49,6 +58,8 @@ class KvStore:
         self._client = hvac.Client(
             url=settings.vault_addr, token=settings.vault_token.get_secret_value(), timeout=timeout
         )
+        self._renewal: asyncio.Task[None] | None = None
+        self.renewals = 0
 
     def path(self, *parts: str) -> str:
         return "/".join((self.prefix, *parts))
@@ -150,7 +161,49 @@ class KvStore:
         """Readiness: a real, authenticated round trip (also catches an expired or revoked token)."""
         await self._call("look up its token", lambda: self._client.auth.token.lookup_self())
 
+    def start_renewal(self) -> None:
+        """Renew the token in the background at half its TTL, until `close` (needs a running loop)."""
+        if self._renewal is None and self._client.token:
+            self._renewal = asyncio.get_running_loop().create_task(
+                self._renew_forever(), name="vault-renewal"
+            )
+
+    async def _ttl(self) -> tuple[float, bool]:
+        answer: dict[str, Any] = await self._call(
+            "look up its token", lambda: self._client.auth.token.lookup_self()
+        )
+        data = answer.get("data") or {}
+        return float(data.get("ttl") or 0), bool(data.get("renewable"))
+
+    async def _renew_forever(self) -> None:
+        ttl: float | None = None
+        retry = RENEW_RETRY_S
+        while True:
+            try:
+                if ttl is None:
+                    ttl, renewable = await self._ttl()
+                    if ttl <= 0 or not renewable:
+                        log.info("vault token needs no renewal", extra={"ttl": ttl, "renewable": renewable})
+                        return
+                await asyncio.sleep(max(ttl / 2, RENEW_RETRY_S / 2))
+                answer: dict[str, Any] = await self._call(
+                    "renew its token", lambda: self._client.auth.token.renew_self()
+                )
+                self.renewals += 1
+                granted = float((answer.get("auth") or {}).get("lease_duration") or 0)
+                log.info("vault token renewed", extra={"ttl": granted})
+                ttl = granted if granted > 0 else None
+                retry = RENEW_RETRY_S
+            except VaultUnavailable:
+                # logged by _call; ask the TTL again next time: the token may have less left than we think
+                ttl = None
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, RENEW_RETRY_MAX_S)
+
     def close(self) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
+            self._renewal = None
         adapter = getattr(self._client, "adapter", None)
         if adapter is not None:
             adapter.close()

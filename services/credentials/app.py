@@ -38,6 +38,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def _usecases_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         kv = KvStore(settings)
+        kv.start_renewal()  # its own token, at half the TTL (libs/runtime/vault.py)
         secrets = RegistrySecrets(kv)
         # One egress policy for the session's resolver and the client's checks (libs/oci/registry/egress.py).
         policy = EgressPolicy.parse(settings.registry_private_hosts, settings.registry_token_hosts)

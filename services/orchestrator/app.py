@@ -154,6 +154,7 @@ def _usecases_ctx(settings: Settings, keys: CommandKeys) -> Callable[[web.Applic
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         bus = app[BUS]
         kv = KvStore(settings)
+        kv.start_renewal()  # its own token, at half the TTL (libs/runtime/vault.py)
         usecases = build_usecases(
             settings,
             bus=bus,

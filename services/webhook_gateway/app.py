@@ -104,6 +104,7 @@ def build(
 def _gateway_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         kv = KvStore(settings)
+        kv.start_renewal()  # its own token, at half the TTL (libs/runtime/vault.py)
         gw = build(
             settings,
             bus=app[BUS],
