@@ -7,9 +7,10 @@ sandbox, and the servers' own logs).
 
 What: the CI tokens, signing secrets, enrollment tokens, registry passwords
 (also as the base64 `user:password` a docker config carries), the admin and
-Vault tokens, the NATS account signing seed, and the agent's private key and
-NATS seed. Found means found verbatim: hashes, prefixes and sealed boxes are
-fine, which is how the services are meant to keep them.
+root Vault token and each service's own Vault token (`stack.vault_tokens`), every
+NATS seed the stack holds (operator, accounts, signing key: keys.json; each
+service user's .creds), and the agent's private key and NATS seed. Found means
+found verbatim: hashes, prefixes and sealed boxes are fine, which is how the services are meant to keep them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from chaos.stack import PRIVATE_REGISTRY_USER, ChaosStack
+from libs.runtime.natsauth import KEYS_FILE
 
 
 @dataclass
@@ -60,6 +62,8 @@ def known_secrets(chaos: ChaosStack, extra: set[str]) -> set[str]:
         stack.vault.token,
         stack.nats_auth.account_signing_seed,
     }
+    found |= {t.token for t in stack.vault_tokens.values()}
+    found |= _nats_seeds(stack.nats_auth.directory)
     if stack.org_key:
         found.add(stack.org_key)
     if stack.state.get("enrollment_token"):
@@ -69,6 +73,20 @@ def known_secrets(chaos: ChaosStack, extra: set[str]) -> set[str]:
         data = json.loads(agent_state.read_text())
         found |= {v for k, v in data.items() if k in ("private_key", "nats_seed") and isinstance(v, str)}
     return {s for s in found if s and len(s) >= 8}
+
+
+def _nats_seeds(directory: Path) -> set[str]:
+    """The seeds in the NATS auth directory: keys.json's values and the seed line of every .creds."""
+    seeds: set[str] = set()
+    keys = directory / KEYS_FILE
+    if keys.exists():
+        seeds |= {v for v in json.loads(keys.read_text()).values() if isinstance(v, str)}
+    for creds in directory.glob("*.creds"):
+        # nkeys seeds are the only lines of a .creds file that start with "S" and are one token
+        seeds |= {
+            ln.strip() for ln in creds.read_text().splitlines() if ln.startswith("SU") and " " not in ln
+        }
+    return seeds
 
 
 def _look(text: str, where: str, secrets: set[str], scan: Scan, canaries: Collection[str] = ()) -> None:
