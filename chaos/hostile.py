@@ -28,6 +28,11 @@ finds): its project, component, registry, data plane, CI token and deployment,
 so it gets past the 404s to the validation and state machines behind them. The
 rest is generated.
 
+3. the hostile shapes of `chaos.shapes` (deep nesting, huge integers, broken
+   encodings, non-ASCII digits in query strings, CR/LF in headers and values),
+   `SHAPE_EXAMPLES` per operation, with the same tenant's real ids and tokens;
+   each 5xx they draw is a failure of its own (method, path, what was sent).
+
 The request count and the 5xx count are read from the service's own
 `landfall_http_requests_total` metric (before and after), not from the tool.
 """
@@ -49,6 +54,7 @@ import aiohttp
 
 from bench.client import Admin
 from bench.provision import new_org
+from chaos import shapes
 from libs.devstack.stack import Stack
 
 PROJECT = "app"
@@ -69,6 +75,7 @@ RUN_CHECKS = (*CHECKS, "ignored_auth", "use_after_free", "ensure_resource_availa
 # (they have no parameters, and sequences would spend most of their time on them).
 INFRA_PATHS = "^/(healthz|readyz|metrics|openapi.json)$"
 SERVICES = ("credentials", "orchestrator", "webhook_gateway", "data_plane_agent")
+SHAPE_EXAMPLES = 25  # hostile-shape requests per operation, after schemathesis
 INFRA_ONLY = ("data_plane_agent",)  # serves nothing but health, readiness, metrics and its document
 # Route labels hold braces themselves (`/v1/orgs/{org}`): the label set ends at the last `}`.
 _METRIC = re.compile(r"^landfall_http_requests_total\{(?P<labels>.*)\}\s+(?P<value>[0-9.eE+-]+)$")
@@ -95,6 +102,7 @@ class HostileResult:
     errors: list[str]
     runs: int
     seconds: float
+    shape_requests: int = 0  # of `requests`, those the hostile shapes sent
 
     @property
     def server_errors(self) -> int:
@@ -328,6 +336,16 @@ def fuzz_service(
         done = answered() - answered_before
         if done > 0:
             rate = max(20.0, done / max(time.monotonic() - round_began, 1.0))
+    shaped = shapes.ShapeResult()
+    if service not in INFRA_ONLY:
+        creds = shapes.Credentials(
+            admin_token=tenant.admin_token,
+            api_key=tenant.api_key,
+            ci_token=tenant.ci_token,
+            values={"org": [tenant.org], "id": list(tenant.ids)},
+        )
+        shaped = shapes.fuzz_shapes(url, creds, examples=SHAPE_EXAMPLES, rng_seed=seed)
+        failures.extend({"check": "hostile_shape", "detail": e} for e in shaped.server_errors)
     statuses = fuzzed()
     return HostileResult(
         service=service,
@@ -337,4 +355,5 @@ def fuzz_service(
         errors=errors,
         runs=runs,
         seconds=time.monotonic() - began,
+        shape_requests=shaped.requests,
     )
