@@ -2,7 +2,7 @@
 
 Every call carries the session's own key, so the API decides what the person may see and do (an
 object of another org answers 404, a role too low 403, both passed on as they are). Calls a page
-needs are made at once (`asyncio.gather`), so a page costs about its slowest call, not their sum.
+needs are made at once (`together`, a task group), so a page costs about its slowest call, not their sum.
 Paths are built only from names the console's own routes matched (DNS-1123 labels, ids) and the
 session's org, quoted anyway.
 """
@@ -10,6 +10,7 @@ session's org, quoted anyway.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +21,23 @@ from services.console.domain import Session, Stage, pinned_image, pipeline
 
 def q(part: str) -> str:
     return quote(part, safe="")
+
+
+async def together(*calls: Awaitable[Any]) -> list[Any]:
+    """The calls at once, their answers in order. A task group rather than `asyncio.gather`: when
+    the page's request is cancelled (the browser went away), it waits until every call has ended,
+    so none outlives the request, and the first failure cancels the others and is raised as itself
+    (an `ApiProblem` the page renders), as gather would."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_awaited(call)) for call in calls]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+async def _awaited(call: Awaitable[Any]) -> Any:
+    return await call
 
 
 @dataclass
@@ -54,7 +72,7 @@ class Console:
     async def components(self, s: Session) -> list[dict[str, Any]]:
         """Every component of every project of the org, by project then name."""
         projects = await self.projects(s)
-        lists = await asyncio.gather(
+        lists = await together(
             *(self.items(s, f"{self.org(s)}/projects/{q(p)}/components") for p in projects)
         )
         rows = [c for items in lists for c in items]
@@ -78,7 +96,7 @@ class Console:
     async def component(self, s: Session, project: str, name: str) -> dict[str, Any]:
         """The component page: the component, its pipeline, history and (manual tasks) executions."""
         path = self.component_path(s, project, name)
-        component, environments, history = await asyncio.gather(
+        component, environments, history = await together(
             self.get(s, path), self.environments(s), self.items(s, path + "/deployments", limit="50")
         )
         executions: list[dict[str, Any]] = []
@@ -100,7 +118,7 @@ class Console:
     async def live(self, s: Session, project: str, name: str) -> dict[str, Any]:
         """What a live update re-renders: the pipeline and the history."""
         path = self.component_path(s, project, name)
-        environments, history = await asyncio.gather(
+        environments, history = await together(
             self.environments(s), self.items(s, path + "/deployments", limit="50")
         )
         for row in history:
@@ -109,7 +127,7 @@ class Console:
 
     async def ci(self, s: Session, project: str, name: str) -> dict[str, Any]:
         path = self.component_path(s, project, name)
-        component, tokens, snippets, signing = await asyncio.gather(
+        component, tokens, snippets, signing = await together(
             self.get(s, path),
             self.items(s, path + "/tokens"),
             self.get(s, path + "/ci-snippets"),
@@ -132,13 +150,13 @@ class Console:
 
     async def configs(self, s: Session, project: str, name: str, environments: list[str]) -> dict[str, Any]:
         """Each environment's config, for the panel of the component page."""
-        answers = await asyncio.gather(
+        answers = await together(
             *(self.get(s, self.config_path(s, project, name, env)) for env in environments)
         )
         return dict(zip(environments, answers, strict=True))
 
     async def config(self, s: Session, project: str, name: str, environment: str) -> dict[str, Any]:
-        component, config = await asyncio.gather(
+        component, config = await together(
             self.get(s, self.component_path(s, project, name)),
             self.get(s, self.config_path(s, project, name, environment)),
         )
