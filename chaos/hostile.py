@@ -345,7 +345,9 @@ def fuzz_service(
             values={"org": [tenant.org], "id": list(tenant.ids)},
         )
         shaped = shapes.fuzz_shapes(url, creds, examples=SHAPE_EXAMPLES, rng_seed=seed)
-        failures.extend({"check": "hostile_shape", "detail": e} for e in shaped.server_errors)
+        failures.extend(
+            {"check": "hostile_shape", "code": "server_error", "detail": e} for e in shaped.server_errors
+        )
     statuses = fuzzed()
     return HostileResult(
         service=service,
