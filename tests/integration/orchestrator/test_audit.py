@@ -132,6 +132,7 @@ async def test_an_event_delivered_twice_is_recorded_once(orch: Harness) -> None:
     once = event("acme", action="component.delete")
     for copy in ("first", "second"):  # two stream messages (another msg id) with the same event
         await orch.bus.publish_durable(orch.subjects.audit("acme"), once, msg_id=f"{once.id}-{copy}")
+    await orch.audited("acme", "the event", action="component.delete")
     marker = event("acme", action="marker")
     await orch.bus.publish_durable(orch.subjects.audit("acme"), marker, msg_id=marker.id)
     await orch.audited("acme", "the marker", action="marker")
