@@ -40,6 +40,8 @@ from typing import Any
 
 import yaml
 
+from libs.runtime.mergepatch import merge_patch
+
 KUSTOMIZATION = "kustomization.yaml"
 ROOT = Path(__file__).resolve().parent
 # Each rendered to build/manifests/<name>.yaml, in this order.
@@ -144,19 +146,6 @@ def _matches(obj: Obj, target: Obj) -> bool:
             target.get("namespace") in (None, meta.get("namespace")),
         ]
     )
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: mappings merge, null deletes, anything else (lists too) replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def json_patch(obj: Obj, operation: Obj) -> None:

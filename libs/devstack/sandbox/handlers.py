@@ -22,7 +22,6 @@ from libs.devstack.sandbox.errors import ApiError, bad_request, gone_resource, m
 from libs.devstack.sandbox.kinds import Kind
 from libs.devstack.sandbox.patches import (
     json_patch,
-    merge_patch,
     removals,
     strategic_merge,
     without_system_metadata,
@@ -30,6 +29,7 @@ from libs.devstack.sandbox.patches import (
 from libs.devstack.sandbox.selectors import Filter
 from libs.devstack.sandbox.store import Mutation, Store
 from libs.devstack.sandbox.values import JsonDict, json_array, json_object
+from libs.runtime.mergepatch import merge_patch
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,19 +28,6 @@ SYSTEM_METADATA: Final = (
 )
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: dicts merge, null deletes, everything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result: JsonDict = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
 # Patch merge keys of the built-in types, by field name (unambiguous for the types the agent writes).
 _SMP_MERGE_KEYS: Final[Mapping[str, str]] = {
     "containers": "name",
