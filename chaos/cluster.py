@@ -30,12 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.client import Admin
 from chaos import driver, load, reconcile
-from chaos.crash import RECOVERY_GRACE_SECONDS
 from chaos.provision import PROJECT, Fleet, provision
 from chaos.stack import ChaosStack
 from chaos.stack import start as start_stack
@@ -180,24 +177,18 @@ class ClusterResult:
             "components": self.plan.components,
             "nats_nodes": NATS_NODES,
             "replicas": REPLICAS,
-            "accepted": r.accepted,
-            "succeeded": r.succeeded,
-            "superseded": r.superseded,
-            "lost": len(r.lost),
-            "duplicated": len(r.duplicated),
-            "extra_deployments": len(r.extra),
-            "wrong_image_running": len(r.wrong_image),
-            "gave_up": len(r.gave_up),
-            "responses": {str(k): v for k, v in sorted(self.tally.responses.items())},
-            "5xx": self.tally.five_hundreds,
-            "503_without_retry_after": self.tally.unavailable_without_retry_after,
+            **r.figures,
+            **self.tally.figures,
             "503_outside_outages": self.unavailable_outside_outages,
-            "connection_errors": self.tally.connection_errors,
             "work_per_replica": self.work,
             "kills": [o.event.label for o in self.outages],
             "driver_failures": self.driver_failures,
             "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
         }
+
+    @property
+    def samples(self) -> dict[str, Any]:
+        return {**self.result.samples(), **self.tally.samples(), "idle_replicas": self.idle_replicas}
 
     @property
     def idle_replicas(self) -> list[str]:
@@ -214,12 +205,6 @@ class ClusterResult:
             and not self.driver_failures
             and not self.idle_replicas
         )
-
-
-def outside(outages: list[driver.Outage], moments: list[float]) -> int:
-    """How many of `moments` fall outside every outage (and its recovery grace)."""
-    windows = [(o.killed_at, (o.restored_at or float("inf")) + RECOVERY_GRACE_SECONDS) for o in outages]
-    return sum(1 for t in moments if not any(a <= t <= b for a, b in windows))
 
 
 def start(root: Path, *, private_password: str) -> ChaosStack:
@@ -250,16 +235,15 @@ async def run(chaos: ChaosStack, plan: ClusterPlan, *, say: Callable[[str], None
         kills.stop()
     seconds["webhooks_and_kills"] = time.monotonic() - began
 
-    began = time.monotonic()
-    async with aiohttp.ClientSession() as session:
-        admin = Admin.for_stack(session, stack, patience=300)
-        histories = await reconcile.wait_until_settled(
-            admin, PROJECT, fleet.targets, timeout=plan.settle_timeout, say=say
-        )
-        seconds["settle"] = time.monotonic() - began
-        result = await reconcile.reconcile(
-            admin, stack.sandbox_url, project=PROJECT, targets=fleet.targets, hooks=hooks, histories=histories
-        )
+    result = await reconcile.reconcile(
+        stack,
+        project=PROJECT,
+        targets=fleet.targets,
+        hooks=hooks,
+        timeout=plan.settle_timeout,
+        seconds=seconds,
+        say=say,
+    )
     return ClusterResult(
         plan=plan,
         tally=tally,
@@ -269,7 +253,7 @@ async def run(chaos: ChaosStack, plan: ClusterPlan, *, say: Callable[[str], None
         work=await asyncio.to_thread(work.totals),
         fleet=fleet,
         seconds=seconds,
-        unavailable_outside_outages=outside(kills.outages, tally.answers_503_at),
+        unavailable_outside_outages=driver.outside(kills.outages, tally.answers_503_at),
     )
 
 

@@ -8,15 +8,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
-from bench.client import Admin
 from chaos import config_changes, driver, load, reconcile
 from chaos.provision import PROJECT, Fleet, provision
 from chaos.stack import ChaosStack
-
-# After an outage ends, services need a moment to reconnect: a 503 that soon is still "during" it.
-RECOVERY_GRACE_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -96,14 +90,7 @@ class CrashResult:
         return {
             "webhooks": self.plan.webhooks,
             "components": self.plan.components,
-            "accepted": r.accepted,
-            "succeeded": r.succeeded,
-            "superseded": r.superseded,
-            "lost": len(r.lost),
-            "duplicated": len(r.duplicated),
-            "extra_deployments": len(r.extra),
-            "wrong_image_running": len(r.wrong_image),
-            "gave_up": len(r.gave_up),
+            **r.figures,
             "config_changes": r.config_changes,
             "config_lost": len(r.config_lost),
             "config_doubled": len(r.config_doubled),
@@ -111,15 +98,24 @@ class CrashResult:
             "config_responses": {str(k): v for k, v in sorted(self.config_tally.responses.items())},
             "config_5xx": self.config_tally.five_hundreds,
             "config_refused": [f for c in self.changes for f in c.failures],
-            "responses": {str(k): v for k, v in sorted(self.tally.responses.items())},
-            "5xx": self.tally.five_hundreds,
-            "503_without_retry_after": self.tally.unavailable_without_retry_after,
+            **self.tally.figures,
             "503_outside_outages": self.unavailable_outside_outages,
-            "connection_errors": self.tally.connection_errors,
             "deployment_writes": r.deployment_writes,
             "kills": [o.event.label for o in self.outages],
             "driver_failures": self.driver_failures,
             "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
+        }
+
+    @property
+    def samples(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            **r.samples(),
+            **self.tally.samples(),
+            "config_lost": r.config_lost[:20],
+            "config_doubled": r.config_doubled[:20],
+            "wrong_config": r.wrong_config[:20],
+            "config_server_errors": self.config_tally.server_errors[:20],
         }
 
     @property
@@ -133,11 +129,6 @@ class CrashResult:
             and not self.tally.unexpected
             and not self.driver_failures
         )
-
-
-def _outside(outages: list[driver.Outage], moments: list[float]) -> int:
-    windows = [(o.killed_at, (o.restored_at or float("inf")) + RECOVERY_GRACE_SECONDS) for o in outages]
-    return sum(1 for t in moments if not any(a <= t <= b for a, b in windows))
 
 
 async def run(
@@ -188,22 +179,16 @@ async def run(
         kills.stop()
     seconds["webhooks_and_kills"] = time.monotonic() - began
 
-    began = time.monotonic()
-    async with aiohttp.ClientSession() as session:
-        admin = Admin.for_stack(session, stack, patience=300)
-        histories = await reconcile.wait_until_settled(
-            admin, project, fleet.targets, timeout=plan.settle_timeout, say=say
-        )
-        seconds["settle"] = time.monotonic() - began
-        result = await reconcile.reconcile(
-            admin,
-            stack.sandbox_url,
-            project=project,
-            targets=fleet.targets,
-            hooks=hooks,
-            histories=histories,
-            changes=changes,
-        )
+    result = await reconcile.reconcile(
+        stack,
+        project=project,
+        targets=fleet.targets,
+        hooks=hooks,
+        timeout=plan.settle_timeout,
+        seconds=seconds,
+        say=say,
+        changes=changes,
+    )
     return CrashResult(
         plan=plan,
         tally=tally,
@@ -214,5 +199,5 @@ async def run(
         changes=changes,
         config_tally=config_tally,
         seconds=seconds,
-        unavailable_outside_outages=_outside(kills.outages, tally.answers_503_at),
+        unavailable_outside_outages=driver.outside(kills.outages, tally.answers_503_at),
     )

@@ -41,6 +41,8 @@ PAIRS = (
 AGENT_AWAY_SECONDS = 60.0
 # Rough length of an event (kill, down time, restart and readiness), to space events out.
 EVENT_SECONDS = 12.0
+# After an outage ends, services need a moment to reconnect: a 503 that soon is still "during" it.
+RECOVERY_GRACE_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,12 @@ class Outage:
     killed_at: float
     restored_at: float | None = None
     error: str | None = None
+
+
+def outside(outages: list[Outage], moments: list[float]) -> int:
+    """How many of `moments` fall outside every outage (and its recovery grace)."""
+    windows = [(o.killed_at, (o.restored_at or float("inf")) + RECOVERY_GRACE_SECONDS) for o in outages]
+    return sum(1 for t in moments if not any(a <= t <= b for a, b in windows))
 
 
 @dataclass

@@ -53,6 +53,18 @@ class Tally:
     def five_hundreds(self) -> int:
         return sum(n for status, n in self.responses.items() if status >= 500 and status != 503)
 
+    @property
+    def figures(self) -> dict[str, Any]:
+        return {
+            "responses": {str(k): v for k, v in sorted(self.responses.items())},
+            "5xx": self.five_hundreds,
+            "503_without_retry_after": self.unavailable_without_retry_after,
+            "connection_errors": self.connection_errors,
+        }
+
+    def samples(self, most: int = 20) -> dict[str, Any]:
+        return {"server_errors": self.server_errors[:most], "unexpected": self.unexpected[:most]}
+
 
 def plan(targets: list[Target], count: int, *, seed: int) -> list[Webhook]:
     """`count` webhooks spread evenly over the components (shuffled), each with a tag of its component."""

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from chaos.config_changes import Change
 from chaos.load import Webhook
 from chaos.provision import ORG, Target
 from libs.contracts.naming import ANNOTATION_DEPLOYMENT_ID, namespace_for
+from libs.devstack.stack import Stack
 
 # The pod template's annotation naming the config version it runs (the agent's `domain.workload`).
 ANNOTATION_CONFIG_VERSION = "landfall.dev/config-version"
@@ -99,6 +101,30 @@ class Reconciliation:
             or self.config_doubled
             or self.wrong_config
         )
+
+    @property
+    def figures(self) -> dict[str, int]:
+        """The delivery counts every run reports (the cases themselves are in `samples`)."""
+        return {
+            "accepted": self.accepted,
+            "succeeded": self.succeeded,
+            "superseded": self.superseded,
+            "lost": len(self.lost),
+            "duplicated": len(self.duplicated),
+            "extra_deployments": len(self.extra),
+            "wrong_image_running": len(self.wrong_image),
+            "gave_up": len(self.gave_up),
+        }
+
+    def samples(self, most: int = 20) -> dict[str, Any]:
+        """The first `most` cases of each delivery failure, for latest.json."""
+        return {
+            "lost": self.lost[:most],
+            "duplicated": dict(list(self.duplicated.items())[:most]),
+            "extra": self.extra[:most],
+            "wrong_image": self.wrong_image[:most],
+            "gave_up": self.gave_up[:most],
+        }
 
 
 async def history(admin: Admin, project: str, component: str) -> list[dict[str, Any]]:
@@ -412,20 +438,26 @@ def _check_live(
 
 
 async def reconcile(
-    admin: Admin,
-    sandbox_url: str,
+    stack: Stack,
     *,
     project: str,
     targets: list[Target],
     hooks: list[Webhook],
-    histories: dict[str, list[dict[str, Any]]],
+    timeout: float,
+    seconds: dict[str, float],
+    say: Any = print,
     environment: str = "development",
     changes: Sequence[Change] = (),
 ) -> Reconciliation:
-    """Collect the data plane's evidence (its write log, each component's live Deployment), then `judge`."""
-    del admin  # the histories are collected by `wait_until_settled`
+    """The end of a run: wait until nothing is in flight (timed as `seconds["settle"]`), collect the
+    data plane's evidence (its write log, each component's live Deployment), then `judge`."""
+    began = time.monotonic()
+    sandbox_url = stack.sandbox_url
     namespace = namespace_for(ORG, project, environment)
     async with aiohttp.ClientSession() as session:
+        admin = Admin.for_stack(session, stack, patience=300)
+        histories = await wait_until_settled(admin, project, targets, timeout=timeout, say=say)
+        seconds["settle"] = time.monotonic() - began
         _, every_write = await sandbox_get(session, sandbox_url + "/_sandbox/writes")
         # This run's namespace only: an earlier run on the same stack wrote its own.
         writes = [w for w in every_write if w.get("namespace") == namespace]
