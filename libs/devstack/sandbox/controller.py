@@ -216,11 +216,13 @@ class Controller:
         self._store.update(kind, namespace, name, "status", replace_status)
 
     def _delete_owned_pods(self, namespace: str, owner_uid: str) -> None:
-        for obj in self._store.select(Filter(self._pods, namespace)):
+        def owned(obj: JsonDict) -> bool:
             owners = json_array(obj["metadata"].get("ownerReferences"))
-            if any(isinstance(o, dict) and o.get("uid") == owner_uid for o in owners):
-                with contextlib.suppress(ApiError):
-                    self._store.delete(self._pods, namespace, obj["metadata"]["name"])
+            return any(isinstance(o, dict) and o.get("uid") == owner_uid for o in owners)
+
+        for obj in self._store.select(Filter(self._pods, namespace), where=owned):
+            with contextlib.suppress(ApiError):
+                self._store.delete(self._pods, namespace, obj["metadata"]["name"])
 
     def _create_failing_pod(
         self, owner: JsonDict, name: str, labels: JsonDict, rule: FailureRule, bad: JsonDict

@@ -140,7 +140,10 @@ class Store:
                 result.append((kind, stored.raw))
         return result
 
-    def select(self, flt: Filter) -> list[JsonDict]:
+    def select(self, flt: Filter, where: Callable[[JsonDict], bool] | None = None) -> list[JsonDict]:
+        """Copies of the live objects `flt` matches (and `where`, given the stored, uncopied object:
+        it must not change it), sorted by namespace and name. Only matches are copied: a copy of
+        every Pod in a namespace per reconcile was most of the sandbox's CPU under load."""
         namespaces = (
             [flt.namespace if flt.kind.namespaced else None]
             if flt.namespace is not None or not flt.kind.namespaced
@@ -150,7 +153,7 @@ class Store:
         for namespace in namespaces:
             for name in list(self._names.get((flt.kind, namespace), ())):
                 obj = self._load(flt.kind, namespace, name)
-                if obj is not None and flt.matches(obj):
+                if obj is not None and flt.matches(obj) and (where is None or where(obj)):
                     found.append(obj)
         found.sort(
             key=lambda obj: (json_object(obj["metadata"]).get("namespace") or "", obj["metadata"]["name"])
