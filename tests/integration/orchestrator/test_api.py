@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from libs.contracts.messages import (
     RegistryUsageReply,
 )
 from libs.runtime.bus import RpcFailed
+from libs.runtime.service import POOL
 from tests.integration.orchestrator.helpers import (
     DIGEST_1_0,
     REGISTRY_HOST,
@@ -159,12 +159,17 @@ async def test_an_enrollment_token_works_once_and_a_new_one_re_enrolls(orch: Har
 
 
 async def test_an_unused_enrollment_token_expires(base_env: dict[str, str]) -> None:
-    async with running_orchestrator(base_env, enrollment_token_ttl_seconds=1.0) as orch:
+    async with running_orchestrator(base_env, enrollment_token_ttl_seconds=600.0) as orch:
         await orch.ok("POST", "/v1/orgs", {"name": "acme"}, 201)
         plane = await orch.ok("POST", "/v1/orgs/acme/dataplanes", {"name": "eu-1"}, 201)
         expires = datetime.fromisoformat(plane["enrollment_expires_at"])
-        assert timedelta(0) < expires - datetime.fromisoformat(plane["created_at"]) <= timedelta(seconds=2)
-        await asyncio.sleep((expires - datetime.now(UTC)).total_seconds() + 0.2)  # let it expire
+        lifetime = expires - datetime.fromisoformat(plane["created_at"])
+        assert abs(lifetime - timedelta(seconds=600)) <= timedelta(seconds=1)  # the setting, not the default
+        # ten minutes later: the expiry moved into the past in the row (PostgreSQL's clock judges it)
+        await orch.client.app[POOL].execute(
+            "UPDATE dataplanes SET enrollment_expires_at = now() - interval '1 second' WHERE id = $1",
+            plane["id"],
+        )
 
         body = {"enrollment_token": plane["enrollment_token"], "public_key": _key(), "version": "1.2.3"}
         status, problem, _ = await orch.call("POST", "/v1/dataplanes/enroll", body, token=None)
