@@ -16,6 +16,11 @@ What is subtle:
   on the row lock and then finds it taken (the use case does nothing), and a crash leaves neither.
 * A digest the agent reports (what the cluster pulled, for a tag it was sent) is stored only
   where none is known: a pinned digest is never replaced by what a data plane says.
+* A config rollout reads what runs and records its deployment in the PUT's transaction, under
+  `lock` (the same advisory lock `record_deployment` takes), so no webhook is recorded between its
+  read and its record. A config rollout re-rolls an image accepted earlier, so its own acceptance
+  time does not make an earlier-accepted webhook that is recorded after it superseded
+  (migrations/0009): that webhook supersedes the rollout and runs with the new config.
 * `claim_due` leases pending rows (`FOR UPDATE SKIP LOCKED`) so another replica's
   sweeper does not pick them too; a crashed attempt is retried after the lease.
 """
@@ -83,6 +88,24 @@ class Deployments(PendingRepo[Deployment]):
         return await self.one(
             "SELECT * FROM deployments WHERE component_id = $1 AND environment = $2"
             " AND status = 'succeeded' ORDER BY seq DESC LIMIT 1",
+            component_id,
+            environment,
+        )
+
+    async def lock(self, component_id: str, environment: str) -> None:
+        """Hold, until the transaction ends, the lock `record_deployment` takes on the pair: no
+        deployment of this component and environment is recorded meanwhile by anyone else."""
+        await self.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", component_id, environment
+        )
+
+    async def live(self, component_id: str, environment: str) -> Deployment | None:
+        """What runs in the environment or is on its way there: the newest deployment in flight or
+        succeeded (a failed or superseded one runs nothing)."""
+        return await self.one(
+            "SELECT * FROM deployments WHERE component_id = $1 AND environment = $2"
+            " AND status IN ('pending', 'dispatched', 'progressing', 'succeeded')"
+            " ORDER BY seq DESC LIMIT 1",
             component_id,
             environment,
         )

@@ -19,6 +19,14 @@ What is subtle:
 * When something runs (or is on its way) in the environment, the change is rolled out at once: a
   deployment of that image (by digest when known) with `source: "config"`, pinned to the new
   version. Recording it supersedes whatever is still in flight there, as any deployment does.
+* The version row and its rollout are recorded in one transaction: a crash between them cannot
+  leave a version that nothing rolls out (the client's retry would compare equal and answer
+  "unchanged"). Dispatching comes after the commit; a crash there leaves the rollout `pending`,
+  which the sweeper dispatches.
+* What runs is read under the lock every deployment of the environment is recorded under
+  (`store.deployments.lock`), in that same transaction: a webhook recorded meanwhile is either
+  seen (and its image rolled out) or waits, then supersedes the rollout with the new version. The
+  locks are always taken config first, then deployments.
 """
 
 from __future__ import annotations
@@ -34,16 +42,13 @@ from services.orchestrator.domain.records import (
     Deployment,
     Environment,
     EnvironmentConfig,
+    NewDeployment,
 )
-from services.orchestrator.store import Store
+from services.orchestrator.store import Repos, Store
 from services.orchestrator.store.secrets import ConfigSecrets
 from services.orchestrator.usecases.recording import Recorder, asked_now
 
 log = logging.getLogger(__name__)
-
-IN_FLIGHT = ("pending", "dispatched", "progressing")
-# How far back the history is searched for what runs; the last succeeded one is the fallback.
-RECENT = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +154,7 @@ class Configs:
                 raise Conflict(
                     "the config of this environment changed meanwhile; read it and try again"
                 ) from None
+            rollout = await self._roll_out(tx, component, target, stored.version)
         log.info(
             "config changed",
             extra={
@@ -158,7 +164,11 @@ class Configs:
                 "secret_names": sorted(names),
             },
         )
-        deployment = await self._roll_out(component, target, stored.version)
+        deployment = None
+        if rollout is not None:
+            new, recorded, superseded = rollout
+            await self.recorder.announce(recorded, superseded)
+            deployment = await self.recorder.dispatch_now(new)
         return ConfigChange(
             state=state_of(stored),
             changed=True,
@@ -167,20 +177,23 @@ class Configs:
             deployment=deployment,
         )
 
-    async def _roll_out(self, component: Component, target: Environment, version: int) -> Deployment | None:
-        """Deploy what runs (or is on its way) in `target` again, with config `version`."""
-        deployments = self.store.now.deployments
-        recent = await deployments.history(component.id, environment=target.name, limit=RECENT)
-        live = next((d for d in recent if d.status in (*IN_FLIGHT, "succeeded")), None)
-        if live is None:
-            live = await deployments.last_succeeded(component.id, target.name)
+    async def _roll_out(
+        self, tx: Repos, component: Component, target: Environment, version: int
+    ) -> tuple[NewDeployment, Deployment, list[Deployment]] | None:
+        """Record, in `tx`, a deployment of what runs (or is on its way) in `target` with config
+        `version`: the new one, as recorded, and the ones it superseded (None: nothing runs)."""
+        await tx.deployments.lock(component.id, target.name)
+        live = await tx.deployments.live(component.id, target.name)
         if live is None:
             return None
         notes = [f"config version {version} rolled out with the image of {live.id}"]
         new = asked_now(
             component, target, live.image, live.digest, source="config", notes=notes, config_version=version
         )
-        return await self.recorder.record_and_dispatch(new)
+        result = await tx.deployments.record(new)
+        if result is None:  # a fresh id: only when the component is gone
+            raise NotFound(f"component {component.project}/{component.name}")
+        return new, *result
 
     async def forget(self, component: Component) -> None:
         """Destroy the component's config secrets in every environment of its org (after it is

@@ -71,20 +71,27 @@ class Recorder:
         result = await self.store.now.deployments.record(new)
         if result is None:
             return None
-        deployment, superseded = result
+        await self.announce(*result)
+        return result[0]
+
+    async def announce(self, deployment: Deployment, superseded: list[Deployment]) -> None:
+        """Tell the gateways about a deployment just recorded and the ones it superseded."""
         for old in superseded:
             log.info("deployment superseded", extra={"deployment_id": old.id, "by": deployment.id})
             await self.gateways.deployment_changed(old)
         log.info(
             "deployment recorded",
-            extra={"deployment_id": deployment.id, "source": new.source, "status": deployment.status},
+            extra={"deployment_id": deployment.id, "source": deployment.source, "status": deployment.status},
         )
         await self.gateways.deployment_changed(deployment)
-        return deployment
 
     async def record_and_dispatch(self, new: NewDeployment) -> Deployment:
         """Record `new`, dispatch it if it can be now, and return it as it then is."""
         await self.record(new)
+        return await self.dispatch_now(new)
+
+    async def dispatch_now(self, new: NewDeployment) -> Deployment:
+        """Dispatch the recorded `new` if it can be now (else the sweeper will), and return it."""
         await self.dispatcher.dispatch_soon(new.id)
         deployment = await self.store.now.deployments.get(new.id)
         if deployment is None:  # the component was deleted meanwhile

@@ -1,0 +1,144 @@
+"""A config change is never lost on its way to the data plane (issue 14): not by a crash between
+storing the version and recording its rollout, and not by a webhook recorded while the change
+reads what runs.
+
+Real NATS and PostgreSQL; the faults and the interleaving are forced through our own code (the
+`Deployments` repository and the dispatcher), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+
+from services.orchestrator.domain.records import Deployment, NewDeployment
+from services.orchestrator.store.deployments import Deployments
+from services.orchestrator.usecases.dispatch import Dispatcher
+from tests.integration.orchestrator.helpers import DIGEST_1_1, REGISTRY_HOST, REPOSITORY, Harness, now
+from tests.integration.orchestrator.test_configs import config_path, running
+from tests.support import eventually
+
+IMAGE_1_1 = f"{REGISTRY_HOST}/{REPOSITORY}:1.1"
+
+
+class InjectedCrash(RuntimeError):
+    """The orchestrator dying at this point: nothing after it runs."""
+
+
+async def config_deployments(orch: Harness, component_path: str) -> list[dict[str, Any]]:
+    history = await orch.ok("GET", f"{component_path}/deployments")
+    return [d for d in history["items"] if d["source"] == "config"]
+
+
+async def test_a_crash_before_the_rollout_is_recorded_stores_no_version_and_the_retry_rolls_it_out(
+    orch: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = await orch.provision()
+    await running(orch, world)
+    record = Deployments.record
+    crashed: list[str] = []
+
+    async def crash_once(self: Deployments, new: NewDeployment) -> Any:
+        if new.source == "config" and not crashed:
+            crashed.append(new.id)
+            raise InjectedCrash("the orchestrator died after storing the version")
+        return await record(self, new)
+
+    monkeypatch.setattr(Deployments, "record", crash_once)
+    status, _, _ = await orch.call("PUT", config_path(world), {"replicas": 2})
+    assert status == 500
+    assert crashed
+    # The client retries the same PUT: it must roll the change out, not answer "unchanged".
+    retry = await orch.ok("PUT", config_path(world), {"replicas": 2})
+    assert retry["version"] == 1
+    assert retry.get("deployment_id"), retry
+    command = await orch.command_for(retry["deployment_id"])
+    assert command.config is not None
+    assert command.config.replicas == 2
+    assert command.config_version == 1
+    assert [d["id"] for d in await config_deployments(orch, world.component_path)] == [retry["deployment_id"]]
+
+
+async def test_a_crash_after_the_commit_leaves_the_rollout_to_the_sweeper(
+    orch: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = await orch.provision()
+    await running(orch, world)
+    dispatch_soon = Dispatcher.dispatch_soon
+    crashed: list[str] = []
+
+    async def crash_once(self: Dispatcher, deployment_id: str) -> None:
+        if not crashed:
+            crashed.append(deployment_id)
+            raise InjectedCrash("the orchestrator died before dispatching")
+        await dispatch_soon(self, deployment_id)
+
+    monkeypatch.setattr(Dispatcher, "dispatch_soon", crash_once)
+    status, _, _ = await orch.call("PUT", config_path(world), {"replicas": 3})
+    assert status == 500
+    assert crashed
+    # Nothing else is asked: the pending rollout is the sweeper's, and the retry is a no-op.
+    command = await orch.command_for(crashed[0])
+    assert command.config is not None
+    assert command.config.replicas == 3
+    retry = await orch.ok("PUT", config_path(world), {"replicas": 3})
+    assert retry["version"] == 1
+    assert [d["id"] for d in await config_deployments(orch, world.component_path)] == crashed
+
+
+async def test_a_webhook_recorded_while_a_config_put_reads_what_runs_is_not_lost(
+    orch: Harness, base_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = await orch.provision()
+    await running(orch, world)  # 1.0 runs
+    accepted = now()  # CI pushed 1.1 before the PUT; its event reaches the orchestrator during it
+    read, go = asyncio.Event(), asyncio.Event()
+    live = Deployments.live
+
+    async def live_then_wait(self: Deployments, component_id: str, environment: str) -> Deployment | None:
+        found = await live(self, component_id, environment)
+        if not read.is_set():
+            read.set()
+            await go.wait()
+        return found
+
+    monkeypatch.setattr(Deployments, "live", live_then_wait)
+    put = asyncio.create_task(orch.ok("PUT", config_path(world), {"replicas": 2}))
+    try:
+        await asyncio.wait_for(read.wait(), timeout=10)
+        pushed = await orch.push(world, IMAGE_1_1, accepted_at=accepted)
+        conn = await asyncpg.connect(base_env["LANDFALL_DATABASE_URL"])
+        try:
+
+            async def recorded_or_waiting() -> str | None:
+                status, _, _ = await orch.call("GET", f"/v1/deployments/{pushed}")
+                if status == 200:
+                    return "recorded"
+                waiting = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND query LIKE '%record_deployment(%'"
+                )
+                return "waiting" if waiting else None
+
+            await eventually(recorded_or_waiting, what="the webhook recorded, or waiting for the PUT")
+        finally:
+            await conn.close()
+    finally:
+        go.set()
+        answer = await put
+    assert answer["version"] == 1
+    webhook = await orch.wait_status(pushed, "dispatched", "superseded")
+    assert webhook["status"] == "dispatched", webhook  # not superseded by a rollout of 1.0
+    assert webhook["config_version"] == 1
+    command = await orch.command_for(pushed)
+    assert command.image == f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_1}"
+    assert command.config is not None
+    assert command.config.replicas == 2
+    history = await orch.ok("GET", f"{world.component_path}/deployments")
+    assert history["items"][0]["id"] == pushed
+    rollout = answer.get("deployment_id")
+    if rollout is not None:  # it re-rolled 1.0 and the newer webhook superseded it
+        assert (await orch.deployment(rollout))["status"] == "superseded"
