@@ -16,6 +16,7 @@ from libs.contracts import signing
 from libs.contracts.ids import new_id
 from libs.contracts.messages import AgentHeartbeat, RolloutReport
 from libs.devstack.sandbox import write_kubeconfig
+from libs.runtime.bus import AGENT_MAX_ACK_PENDING
 from libs.devstack.servers import NatsServer, free_port
 from services.data_plane_agent.domain.identity import Identity
 from tests.integration.data_plane_agent.conftest import OpenHarness
@@ -51,7 +52,7 @@ async def test_heartbeats_arrive_and_the_agent_is_ready(open_harness: OpenHarnes
         assert info.config.durable_name == h.subjects.agent_durable(h.dp)
         assert info.config.filter_subject == h.subjects.deploy(h.dp)
         assert info.config.ack_policy == "explicit"
-        assert info.config.max_ack_pending == 1
+        assert info.config.max_ack_pending == AGENT_MAX_ACK_PENDING  # per-component order: the agent keeps it
 
 
 async def test_the_agent_is_not_ready_while_kubernetes_is_unreachable(
@@ -134,14 +135,16 @@ async def test_a_report_made_while_nats_is_down_is_stored_when_it_returns(
             await asyncio.to_thread(nats.start)
 
             stream, subject = h.subjects.status_stream.name, h.subjects.status(h.dp)
-            async with asyncio.timeout(15):
-                while True:
-                    with contextlib.suppress(Exception):
-                        last = await h.bus.js.get_last_msg(stream, subject)
-                        report = RolloutReport.model_validate_json(last.data or b"")
-                        if report.status == "succeeded":
-                            break
-                    await asyncio.sleep(0.2)
+
+            async def stored() -> RolloutReport | None:
+                """The last report on the status stream once it says succeeded (NATS may be starting)."""
+                with contextlib.suppress(Exception):
+                    last = await h.bus.js.get_last_msg(stream, subject)
+                    report = RolloutReport.model_validate_json(last.data or b"")
+                    return report if report.status == "succeeded" else None
+                return None
+
+            report = await eventually(stored, timeout=60, interval=0.2, what="the succeeded report stored")
             assert report.deployment_id == cmd.deployment_id
     finally:
         await asyncio.to_thread(nats.stop)
