@@ -30,6 +30,12 @@ def text(form: Mapping[str, Any], name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def form_values(form: Mapping[str, Any], *, hide: tuple[str, ...] = ()) -> dict[str, str]:
+    """What a form sent, to fill it again after a refusal: never its CSRF token nor the `hide` fields
+    (a password or a secret is typed again, not echoed into the page)."""
+    return {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf" and k not in hide}
+
+
 def registry_body(form: Mapping[str, Any]) -> dict[str, Any]:
     kind = text(form, "auth.type")
     auth: dict[str, Any] = {"type": kind}

@@ -8,19 +8,20 @@ rendered in the answer itself, and a reload shows the list without it.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
 from libs.runtime.http import path_name
-from services.console.clients.landfall import ApiProblem
 from services.console.domain import COMPONENT_TYPES
-from services.console.entrypoints.web import CONSOLE, errors_of, form, render, session, signed_in
+from services.console.entrypoints.web import CONSOLE, form, render, session, shown_again, signed_in
 from services.console.schemas import (
     COMPONENT_FIELDS,
     component_body,
     deploy_body,
     execution_body,
+    form_values,
     text,
     token_body,
 )
@@ -65,24 +66,18 @@ async def _new(
     )
 
 
-@signed_in
-async def new_component(request: web.Request) -> web.StreamResponse:
-    return await _new(request)
+new_component = signed_in(_new)
 
 
 @signed_in
 async def create_component(request: web.Request) -> web.StreamResponse:
     data = await form(request)
-    values = {k: v for k, v in data.items() if isinstance(v, str) and k != "csrf"}
+    values = form_values(data)
     s = session(request)
     project = text(data, "project") or "default"
-    try:
+    async with shown_again(partial(_new, request, values=values), fields=COMPONENT_FIELDS):
         body = component_body(data)
         await request.app[CONSOLE].act(s, "POST", f"{Console.org(s)}/projects/{q(project)}/components", body)
-    except ApiProblem as exc:
-        if exc.status not in (403, 409, 422):
-            raise
-        return await _new(request, values=values, errors=errors_of(exc, COMPONENT_FIELDS), status=exc.status)
     raise web.HTTPSeeOther(page_url(project, body["name"]))
 
 
@@ -99,9 +94,7 @@ async def _page(
     )
 
 
-@signed_in
-async def component(request: web.Request) -> web.StreamResponse:
-    return await _page(request)
+component = signed_in(_page)
 
 
 async def _change(request: web.Request, suffix: str, body: dict[str, Any]) -> web.StreamResponse:
@@ -109,12 +102,8 @@ async def _change(request: web.Request, suffix: str, body: dict[str, Any]) -> we
     project, name = names(request)
     s = session(request)
     console = request.app[CONSOLE]
-    try:
+    async with shown_again(partial(_page, request)):
         await console.act(s, "POST", console.component_path(s, project, name) + suffix, body)
-    except ApiProblem as exc:
-        if exc.status not in (403, 409, 422):
-            raise
-        return await _page(request, errors={"": exc.detail, **errors_of(exc, ())}, status=exc.status)
     raise web.HTTPSeeOther(page_url(project, name))
 
 
@@ -171,9 +160,7 @@ async def _ci(
     )
 
 
-@signed_in
-async def ci(request: web.Request) -> web.StreamResponse:
-    return await _ci(request)
+ci = signed_in(_ci)
 
 
 async def _ci_change(request: web.Request, method: str, suffix: str, body: dict[str, Any] | None) -> Any:
@@ -186,12 +173,8 @@ async def _ci_change(request: web.Request, method: str, suffix: str, body: dict[
 @signed_in
 async def generate_token(request: web.Request) -> web.StreamResponse:
     data = await form(request)
-    try:
+    async with shown_again(partial(_ci, request), fields=("name", "expires_in_days")):
         created = await _ci_change(request, "POST", "/tokens", token_body(data))
-    except ApiProblem as exc:
-        if exc.status not in (403, 409, 422):
-            raise
-        return await _ci(request, errors=errors_of(exc, ("name", "expires_in_days")), status=exc.status)
     return await _ci(request, created=created, status=201)
 
 
@@ -199,12 +182,8 @@ async def generate_token(request: web.Request) -> web.StreamResponse:
 async def revoke_token(request: web.Request) -> web.StreamResponse:
     await form(request)
     tid = request.match_info["id"]
-    try:
+    async with shown_again(partial(_ci, request), fields=None, refused=(403,)):
         await _ci_change(request, "DELETE", f"/tokens/{q(tid)}", None)
-    except ApiProblem as exc:
-        if exc.status != 403:
-            raise
-        return await _ci(request, errors={"": exc.detail}, status=403)
     project, name = names(request)
     raise web.HTTPSeeOther(page_url(project, name, "/ci"))
 
@@ -213,12 +192,8 @@ async def revoke_token(request: web.Request) -> web.StreamResponse:
 async def signing_secret(request: web.Request) -> web.StreamResponse:
     data = await form(request)
     method = "DELETE" if text(data, "action") == "remove" else "POST"
-    try:
+    async with shown_again(partial(_ci, request), fields=None, refused=(403, 409)):
         answer = await _ci_change(request, method, "/signing-secret", None)
-    except ApiProblem as exc:
-        if exc.status not in (403, 409):
-            raise
-        return await _ci(request, errors={"": exc.detail}, status=exc.status)
     if method == "POST":
         return await _ci(request, secret=answer, status=201)
     project, name = names(request)

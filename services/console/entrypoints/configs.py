@@ -7,15 +7,15 @@ Saving answers with the component page when the change rolls out (the API says s
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
 from libs.runtime.http import path_name
-from services.console.clients.landfall import ApiProblem
 from services.console.entrypoints.components import names, page_url
-from services.console.entrypoints.web import CONSOLE, errors_of, form, render, session, signed_in
-from services.console.schemas import CONFIG_FIELDS, config_body, config_values
+from services.console.entrypoints.web import CONSOLE, form, render, session, shown_again, signed_in
+from services.console.schemas import CONFIG_FIELDS, config_body, config_values, form_values
 from services.console.usecases.pages import q
 
 
@@ -58,17 +58,13 @@ async def save_config(request: web.Request) -> web.StreamResponse:
     environment = path_name(request, "environment")
     s = session(request)
     console = request.app[CONSOLE]
-    values = {k: v for k, v in data.items() if isinstance(v, str) and k not in ("csrf", "secrets")}
-    try:
+    values = form_values(data, hide=("secrets",))
+    async with shown_again(partial(_page, request, values=values), fields=CONFIG_FIELDS):
         view = await console.config(s, project, name, environment)
         body = config_body(data, view["config"], component_type=str(view["component"].get("type", "")))
         answer: dict[str, Any] = await console.act(
             s, "PUT", console.config_path(s, project, name, environment), body
         )
-    except ApiProblem as exc:
-        if exc.status not in (403, 409, 422):
-            raise
-        return await _page(request, values=values, errors=errors_of(exc, CONFIG_FIELDS), status=exc.status)
     if answer.get("deployment_id"):
         raise web.HTTPSeeOther(page_url(project, name))
     raise web.HTTPSeeOther(page_url(project, name, f"/environments/{q(environment)}/config?saved=1"))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
 from libs.contracts.identity import ROLES
-from services.console.clients.landfall import ApiProblem
-from services.console.entrypoints.web import CONSOLE, errors_of, form, render, session, signed_in
+from services.console.entrypoints.web import CONSOLE, form, render, session, shown_again, signed_in
 from services.console.schemas import api_key_body, environment_body, text
 from services.console.usecases.pages import Console, q
 
@@ -31,23 +31,17 @@ async def _dataplanes(
     )
 
 
-@signed_in
-async def dataplanes(request: web.Request) -> web.StreamResponse:
-    return await _dataplanes(request)
+dataplanes = signed_in(_dataplanes)
 
 
 @signed_in
 async def create_dataplane(request: web.Request) -> web.StreamResponse:
     data = await form(request)
     s = session(request)
-    try:
+    async with shown_again(partial(_dataplanes, request), fields=("name",)):
         created = await request.app[CONSOLE].act(
             s, "POST", f"{Console.org(s)}/dataplanes", {"name": text(data, "name")}
         )
-    except ApiProblem as exc:
-        if exc.status not in (403, 409, 422):
-            raise
-        return await _dataplanes(request, errors=errors_of(exc, ("name",)), status=exc.status)
     return await _dataplanes(request, created=created, status=201)
 
 
@@ -65,23 +59,16 @@ async def _environments(
     )
 
 
-@signed_in
-async def environments(request: web.Request) -> web.StreamResponse:
-    return await _environments(request)
+environments = signed_in(_environments)
 
 
 @signed_in
 async def create_environment(request: web.Request) -> web.StreamResponse:
     data = await form(request)
     s = session(request)
-    try:
+    async with shown_again(partial(_environments, request), fields=("name", "dataplane_id", "order")):
         body = environment_body(data)
         await request.app[CONSOLE].act(s, "POST", f"{Console.org(s)}/environments", body)
-    except ApiProblem as exc:
-        if exc.status not in (403, 409, 422):
-            raise
-        fields = ("name", "dataplane_id", "order")
-        return await _environments(request, errors=errors_of(exc, fields), status=exc.status)
     raise web.HTTPSeeOther("/environments")
 
 
@@ -108,22 +95,15 @@ async def _api_keys(
     )
 
 
-@signed_in
-async def api_keys(request: web.Request) -> web.StreamResponse:
-    return await _api_keys(request)
+api_keys = signed_in(_api_keys)
 
 
 @signed_in
 async def create_api_key(request: web.Request) -> web.StreamResponse:
     data = await form(request)
     s = session(request)
-    try:
+    async with shown_again(partial(_api_keys, request), fields=("name", "role", "expires_in_days")):
         created = await request.app[CONSOLE].act(s, "POST", f"{Console.org(s)}/api-keys", api_key_body(data))
-    except ApiProblem as exc:
-        if exc.status not in (403, 409, 422):
-            raise
-        fields = ("name", "role", "expires_in_days")
-        return await _api_keys(request, errors=errors_of(exc, fields), status=exc.status)
     return await _api_keys(request, created=created, status=201)
 
 
@@ -132,10 +112,6 @@ async def revoke_api_key(request: web.Request) -> web.StreamResponse:
     await form(request)
     s = session(request)
     kid = request.match_info["id"]
-    try:
+    async with shown_again(partial(_api_keys, request), fields=None, refused=(403,)):
         await request.app[CONSOLE].act(s, "DELETE", f"{Console.org(s)}/api-keys/{q(kid)}")
-    except ApiProblem as exc:
-        if exc.status != 403:
-            raise
-        return await _api_keys(request, errors={"": exc.detail}, status=403)
     raise web.HTTPSeeOther("/api-keys")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
 from services.console.clients.landfall import ApiProblem
 from services.console.domain import AUTH_TYPES, GUIDANCE, VENDORS
-from services.console.entrypoints.web import CONSOLE, errors_of, form, render, session, signed_in
-from services.console.schemas import REGISTRY_FIELDS, registry_body
+from services.console.entrypoints.web import CONSOLE, form, render, session, shown_again, signed_in
+from services.console.schemas import REGISTRY_FIELDS, form_values, registry_body
 from services.console.usecases.pages import Console, q
 
 
@@ -24,12 +25,10 @@ async def _list(request: web.Request, *, error: str = "", status: int = 200) -> 
     )
 
 
-@signed_in
-async def registries(request: web.Request) -> web.StreamResponse:
-    return await _list(request)
+registries = signed_in(_list)
 
 
-def _new(
+async def _new(
     request: web.Request,
     *,
     values: dict[str, Any] | None = None,
@@ -50,23 +49,17 @@ def _new(
     )
 
 
-@signed_in
-async def new_registry(request: web.Request) -> web.StreamResponse:
-    return _new(request)
+new_registry = signed_in(_new)
 
 
 @signed_in
 async def add_registry(request: web.Request) -> web.StreamResponse:
     data = await form(request)
-    values = {k: v for k, v in data.items() if isinstance(v, str) and k not in ("csrf", "auth.password")}
-    try:
+    values = form_values(data, hide=("auth.password",))
+    async with shown_again(partial(_new, request, values=values), fields=REGISTRY_FIELDS, refused=(409, 422)):
         await request.app[CONSOLE].act(
             session(request), "POST", f"{Console.org(session(request))}/registries", registry_body(data)
         )
-    except ApiProblem as exc:
-        if exc.status not in (409, 422):
-            raise
-        return _new(request, values=values, errors=errors_of(exc, REGISTRY_FIELDS), status=exc.status)
     raise web.HTTPSeeOther("/registries")
 
 

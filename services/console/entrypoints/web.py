@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -88,6 +89,8 @@ def signed_in(handler: Handler) -> Handler:
         request[SESSION_KEY] = found
         try:
             return await handler(request)
+        except Shown as shown:
+            return shown.response
         except ApiProblem as exc:
             return refusal(request, exc)
         except ProblemError as exc:  # a name in the path that cannot exist (`path_name`): a page too
@@ -146,3 +149,30 @@ def errors_of(exc: ApiProblem, fields: tuple[str, ...]) -> dict[str, str]:
     if not exc.errors:
         errors[""] = exc.detail
     return errors
+
+
+class Shown(Exception):
+    """Raised to answer with `response` instead: a form shown again, with the API's refusal on it."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+@asynccontextmanager
+async def shown_again(
+    page: Callable[..., Awaitable[web.StreamResponse]],
+    *,
+    fields: tuple[str, ...] | None = (),
+    refused: tuple[int, ...] = (403, 409, 422),
+) -> AsyncIterator[None]:
+    """Around a change: an API refusal in `refused` answers `page(errors=…, status=…)`, the form
+    again with the errors beside their `fields` (None: the problem's detail on top), instead of a
+    problem page. Any other refusal is `signed_in`'s to show."""
+    try:
+        yield
+    except ApiProblem as exc:
+        if exc.status not in refused:
+            raise
+        errors = {"": exc.detail} if fields is None else errors_of(exc, fields)
+        raise Shown(await page(errors=errors, status=exc.status)) from None
