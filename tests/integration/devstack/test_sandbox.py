@@ -13,8 +13,7 @@ import json
 import signal
 import socket
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from libs.devstack.sandbox import DEPLOYMENT_ID_ANNOTATION, SandboxCluster, write_kubeconfig
+from tests.support import eventually
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 MERGE = "application/merge-patch+json"
@@ -101,13 +101,6 @@ def status_of(exc: ApiException) -> dict[str, Any]:
     assert exc.body is not None
     body: dict[str, Any] = json.loads(exc.body)
     return body
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "the condition did not become true in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_namespaces_are_served_by_the_sandbox(api: Any, unique: str) -> None:
@@ -315,7 +308,7 @@ async def test_paused_controller_leaves_the_rollout_progressing(
         async def passed_over() -> bool:
             return cluster.controller_skipped > skipped
 
-        await eventually(passed_over)
+        await eventually(passed_over, timeout=30, interval=0.01, what="the paused controller passing over")
         assert (await apps.read_namespaced_deployment("web", namespace)).status.observed_generation is None
 
         async with http.post("/_sandbox/resume-controller") as response:
@@ -325,7 +318,7 @@ async def test_paused_controller_leaves_the_rollout_progressing(
         status = (await apps.read_namespaced_deployment_status("web", namespace)).status
         return bool(status.observed_generation == 1 and status.available_replicas == 2)
 
-    await eventually(available)
+    await eventually(available, timeout=30, interval=0.01, what="the rollout available")
 
 
 async def test_failure_rule_yields_an_image_pull_backoff_pod(
@@ -342,7 +335,7 @@ async def test_failure_rule_yields_an_image_pull_backoff_pod(
             status = (await apps.read_namespaced_deployment("web", namespace)).status
             return bool(status.observed_generation == 1)
 
-        await eventually(observed)
+        await eventually(observed, timeout=30, interval=0.01, what="the change observed")
         status = (await apps.read_namespaced_deployment("web", namespace)).status
         assert not status.available_replicas
         assert status.unavailable_replicas == 2
@@ -366,7 +359,7 @@ async def test_failure_rule_yields_an_image_pull_backoff_pod(
         running = [p for p in pods if p.status.phase == "Running" and p.status.container_statuses[0].ready]
         return healthy and len(running) == len(pods) == 2
 
-    await eventually(healed)
+    await eventually(healed, timeout=30, interval=0.01, what="the pods healed")
 
 
 async def test_jobs_complete_or_fail_by_rule(cluster: SandboxCluster, api: Any, namespace: str) -> None:
@@ -382,7 +375,7 @@ async def test_jobs_complete_or_fail_by_rule(cluster: SandboxCluster, api: Any, 
         jobs = (await batch.list_namespaced_job(namespace)).items
         return len(jobs) == 2 and all(finished(j.status.conditions) for j in jobs)
 
-    await eventually(both_finished)
+    await eventually(both_finished, timeout=30, interval=0.01, what="both Jobs finished")
     ok = await batch.read_namespaced_job_status("ok", namespace)
     assert ok.status.succeeded == 1
     assert [(c.type, c.status) for c in ok.status.conditions] == [("Complete", "True")]
@@ -542,7 +535,7 @@ async def test_cli_with_state_keeps_its_objects_across_a_restart(tmp_path: Path)
                 async with http.get(path) as r:
                     return bool(((await r.json()).get("status") or {}).get("availableReplicas"))
 
-            await eventually(available)
+            await eventually(available, timeout=30, interval=0.01, what="the rollout available")
             async with http.get(path) as r:
                 before = await r.json()
     finally:
