@@ -37,7 +37,7 @@ async def eventually(
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or probe}")
-        await asyncio.sleep(interval)
+        await asyncio.sleep(interval)  # the poll interval: the probe above is what is waited on
 
 
 def wait_until(predicate: Callable[[], T | None], *, timeout: float = 30, what: str = "condition") -> T:
@@ -49,7 +49,7 @@ def wait_until(predicate: Callable[[], T | None], *, timeout: float = 30, what: 
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
+        time.sleep(0.1)  # the poll interval: the predicate above is what is waited on
 
 
 def settings_from(cls: Callable[..., S], env: dict[str, str], **overrides: Any) -> S:

@@ -6,10 +6,11 @@ A stack of its own, because this module stops and restarts nats-server.
 from __future__ import annotations
 
 import json
-import time
+from typing import Any
 
 from libs.devstack.stack import Stack, http
 from tests.e2e.test_ci_webhook import Component
+from tests.support import wait_until
 
 
 def test_nats_down_means_503_and_nothing_accepted_is_lost(stack: Stack) -> None:
@@ -33,13 +34,12 @@ def test_nats_down_means_503_and_nothing_accepted_is_lost(stack: Stack) -> None:
         stack.nats.start()
 
     # CI retries after Retry-After; the gateway reconnects by itself.
-    for _ in range(100):
+    def retried() -> dict[str, Any] | None:
         status, body, _ = comp.deploy({"tag": "4"}, headers={"Idempotency-Key": "after-outage"})
-        if status == 202:
-            break
-        assert status == 503, body
-        time.sleep(0.2)
-    assert status == 202
+        assert status in (202, 503), body
+        return body if status == 202 else None
+
+    body = wait_until(retried, timeout=60, what="the retried deploy accepted after NATS returned")
     accepted.append(body["deployment_id"])
 
     finals = {dep_id: comp.wait(dep_id, wait=60)[1] for dep_id in accepted}
