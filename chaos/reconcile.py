@@ -30,10 +30,16 @@ Config changes (chaos/config_changes.py), the same words for a `PUT …/config`:
   answered (with that `deployment_id`), or, for a PUT whose answer never came,
   a version no answer named. Any other config deployment is extra.
 - lost: a PUT answered with a `deployment_id` that does not end `succeeded` or
-  `superseded` (or that the orchestrator does not know).
+  `superseded` (or that the orchestrator does not know). And any deployment
+  superseded by a config one that rolled out another image: a config rollout
+  takes the image of what it supersedes, so a different one brought an older
+  image back over it (for a webhook, that webhook is in `lost`).
 - doubled: two config deployments of one component for one config version
   (one change rolled out twice); a config deployment applied twice is in
   `duplicated` like any other.
+- a config rollout accepted after a webhook may be superseded by it (the webhook
+  was accepted first and recorded after it): a superseded config deployment is
+  never what must run.
 - the newest deployment of a component may be a config one: then its image
   (the one it rolled out again) is what must run, and in any case the live
   objects carry the last config the driver set: the Deployment's replicas and
@@ -45,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -66,6 +73,8 @@ ANNOTATION_CONFIG_VERSION = "landfall.dev/config-version"
 
 TERMINAL = ("succeeded", "failed", "superseded")
 GOOD = ("succeeded", "superseded")
+# The orchestrator's words for what superseded a deployment (its `detail`).
+SUPERSEDED_BY = re.compile(r"superseded by (dep_[0-9a-z_]+)")
 
 
 @dataclass
@@ -225,6 +234,13 @@ def judge(
         promised[hook.deployment_id] = hook
     result.accepted = len(promised)
     explained = _judge_config(result, changes, histories, by_id)
+    overridden = _overridden_by_config(by_id)
+    for dep_id, by in overridden.items():
+        if dep_id not in promised:
+            d = by_id[dep_id]
+            result.config_lost.append(
+                {"deployment_id": dep_id, "component": d.get("component"), "status": "superseded", "by": by}
+            )
 
     per_id = deployment_writes(writes)
     result.deployment_writes = sum(per_id.values())
@@ -234,13 +250,14 @@ def judge(
         found = by_id.get(dep_id)
         status = found["status"] if found else "unknown"
         result.statuses[status] += 1
-        if found is None or status not in GOOD:
+        if found is None or status not in GOOD or dep_id in overridden:
             result.lost.append(
                 {
                     "deployment_id": dep_id,
                     "component": hook.target.name,
                     "status": status,
                     "reason": (found or {}).get("reason"),
+                    **({"by": overridden[dep_id]} if dep_id in overridden else {}),
                 }
             )
         elif status == "succeeded":
@@ -274,9 +291,17 @@ def judge(
         by_target.setdefault(by_id[dep_id]["component"], []).append(dep_id)
         wanted[dep_id] = _tag_of(by_id[dep_id]["image"])
     sent_at = {dep_id: (hook.sent_at, hook.index) for dep_id, hook in promised.items()}
+    replaced = {dep_id for dep_id in explained if by_id[dep_id]["status"] == "superseded"}
     for target in targets:
         _check_live(
-            result, target, by_target.get(target.name, []), wanted, sent_at, order, live.get(target.name)
+            result,
+            target,
+            by_target.get(target.name, []),
+            wanted,
+            sent_at,
+            order,
+            live.get(target.name),
+            replaced,
         )
     for change in changes:
         if change.answered:
@@ -291,6 +316,17 @@ def judge(
         if by_id[dep_id]["status"] == "succeeded" and per_id.get(dep_id, 0) == 0:
             result.succeeded_without_write.append(dep_id)
     return result
+
+
+def _overridden_by_config(by_id: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Deployments superseded by a config deployment that rolled out another image: {id: by}."""
+    out: dict[str, str] = {}
+    for dep_id, d in by_id.items():
+        match = SUPERSEDED_BY.match(d.get("detail") or "") if d.get("status") == "superseded" else None
+        by = by_id.get(match.group(1)) if match else None
+        if by is not None and by.get("source") == "config" and by.get("image") != d.get("image"):
+            out[dep_id] = by["id"]
+    return out
 
 
 def _tag_of(image: str) -> str:
@@ -405,6 +441,7 @@ def _check_live(
     sent_at: dict[str, tuple[float, int]],
     order: dict[str, tuple[datetime, int]],
     answer: tuple[int, dict[str, Any] | None] | None,
+    replaced: set[str],
 ) -> None:
     status, obj = answer if answer is not None else (0, None)
     if not mine:
@@ -414,8 +451,10 @@ def _check_live(
             )
         return
     floor = (datetime.min.replace(tzinfo=UTC), 0)
-    # Newest by the orchestrator's order; a 202 it never recorded ranks by when CI sent it.
-    newest = max(mine, key=lambda d: (order.get(d, floor), sent_at.get(d, (0.0, 0))))
+    # Newest by the orchestrator's order; a 202 it never recorded ranks by when CI sent it. A
+    # superseded config rollout was replaced by a webhook accepted before it: never the newest.
+    candidates = [d for d in mine if d not in replaced] or mine
+    newest = max(candidates, key=lambda d: (order.get(d, floor), sent_at.get(d, (0.0, 0))))
     tag = wanted[newest]
     want_image = target.pinned(tag) if tag in target.digests else f"unknown tag {tag!r}"
     if status != 200 or obj is None:

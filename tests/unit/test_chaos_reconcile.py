@@ -314,3 +314,67 @@ def test_a_final_config_other_than_the_last_one_set_is_flagged_without_a_secret_
     run["env_secrets"]["c1"] = (404, {"kind": "Status"})
     run["live"]["c1"][1]["spec"]["template"]["spec"]["containers"][0]["envFrom"] = []
     assert found(run) == {"secret_names": [], "envFrom": []}
+
+
+def test_a_version_whose_rollout_a_crash_lost_is_flagged_as_the_wrong_final_config() -> None:
+    """The PUT stored version 4 and died before its rollout; the retry answered "unchanged" (no
+    deployment_id), and the data plane still runs version 3."""
+    run = configured_run()
+    change = run["changes"][0]
+    change.answered.append({"version": 4, "deployment_id": None})
+    change.unanswered += 1
+    (wrong,) = judge(**run).wrong_config
+    assert wrong["found"] == {"config_version": "3"}
+    assert wrong["expected"]["config_version"] == 4
+
+
+def with_webhook_around_the_last_config_rollout(*, image_tag: str, recorded_after: bool) -> dict[str, Any]:
+    """configured_run, plus c1's webhook dep_c1_2 accepted just before the last config PUT (cfg3):
+    recorded before cfg3 (and superseded by it), or recorded after it (superseding it)."""
+    run = configured_run()
+    c1 = run["targets"][1]
+    run["hooks"].append(Webhook(index=5, target=c1, tag=image_tag, key="k5", deployment_id="dep_c1_2"))
+    history = run["histories"]["c1"]
+    webhook = record("dep_c1_2", "c1", "2026-01-01T00:00:04.500000+00:00", config_version=3)
+    webhook["image"] = f"registry.test:5000/chaos/c1:{image_tag}"
+    if recorded_after:
+        history[0].update(status="superseded", detail="superseded by dep_c1_2")
+        history.insert(0, webhook)
+        run["writes"].append(write("dep_c1_2", "c1"))
+        _, body = run["live"]["c1"]
+        body["metadata"]["annotations"]["landfall.dev/deployment-id"] = "dep_c1_2"
+        body["spec"]["template"]["spec"]["containers"][0]["image"] = c1.pinned(image_tag)
+    else:
+        webhook.update(status="superseded", detail="superseded by dep_c1_cfg3")
+        history.insert(1, webhook)
+    return run
+
+
+def test_a_webhook_superseded_by_a_config_rollout_of_an_older_image_is_lost() -> None:
+    # the PUT read what ran (v1) before the webhook (v2) was recorded, then rolled v1 out over it
+    r = judge(**with_webhook_around_the_last_config_rollout(image_tag="v2", recorded_after=False))
+    assert [(lost["deployment_id"], lost["by"]) for lost in r.lost] == [("dep_c1_2", "dep_c1_cfg3")]
+    assert not r.ok
+    # a rollout of the same image as the one it superseded is what a config change does
+    assert judge(**with_webhook_around_the_last_config_rollout(image_tag="v1", recorded_after=False)).ok
+
+    # a config rollout of another image over another config rollout loses that one's image
+    run = configured_run()
+    cfg2 = run["histories"]["c1"][1]
+    cfg2.update(image="registry.test:5000/chaos/c1:v2", detail="superseded by dep_c1_cfg3")
+    assert [(lost["deployment_id"], lost["by"]) for lost in judge(**run).config_lost] == [
+        ("dep_c1_cfg2", "dep_c1_cfg3")
+    ]
+
+
+def test_a_config_rollout_superseded_by_a_webhook_accepted_before_it_is_not_what_must_run() -> None:
+    """The webhook (v2) was accepted before the PUT and recorded after its rollout (of v1): it
+    supersedes the rollout and runs with the new config, although the rollout was accepted later."""
+    run = with_webhook_around_the_last_config_rollout(image_tag="v2", recorded_after=True)
+    r = judge(**run)
+    assert r.ok, r
+    # what must run is the webhook's image, not the superseded rollout's
+    run["live"]["c1"][1]["spec"]["template"]["spec"]["containers"][0]["image"] = run["targets"][1].pinned(
+        "v1"
+    )
+    assert [w["expected"] for w in judge(**run).wrong_image] == ["dep_c1_2"]
