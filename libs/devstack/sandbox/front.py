@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import logging
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -382,9 +383,7 @@ class SandboxCluster:
                 writes = [w for w in self._writes if w.seq > since and wanted in (None, w.deployment_id)]
                 return web.json_response([write.as_dict() for write in writes])
             if method == "DELETE":
-                count = len(self._writes)
-                self.clear_writes()
-                return web.json_response({"cleared": count})
+                return _cleared(len(self._writes), self.clear_writes)
         elif path == "/_sandbox/failure-rules":
             if method == "GET":
                 return web.json_response([rule.as_dict() for rule in self._rules])
@@ -400,9 +399,7 @@ class SandboxCluster:
                     return bad_request(f"expected {{image_contains, reason, message?}}: {exc}").response()
                 return web.json_response(rule.as_dict(), status=201)
             if method == "DELETE":
-                count = len(self._rules)
-                self.clear_failure_rules()
-                return web.json_response({"cleared": count})
+                return _cleared(len(self._rules), self.clear_failure_rules)
         elif path == "/_sandbox/admission-rules":
             if method == "POST":
                 try:
@@ -414,9 +411,7 @@ class SandboxCluster:
                 self._admission.append(admission)
                 return web.json_response(admission.as_dict(), status=201)
             if method == "DELETE":
-                count = len(self._admission)
-                self._admission.clear()
-                return web.json_response({"cleared": count})
+                return _cleared(len(self._admission), self._admission.clear)
         elif path in ("/_sandbox/pause-controller", "/_sandbox/resume-controller"):
             if method == "POST":
                 self.pause_controller() if path.endswith("pause-controller") else self.resume_controller()
@@ -426,3 +421,9 @@ class SandboxCluster:
         else:
             return gone_resource().response()
         return ApiError(405, "MethodNotAllowed", f"{method} is not allowed on {path}").response()
+
+
+def _cleared(count: int, clear: Callable[[], None]) -> web.Response:
+    """A DELETE of one of the sandbox's lists (writes, rules): empties it, answers how many it held."""
+    clear()
+    return web.json_response({"cleared": count})
