@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help deps lock audit lint format test test-fast up down clean bench chaos
+.PHONY: help deps lock audit lint format test test-fast stress up down clean bench chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -70,6 +70,11 @@ audit: deps ## pip-audit of requirements.lock (skipped, with a line saying so, w
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
 	 else echo "run as root, or: sudo apt-get install -y wrk" >&2; exit 1; fi
 
+/usr/bin/stress:
+	@echo "==> installing Debian's stress (CPU load generator) for make stress"
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress >/dev/null; \
+	 else echo "run as root, or: sudo apt-get install -y stress" >&2; exit 1; fi
+
 /usr/bin/chromium:
 	@echo "==> installing Debian's chromium and chromium-driver for the console's browser test"
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
@@ -93,6 +98,24 @@ test: lint ## lint, then every test against real NATS, PostgreSQL, OpenBao, dock
 
 test-fast: deps ## unit and integration tests only, no lint
 	@$(PY) -m pytest tests/unit tests/integration
+
+# Each pass's whole pytest output is kept in build/stress/pass-<n>.log; stress stops with the target (or after 3 h).
+# STRESS_TESTS narrows the paths (default: the integration and e2e tiers, which are directories).
+PASSES ?= 3
+STRESS_TESTS ?= tests/integration tests/e2e
+stress: deps /usr/bin/stress ## integration and e2e tiers PASSES=3 times under `stress --cpu 2`; stops at a failing pass
+	@mkdir -p build/stress
+	@setsid stress --cpu 2 --timeout 10800 >/dev/null 2>&1 & load=$$!; trap 'kill -- -$$load 2>/dev/null' EXIT; \
+	 for pass in $$(seq 1 $(PASSES)); do \
+	   echo "==> pass $$pass of $(PASSES): pytest $(STRESS_TESTS) under stress --cpu 2"; \
+	   log=build/stress/pass-$$pass.log; start=$$(date +%s); \
+	   $(PY) -m pytest -q -p no:cacheprovider --durations=10 --durations-min=0 $(STRESS_TESTS) >$$log 2>&1; \
+	   rc=$$?; wall=$$(( $$(date +%s) - start )); \
+	   sed -n '/slowest 10 durations/,/^$$/p' $$log | sed '/^$$/d'; \
+	   grep -E '^(FAILED|ERROR) ' $$log || true; \
+	   echo "pass $$pass: $$(tail -n 1 $$log | sed 's/^=* *//; s/ *=*$$//'); wall $$wall s; output in $$log"; \
+	   if [ $$rc -ne 0 ]; then echo "pass $$pass failed (pytest exit $$rc): stopping" >&2; exit $$rc; fi; \
+	 done; echo "==> $(PASSES) passes in a row under stress --cpu 2"
 
 up: deps ## start the whole stack locally (Ctrl-C stops it)
 	@$(PY) -m libs.devstack.stack up
