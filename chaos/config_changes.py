@@ -11,6 +11,8 @@ What is subtle:
   killed after its commit) stores one more version (setting a secret always counts as a change)
   and rolls that out too: the driver notes the unanswered attempt, so the judge may explain a
   config deployment whose version no answer named (`Change.unanswered`), but only one per version.
+  Killed before its commit, the orchestrator stored neither the version nor its rollout (they
+  commit together), so the retry stores and rolls out the change as if it were the first attempt.
 * Every change is a full body, so a repeated one ends in the same state: the driver's intent
   (`Change.expected`) is what the data plane must show at the end, whatever was retried.
 """
