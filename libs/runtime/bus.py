@@ -237,6 +237,9 @@ async def ensure_streams(js: JetStreamContext, specs: Iterable[StreamSpec], *, r
 AGENT_ACK_WAIT_SECONDS = 60.0
 
 
+AGENT_MAX_ACK_PENDING = 32
+
+
 def agent_consumer_config(
     subjects: Subjects, dataplane_id: str, *, ack_wait_seconds: float = AGENT_ACK_WAIT_SECONDS
 ) -> ConsumerConfig:
@@ -249,7 +252,8 @@ def agent_consumer_config(
         deliver_policy=DeliverPolicy.ALL,
         filter_subject=subjects.deploy(dataplane_id),
         ack_wait=ack_wait_seconds,
-        max_ack_pending=1,  # strict order, even across redeliveries
+        # Commands in flight at once; the agent keeps each component's in order (its consumer's docstring).
+        max_ack_pending=AGENT_MAX_ACK_PENDING,
         description=f"deploy commands for data plane {dataplane_id}",
     )
 
@@ -303,7 +307,8 @@ class Bus:
     async def ensure_agent_consumer(self, dataplane_id: str) -> None:
         """Create a data plane's consumer unless it exists (agents with their own NATS user only bind).
 
-        An existing consumer is left alone: it holds the agent's position in the stream.
+        An existing consumer keeps its position in the stream; one made with another
+        `max_ack_pending` (an older orchestrator's 1) is updated in place to today's.
         """
         if not self.nc.is_connected:
             raise BusUnavailable("NATS is not connected")
@@ -311,9 +316,13 @@ class Bus:
         config = agent_consumer_config(self.subjects, dataplane_id)
         try:
             try:
-                await self.js.consumer_info(stream, self.subjects.agent_durable(dataplane_id))
+                info = await self.js.consumer_info(stream, self.subjects.agent_durable(dataplane_id))
             except nats.js.errors.NotFoundError:
                 await self.js.add_consumer(stream, config=config)
+            else:
+                if info.config.max_ack_pending != config.max_ack_pending:
+                    # CONSUMER.CREATE of an existing name with an editable change is an update.
+                    await self.js.add_consumer(stream, config=config)
         except (
             nats.errors.TimeoutError,
             nats.errors.ConnectionClosedError,

@@ -47,6 +47,7 @@ class AgentOptions:
     rollout_poll_seconds: float = 2.0
     ack_wait_seconds: float = 60.0
     fetch_timeout_seconds: float = 5.0
+    concurrency: int = 8  # components applied at once (`Settings.concurrency`)
     create_consumer: bool = True  # False: bind only (an agent with its own NATS user may not create it)
     service_account: str | None = None  # `namespace:name`: bound to read Secrets in each namespace made
     resolve_in_cluster: bool = False  # answer ResolveInCluster requests (`Settings.resolve_in_cluster`)
@@ -61,6 +62,7 @@ class AgentOptions:
             heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
             rollout_poll_seconds=settings.rollout_poll_seconds,
             ack_wait_seconds=settings.ack_wait_seconds,
+            concurrency=settings.concurrency,
             create_consumer=create_consumer,
             service_account=settings.service_account,
             resolve_in_cluster=settings.resolve_in_cluster,
@@ -105,6 +107,7 @@ class Agent:
                 ack_wait_seconds=options.ack_wait_seconds,
                 fetch_timeout_seconds=options.fetch_timeout_seconds,
                 create_consumer=options.create_consumer,
+                concurrency=options.concurrency,
             ),
             applier=Applier(kube=kube, identity=identity, namespaces=namespaces),
             remover=Remover(kube=kube, namespaces=namespaces, watcher=self.watcher, dataplane_id=dp),

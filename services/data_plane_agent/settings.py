@@ -83,6 +83,13 @@ class Settings(ServiceSettings):
         default=2.0, description="re-check a rollout (and its Pods) at least this often, watch or not"
     )
     ack_wait_seconds: float = 60.0
+    concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=32,
+        description="components whose commands are applied at once (LANDFALL_CONCURRENCY); each"
+        " component's commands stay in order; at most the consumer's max_ack_pending (32)",
+    )
 
     resolve_in_cluster: bool = Field(
         default=True, description="answer the orchestrator's tag -> digest requests from inside the cluster"

@@ -16,6 +16,8 @@ agent sees the Secrets of the namespaces it made and of no other.
 
 from __future__ import annotations
 
+import asyncio
+
 from libs.contracts.messages import DeployCommand, RemoveCommand
 
 from ..clients.kube import Kube
@@ -28,6 +30,8 @@ class Namespaces:
         self._dataplane_id = dataplane_id
         self._service_account = service_account  # `namespace:name`; None: no binding (not in a pod)
         self._known: set[str] = set()
+        # Components are applied concurrently: the first command in a namespace makes it, the others wait.
+        self._making: dict[str, asyncio.Lock] = {}
 
     def __contains__(self, namespace: str) -> bool:
         return namespace in self._known
@@ -35,6 +39,11 @@ class Namespaces:
     async def ensure(self, cmd: DeployCommand | RemoveCommand) -> None:
         if cmd.namespace in self._known:
             return
+        async with self._making.setdefault(cmd.namespace, asyncio.Lock()):
+            if cmd.namespace not in self._known:
+                await self._make(cmd)
+
+    async def _make(self, cmd: DeployCommand | RemoveCommand) -> None:
         dp = self._dataplane_id
         wanted = manifests.namespace(cmd, dp)
         found = await self._kube.ensure_namespace(wanted)

@@ -16,8 +16,8 @@ from libs.contracts import signing
 from libs.contracts.ids import new_id
 from libs.contracts.messages import AgentHeartbeat, RolloutReport
 from libs.devstack.sandbox import write_kubeconfig
-from libs.runtime.bus import AGENT_MAX_ACK_PENDING
 from libs.devstack.servers import NatsServer, free_port
+from libs.runtime.bus import AGENT_MAX_ACK_PENDING
 from services.data_plane_agent.domain.identity import Identity
 from tests.integration.data_plane_agent.conftest import OpenHarness
 from tests.integration.data_plane_agent.helpers import SIGNER, SIGNER_PUBLIC

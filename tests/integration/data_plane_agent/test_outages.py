@@ -1,9 +1,9 @@
 """The agent across outages: the Kubernetes API gone and back, the agent itself stopped and restarted.
 
 Order beats latency: with the API server unreachable a command is held where it is (not
-failed, not redelivered past), every later command of the data plane waits behind it, and
-once the API returns everything is applied in the order it was sent, deploys and removals
-alike. After the agent's own outage it catches up from its durable consumer, again in order
+failed, not redelivered past), every later command of its component waits behind it, and
+once the API returns each component's commands are applied in the order they were sent,
+deploys and removals alike (components are applied concurrently, each in its own order). After the agent's own outage it catches up from its durable consumer, again in order
 and without writing any deployment twice. The evidence is the sandbox's request log (every
 write the API server answered) and the agent's JetStream consumer, not the agent's word.
 """
@@ -69,10 +69,11 @@ async def test_with_the_kubernetes_api_away_commands_wait_in_order_and_apply_whe
 
         async def held() -> Any:
             info = await consumer(h)
-            # The first command is in the agent's hands (not acked); every later one waits behind it.
-            return info if info.num_ack_pending == 1 and info.num_pending == len(commands) - 1 else None
+            # Every command is in the agent's hands and none is acked: each component's first one is
+            # held (kept alive) and the later ones of that component wait behind it in the agent.
+            return info if info.num_ack_pending == len(commands) and info.num_pending == 0 else None
 
-        info = await eventually(held, what="the first command held and the rest waiting")
+        info = await eventually(held, what="every command held, none acked")
         assert info.num_redelivered == 0  # held in place (kept alive), not redelivered
         deploys = [c for c in commands if isinstance(c, DeployCommand)]
         assert all(h.reports_for(c.deployment_id) == [] for c in deploys)  # nothing failed meanwhile

@@ -73,7 +73,7 @@ async def test_enrollment_returns_a_nats_user_for_that_data_plane_only(
         # The orchestrator made the consumer the agent may only bind to.
         info = await orch.bus.js.consumer_info(s.dataplane_stream.name, s.agent_durable(dp))
         assert info.config.filter_subject == s.deploy(dp)
-        assert info.config.max_ack_pending == 1
+        assert info.config.max_ack_pending == busmod.AGENT_MAX_ACK_PENDING
 
         # nats-server accepts the minted user, and its heartbeat reaches the orchestrator.
         user = NatsUser(body["nats_jwt"], key.seed, body["nats_inbox_prefix"])
