@@ -18,6 +18,8 @@ from unittest import mock
 
 import pytest
 
+from libs.contracts.messages import ComponentInfo
+
 if TYPE_CHECKING:  # only the type: unit tests importing this module need no NATS client
     from libs.runtime.bus import Bus
 
@@ -76,6 +78,26 @@ def service_fixtures(
             yield harness
 
     return settings, service
+
+
+def component_info(
+    name: str = "api",
+    *,
+    org: str = "acme",
+    project: str = "shop",
+    host: str = "ghcr.io",
+    repository: str | None = None,
+) -> ComponentInfo:
+    """What the orchestrator tells a gateway of a component (`acme/<name>` on ghcr.io unless told)."""
+    return ComponentInfo(
+        org=org,
+        project=project,
+        component=name,
+        type="service",
+        registry_id="reg_01hzzzzzzzzzzzzzzzzzzzzzzz",
+        registry_host=host,
+        repository=repository if repository is not None else f"acme/{name}",
+    )
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -21,6 +21,7 @@ from services.webhook_gateway.domain.signatures import (
     verify,
 )
 from services.webhook_gateway.schemas import DeployRequest
+from tests.support import component_info
 
 T = TypeVar("T")
 
@@ -137,31 +138,25 @@ def test_secrets_have_at_least_24_random_bytes() -> None:
 # --- image rules ------------------------------------------------------------------------------
 
 
-def _info(host: str = "ghcr.io", repository: str = "acme/api") -> ComponentInfo:
-    return ComponentInfo(
-        org="o",
-        project="p",
-        component="c",
-        type="service",
-        registry_id="reg_x",
-        registry_host=host,
-        repository=repository,
-    )
-
-
 def test_tag_and_digest_use_the_components_repository() -> None:
     digest = "sha256:" + "0" * 64
-    assert str(resolve_image(DeployRequest(tag="1.2"), _info())) == "ghcr.io/acme/api:1.2"
-    assert str(resolve_image(DeployRequest(digest=digest), _info())) == f"ghcr.io/acme/api@{digest}"
+    assert str(resolve_image(DeployRequest(tag="1.2"), component_info())) == "ghcr.io/acme/api:1.2"
+    assert str(resolve_image(DeployRequest(digest=digest), component_info())) == f"ghcr.io/acme/api@{digest}"
     assert (
-        str(resolve_image(DeployRequest(tag="7"), _info("index.docker.io", "nginx")))
+        str(resolve_image(DeployRequest(tag="7"), component_info(host="index.docker.io", repository="nginx")))
         == "docker.io/library/nginx:7"
     )
 
 
 def test_component_reference_tolerates_a_repository_with_its_host() -> None:
-    assert component_reference(_info("ghcr.io", "ghcr.io/acme/api")).name == "ghcr.io/acme/api"
-    assert component_reference(_info("https://GHCR.io/", "acme/api")).name == "ghcr.io/acme/api"
+    assert (
+        component_reference(component_info(host="ghcr.io", repository="ghcr.io/acme/api")).name
+        == "ghcr.io/acme/api"
+    )
+    assert (
+        component_reference(component_info(host="https://GHCR.io/", repository="acme/api")).name
+        == "ghcr.io/acme/api"
+    )
 
 
 @pytest.mark.parametrize(
@@ -177,7 +172,7 @@ def test_component_reference_tolerates_a_repository_with_its_host() -> None:
 )
 def test_refusals(body: DeployRequest, status: int, field: str | None) -> None:
     with pytest.raises(ProblemError) as info:
-        resolve_image(body, _info())
+        resolve_image(body, component_info())
     assert info.value.status == status
     if field:
         assert info.value.errors[0]["field"] == field

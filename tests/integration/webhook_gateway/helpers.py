@@ -42,6 +42,7 @@ from services.webhook_gateway.app import create_app
 from services.webhook_gateway.settings import Settings
 from tests.integration.credentials.identity import AuditTap, FakeKeys
 from tests.support import bearer, settings_from
+from tests.support import component_info as component_info  # the gateway tests import it from here
 
 ORG, PROJECT = "acme", "shop"
 COMPONENT_PATH = f"/v1/orgs/{ORG}/projects/{PROJECT}/components"
@@ -57,20 +58,6 @@ def fuzzing_settings(base_env: dict[str, str], **overrides: Any) -> Settings:
         rate_limit_burst=1_000_000,
         preauth_refusal_burst=1_000_000,
         **overrides,
-    )
-
-
-def component_info(
-    name: str = "api", *, host: str = "ghcr.io", repository: str | None = None
-) -> ComponentInfo:
-    return ComponentInfo(
-        org=ORG,
-        project=PROJECT,
-        component=name,
-        type="service",
-        registry_id="reg_01hzzzzzzzzzzzzzzzzzzzzzzz",
-        registry_host=host,
-        repository=repository if repository is not None else f"acme/{name}",
     )
 
 
