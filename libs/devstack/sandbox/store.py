@@ -76,7 +76,11 @@ class Store:
         self._watchers: set[asyncio.Queue[Event | None]] = set()
         self._closed = False  # set while stopping: new watches end at once
         self._listeners: list[Callable[[Event], None]] = []
-        self._applied: dict[tuple[str, str, str | None, str, str | None, str], JsonDict] = {}
+        # Last-applied configurations by object, then by (subresource, field manager).
+        self._applied: dict[tuple[str, str, str | None, str], dict[tuple[str | None, str], JsonDict]] = {}
+        # Dependents by their owners' uids (ownerReferences), for garbage collection without a scan of
+        # every object per delete; an entry can outlive a changed reference: it is checked when used.
+        self._dependents: dict[str, set[tuple[Kind, str | None, str]]] = {}
         # Live object names by kind and namespace: lists read these instead of scanning every object
         # kmock stores (with a thousand data planes' objects, scans were most of the sandbox's CPU).
         self._names: dict[tuple[Kind, str | None], set[str]] = {}
@@ -248,6 +252,8 @@ class Store:
         meta = obj["metadata"]
         key = self._key(kind, meta.get("namespace"), meta["name"])
         self._names.setdefault((kind, key[1]), set()).add(meta["name"])
+        for uid in _owner_uids(meta):
+            self._dependents.setdefault(uid, set()).add((kind, key[1], meta["name"]))
         if key in self.emulator.objects:
             stored = self.emulator.objects[key]
             stored.history.append(obj)
@@ -461,17 +467,20 @@ class Store:
         self._names.get((kind, key[1]), set()).discard(name)
         if len(stored.history) > _HISTORY_LIMIT:
             del stored.history[: len(stored.history) - _HISTORY_LIMIT]
-        for applied_key in [k for k in self._applied if k[:4] == (kind.group, kind.plural, namespace, name)]:
-            del self._applied[applied_key]
+        self._applied.pop((kind.group, kind.plural, namespace, name), None)
+        for owner_uid in _owner_uids(meta):
+            self._dependents.get(owner_uid, set()).discard((kind, key[1], name))
         self._publish(kind, "DELETED", final)
-        if propagation != "Orphan" and uid:
-            for other_kind, obj in self.live():
-                owners = json_array(json_object(obj.get("metadata")).get("ownerReferences"))
-                if any(isinstance(owner, dict) and owner.get("uid") == uid for owner in owners):
-                    if kind.namespaced and obj["metadata"].get("namespace") != namespace:
-                        continue
-                    with contextlib.suppress(ApiError):
-                        self.delete(other_kind, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+        dependents = self._dependents.pop(uid, set()) if uid else set()
+        if propagation != "Orphan":
+            for other_kind, other_namespace, other_name in sorted(dependents, key=_dependent_order):
+                obj = self._load(other_kind, other_namespace, other_name)
+                if obj is None or uid not in _owner_uids(obj["metadata"]):
+                    continue
+                if kind.namespaced and other_namespace != namespace:
+                    continue
+                with contextlib.suppress(ApiError):
+                    self.delete(other_kind, other_namespace, other_name)
         return copy.deepcopy(final)
 
     # Server-side apply bookkeeping (one last-applied configuration per field manager).
@@ -479,12 +488,23 @@ class Store:
     def applied(
         self, kind: Kind, namespace: str | None, name: str, manager: str, sub: str | None
     ) -> JsonDict | None:
-        return self._applied.get((kind.group, kind.plural, namespace, name, sub, manager))
+        return self._applied.get((kind.group, kind.plural, namespace, name), {}).get((sub, manager))
 
     def remember_applied(
         self, kind: Kind, namespace: str | None, name: str, manager: str, sub: str | None, config: JsonDict
     ) -> None:
-        self._applied[(kind.group, kind.plural, namespace, name, sub, manager)] = copy.deepcopy(config)
+        by_manager = self._applied.setdefault((kind.group, kind.plural, namespace, name), {})
+        by_manager[(sub, manager)] = copy.deepcopy(config)
+
+
+def _owner_uids(meta: Mapping[str, Any]) -> list[str]:
+    owners = json_array(meta.get("ownerReferences"))
+    return [str(o["uid"]) for o in owners if isinstance(o, dict) and o.get("uid")]
+
+
+def _dependent_order(dependent: tuple[Kind, str | None, str]) -> tuple[str, str, str, str]:
+    kind, namespace, name = dependent
+    return (kind.group, kind.plural, namespace or "", name)
 
 
 def _spec_of(obj: Mapping[str, Any]) -> JsonDict:

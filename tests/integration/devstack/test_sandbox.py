@@ -253,6 +253,42 @@ async def test_duplicate_create_is_a_409_already_exists_status(api: Any, namespa
         assert body["code"] == 409
 
 
+async def test_deleting_an_owner_collects_its_dependents_unless_orphaned(api: Any, namespace: str) -> None:
+    core = core_api(api)
+
+    async def config_map(name: str, owner: Any = None) -> Any:
+        meta: dict[str, Any] = {"name": name}
+        if owner is not None:
+            ref = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": owner.metadata.name,
+                "uid": owner.metadata.uid,
+            }
+            meta["ownerReferences"] = [ref]
+        return await core.create_namespaced_config_map(namespace, {"metadata": meta, "data": {}})
+
+    async def names() -> set[str]:
+        return {cm.metadata.name for cm in (await core.list_namespaced_config_map(namespace)).items}
+
+    owner = await config_map("owner")
+    await config_map("child-1", owner)
+    await config_map("child-2", owner)
+    await config_map("released", owner)
+    await config_map("unrelated")
+    # A dependent whose owner reference was taken away is no longer collected with the owner.
+    await core.patch_namespaced_config_map(
+        "released", namespace, {"metadata": {"ownerReferences": None}}, _content_type=MERGE
+    )
+    await core.delete_namespaced_config_map("owner", namespace)
+    assert await names() == {"released", "unrelated"}
+
+    keeper = await config_map("keeper")
+    await config_map("orphan", keeper)
+    await core.delete_namespaced_config_map("keeper", namespace, propagation_policy="Orphan")
+    assert await names() == {"released", "unrelated", "orphan"}
+
+
 async def test_missing_objects_and_urls_are_404_not_found_statuses(api: Any, namespace: str) -> None:
     with pytest.raises(ApiException) as exc:
         await apps_api(api).read_namespaced_deployment("nope", namespace)
