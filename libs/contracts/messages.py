@@ -367,6 +367,21 @@ class DataPlaneKey(Message):
     public_key: str | None = Field(description="base64 X25519 key; None while no agent has enrolled")
 
 
+class AgentJwtRenew(Message):
+    """An agent asks for a new NATS user JWT for the key it enrolled with (before its JWT expires).
+    `signature`: base64url Ed25519 over `natsauth.renewal_message(...)` by that user key's seed."""
+
+    dataplane_id: str = Field(max_length=64)
+    user_public_key: str = Field(max_length=64)
+    issued_at: int = Field(ge=0, le=2**40, description="unix seconds; refused when far from the clock")
+    signature: str = Field(max_length=128)
+
+
+class AgentJwtRenewed(Message):
+    jwt: str
+    expires_at: int | None = None
+
+
 class RegistryUsage(RegistryRef):
     pass
 

@@ -43,3 +43,6 @@ PULL_SECRET_UNREADABLE: Final = "pull_secret_unreadable"  # the sealed pull secr
 CONFIG_SECRETS_WRONG_RECIPIENT: Final = "config_secrets_wrong_recipient"
 CONFIG_SECRETS_UNREADABLE: Final = "config_secrets_unreadable"  # the sealed config secrets do not open
 COMMAND_REJECTED: Final = "command_rejected"  # names a place or object this agent may not touch
+
+# --- refusals the API answers (a problem whose `type` ends with it) --------------------------------
+DATAPLANE_IN_USE: Final = "dataplane_in_use"  # a data plane cannot be deleted while an environment uses it

@@ -16,6 +16,8 @@ from pydantic import BaseModel
 
 from libs.contracts.identity import ApiKeyInfo, ApiKeyLookup
 from libs.contracts.messages import (
+    AgentJwtRenew,
+    AgentJwtRenewed,
     ComponentGet,
     ComponentInfo,
     ConfigSecretsReply,
@@ -58,3 +60,5 @@ DEPLOYMENT_GET = Rpc(lambda s: s.rpc_deployment_get, DeploymentGet, DeploymentVi
 REGISTRY_USAGE = Rpc(lambda s: s.rpc_registry_usage, RegistryUsage, RegistryUsageReply)
 APIKEY_LOOKUP = Rpc(lambda s: s.rpc_apikey_lookup, ApiKeyLookup, ApiKeyInfo)
 DATAPLANE_KEY = Rpc(lambda s: s.rpc_dataplane_key, DataPlaneKeyGet, DataPlaneKey)
+# asked by agents (each proves it holds its enrolled NATS user key; any agent's user may ask)
+AGENT_JWT_RENEW = Rpc(lambda s: s.rpc_agent_jwt_renew, AgentJwtRenew, AgentJwtRenewed)

@@ -142,6 +142,11 @@ class Subjects:
         """Credentials -> orchestrator: a data plane's enrolled key (only credentials may ask)."""
         return self._s("rpc.orchestrator.dataplane.key")
 
+    @property
+    def rpc_agent_jwt_renew(self) -> str:
+        """Agent -> orchestrator: a new NATS user JWT for the agent's own enrolled key."""
+        return self._s("rpc.orchestrator.agent-jwt.renew")
+
     # --- the audit trail (JetStream) ---------------------------------------------------
     def audit(self, org: str) -> str:
         """Any service -> orchestrator: one change or refused attempt in `org` (stream AUDIT)."""

@@ -277,6 +277,9 @@ class Stack(Provisioning):
         if service == "orchestrator":
             env["LANDFALL_NATS_ACCOUNT_SIGNING_SEED"] = self.nats_auth.account_signing_seed
             env["LANDFALL_NATS_ACCOUNT"] = self.nats_auth.account
+            # revoking agents' NATS users: re-sign the account JWT, push it as a system user
+            env["LANDFALL_NATS_OPERATOR_SIGNING_SEED"] = self.nats_auth.operator_signing_seed
+            env["LANDFALL_NATS_SYSTEM_CREDS_FILE"] = str(self.nats_auth.system_creds_file())
             env["LANDFALL_COMMAND_SIGNING_SEED_FILE"] = str(self.command_seed_file)
         env.update(self.extra_env)
         return env

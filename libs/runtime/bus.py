@@ -7,8 +7,11 @@ Subtle parts:
   raises `BusUnavailable` at once instead of letting nats-py buffer the
   message: a buffered message could be stored later, after we answered 503.
 - Who we are to NATS: a `NatsUser` given by the caller (an agent's own JWT,
-  minted at enrollment, with its own inbox prefix), else the settings'
-  `.creds` file (operator mode), else user/password, else nobody.
+  minted at enrollment, with its own inbox prefix; a `RenewableUser` when the agent renews it),
+  else the settings' `.creds` file (operator mode), else user/password, else nobody.
+- `nats://` only to loopback: any other address must be `tls://` (the link would cross a network in
+  clear, credentials' nonce signatures and pull secrets' envelopes included); `connect` refuses to
+  start otherwise, naming LANDFALL_NATS_URL.
 - Request-reply carries an `RpcReply` envelope; a missing responder or a
   timeout is `BusUnavailable` (the HTTP layer turns it into 503 + Retry-After),
   an error answered by the other side is `RpcFailed` with its code. `serve`
@@ -26,11 +29,14 @@ Subtle parts:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import ipaddress
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import nats
 import nats.errors
@@ -55,7 +61,7 @@ from libs.contracts.messages import RpcError, RpcReply
 from libs.contracts.rpc import Rpc
 from libs.contracts.subjects import StreamSpec, Subjects
 from libs.runtime.errors import DependencyUnavailable, Invalid, NotFound
-from libs.runtime.natsauth import NatsUser
+from libs.runtime.natsauth import NatsUser, NKey, RenewableUser
 from libs.runtime.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -83,18 +89,71 @@ class RpcHandlerError(Exception):
         self.message = message
 
 
+class PlaintextRefused(ValueError):
+    """`nats://` to an address that is not loopback: the link would cross a network in clear."""
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_plaintext(servers: Iterable[str]) -> None:
+    """Refuse `nats://` to anything but loopback (`PlaintextRefused` names the setting)."""
+    for url in servers:
+        scheme, sep, rest = url.partition("://")
+        if not sep:
+            scheme, rest = "nats", url
+        if scheme != "nats":
+            continue
+        host = urlsplit(f"nats://{rest}").hostname or ""
+        if not _loopback(host):
+            raise PlaintextRefused(
+                f"LANDFALL_NATS_URL names {url!r}: plain nats:// is only for loopback addresses; use"
+                " tls:// (and LANDFALL_NATS_CA_FILE for the CA that signed the server's certificate)"
+            )
+
+
 async def connect(
-    settings: ServiceSettings, *, name: str, wait_seconds: float = 60.0, user: NatsUser | None = None
+    settings: ServiceSettings,
+    *,
+    name: str,
+    wait_seconds: float = 60.0,
+    user: NatsUser | RenewableUser | None = None,
 ) -> NATS:
     """Connect, retrying for `wait_seconds` at start (then `BusUnavailable` with the last error);
-    later reconnects are unbounded. `tls://` URLs are checked against `nats_ca_file` when set."""
+    later reconnects are unbounded. `tls://` URLs are checked against `nats_ca_file` when set;
+    `nats://` to a host that is not loopback is refused (`PlaintextRefused`) before any attempt.
+
+    A `RenewableUser` is read at every (re)connect: after `replace`, `force_reconnect` (or any
+    reconnect) presents the new JWT."""
+    check_plaintext(settings.nats_servers)
     credentials: Credentials | None = None
+    jwt_cb: Callable[[], bytearray] | None = None
+    signature_cb: Callable[[str], bytes] | None = None
     inbox_prefix: str | bytes = DEFAULT_INBOX_PREFIX
-    if user is not None:
+    if isinstance(user, RenewableUser):
+        renewable = user
+
+        def jwt_cb() -> bytearray:
+            return bytearray(renewable.current.jwt.encode())
+
+        def signature_cb(nonce: str) -> bytes:
+            seed = NKey.from_seed(renewable.current.seed, kind="user")
+            return base64.b64encode(seed.sign(nonce.encode()))
+
+        inbox_prefix = renewable.current.inbox_prefix or inbox_prefix
+    elif user is not None:
         credentials = RawCredentials(user.creds())
         inbox_prefix = user.inbox_prefix or inbox_prefix
     elif settings.nats_creds_file is not None:
         credentials = str(settings.nats_creds_file)
+    authenticated = credentials is not None or jwt_cb is not None
     tls: ssl.SSLContext | None = None
     if settings.nats_tls:  # verified against our CA when one is named, else the system's
         tls = ssl.create_default_context(cafile=str(settings.nats_ca_file) if settings.nats_ca_file else None)
@@ -122,13 +181,15 @@ async def connect(
                 await nc.connect(
                     settings.nats_servers,
                     name=name,
-                    user=settings.nats_user if credentials is None else None,
+                    user=settings.nats_user if not authenticated else None,
                     password=(
                         settings.nats_password.get_secret_value()
-                        if settings.nats_password and credentials is None
+                        if settings.nats_password and not authenticated
                         else None
                     ),
                     user_credentials=credentials,
+                    user_jwt_cb=jwt_cb,
+                    signature_cb=signature_cb,
                     inbox_prefix=inbox_prefix,
                     tls=tls,
                     allow_reconnect=True,

@@ -166,10 +166,17 @@ def _jti(claims: Mapping[str, Any]) -> str:
 
 
 def encode_jwt(
-    *, subject: str, name: str, nats: Mapping[str, Any], signer: NKey, expires_at: int | None = None
+    *,
+    subject: str,
+    name: str,
+    nats: Mapping[str, Any],
+    signer: NKey,
+    expires_at: int | None = None,
+    issued_at: int | None = None,
 ) -> str:
     """Sign a v2 JWT whose `iss` is `signer` and whose NATS-specific claims are `nats`."""
-    claims: dict[str, Any] = {"iat": int(time.time()), "iss": signer.public_key, "name": name, "sub": subject}
+    iat = int(time.time()) if issued_at is None else issued_at
+    claims: dict[str, Any] = {"iat": iat, "iss": signer.public_key, "name": name, "sub": subject}
     if expires_at is not None:
         claims["exp"] = expires_at
     claims = {"jti": _jti(claims), **claims, "nats": {**nats, "version": 2}}
@@ -201,13 +208,13 @@ def decode_jwt(token: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
-def operator_jwt(operator: NKey, *, name: str, system_account: str) -> str:
-    return encode_jwt(
-        subject=operator.public_key,
-        name=name,
-        nats={"system_account": system_account, "type": "operator"},
-        signer=operator,
-    )
+def operator_jwt(
+    operator: NKey, *, name: str, system_account: str, signing_keys: tuple[str, ...] = ()
+) -> str:
+    nats: dict[str, Any] = {"system_account": system_account, "type": "operator"}
+    if signing_keys:
+        nats["signing_keys"] = list(signing_keys)
+    return encode_jwt(subject=operator.public_key, name=name, nats=nats, signer=operator)
 
 
 def account_jwt(
@@ -217,7 +224,11 @@ def account_jwt(
     name: str,
     jetstream: bool,
     signing_keys: tuple[str, ...] = (),
+    revocations: Mapping[str, int] | None = None,
+    issued_at: int | None = None,
 ) -> str:
+    """An account signed by the operator (or one of its signing keys). `revocations`: user public
+    key -> unix time; nats-server refuses (and disconnects) that user's JWTs issued at or before it."""
     limits: dict[str, Any] = {
         "subs": NO_LIMIT,
         "data": NO_LIMIT,
@@ -237,7 +248,30 @@ def account_jwt(
     }
     if signing_keys:
         nats["signing_keys"] = list(signing_keys)
-    return encode_jwt(subject=account_public_key, name=name, nats=nats, signer=operator)
+    if revocations:
+        nats["revocations"] = dict(sorted(revocations.items()))
+    return encode_jwt(subject=account_public_key, name=name, nats=nats, signer=operator, issued_at=issued_at)
+
+
+def app_account_jwt(
+    account_public_key: str,
+    *,
+    operator_signer: NKey,
+    signing_keys: tuple[str, ...],
+    revocations: Mapping[str, int] | None = None,
+    issued_at: int | None = None,
+) -> str:
+    """The application account (JetStream on), as `generate_nats_auth` makes it and as the
+    orchestrator re-signs it with its revocations: one definition, so a push changes nothing else."""
+    return account_jwt(
+        account_public_key,
+        operator=operator_signer,
+        name=APP_ACCOUNT_NAME,
+        jetstream=True,
+        signing_keys=signing_keys,
+        revocations=revocations,
+        issued_at=issued_at,
+    )
 
 
 def user_jwt(
@@ -280,6 +314,58 @@ class NatsUser:
         return creds_text(self.jwt, self.seed)
 
 
+class RenewableUser:
+    """A `NatsUser` whose JWT can be replaced while connected (an agent renewing before `exp`).
+
+    `bus.connect` reads `current` at every (re)connect, so after `replace` a reconnect presents the
+    new JWT; the seed, and so the user's identity, never changes."""
+
+    def __init__(self, user: NatsUser) -> None:
+        self._user = user
+
+    @property
+    def current(self) -> NatsUser:
+        return self._user
+
+    def replace(self, jwt: str) -> NatsUser:
+        """Take `jwt` if it is a JWT for this user's own key; `NatsAuthError` otherwise."""
+        claims = decode_jwt(jwt)
+        if claims.get("sub") != NKey.from_seed(self._user.seed, kind="user").public_key:
+            raise NatsAuthError("the JWT is for another user key")
+        self._user = NatsUser(jwt, self._user.seed, self._user.inbox_prefix)
+        return self._user
+
+
+def jwt_lifetime(jwt: str) -> tuple[int, int | None]:
+    """`(iat, exp)` of a JWT (exp None: it never expires). The signature is checked."""
+    claims = decode_jwt(jwt)
+    exp = claims.get("exp")
+    return int(claims.get("iat", 0)), int(exp) if isinstance(exp, int) else None
+
+
+RENEWAL_CONTEXT = "landfall.v1.agent-jwt.renew"
+
+
+def renewal_message(dataplane_id: str, user_public_key: str, issued_at: int) -> bytes:
+    """What an agent signs (with its nkeys user seed) to ask for a new JWT for that same key."""
+    return f"{RENEWAL_CONTEXT}\n{dataplane_id}\n{user_public_key}\n{issued_at}".encode()
+
+
+def sign_renewal(seed: str, dataplane_id: str, issued_at: int) -> tuple[str, str]:
+    """`(user public key, base64url signature)` proving the agent holds the seed."""
+    key = NKey.from_seed(seed, kind="user")
+    return key.public_key, _b64(key.sign(renewal_message(dataplane_id, key.public_key, issued_at)))
+
+
+def verify_renewal(dataplane_id: str, user_public_key: str, issued_at: int, signature: str) -> bool:
+    try:
+        raw = public_key_bytes(user_public_key, "user")
+        VerifyKey(raw).verify(renewal_message(dataplane_id, user_public_key, issued_at), _unb64(signature))
+    except (NatsAuthError, BadSignatureError, ValueError, binascii.Error):
+        return False
+    return True
+
+
 def creds_text(jwt: str, seed: str) -> str:
     """The `.creds` file format that nats-server tools and every NATS client read."""
     return (
@@ -318,6 +404,20 @@ def write_secret(path: Path, text: str) -> None:
 KEYS_FILE = "keys.json"
 OPERATOR_JWT_FILE = "operator.jwt"
 APP_ACCOUNT_NAME = "LANDFALL"
+# nats-server's account resolver keeps pushed account JWTs in a directory of its own; each server of
+# a cluster needs its own, so the shared config names it with this token and each server replaces it
+# (libs/devstack/servers/nats.py; deploy/ writes a path of the pod's volume).
+RESOLVER_DIR_TOKEN = "@LANDFALL_RESOLVER_DIR@"
+
+
+def claims_update_permissions() -> Permissions:
+    """A system-account user that may only push account JWTs (the orchestrator's revocations)."""
+    return Permissions(
+        pub_allow=("$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE"), sub_allow=(INBOX_ALL,)
+    )
+
+
+INBOX_ALL = "_INBOX.>"
 
 
 @dataclass(frozen=True)
@@ -325,7 +425,9 @@ class NatsAuthConfig:
     """An operator, a system account and the application account, with creds for full users.
 
     `server_config` goes into nats-server's config (`NatsServer(config_extra=...)`);
-    `account_signing_seed` and `account` are what the orchestrator needs to mint agent users.
+    `account_signing_seed` and `account` are what the orchestrator needs to mint agent users;
+    `operator_signing_seed` and `system_creds_file()` what it needs to push the account's
+    revocations (`$SYS.REQ.CLAIMS.UPDATE`).
     """
 
     directory: Path
@@ -334,27 +436,50 @@ class NatsAuthConfig:
     system_account: str
     account: str
     account_signing_seed: str = field(repr=False)
+    operator_signing_seed: str = field(default="", repr=False)
+    system_account_seed: str = field(default="", repr=False)
 
     def creds_file(self, user: str, permissions: Permissions = FULL_PERMISSIONS) -> Path:
         """A creds file (0600) for a user of the application account with `permissions`.
 
         Kept while its JWT grants exactly `permissions` (a running service keeps its user across
         restarts of the stack); minted again when they changed."""
-        path = self.directory / f"{user}.creds"
+        signer = NKey.from_seed(self.account_signing_seed, kind="account")
+        return self._creds(self.directory / f"{user}.creds", user, permissions, signer, self.account)
+
+    def system_creds_file(self, user: str = "claims-update") -> Path:
+        """A creds file for a system-account user that may only push account JWTs."""
+        signer = NKey.from_seed(self.system_account_seed, kind="account")
+        path = self.directory / f"sys-{user}.creds"
+        return self._creds(path, user, claims_update_permissions(), signer, self.system_account)
+
+    @staticmethod
+    def _creds(path: Path, user: str, permissions: Permissions, signer: NKey, account: str) -> Path:
         if not path.exists() or _granted(path.read_text()) != _granted_claims(permissions.claims()):
             key = NKey.generate("user")
-            signer = NKey.from_seed(self.account_signing_seed, kind="account")
             token = user_jwt(
-                key.public_key, signer=signer, account=self.account, name=user, permissions=permissions
+                key.public_key, signer=signer, account=account, name=user, permissions=permissions
             )
             write_secret(path, creds_text(token, key.seed))
         return path
 
-    def mint(self, name: str, permissions: Permissions, *, inbox_prefix: str | None = None) -> NatsUser:
+    def mint(
+        self,
+        name: str,
+        permissions: Permissions,
+        *,
+        inbox_prefix: str | None = None,
+        expires_at: int | None = None,
+    ) -> NatsUser:
         key = NKey.generate("user")
         signer = NKey.from_seed(self.account_signing_seed, kind="account")
         token = user_jwt(
-            key.public_key, signer=signer, account=self.account, name=name, permissions=permissions
+            key.public_key,
+            signer=signer,
+            account=self.account,
+            name=name,
+            permissions=permissions,
+            expires_at=expires_at,
         )
         return NatsUser(token, key.seed, inbox_prefix)
 
@@ -373,8 +498,26 @@ def _granted(creds: str) -> dict[str, Any] | None:
         return None
 
 
+def resolver_config(directory: str) -> str:
+    """nats-server's account resolver that takes pushed account JWTs (`$SYS.REQ.CLAIMS.UPDATE`) and
+    keeps them in `directory` across restarts; never deletes one (`allow_delete: false`)."""
+    return (
+        "resolver: {\n"
+        "  type: full\n"
+        f"  dir: {json.dumps(directory)}\n"
+        "  allow_delete: false\n"
+        '  interval: "2m"\n'
+        '  timeout: "1.9s"\n'
+        "}\n"
+    )
+
+
 def generate_nats_auth(directory: Path, *, operator_name: str = "landfall") -> NatsAuthConfig:
-    """Keys made once and kept in `directory/keys.json` (0600), so JWTs minted earlier stay valid."""
+    """Keys made once and kept in `directory/keys.json` (0600), so JWTs minted earlier stay valid.
+
+    The account JWTs are preloaded; the resolver keeps the newest JWT of each account it was given
+    (preloaded or pushed), so a pushed one with revocations survives a restart of nats-server, and the
+    orchestrator pushes its own again at every start (its database is where revocations live)."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     keys_path = directory / KEYS_FILE
     if keys_path.exists():
@@ -386,23 +529,31 @@ def generate_nats_auth(directory: Path, *, operator_name: str = "landfall") -> N
             "account": NKey.generate("account").seed,
             "account_signing": NKey.generate("account").seed,
         }
-        write_secret(keys_path, json.dumps(seeds, indent=2))
         for stale in directory.glob("*.creds"):  # signed by keys that are gone
             stale.unlink()
+    if "operator_signing" not in seeds:  # keys.json from before revocations: add the key, keep the rest
+        seeds["operator_signing"] = NKey.generate("operator").seed
+    write_secret(keys_path, json.dumps(seeds, indent=2))
     operator = NKey.from_seed(seeds["operator"], kind="operator")
+    operator_signing = NKey.from_seed(seeds["operator_signing"], kind="operator")
     system = NKey.from_seed(seeds["system_account"], kind="account")
     account = NKey.from_seed(seeds["account"], kind="account")
     signing = NKey.from_seed(seeds["account_signing"], kind="account")
 
     operator_path = directory / OPERATOR_JWT_FILE
-    operator_path.write_text(operator_jwt(operator, name=operator_name, system_account=system.public_key))
+    operator_path.write_text(
+        operator_jwt(
+            operator,
+            name=operator_name,
+            system_account=system.public_key,
+            signing_keys=(operator_signing.public_key,),
+        )
+    )
     system_jwt = account_jwt(system.public_key, operator=operator, name="SYS", jetstream=False)
-    app_jwt = account_jwt(
-        account.public_key,
-        operator=operator,
-        name=APP_ACCOUNT_NAME,
-        jetstream=True,
-        signing_keys=(signing.public_key,),
+    # Issued "long ago": a JWT the orchestrator pushed (with revocations) is always newer, so a
+    # restart of the stack never puts the preloaded one back over it.
+    app_jwt = app_account_jwt(
+        account.public_key, operator_signer=operator, signing_keys=(signing.public_key,), issued_at=1
     )
     server_config = (
         "# Operator mode: every client is a JWT user of an account below (libs/runtime/natsauth.py).\n"
@@ -411,8 +562,8 @@ def generate_nats_auth(directory: Path, *, operator_name: str = "landfall") -> N
         "max_control_line: 16KB\n"
         f"operator: {json.dumps(str(operator_path))}\n"
         f"system_account: {system.public_key}\n"
-        "resolver: MEMORY\n"
-        "resolver_preload: {\n"
+        + resolver_config(RESOLVER_DIR_TOKEN)
+        + "resolver_preload: {\n"
         f"  {system.public_key}: {json.dumps(system_jwt)}\n"
         f"  {account.public_key}: {json.dumps(app_jwt)}\n"
         "}\n"
@@ -424,4 +575,6 @@ def generate_nats_auth(directory: Path, *, operator_name: str = "landfall") -> N
         system_account=system.public_key,
         account=account.public_key,
         account_signing_seed=signing.seed,
+        operator_signing_seed=operator_signing.seed,
+        system_account_seed=system.seed,
     )

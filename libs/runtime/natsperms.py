@@ -105,6 +105,7 @@ def agent_permissions(subjects: Subjects, dataplane_id: str) -> Permissions:
             f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
             f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
             f"$JS.ACK.{stream}.{durable}.>",
+            subjects.rpc_agent_jwt_renew,  # a new JWT before this one expires (signed by its own key)
         ),
         # Its own resolution subject (in-cluster tag lookups), answered once per request (`resp`).
         sub_allow=(f"{agent_inbox_prefix(dataplane_id)}.>", subjects.resolve(dataplane_id)),
@@ -169,6 +170,7 @@ def service_permissions(subjects: Subjects, service: str) -> Permissions:
                 s.rpc_deployment_get,
                 s.rpc_registry_usage,
                 s.rpc_dataplane_key,
+                s.rpc_agent_jwt_renew,
             ),
             responses=True,
         )

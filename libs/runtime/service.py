@@ -26,7 +26,7 @@ from libs.runtime.access import AUDIT, AUTHENTICATOR, Authenticator, KeyDirector
 from libs.runtime.audit import AuditLog
 from libs.runtime.broadcasts import Broadcasts
 from libs.runtime.http import ADMIN_TOKEN, METRICS, READY_CHECKS, Api, create_base_app
-from libs.runtime.natsauth import NatsUser
+from libs.runtime.natsauth import NatsUser, RenewableUser
 from libs.runtime.ratelimit import PreAuthSettings
 from libs.runtime.settings import DatabaseSettings, OwnSchemaSettings, ServiceSettings
 
@@ -40,7 +40,7 @@ BROADCASTS = web.AppKey("access_broadcasts", Broadcasts)
 
 
 def nats_ctx(
-    settings: ServiceSettings, *, ensure_streams: bool = True, user: NatsUser | None = None
+    settings: ServiceSettings, *, ensure_streams: bool = True, user: NatsUser | RenewableUser | None = None
 ) -> Callable[[web.Application], Any]:
     """Connect as `user` when given (an agent's own NATS identity), else as the settings say."""
 

@@ -2,7 +2,8 @@
 
 NATS: with its own NATS user (minted at enrollment) the agent connects as that
 user, creates no streams and only binds to its consumer, which the orchestrator
-created: its permissions allow nothing else.
+created: its permissions allow nothing else. Its JWT expires; `usecases/renewal.py`
+renews it before then and reconnects with the new one.
 
 Shutdown runs in reverse: the agent stops consuming and watching (queued reports
 get a few seconds to be stored), then the Kubernetes client closes, then NATS
@@ -11,12 +12,15 @@ drains.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
 
 from libs.runtime.http import METRICS, create_base_app
+from libs.runtime.natsauth import RenewableUser
 from libs.runtime.service import BUS, nats_ctx
 
 from .agent import Agent, AgentMetrics, AgentOptions
@@ -25,6 +29,7 @@ from .domain.identity import Identity
 from .entrypoints.routes import add_readiness
 from .settings import Settings
 from .usecases.enrollment import load_identity
+from .usecases.renewal import JwtRenewer
 
 IDENTITY = web.AppKey("identity", Identity)
 KUBE = web.AppKey("kube", Kube)
@@ -40,11 +45,22 @@ def identity_ctx(settings: Settings) -> Callable[[web.Application], Any]:
 
 
 def agent_nats_ctx(settings: Settings) -> Callable[[web.Application], Any]:
+    """Connect as the agent's own NATS user (renewed before its JWT expires), else as settings say."""
+
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        own = app[IDENTITY].nats
+        identity = app[IDENTITY]
+        own = RenewableUser(identity.nats) if identity.nats is not None else None
         inner = nats_ctx(settings, ensure_streams=settings.ensure_streams and own is None, user=own)
         async for _ in inner(app):
+            task = None
+            if own is not None:
+                renewer = JwtRenewer(bus=app[BUS], user=own, identity=identity, state_dir=settings.state_dir)
+                task = asyncio.create_task(renewer.run(), name="agent-jwt-renewal")
             yield
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     return ctx
 

@@ -28,11 +28,13 @@ from libs.contracts import signing
 from libs.runtime.broadcasts import Broadcasts
 from libs.runtime.bus import Bus
 from libs.runtime.http import METRICS, create_base_app
+from libs.runtime.natsauth import NKey
 from libs.runtime.service import BROADCASTS, BUS, POOL, access_ctx, background, nats_ctx, postgres_ctx
 from libs.runtime.vault import KvStore
 from services.orchestrator.clients.agents import AgentNatsIssuer, Agents, CommandKeys
 from services.orchestrator.clients.credentials import Credentials
 from services.orchestrator.clients.gateways import Gateways
+from services.orchestrator.clients.nats_accounts import AccountPublisher
 from services.orchestrator.entrypoints import HEARTBEAT_FRESH, USECASES, UseCases, consumers, routes, rpc
 from services.orchestrator.settings import Settings
 from services.orchestrator.store import Store, open_store
@@ -62,6 +64,28 @@ def _nats_issuer(settings: Settings, bus: Bus) -> AgentNatsIssuer | None:
         signing_seed=settings.nats_account_signing_seed.get_secret_value(),
         account=settings.nats_account,
         subjects=bus.subjects,
+        ttl_seconds=settings.agent_jwt_ttl_seconds,
+    )
+
+
+def _account_publisher(settings: Settings, issuer: AgentNatsIssuer | None) -> AccountPublisher | None:
+    """Revocations need the operator's signing key and a system user that may push the account."""
+    if issuer is None:
+        return None
+    if settings.nats_operator_signing_seed is None or settings.nats_system_creds_file is None:
+        log.warning(
+            "agent NATS users cannot be revoked (a re-enrolled or deleted data plane's old agent keeps"
+            " its JWT until it expires): set LANDFALL_NATS_OPERATOR_SIGNING_SEED and"
+            " LANDFALL_NATS_SYSTEM_CREDS_FILE"
+        )
+        return None
+    return AccountPublisher(
+        settings=settings.model_copy(update={"nats_creds_file": settings.nats_system_creds_file}),
+        operator_signer=NKey.from_seed(
+            settings.nats_operator_signing_seed.get_secret_value(), kind="operator"
+        ),
+        account=issuer.account,
+        account_signing_keys=(issuer.signing_key,),
     )
 
 
@@ -113,7 +137,8 @@ def build_usecases(
     kv: KvStore,
 ) -> UseCases:
     credentials = Credentials(bus, timeout=settings.rpc_timeout_seconds)
-    agents = Agents(bus, keys=keys, issuer=_nats_issuer(settings, bus))
+    issuer = _nats_issuer(settings, bus)
+    agents = Agents(bus, keys=keys, issuer=issuer)
     gateways = Gateways(bus, metrics=metrics)
     dispatcher = Dispatcher(
         store=store,
@@ -133,6 +158,7 @@ def build_usecases(
             store=store,
             catalog=catalog,
             agents=agents,
+            accounts=_account_publisher(settings, issuer),
             enrollment_token_ttl_seconds=settings.enrollment_token_ttl_seconds,
             # never so rare that a live plane would look disconnected
             heartbeat_write_seconds=min(
@@ -174,7 +200,12 @@ def _usecases_ctx(settings: Settings, keys: CommandKeys) -> Callable[[web.Applic
         app[USECASES] = usecases
         await rpc.serve_rpcs(bus, usecases)
         await consumers.subscribe_heartbeats(bus, usecases)
+        # The database holds the revocations: a nats-server that lost them (or a preloaded account
+        # JWT put back) has them again now.
+        await usecases.dataplanes.push_revocations()
         yield
+        if usecases.dataplanes.accounts is not None:
+            await usecases.dataplanes.accounts.close()
         kv.close()
 
     return ctx

@@ -58,6 +58,20 @@ class Settings(OwnSchemaSettings, VaultSettings):
     nats_account: str | None = Field(
         default=None, description="public key of that NATS account (when the seed is a signing key)"
     )
+    agent_jwt_ttl_seconds: float = Field(
+        default=86400.0,
+        ge=2,
+        le=90 * 86400,
+        description="an agent's NATS user JWT expires after this long; a running agent renews it before",
+    )
+    nats_operator_signing_seed: SecretStr | None = Field(
+        default=None,
+        description="seed of a NATS operator signing key: re-signs the account JWT with revoked agent users",
+    )
+    nats_system_creds_file: Path | None = Field(
+        default=None,
+        description="a system-account user's .creds that may push account JWTs ($SYS.REQ.CLAIMS.UPDATE)",
+    )
     command_signing_seed: SecretStr | None = Field(
         default=None,
         description="base64 Ed25519 seed signing every command sent to agents (or command_signing_seed_file)",

@@ -6,6 +6,7 @@ import base64
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import nkeys
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from libs.contracts.ids import new_id
 from libs.contracts.subjects import Subjects
 from libs.runtime.natsauth import (
+    RESOLVER_DIR_TOKEN,
     NatsAuthError,
     NKey,
     Permissions,
@@ -25,6 +27,8 @@ from libs.runtime.natsauth import (
     operator_jwt,
     user_jwt,
 )
+from libs.runtime.settings import ServiceSettings
+from services.orchestrator.clients.nats_accounts import AccountPublisher
 
 
 def _parts(token: str) -> tuple[dict[str, object], dict[str, object], bytes]:
@@ -170,11 +174,15 @@ def test_generated_keys_are_kept_private_and_reused(tmp_path: Path) -> None:
     first = generate_nats_auth(tmp_path / "auth")
     keys = tmp_path / "auth" / "keys.json"
     assert stat.S_IMODE(keys.stat().st_mode) == 0o600
-    assert "resolver: MEMORY" in first.server_config
+    # an account resolver that takes pushed account JWTs (revocations), each server its own directory
+    assert "type: full" in first.server_config
+    assert "allow_delete: false" in first.server_config
+    assert RESOLVER_DIR_TOKEN in first.server_config
     assert first.account in first.server_config
     assert first.system_account in first.server_config
-    assert first.account_signing_seed not in first.server_config
-    assert first.account_signing_seed not in repr(first)
+    for seed in (first.account_signing_seed, first.operator_signing_seed, first.system_account_seed):
+        assert seed not in first.server_config
+        assert seed not in repr(first)
 
     creds = first.creds_file("orchestrator")
     assert stat.S_IMODE(creds.stat().st_mode) == 0o600
@@ -190,6 +198,38 @@ def test_generated_keys_are_kept_private_and_reused(tmp_path: Path) -> None:
         first.account_signing_seed,
     )
     assert again.creds_file("orchestrator").read_text() == text
+    assert again.operator_signing_seed == first.operator_signing_seed
+    # the system user may push account JWTs and nothing else
+    sys_claims = _creds_claims(again.system_creds_file())
+    assert sys_claims["iss"] == again.system_account
+    assert sys_claims["nats"]["pub"] == {
+        "allow": ["$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE"]
+    }
+
+
+def _creds_claims(path: Path) -> dict[str, Any]:
+    token = path.read_text().split("-----BEGIN NATS USER JWT-----\n")[1].split("\n")[0]
+    return decode_jwt(token)
+
+
+def test_an_account_jwt_lists_its_revocations_and_a_pushed_one_is_always_newer(tmp_path: Path) -> None:
+    auth = generate_nats_auth(tmp_path / "auth")
+    operator = NKey.from_seed(auth.operator_signing_seed, kind="operator")
+    signing = NKey.from_seed(auth.account_signing_seed, kind="account").public_key
+    user = NKey.generate("user").public_key
+    publisher = AccountPublisher(
+        settings=ServiceSettings(),
+        operator_signer=operator,
+        account=auth.account,
+        account_signing_keys=(signing,),
+        clock=lambda: 1000.0,
+    )
+    first, second = decode_jwt(publisher.account_jwt({user: 990})), decode_jwt(publisher.account_jwt({}))
+    assert first["nats"]["revocations"] == {user: 990}
+    assert first["iss"] == operator.public_key  # the operator's signing key, listed in the operator JWT
+    assert first["nats"]["signing_keys"] == [signing]
+    assert "revocations" not in second["nats"]
+    assert (first["iat"], second["iat"]) == (1000, 1001)  # never equal, whatever the clock says
 
 
 def test_creds_text_has_the_jwt_and_the_seed_where_clients_look_for_them() -> None:

@@ -9,6 +9,10 @@ clustering needs one per node, stable across restarts: it names the node in the 
 a route port and its peers' routes. Alone, such a node is "ready" as soon as JetStream is on;
 whether the cluster has a meta leader is the cluster's own wait.
 
+In operator mode (`config_extra` from `libs.runtime.natsauth.generate_nats_auth`) the account
+resolver keeps pushed account JWTs (the orchestrator's revocations) under `data_dir/accounts`, one
+directory per server, so they survive a restart.
+
 With `tls` (a certificate of `libs.devstack.local_ca.LocalCA`) clients must speak TLS and `url`
 is `tls://…`; routes between cluster nodes and the monitoring port stay plain on loopback.
 """
@@ -22,6 +26,7 @@ from libs.devstack.local_ca import ServerCert
 from libs.devstack.servers.errors import MissingBinaryError
 from libs.devstack.servers.plumbing import HOST, INSTALL_SERVERS_HINT, http_status, scripts_binary
 from libs.devstack.servers.process import ServerProcess
+from libs.runtime.natsauth import RESOLVER_DIR_TOKEN
 
 
 class NatsServer(ServerProcess):
@@ -58,6 +63,7 @@ class NatsServer(ServerProcess):
         self.tls = tls
         self.config_path = self.data_dir / "nats.conf"
         self.store_dir = self.data_dir / "jetstream"
+        self.resolver_dir = self.data_dir / "accounts"
 
     @property
     def url(self) -> str:
@@ -78,6 +84,7 @@ class NatsServer(ServerProcess):
 
     def _prepare(self) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.resolver_dir.mkdir(parents=True, exist_ok=True)
         config = (
             (f"server_name: {json.dumps(self.server_name)}\n" if self.server_name else "")
             + f"listen: {json.dumps(f'{HOST}:{self.port}')}\n"
@@ -108,7 +115,9 @@ class NatsServer(ServerProcess):
                 "}\n"
             )
         if self.config_extra:
-            config += "\n" + self.config_extra.rstrip("\n") + "\n"
+            # operator mode's account resolver keeps pushed account JWTs in a directory per server
+            extra = self.config_extra.replace(RESOLVER_DIR_TOKEN, str(self.resolver_dir))
+            config += "\n" + extra.rstrip("\n") + "\n"
         self._write_config(self.config_path, config)
 
     def _command(self) -> list[str]:

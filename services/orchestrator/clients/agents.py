@@ -21,6 +21,9 @@ consumer, it is what nats-server lets one agent do.
   for a registry the control plane cannot reach: the agent sits where the cluster pulls from. No
   responder (an agent offline, or one too old to serve it) and a timeout are the same answer to
   the caller: `BusUnavailable`.
+* An agent's JWT expires (`LANDFALL_AGENT_JWT_TTL_SECONDS`, 24 h): a running agent renews it over
+  `rpc.orchestrator.agent-jwt.renew`, proving it holds the enrolled user key; a re-enrolled or
+  deleted plane's key is revoked in the account JWT (`clients/nats_accounts.py`).
 * Every command is signed (Ed25519, `libs.contracts.signing`) here, in `send`,
   the one place commands leave the orchestrator, so no path can publish an
   unsigned one. `CommandKeys.announced` is what an enrolling agent pins: the
@@ -29,6 +32,8 @@ consumer, it is what nats-server lets one agent do.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nacl.signing import SigningKey
@@ -44,23 +49,42 @@ from libs.runtime.natsauth import NKey, agent_inbox_prefix, agent_permissions, u
 class NatsGrant:
     jwt: str
     inbox_prefix: str
+    expires_at: int | None = None
 
 
 class AgentNatsIssuer:
-    def __init__(self, *, signing_seed: str, account: str | None, subjects: Subjects) -> None:
+    """Mints agents' user JWTs; each expires `ttl_seconds` after `clock()` (None: never)."""
+
+    def __init__(
+        self,
+        *,
+        signing_seed: str,
+        account: str | None,
+        subjects: Subjects,
+        ttl_seconds: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._signer = NKey.from_seed(signing_seed, kind="account")
         self.account = account or self._signer.public_key
         self.subjects = subjects
+        self.ttl_seconds = ttl_seconds
+        self.clock = clock
+
+    @property
+    def signing_key(self) -> str:
+        return self._signer.public_key
 
     def issue(self, dataplane_id: str, user_public_key: str) -> NatsGrant:
+        expires_at = None if self.ttl_seconds is None else int(self.clock() + self.ttl_seconds)
         token = user_jwt(
             user_public_key,
             signer=self._signer,
             account=self.account,
             name=self.subjects.agent_durable(dataplane_id),
             permissions=agent_permissions(self.subjects, dataplane_id),
+            expires_at=expires_at,
         )
-        return NatsGrant(jwt=token, inbox_prefix=agent_inbox_prefix(dataplane_id))
+        return NatsGrant(jwt=token, inbox_prefix=agent_inbox_prefix(dataplane_id), expires_at=expires_at)
 
 
 @dataclass(frozen=True)

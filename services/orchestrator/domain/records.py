@@ -38,6 +38,7 @@ class DataPlane:
     last_seen: datetime | None
     created_at: datetime
     enrollment_expires_at: datetime | None = None
+    nats_user_public_key: str | None = None  # the agent's NATS user (renewal checks it; revoked on change)
 
     def connected(self, now: datetime, fresh: timedelta) -> bool:
         return self.last_seen is not None and now - self.last_seen <= fresh

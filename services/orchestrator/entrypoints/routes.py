@@ -103,6 +103,16 @@ ROUTES: list[Route] = [
         "GET", ORG + "/dataplanes/{id}", t.get_dataplane, "viewer", "a data plane", None, {200: DataPlaneOut}
     ),
     Route(
+        "DELETE",
+        ORG + "/dataplanes/{id}",
+        t.delete_dataplane,
+        "owner",
+        "delete a data plane no environment uses (409 dataplane_in_use); its agent's NATS user is revoked",
+        None,
+        {204: None},
+        "dataplane.delete",
+    ),
+    Route(
         "POST",
         ORG + "/dataplanes/{id}/enrollment-token",
         t.new_enrollment_token,

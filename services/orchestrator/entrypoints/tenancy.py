@@ -108,6 +108,13 @@ async def get_dataplane(request: web.Request) -> web.Response:
     return json_response(dataplane_out(plane, request.app[HEARTBEAT_FRESH]))
 
 
+async def delete_dataplane(request: web.Request) -> web.Response:
+    """204; 409 `dataplane_in_use` while an environment uses it. Its agent's NATS user is revoked."""
+    plane = await request.app[USECASES].dataplanes.delete(path_name(request, "org"), request.match_info["id"])
+    audit_target(request, plane.id)
+    return web.Response(status=204)
+
+
 async def new_enrollment_token(request: web.Request) -> web.Response:
     plane, token = await request.app[USECASES].dataplanes.new_enrollment_token(
         path_name(request, "org"), request.match_info["id"]

@@ -66,18 +66,53 @@ class DataPlanes(RecordRepo[DataPlane]):
     async def by_enrollment_token(self, token_sha256: str) -> DataPlane | None:
         return await self.one("SELECT * FROM dataplanes WHERE enrollment_token_sha256 = $1", token_sha256)
 
-    async def enroll(self, *, token_sha256: str, public_key: str, version: str) -> DataPlane | None:
-        """Consume a one-time token (atomically: a second use finds nothing) and store the key.
-        An expired token finds nothing either."""
-        return await self.one(
-            "UPDATE dataplanes SET enrollment_token_sha256 = NULL, enrollment_expires_at = NULL,"
-            " public_key = $2, enrolled_at = now(), agent_version = $3"
-            " WHERE enrollment_token_sha256 = $1"
-            " AND (enrollment_expires_at IS NULL OR enrollment_expires_at > now()) RETURNING *",
+    async def enroll(
+        self, *, token_sha256: str, public_key: str, version: str, nats_user_public_key: str | None
+    ) -> tuple[DataPlane, str | None] | None:
+        """Consume a one-time token (atomically: a second use finds nothing) and store the keys.
+        An expired token finds nothing either. Also answers the NATS user key it replaced."""
+        row = await self.row(
+            "WITH old AS (SELECT id, nats_user_public_key FROM dataplanes WHERE enrollment_token_sha256 = $1"
+            " FOR UPDATE)"
+            " UPDATE dataplanes d SET enrollment_token_sha256 = NULL, enrollment_expires_at = NULL,"
+            " public_key = $2, enrolled_at = now(), agent_version = $3, nats_user_public_key = $4"
+            " FROM old WHERE d.id = old.id"
+            " AND (d.enrollment_expires_at IS NULL OR d.enrollment_expires_at > now())"
+            " RETURNING d.*, old.nats_user_public_key AS previous_nats_user_public_key",
             token_sha256,
             public_key,
             version,
+            nats_user_public_key,
         )
+        if row is None:
+            return None
+        return dataplane_from(row), row["previous_nats_user_public_key"]
+
+    async def environments_using(self, dataplane_id: str) -> list[str]:
+        rows = await self.rows(
+            "SELECT name FROM environments WHERE dataplane_id = $1 ORDER BY name", dataplane_id
+        )
+        return [str(r["name"]) for r in rows]
+
+    async def delete(self, *, org: str, dataplane_id: str) -> DataPlane | None:
+        return await self.one(
+            "DELETE FROM dataplanes WHERE org = $1 AND id = $2 RETURNING *", org, dataplane_id
+        )
+
+    async def revoke_nats_user(self, *, user_public_key: str, dataplane_id: str) -> None:
+        await self.execute(
+            "INSERT INTO nats_revocations (user_public_key, dataplane_id) VALUES ($1, $2)"
+            " ON CONFLICT (user_public_key) DO NOTHING",
+            user_public_key,
+            dataplane_id,
+        )
+
+    async def nats_revocations(self) -> dict[str, int]:
+        """Every revoked NATS user key -> when (unix seconds), for the account JWT."""
+        rows = await self.rows(
+            "SELECT user_public_key, ceil(extract(epoch FROM revoked_at))::bigint AS at FROM nats_revocations"
+        )
+        return {str(r["user_public_key"]): int(r["at"]) for r in rows}
 
     async def record_heartbeat(self, *, dataplane_id: str, version: str) -> None:
         await self.execute(

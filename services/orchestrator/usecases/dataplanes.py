@@ -10,6 +10,17 @@ What is subtle:
   NATS is down the answer is 503 and the same token works on the retry. An agent
   that sent an nkeys user key gets a NATS user JWT limited to its data plane.
   Deployments that waited for the plane's key are due at once (same transaction).
+* An agent's NATS user JWT expires (`Agents` mints it with `LANDFALL_AGENT_JWT_TTL_SECONDS`); the
+  agent renews it before then (`renew`, over NATS): it signs the request with the nkeys user key it
+  enrolled with (its sealing key is X25519, which cannot sign), and we answer a new JWT for that
+  same key only while it is still the plane's key. `issued_at` must be within `renewal_skew_seconds`
+  of our clock (an injectable `clock`), so a captured request cannot be replayed later.
+* Re-enrolling (a new user key) or deleting a plane revokes its old NATS user: the key is listed in
+  `nats_revocations` in the same transaction, then the account JWT is pushed with every revocation
+  (`clients/nats_accounts.py`); nats-server closes that user's connections and refuses new ones.
+  A push that fails is retried at the next one, and at every start (`push_revocations`).
+* Deleting a plane an environment still uses answers 409 `dataplane_in_use` naming them: move or
+  delete those environments first. Its deployments' history stays.
 * Heartbeats arrive every few seconds from every agent: a plane's first one (and
   a new agent version) is written at once, later ones at most every
   `write_every` seconds, so `last_seen` lags by at most that plus the agents'
@@ -20,13 +31,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from libs.contracts import reasons
 from libs.contracts.ids import new_id
 from libs.runtime.errors import Conflict, DependencyUnavailable, Invalid, NotFound
-from libs.runtime.natsauth import is_user_public_key
+from libs.runtime.natsauth import is_user_public_key, verify_renewal
 from libs.runtime.store import Duplicate
 from services.orchestrator.clients.agents import Agents, NatsGrant
+from services.orchestrator.clients.nats_accounts import AccountPublisher
 from services.orchestrator.domain.records import DataPlane
 from services.orchestrator.domain.rules import (
     EnrollmentRefused,
@@ -40,13 +54,20 @@ from services.orchestrator.usecases.catalog import Catalog
 log = logging.getLogger(__name__)
 
 
+class DataPlaneInUse(Conflict):
+    kind = reasons.DATAPLANE_IN_USE
+
+
 @dataclass(kw_only=True, eq=False)
 class DataPlanes:
     store: Store
     catalog: Catalog
     agents: Agents
+    accounts: AccountPublisher | None = None  # None: agent identities cannot be revoked (logged at start)
     enrollment_token_ttl_seconds: float = 86400.0
     heartbeat_write_seconds: float = 0.0
+    renewal_skew_seconds: float = 300.0
+    clock: Callable[[], float] = time.time
     # data plane -> (monotonic time written, version)
     _written: dict[str, tuple[float, str]] = field(init=False, default_factory=dict)
 
@@ -103,10 +124,18 @@ class DataPlanes:
         pending = await self.store.now.dataplanes.by_enrollment_token(sha)
         if pending is not None:
             await self.agents.ensure_consumer(pending.id)
+        grant_key = nats_user_public_key if self.agents.issues_nats_users else None
+        previous: str | None = None
         async with self.store.transaction() as tx:
-            plane = await tx.dataplanes.enroll(token_sha256=sha, public_key=key, version=version)
-            if plane is not None:
+            enrolled = await tx.dataplanes.enroll(
+                token_sha256=sha, public_key=key, version=version, nats_user_public_key=grant_key
+            )
+            plane = enrolled[0] if enrolled is not None else None
+            if enrolled is not None:
+                plane, previous = enrolled
                 await tx.deployments.due_now(plane.id)
+                if previous is not None and previous != grant_key:
+                    await tx.dataplanes.revoke_nats_user(user_public_key=previous, dataplane_id=plane.id)
         if pending is not None and plane is None and pending.enrollment_expires_at is not None:
             raise EnrollmentRefused(
                 f"the enrollment token expired at {pending.enrollment_expires_at.isoformat()}; ask an admin"
@@ -116,6 +145,8 @@ class DataPlanes:
             raise EnrollmentRefused(
                 "the enrollment token is unknown or was used already; ask an admin for a new one"
             )
+        if previous is not None and previous != grant_key:
+            await self.push_revocations()
         grant = None
         if nats_user_public_key is not None:
             grant = self.agents.nats_user(plane.id, nats_user_public_key)
@@ -126,6 +157,65 @@ class DataPlanes:
             extra={"dataplane_id": plane.id, "version": version, "nats_user": grant is not None},
         )
         return plane, grant
+
+    async def delete(self, org: str, dataplane_id: str) -> DataPlane:
+        """Delete a plane no environment uses, and revoke its agent's NATS user at once."""
+        await self.get(org, dataplane_id)
+        async with self.store.transaction() as tx:
+            using = await tx.dataplanes.environments_using(dataplane_id)
+            if using:
+                raise DataPlaneInUse(
+                    f"environments use this data plane: {', '.join(using[:20])}; move them to another"
+                    " data plane or delete them first"
+                )
+            plane = await tx.dataplanes.delete(org=org, dataplane_id=dataplane_id)
+            if plane is None:
+                raise NotFound(f"data plane {dataplane_id[:40]!r}")
+            if plane.nats_user_public_key is not None:
+                await tx.dataplanes.revoke_nats_user(
+                    user_public_key=plane.nats_user_public_key, dataplane_id=plane.id
+                )
+        if plane.nats_user_public_key is not None:
+            await self.push_revocations()
+        log.info("data plane deleted", extra={"dataplane_id": plane.id, "org": org})
+        return plane
+
+    async def renew(
+        self, *, dataplane_id: str, user_public_key: str, issued_at: int, signature: str
+    ) -> NatsGrant:
+        """A new JWT for the plane's enrolled NATS user key, for an agent that proves it holds it.
+        Every refusal looks the same to the caller (`NotFound`: no such enrolled key for that plane),
+        so there is nothing to learn by probing; a stale or future `issued_at` is `Invalid`."""
+        refused = NotFound(
+            "an enrolled NATS user",
+            detail="this key may not renew a NATS user for that data plane; enroll again",
+        )
+        if abs(self.clock() - issued_at) > self.renewal_skew_seconds:
+            raise Invalid(
+                "issued_at",
+                f"more than {self.renewal_skew_seconds:.0f} s from the orchestrator's clock;"
+                " check the agent's clock",
+            )
+        if not verify_renewal(dataplane_id, user_public_key, issued_at, signature):
+            raise refused
+        plane = await self.store.now.dataplanes.get(dataplane_id)
+        if (
+            plane is None
+            or plane.nats_user_public_key is None
+            or plane.nats_user_public_key != user_public_key
+        ):
+            raise refused
+        grant = self.agents.nats_user(plane.id, user_public_key)
+        if grant is None:
+            raise refused
+        log.info("agent NATS user renewed", extra={"dataplane_id": plane.id, "expires_at": grant.expires_at})
+        return grant
+
+    async def push_revocations(self) -> bool:
+        """Push the account JWT with every revocation (at start, and after each revocation)."""
+        if self.accounts is None:
+            return False
+        return await self.accounts.push_logged(self.store.now.dataplanes.nats_revocations())
 
     @property
     def command_keys(self) -> list[str]:

@@ -65,7 +65,10 @@ async def test_enrollment_returns_a_nats_user_for_that_data_plane_only(
         assert s.status(dp) in pub
         assert s.heartbeat(dp) in pub
         assert s.deploy(dp) not in pub
-        assert all(dp in subject for subject in pub), pub
+        # its own plane's subjects only, and the renewal RPC (the signature by its key decides there)
+        assert all(dp in subject for subject in pub if subject != s.rpc_agent_jwt_renew), pub
+        assert s.rpc_agent_jwt_renew in pub
+        assert claims["exp"] > claims["iat"]  # it expires (LANDFALL_AGENT_JWT_TTL_SECONDS)
         # its own inbox, and its own in-cluster resolution subject (answered once per request)
         assert sub == [f"_INBOX_{dp}.>", s.resolve(dp)]
         assert claims["nats"]["resp"]["max"] == 1
