@@ -1,10 +1,11 @@
 """`python -m libs.devstack.sandbox`: the sandbox as its own process, as `make up` runs it.
 
-With `--state FILE` the objects survive restarts, a SIGKILL included: saved (atomically)
-after every accepted write before it is answered, as etcd would, and the write log
+With `--state FILE` the objects survive restarts, a SIGKILL included: what a write changed is
+appended to `FILE`'s `.changes.jsonl` before it is answered, as etcd would, the snapshot `FILE`
+rewritten (atomically) every so many changes (journal.py), and the write log
 (`GET /_sandbox/writes`) kept beside them in `FILE`'s `.writes.jsonl` (journal.py); what the
-controllers change on their own (status) is saved at most every `--save-seconds` and at
-exit. `--kubeconfig` writes a kubeconfig for the printed URL.
+controllers change on their own (status) is flushed at the next write, at most every
+`--save-seconds` and at exit. `--kubeconfig` writes a kubeconfig for the printed URL.
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ async def _serve_forever(args: argparse.Namespace) -> None:
                 await asyncio.wait_for(stop.wait(), timeout=args.save_seconds)
             # Writes are saved as they are answered; this catches the controllers' status changes.
             if args.state and cluster.resource_version != saved:
-                cluster.save_state(args.state)
+                cluster.flush_durable()
                 saved = cluster.resource_version
+        if args.state:
+            cluster.save_state(args.state)  # a clean stop leaves one snapshot and no changes
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(signum)
 

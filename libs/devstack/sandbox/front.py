@@ -31,7 +31,7 @@ from libs.devstack.sandbox.controller import Controller, FailureRule
 from libs.devstack.sandbox.errors import ApiError, bad_request, gone_resource, status_body
 from libs.devstack.sandbox.handlers import ObjectApi, Reply, Target, parse_body, parse_path, truthy
 from libs.devstack.sandbox.selectors import Filter, parse_label_selector
-from libs.devstack.sandbox.store import Store
+from libs.devstack.sandbox.store import Event, Store
 from libs.devstack.sandbox.values import JsonDict, json_array, json_object
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ class SandboxCluster:
         self._objects = ObjectApi(self._store)
         self._writes: list[SandboxWrite] = []
         self._durable: Path | None = None  # `open_durable`: objects and writes on disk (journal.py)
+        self._changes: journal.Changes | None = None  # the durable store's events since the snapshot
         self._runner: web.ServerRunner | None = None
         self._entered = False
         for namespace in _INITIAL_NAMESPACES:
@@ -182,7 +183,27 @@ class SandboxCluster:
 
     def save_state(self, path: Path) -> None:
         """Write every object to `path` (atomically: a crash mid-write keeps the previous file)."""
-        journal.save_objects(path, self._store.export(), len(self._writes))
+        if self._changes is not None:
+            self._changes.flush(len(self._writes))
+        journal.save_objects(path, self._store.export(), len(self._writes), rv=self._store.resource_version)
+        if self._changes is not None and path == self._durable:
+            self._changes.truncate()
+
+    def flush_durable(self) -> None:
+        """Durable mode: what changed since the last flush, on disk (one line; the snapshot rewritten
+        once enough lines have gathered)."""
+        if self._changes is None or self._durable is None:
+            return
+        self._changes.flush(len(self._writes))
+        if self._changes.due:
+            self.save_state(self._durable)
+
+    def _changed(self, event: Event) -> None:
+        if self._changes is not None:
+            kind = event.kind
+            self._changes.add(
+                {"group": kind.group, "version": kind.version, "plural": kind.plural}, event.type, event.obj
+            )
 
     def load_state(self, path: Path) -> int:
         """Objects saved by `save_state`, back in the store; 0 when there is no file yet."""
@@ -198,6 +219,9 @@ class SandboxCluster:
         self._writes = [SandboxWrite(**entry) for entry in journal.load_writes(log_path, last_seq)]
         journal.rewrite_writes(log_path, self._writes)
         self._durable = path
+        self._changes = journal.Changes(path)
+        self.save_state(path)  # what was replayed, as the new snapshot; the changes file starts empty
+        self._store.listen(self._changed)
         return restored
 
     async def __aexit__(
@@ -310,7 +334,7 @@ class SandboxCluster:
                 reply = Reply(exc.code, exc.body())
             self._record(request, target, raw, reply.status, reply.body)
             if self._durable is not None and request.method in _WRITE_METHODS and reply.status < 300:
-                self.save_state(self._durable)  # on disk before the client hears it was accepted
+                self.flush_durable()  # on disk before the client hears it was accepted
             if isinstance(reply.body, str):
                 return web.Response(text=reply.body, status=reply.status)
             return web.json_response(reply.body, status=reply.status)
