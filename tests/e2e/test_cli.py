@@ -176,6 +176,11 @@ def test_data_planes_and_a_manual_task(world: World) -> None:
     assert "local" in landfall(w, "dataplanes", "list").stdout
     plane = as_json(landfall(w, "dataplanes", "create", "edge" + uuid.uuid4().hex[:4], "-o", "json"))
     assert plane["enrollment_token"]
+    deleted = as_json(landfall(w, "dataplanes", "delete", plane["name"], "-o", "json"))
+    assert deleted == {"id": plane["id"], "deleted": True}
+    assert plane["id"] not in landfall(w, "dataplanes", "list").stdout
+    in_use = landfall(w, "dataplanes", "delete", "local", check=6)  # the environments use it: 409
+    assert "dataplane_in_use" in in_use.stderr or "environments use" in in_use.stderr, in_use.stderr
 
     task = "task" + uuid.uuid4().hex[:4]
     image = f"{w.stack.registry.host}/{REPO}:1.0"

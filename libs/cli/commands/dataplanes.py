@@ -1,7 +1,8 @@
-"""`landfall dataplanes list|create`: the org's data planes (clusters), whose agents connect out.
+"""`landfall dataplanes list|create|delete`: the org's data planes (clusters), whose agents connect out.
 
 `create` answers with a one-time enrollment token, shown once: the agent starts with it
-(`LANDFALL_ENROLLMENT_TOKEN`) and trades it for its own credentials.
+(`LANDFALL_ENROLLMENT_TOKEN`) and trades it for its own credentials. `delete` (by name or id) is
+refused while an environment uses the plane (exit 6); its agent's NATS identity is revoked at once.
 """
 
 from __future__ import annotations
@@ -41,3 +42,19 @@ def dataplanes_create(run: Run, name: str, ingress_class: str | None) -> None:
             "start the agent with LANDFALL_ENROLLMENT_TOKEN set to this token (deploy/kubernetes/agent.yaml)"
         ],
     )
+
+
+@dataplanes.command("delete")
+@click.argument("dataplane", metavar="NAME|ID")
+@runs
+def dataplanes_delete(run: Run, dataplane: str) -> None:
+    """Delete a data plane no environment uses; its agent is disconnected at once."""
+    run.no_ci_token("dataplanes delete")
+    planes = run.api.call("GET", f"/v1/orgs/{run.org}/dataplanes").get("items", [])
+    match = [p for p in planes if dataplane in (p.get("id"), p.get("name"))]
+    plane_id = match[0]["id"] if match else dataplane  # an unknown one: the API answers 404
+    run.api.call_new_endpoint("dataplanes delete", "DELETE", f"/v1/orgs/{run.org}/dataplanes/{plane_id}")
+    if run.output.json:
+        run.output.document({"id": plane_id, "deleted": True})
+    else:
+        run.output.line(f"deleted data plane {match[0].get('name') if match else dataplane} ({plane_id})")
