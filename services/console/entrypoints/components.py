@@ -15,7 +15,7 @@ from aiohttp import web
 
 from libs.runtime.http import path_name
 from services.console.domain import COMPONENT_TYPES
-from services.console.entrypoints.web import CONSOLE, form, render, session, shown_again, signed_in
+from services.console.entrypoints.web import CONSOLE, form, form_page, render, session, shown_again, signed_in
 from services.console.schemas import (
     COMPONENT_FIELDS,
     component_body,
@@ -42,30 +42,15 @@ async def components(request: web.Request) -> web.StreamResponse:
     return render(request, "components.html", {"components": items, "types": COMPONENT_TYPES})
 
 
-async def _new(
-    request: web.Request,
-    *,
-    values: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-    status: int = 200,
-) -> web.StreamResponse:
+async def _new_context(request: web.Request) -> dict[str, Any]:
     s = session(request)
     console = request.app[CONSOLE]
-    registries, projects = await console.registries(s), await console.projects(s)
-    return render(
-        request,
-        "component_new.html",
-        {
-            "types": COMPONENT_TYPES,
-            "registries": registries,
-            "projects": projects or ["default"],
-            "values": values or {"type": "service", "timezone": "UTC"},
-            "errors": errors or {},
-        },
-        status=status,
-    )
+    registries, projects = await console.registries(s), await console.projects(s) or ["default"]
+    values = {"type": "service", "timezone": "UTC"}
+    return {"types": COMPONENT_TYPES, "registries": registries, "projects": projects, "values": values}
 
 
+_new = form_page("component_new.html", _new_context)
 new_component = signed_in(_new)
 
 
@@ -81,19 +66,13 @@ async def create_component(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(page_url(project, body["name"]))
 
 
-async def _page(
-    request: web.Request, *, errors: dict[str, str] | None = None, status: int = 200
-) -> web.StreamResponse:
+async def _page_context(request: web.Request) -> dict[str, Any]:
     project, name = names(request)
     view = await request.app[CONSOLE].component(session(request), project, name)
-    return render(
-        request,
-        "component.html",
-        {**view, "project": project, "name": name, "errors": errors or {}, "types": COMPONENT_TYPES},
-        status=status,
-    )
+    return {**view, "project": project, "name": name, "types": COMPONENT_TYPES}
 
 
+_page = form_page("component.html", _page_context)
 component = signed_in(_page)
 
 
@@ -133,33 +112,15 @@ async def execute(request: web.Request) -> web.StreamResponse:
 # --- External CI -------------------------------------------------------------------------------------
 
 
-async def _ci(
-    request: web.Request,
-    *,
-    created: dict[str, Any] | None = None,
-    secret: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-    status: int = 200,
-) -> web.StreamResponse:
+async def _ci_context(request: web.Request) -> dict[str, Any]:
     project, name = names(request)
     view = await request.app[CONSOLE].ci(session(request), project, name)
-    snippets = view["snippets"]
-    return render(
-        request,
-        "ci.html",
-        {
-            **view,
-            "project": project,
-            "name": name,
-            "webhook_url": str(snippets.get("gateway_url", "")).rstrip("/") + "/v1/webhooks/deploy",
-            "created": created,
-            "secret": secret,
-            "errors": errors or {},
-        },
-        status=status,
-    )
+    webhook = str(view["snippets"].get("gateway_url", "")).rstrip("/") + "/v1/webhooks/deploy"
+    shown_once = {"created": None, "secret": None}
+    return {**view, **shown_once, "project": project, "name": name, "webhook_url": webhook}
 
 
+_ci = form_page("ci.html", _ci_context)
 ci = signed_in(_ci)
 
 

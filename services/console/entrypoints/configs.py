@@ -14,36 +14,20 @@ from aiohttp import web
 
 from libs.runtime.http import path_name
 from services.console.entrypoints.components import names, page_url
-from services.console.entrypoints.web import CONSOLE, form, render, session, shown_again, signed_in
+from services.console.entrypoints.web import CONSOLE, form, form_page, session, shown_again, signed_in
 from services.console.schemas import CONFIG_FIELDS, config_body, config_values, form_values
 from services.console.usecases.pages import q
 
 
-async def _page(
-    request: web.Request,
-    *,
-    values: dict[str, str] | None = None,
-    errors: dict[str, str] | None = None,
-    saved: bool = False,
-    status: int = 200,
-) -> web.StreamResponse:
+async def _page_context(request: web.Request) -> dict[str, Any]:
     project, name = names(request)
     environment = path_name(request, "environment")
     view = await request.app[CONSOLE].config(session(request), project, name, environment)
-    return render(
-        request,
-        "config.html",
-        {
-            **view,
-            "project": project,
-            "name": name,
-            "environment": environment,
-            "values": values if values is not None else config_values(view["config"]),
-            "errors": errors or {},
-            "saved": saved,
-        },
-        status=status,
-    )
+    here = {"project": project, "name": name, "environment": environment}
+    return {**view, **here, "values": config_values(view["config"]), "saved": False}
+
+
+_page = form_page("config.html", _page_context)
 
 
 @signed_in

@@ -8,29 +8,19 @@ from typing import Any
 from aiohttp import web
 
 from libs.contracts.identity import ROLES
-from services.console.entrypoints.web import CONSOLE, form, render, session, shown_again, signed_in
+from services.console.entrypoints.web import CONSOLE, form, form_page, render, session, shown_again, signed_in
 from services.console.schemas import api_key_body, environment_body, text
 from services.console.usecases.pages import Console, q
 
 AGENT_MANIFEST = "deploy/kubernetes/agent.yaml"
 
 
-async def _dataplanes(
-    request: web.Request,
-    *,
-    created: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-    status: int = 200,
-) -> web.StreamResponse:
+async def _dataplanes_context(request: web.Request) -> dict[str, Any]:
     items = await request.app[CONSOLE].dataplanes(session(request))
-    return render(
-        request,
-        "dataplanes.html",
-        {"dataplanes": items, "created": created, "errors": errors or {}, "manifest": AGENT_MANIFEST},
-        status=status,
-    )
+    return {"dataplanes": items, "created": None, "manifest": AGENT_MANIFEST}
 
 
+_dataplanes = form_page("dataplanes.html", _dataplanes_context)
 dataplanes = signed_in(_dataplanes)
 
 
@@ -45,20 +35,13 @@ async def create_dataplane(request: web.Request) -> web.StreamResponse:
     return await _dataplanes(request, created=created, status=201)
 
 
-async def _environments(
-    request: web.Request, *, errors: dict[str, str] | None = None, status: int = 200
-) -> web.StreamResponse:
+async def _environments_context(request: web.Request) -> dict[str, Any]:
     s = session(request)
     console = request.app[CONSOLE]
-    environments, planes = await console.environments(s), await console.dataplanes(s)
-    return render(
-        request,
-        "environments.html",
-        {"environments": environments, "dataplanes": planes, "errors": errors or {}},
-        status=status,
-    )
+    return {"environments": await console.environments(s), "dataplanes": await console.dataplanes(s)}
 
 
+_environments = form_page("environments.html", _environments_context)
 environments = signed_in(_environments)
 
 
@@ -79,22 +62,12 @@ async def audit(request: web.Request) -> web.StreamResponse:
     return render(request, "audit.html", {"page": page, "filters": filters})
 
 
-async def _api_keys(
-    request: web.Request,
-    *,
-    created: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-    status: int = 200,
-) -> web.StreamResponse:
+async def _api_keys_context(request: web.Request) -> dict[str, Any]:
     items = await request.app[CONSOLE].api_keys(session(request))
-    return render(
-        request,
-        "api_keys.html",
-        {"keys": items, "roles": ROLES, "created": created, "errors": errors or {}},
-        status=status,
-    )
+    return {"keys": items, "roles": ROLES, "created": None}
 
 
+_api_keys = form_page("api_keys.html", _api_keys_context)
 api_keys = signed_in(_api_keys)
 
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from services.console.clients.landfall import ApiProblem
 from services.console.domain import AUTH_TYPES, GUIDANCE, VENDORS
-from services.console.entrypoints.web import CONSOLE, form, render, session, shown_again, signed_in
+from services.console.entrypoints.web import CONSOLE, form, form_page, render, session, shown_again, signed_in
 from services.console.schemas import REGISTRY_FIELDS, form_values, registry_body
 from services.console.usecases.pages import Console, q
 
@@ -28,27 +28,13 @@ async def _list(request: web.Request, *, error: str = "", status: int = 200) -> 
 registries = signed_in(_list)
 
 
-async def _new(
-    request: web.Request,
-    *,
-    values: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-    status: int = 200,
-) -> web.StreamResponse:
-    return render(
-        request,
-        "registry_new.html",
-        {
-            "auth_types": AUTH_TYPES,
-            "vendors": VENDORS,
-            "guidance": GUIDANCE,
-            "values": values or {"auth.type": "basic"},
-            "errors": errors or {},
-        },
-        status=status,
-    )
+async def _new_context(request: web.Request) -> dict[str, Any]:
+    del request  # the same empty form for everyone
+    values = {"auth.type": "basic"}
+    return {"auth_types": AUTH_TYPES, "vendors": VENDORS, "guidance": GUIDANCE, "values": values}
 
 
+_new = form_page("registry_new.html", _new_context)
 new_registry = signed_in(_new)
 
 

@@ -46,6 +46,7 @@ CONSOLE = web.AppKey("console_pages", Console)
 FEED = web.AppKey("console_feed", Feed)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Page = Callable[..., Awaitable[web.StreamResponse]]
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none';"
     " form-action 'self'; base-uri 'none'",
@@ -127,6 +128,20 @@ def render(
     )
     response.headers.update(SECURITY_HEADERS)
     return response
+
+
+def form_page(template: str, context: Callable[[web.Request], Awaitable[dict[str, Any]]]) -> Page:
+    """A page that holds a form: `template` over `context(request)`. What a change shows on it comes
+    as keywords (a `created` object shown once, the `values` typed) that replace the context's
+    defaults, with the API's `errors` by field and the answer's `status`."""
+
+    async def draw(
+        request: web.Request, *, errors: dict[str, str] | None = None, status: int = 200, **shown: Any
+    ) -> web.StreamResponse:
+        page = {**await context(request), **shown, "errors": errors or {}}
+        return render(request, template, page, status=status)
+
+    return draw
 
 
 def refusal(request: web.Request, exc: ApiProblem) -> web.StreamResponse:
