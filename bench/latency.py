@@ -41,7 +41,7 @@ import os
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -103,21 +103,16 @@ class Deploy:
         }
 
 
+@dataclass
 class Driver:
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        gateway_url: str,
-        orchestrator_url: str,
-        admin_token: str,
-        wait_seconds: int = 30,
-    ) -> None:
-        self.session = session
-        self.gateway_url = gateway_url
-        self.orchestrator_url = orchestrator_url
-        self.admin = {"Authorization": f"Bearer {admin_token}"}
-        self.wait_seconds = wait_seconds
+    """Deploys through the gateway's webhook, each followed by long-poll; the hops from the orchestrator."""
+
+    session: aiohttp.ClientSession
+    _: KW_ONLY
+    gateway_url: str
+    orchestrator_url: str
+    admin_token: str = field(repr=False)
+    wait_seconds: int = 30
 
     @classmethod
     def for_run(cls, session: aiohttp.ClientSession, run: Run) -> Driver:
@@ -198,7 +193,7 @@ class Driver:
                 gate,
                 self.session.get(
                     f"{self.orchestrator_url}/v1/deployments/{job.deployment_id}",
-                    headers={"Authorization": f"Bearer {job.target.key}"} if job.target.key else self.admin,
+                    headers={"Authorization": f"Bearer {job.target.key or self.admin_token}"},
                 ) as resp,
             ):
                 if resp.status != 200:
