@@ -14,23 +14,11 @@ from libs.contracts import reasons
 from libs.contracts.messages import DeployCommand, ResolvedImage
 from libs.runtime.errors import Stalling, Waiting
 from services.orchestrator.domain.commands import command_msg_id, deploy_command
-from services.orchestrator.domain.records import Component, DataPlane, Deployment, Execution
+from services.orchestrator.domain.records import DataPlane, Execution
 from services.orchestrator.usecases.dispatch import Dispatcher, Job, _run_stage
+from tests.records import COMPONENT, DEPLOYMENT, EXECUTION, PLANE, T0
 
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
 DIGEST = "sha256:" + "b" * 64
-COMPONENT = Component(
-    "cmp_x", "acme", "shop", "api", "service", "reg_x", "ghcr.io", "acme/api", "ghcr.io/acme/api:1.0",
-    8080, None, None, {"A": "1"}, T0, T0,
-)  # fmt: skip
-PLANE = DataPlane("dp_x", "acme", "eu", "nginx", "a2V5", T0, "1.0", T0, T0)
-DEPLOYMENT = Deployment(
-    "dep_x", "cmp_x", "acme", "shop", "api", "dev", "dp_x", 7, "ghcr.io/acme/api:1.0", None, "pending",
-    None, None, "webhook", [], 0, T0, T0, None, None, None, None, T0,
-)  # fmt: skip
-EXECUTION = Execution(
-    "exe_x", "dep_x", "cmp_x", "dev", ["--once"], "pending", None, None, 0, T0, None, None, T0
-)
 
 
 class FakeCredentials:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime, timedelta
+import dataclasses
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from libs.runtime.errors import DomainError, ProblemError
-from services.orchestrator.domain.records import Component, DataPlane, Deployment, Environment, pinned_image
+from services.orchestrator.domain.records import DataPlane, Environment, pinned_image
 from services.orchestrator.domain.rules import (
     check_component_spec,
     check_image_host,
@@ -24,29 +25,9 @@ from services.orchestrator.domain.rules import (
     valid_schedule,
     valid_timezone,
 )
+from tests.records import COMPONENT, DEPLOYMENT, T0
 
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
 DIGEST = "sha256:" + "a" * 64
-
-
-def _component(image: str = "ghcr.io/acme/api:1.0") -> Component:
-    return Component(
-        id="cmp_x",
-        org="acme",
-        project="shop",
-        name="api",
-        type="service",
-        registry_id="reg_x",
-        registry_host="ghcr.io",
-        repository="acme/api",
-        image=image,
-        port=8080,
-        schedule=None,
-        timezone=None,
-        env={},
-        created_at=T0,
-        updated_at=T0,
-    )
 
 
 def _fields(exc: pytest.ExceptionInfo[DomainError]) -> list[str]:
@@ -157,7 +138,7 @@ def test_the_image_host_must_be_the_registry_host() -> None:
 
 
 def test_manual_images_stay_on_the_component_repository() -> None:
-    component = _component()
+    component = COMPONENT
     assert str(manual_image(component, image=None, tag=None)) == "ghcr.io/acme/api:1.0"
     assert str(manual_image(component, image=None, tag="2.0")) == "ghcr.io/acme/api:2.0"
     pinned = manual_image(component, image=f"ghcr.io/acme/api@{DIGEST}", tag=None)
@@ -179,29 +160,12 @@ def test_a_pinned_image_drops_the_tag_for_the_digest() -> None:
 
 
 def test_the_view_exposes_the_timings_known_so_far() -> None:
-    deployment = Deployment(
-        id="dep_x",
-        component_id="cmp_x",
-        org="acme",
-        project="shop",
-        component="api",
-        environment="dev",
-        dataplane_id="dp_x",
-        seq=7,
-        image="ghcr.io/acme/api:1.0",
+    deployment = dataclasses.replace(
+        DEPLOYMENT,
         digest=DIGEST,
         status="dispatched",
-        reason=None,
-        message=None,
-        source="webhook",
-        notes=[],
-        attempts=0,
-        accepted_at=T0,
         recorded_at=T0 + timedelta(milliseconds=5),
         dispatched_at=T0 + timedelta(milliseconds=9),
-        applied_at=None,
-        reported_at=None,
-        finished_at=None,
         updated_at=T0 + timedelta(milliseconds=9),
     )
     view = deployment.view()
