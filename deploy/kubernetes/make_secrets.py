@@ -12,7 +12,16 @@ What is subtle:
   and the same operator and seeds come out, so agents enrolled earlier keep working. Keep that
   folder as you keep a root token (or delete it after storing the Secrets elsewhere).
 - auth.conf names the operator JWT by the path where the NATS StatefulSet mounts the Secret
-  (/etc/nats/auth), not where this script wrote it.
+  (/etc/nats/auth), not where this script wrote it, and the account resolver's directory on each
+  server's own volume (/data/accounts): pushed account JWTs (the orchestrator's revocations of
+  agent users) live there across restarts.
+- The orchestrator gets, besides the account signing key, the operator's signing key and a system
+  user that may only push account JWTs (`landfall-nats-account`): that is how it revokes an agent.
+- NATS speaks TLS to every client (`nats://` to a non-loopback address is refused by the services).
+  By default the servers' certificate comes from a CA of this script's own (libs/devstack/local_ca.py,
+  kept in `--keys`/nats-ca): the Secret `nats-tls` and, for an agent in this cluster, the CA as
+  `landfall-agent-nats-ca`. With `--no-nats-tls` neither is printed: cert-manager (or you) issues
+  `nats-tls` from your CA (INSTALL.md).
 - The output holds secrets in clear: pipe it to kubectl, never to a file in the repository.
 
     python deploy/kubernetes/make_secrets.py --database-url credentials=postgresql://... \\
@@ -35,11 +44,25 @@ from typing import Any
 import yaml
 
 from libs.contracts.subjects import Subjects
-from libs.runtime.natsauth import generate_nats_auth, write_secret
+from libs.devstack.local_ca import LocalCA
+from libs.runtime.natsauth import RESOLVER_DIR_TOKEN, generate_nats_auth, write_secret
 from libs.runtime.natsperms import SERVICES, service_permissions
 
 NAMESPACE = "landfall"
+AGENT_NAMESPACE = "landfall-system"
 NATS_AUTH_MOUNT = "/etc/nats/auth"
+NATS_RESOLVER_DIR = "/data/accounts"  # on each NATS server's own volume (nats/nats.yaml)
+# Every name a client may use for a server of nats/nats.yaml (the Service and each pod)
+NATS_HOSTS = (
+    "nats",
+    "nats.landfall",
+    "nats.landfall.svc",
+    "nats.landfall.svc.cluster.local",
+    "*.nats.landfall.svc",
+    "*.nats.landfall.svc.cluster.local",
+    "localhost",
+    "127.0.0.1",
+)
 DATABASE_USERS = ("credentials", "webhook-gateway", "orchestrator")
 VAULT_USERS = ("credentials", "webhook-gateway", "orchestrator")
 
@@ -73,14 +96,20 @@ def _pairs(values: list[str], allowed: tuple[str, ...], flag: str) -> dict[str, 
 
 
 def make_secrets(
-    keys: Path, *, database_urls: dict[str, str], vault_tokens: dict[str, str], bus_prefix: str = ""
+    keys: Path,
+    *,
+    database_urls: dict[str, str],
+    vault_tokens: dict[str, str],
+    bus_prefix: str = "",
+    nats_tls: bool = True,
 ) -> list[dict[str, Any]]:
-    """Every Secret the control plane reads; those of missing URLs or tokens are left out."""
+    """Every Secret the control plane reads; those of missing URLs or tokens are left out, and the
+    NATS certificate's when `nats_tls` is False (cert-manager makes it)."""
     auth = generate_nats_auth(keys / "nats")
     operator_jwt = (keys / "nats" / "operator.jwt").read_text()
     server_config = auth.server_config.replace(
         json.dumps(str(keys / "nats" / "operator.jwt")), json.dumps(f"{NATS_AUTH_MOUNT}/operator.jwt")
-    )
+    ).replace(RESOLVER_DIR_TOKEN, NATS_RESOLVER_DIR)
     subjects = Subjects(bus_prefix)
     creds = {
         f"{service}.creds": auth.creds_file(service, service_permissions(subjects, service)).read_text()
@@ -92,9 +121,32 @@ def make_secrets(
         secret("landfall-admin", {"token": admin}),
         secret("landfall-command-signing", {"seed": seed}),
         secret("landfall-nats", creds),
-        secret("landfall-nats-account", {"signing-seed": auth.account_signing_seed, "account": auth.account}),
+        secret(
+            "landfall-nats-account",
+            {
+                "signing-seed": auth.account_signing_seed,
+                "account": auth.account,
+                "operator-signing-seed": auth.operator_signing_seed,
+                "system.creds": auth.system_creds_file().read_text(),
+            },
+        ),
         secret("landfall-nats-server", {"auth.conf": server_config, "operator.jwt": operator_jwt}),
     ]
+    if nats_tls:
+        ca = LocalCA(keys / "nats-ca")
+        cert = ca.server("nats", hosts=NATS_HOSTS)
+        ca_pem = ca.ca_file.read_text()
+        made.append(
+            secret(
+                "nats-tls",
+                {
+                    "tls.crt": cert.cert_file.read_text(),
+                    "tls.key": cert.key_file.read_text(),
+                    "ca.crt": ca_pem,
+                },
+            )
+        )
+        made.append(secret("landfall-agent-nats-ca", {"ca.crt": ca_pem}, namespace=AGENT_NAMESPACE))
     if database_urls:
         made.append(secret("landfall-database", database_urls))
     if vault_tokens:
@@ -109,11 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", type=Path, default=Path(".landfall/install"), help="kept keys (0600)")
     parser.add_argument("--database-url", action="append", default=[], metavar="SERVICE=URL")
     parser.add_argument("--vault-token", action="append", default=[], metavar="SERVICE=TOKEN")
+    parser.add_argument(
+        "--no-nats-tls",
+        action="store_true",
+        help="print no nats-tls Secret: cert-manager (or you) issues it from your CA (INSTALL.md)",
+    )
     args = parser.parse_args(argv)
     made = make_secrets(
         args.keys,
         database_urls=_pairs(args.database_url, DATABASE_USERS, "--database-url"),
         vault_tokens=_pairs(args.vault_token, VAULT_USERS, "--vault-token"),
+        nats_tls=not args.no_nats_tls,
     )
     sys.stdout.write(yaml.safe_dump_all(made, sort_keys=False))
     print(f"# admin token: in {args.keys / 'admin-token'} (LANDFALL_ADMIN_TOKEN)", file=sys.stderr)

@@ -164,10 +164,12 @@ def test_every_secret_the_manifests_read_is_made_by_the_install_or_documented(tm
     made = make_secrets.make_secrets(
         tmp_path, database_urls={"orchestrator": "x"}, vault_tokens={"credentials": "x"}
     )
-    # Not made by the install script: the agent's one-time enrollment token, the NATS servers'
-    # certificate (cert-manager issues it from your CA) and that CA for agents in other clusters.
-    theirs = {"landfall-agent-enrollment", "landfall-agent-nats-ca", "nats-tls"}
+    # Not made by the install script: the agent's one-time enrollment token. The NATS servers'
+    # certificate and its CA for agents are made too, unless cert-manager issues them (--no-nats-tls).
+    theirs = {"landfall-agent-enrollment"}
     assert named - theirs == {s["metadata"]["name"] for s in made}
+    issued = make_secrets.make_secrets(tmp_path, database_urls={}, vault_tokens={}, nats_tls=False)
+    assert {"nats-tls", "landfall-agent-nats-ca"}.isdisjoint(s["metadata"]["name"] for s in issued)
 
 
 def test_the_ingress_routes_every_api_path_as_the_front_door_does() -> None:
@@ -249,19 +251,16 @@ def test_the_renderer_refuses_what_it_would_render_unlike_kustomize(tmp_path: Pa
         render.render(tmp_path)
 
 
-def test_production_s_nats_configuration_is_the_base_s_with_tls_for_clients() -> None:
-    def conf(name: str) -> str:
-        (config,) = [
-            o for o in RENDERED[name] if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "nats-config"
-        ]
-        text: str = config["data"]["nats.conf"]
-        return text
-
-    base, production = conf("nats"), conf("production")
-    start, end = production.index("# Clients speak TLS"), production.index("cluster {")
-    assert production[:start] + production[end:] == base
-    assert "tls {" in production[start:end]
-    (nats,) = [o for o in RENDERED["production"] if o["kind"] == "StatefulSet"]
+@pytest.mark.parametrize("name", ["nats", "local", "production"])
+def test_nats_speaks_tls_to_clients_in_every_overlay(name: str) -> None:
+    """Services refuse nats:// to anything but loopback, so no overlay may serve plain NATS."""
+    (config,) = [
+        o for o in RENDERED[name] if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "nats-config"
+    ]
+    text: str = config["data"]["nats.conf"]
+    start = text.index("tls {")
+    assert "cert_file: /etc/nats/tls/tls.crt" in text[start : text.index("}", start)]
+    (nats,) = [o for o in RENDERED[name] if o["kind"] == "StatefulSet"]
     mounts = {m["mountPath"]: m["name"] for m in pod(nats)["containers"][0]["volumeMounts"]}
     volumes = {v["name"]: v for v in pod(nats)["volumes"]}
     assert volumes[mounts["/etc/nats/tls"]]["secret"]["secretName"] == "nats-tls"
@@ -365,9 +364,9 @@ def test_each_service_reads_its_settings_from_the_rendered_config_and_the_instal
         settings = module.Settings()
         assert settings.http_port == container["ports"][0]["containerPort"]
         assert settings.http_host == "0.0.0.0"  # a pod listens on its own address
-        assert settings.nats_url.startswith("tls://" if overlay == "production" else "nats://")
-        if overlay == "production":  # the servers' certificate is checked against the install's CA
-            assert str(settings.nats_ca_file) == "/etc/landfall/nats-ca/ca.crt"
+        assert all(url.startswith("tls://") for url in settings.nats_servers)
+        # the servers' certificate is checked against the install's CA
+        assert str(settings.nats_ca_file) == "/etc/landfall/nats-ca/ca.crt"
         if hasattr(settings, "vault_token"):  # every Vault user gets its own token, none goes without
             assert settings.vault_token.get_secret_value() == f"token-of-{workload['metadata']['name']}"
             assert settings.vault_addr.startswith("http")
