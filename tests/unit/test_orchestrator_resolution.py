@@ -17,7 +17,7 @@ from libs.contracts.messages import ResolvedImage, ResolveInCluster, utcnow
 from libs.runtime.bus import BusUnavailable
 from libs.runtime.errors import DependencyUnavailable, Stalling, Waiting
 from services.orchestrator.usecases.resolution import NOTE_IN_CLUSTER, Pinned, Resolution
-from tests.unit.test_orchestrator_dispatch import COMPONENT, DEPLOYMENT, PLANE
+from tests.records import COMPONENT, DEPLOYMENT, PLANE
 
 BOUND = 90.0
 RETRY = 2.0
