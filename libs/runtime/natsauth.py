@@ -18,10 +18,18 @@ gets its *own* NATS user, and nats-server itself enforces that this user may onl
 How
 ---
 nats-server runs in operator mode: it trusts one operator JWT; the operator signs the account JWTs
-(preloaded with `resolver: MEMORY`); an account *signing key* signs user JWTs. The orchestrator holds
-that signing key's seed and mints a user JWT at enrollment for the public user key the agent sent; the
-agent's seed never leaves the agent. Services (gateway, orchestrator, credentials) are users of the
-same account, each with only the subjects it uses (`natsperms.service_permissions`).
+(preloaded, into a `full` account resolver that also takes pushed updates and keeps them in a
+directory per server); an account *signing key* signs user JWTs. The orchestrator holds that signing
+key's seed and mints a user JWT at enrollment for the public user key the agent sent; the agent's
+seed never leaves the agent. Services (gateway, orchestrator, credentials) are users of the same
+account, each with only the subjects it uses (`natsperms.service_permissions`).
+
+An agent's JWT expires (`exp`); the agent renews it before then by signing a request with its user
+seed (`sign_renewal`/`verify_renewal`) and reconnects with the new one (`RenewableUser`). To revoke
+an agent at once (its plane enrolled again or deleted), the orchestrator re-signs the account JWT with
+`revocations` (`app_account_jwt`, with an operator *signing key*) and pushes it as a system-account
+user that may do nothing else (`claims_update_permissions`); the preloaded account is issued at
+`iat` 1, so a pushed one is always newer and a restarted server or stack keeps it.
 
 What is subtle
 --------------
