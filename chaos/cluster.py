@@ -32,7 +32,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from chaos import driver, load, reconcile
+from chaos import driver, evidence, load, reconcile
 from chaos.provision import PROJECT, Fleet, provision
 from chaos.stack import ChaosStack
 from chaos.stack import start as start_stack
@@ -235,7 +235,7 @@ async def run(chaos: ChaosStack, plan: ClusterPlan, *, say: Callable[[str], None
         kills.stop()
     seconds["webhooks_and_kills"] = time.monotonic() - began
 
-    result = await reconcile.reconcile(
+    result = await evidence.reconcile(
         stack,
         project=PROJECT,
         targets=fleet.targets,

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from chaos import config_changes, driver, load, reconcile
+from chaos import config_changes, driver, evidence, load, reconcile
 from chaos.provision import PROJECT, Fleet, provision
 from chaos.stack import ChaosStack
 
@@ -179,7 +179,7 @@ async def run(
         kills.stop()
     seconds["webhooks_and_kills"] = time.monotonic() - began
 
-    result = await reconcile.reconcile(
+    result = await evidence.reconcile(
         stack,
         project=project,
         targets=fleet.targets,

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 
 from bench.client import Admin
-from chaos import load, provision, reconcile, secrets_scan, tenancy
+from chaos import evidence, load, provision, secrets_scan, tenancy
 from chaos.stack import ChaosStack
 
 
@@ -46,7 +46,7 @@ async def test_no_secret_in_the_database_the_streams_or_the_logs(chaos_stack: Ch
     stack = chaos_stack.stack
     async with aiohttp.ClientSession() as session:
         admin = Admin.for_stack(session, stack)
-        histories = await reconcile.wait_until_settled(admin, "secrets", fleet.targets, timeout=120)
+        histories = await evidence.wait_until_settled(admin, "secrets", fleet.targets, timeout=120)
     assert all(d["status"] == "succeeded" for items in histories.values() for d in items[:1])
     _, used = await tenancy.run(chaos_stack, say=print)
 
