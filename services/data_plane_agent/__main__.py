@@ -3,6 +3,7 @@
 import logging
 import sys
 
+from libs.runtime.bus import PlaintextRefused
 from libs.runtime.http import serve
 
 from .app import create_app
@@ -14,7 +15,7 @@ from .settings import Settings
 def main() -> None:
     try:
         serve(create_app, Settings())
-    except (EnrollmentError, KubeConfigError) as exc:
+    except (EnrollmentError, KubeConfigError, PlaintextRefused) as exc:
         logging.getLogger("services.data_plane_agent").error("cannot start: %s", exc)
         sys.exit(2)
 

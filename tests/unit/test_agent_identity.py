@@ -6,7 +6,7 @@ from typing import cast
 
 import pytest
 
-from libs.runtime.bus import Bus, PlaintextRefused, check_plaintext
+from libs.runtime.bus import Bus, PlaintextRefused, check_plaintext, connect
 from libs.runtime.natsauth import (
     NatsAuthError,
     NatsUser,
@@ -18,6 +18,7 @@ from libs.runtime.natsauth import (
     user_jwt,
     verify_renewal,
 )
+from libs.runtime.settings import ServiceSettings
 from services.data_plane_agent.domain.identity import Identity
 from services.data_plane_agent.usecases.renewal import JwtRenewer
 
@@ -99,3 +100,9 @@ def test_plain_nats_is_allowed_on_loopback_and_tls_anywhere(url: str) -> None:
 def test_plain_nats_to_another_address_is_refused_naming_the_setting(url: str) -> None:
     with pytest.raises(PlaintextRefused, match=r"LANDFALL_NATS_URL.*tls://"):
         check_plaintext(["nats://127.0.0.1:4222", url])
+
+
+async def test_connect_refuses_plain_nats_to_another_address_before_any_attempt() -> None:
+    settings = ServiceSettings(nats_url="nats://10.0.0.1:4222")
+    with pytest.raises(PlaintextRefused, match="LANDFALL_NATS_URL"):
+        await connect(settings, name="test", wait_seconds=60)  # no 60 s of retries: refused at once
