@@ -152,6 +152,7 @@ def service_permissions(subjects: Subjects, service: str) -> Permissions:
                 # the agents' consumers, made at enrollment (Bus.ensure_agent_consumer)
                 f"$JS.API.CONSUMER.INFO.{dataplane}.*",
                 f"$JS.API.CONSUMER.CREATE.{dataplane}.*.{s.deploy('*')}",
+                f"$JS.API.CONSUMER.DELETE.{dataplane}.*",  # a deleted data plane's
                 s.deploy("*"),
                 s.resolve("*"),  # in-cluster tag resolution, when the control plane cannot reach a registry
                 s.deployment_changed("*"),

@@ -32,10 +32,13 @@ consumer, it is what nats-server lets one agent do.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import nats.errors
+import nats.js.errors
 from nacl.signing import SigningKey
 
 from libs.contracts import signing
@@ -43,6 +46,8 @@ from libs.contracts.messages import DeployCommand, RemoveCommand, ResolvedImage,
 from libs.contracts.subjects import Subjects
 from libs.runtime.bus import Bus, BusUnavailable, RpcFailed
 from libs.runtime.natsauth import NKey, agent_inbox_prefix, agent_permissions, user_jwt
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,24 @@ class Agents:
 
     async def ensure_consumer(self, dataplane_id: str) -> None:
         await self.bus.ensure_agent_consumer(dataplane_id)
+
+    async def drop_consumer(self, dataplane_id: str) -> bool:
+        """Delete a deleted plane's durable consumer (it counts against the stream's consumer limit).
+        Best effort: False (logged) when NATS did not answer; one that is gone already is fine."""
+        stream, durable = (
+            self.bus.subjects.dataplane_stream.name,
+            self.bus.subjects.agent_durable(dataplane_id),
+        )
+        try:
+            await self.bus.js.delete_consumer(stream, durable)
+        except nats.js.errors.NotFoundError:
+            return True
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning(
+                "agent consumer not deleted", extra={"dataplane_id": dataplane_id, "error": repr(exc)}
+            )
+            return False
+        return True
 
     @property
     def issues_nats_users(self) -> bool:

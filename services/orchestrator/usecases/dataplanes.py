@@ -177,6 +177,7 @@ class DataPlanes:
                 )
         if plane.nats_user_public_key is not None:
             await self.push_revocations()
+        await self.agents.drop_consumer(plane.id)
         log.info("data plane deleted", extra={"dataplane_id": plane.id, "org": org})
         return plane
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import nats.errors
+import nats.js.errors
 import pytest
 from nats.aio.client import Client as NATS
 from pydantic import SecretStr
@@ -98,7 +99,10 @@ async def refusal(url: str, user: NatsUser) -> str | None:
 
 
 async def expired(url: str, user: NatsUser) -> bool:
-    return "user authentication expired" in (await refusal(url, user) or "")
+    """True when nats-server no longer lets `user` in: within the second of its `exp` it accepts the
+    CONNECT then closes it ('User Authentication Expired'), after that it refuses it outright."""
+    text = await refusal(url, user) or ""
+    return "user authentication expired" in text or "authorization violation" in text
 
 
 async def refused(url: str, user: NatsUser) -> bool:
@@ -250,6 +254,10 @@ async def test_re_enrolling_or_deleting_revokes_the_old_identity_at_once(
     finally:
         await live.nc.close()
     await orch.call("GET", f"/v1/orgs/acme/dataplanes/{unused.dataplane_id}", expect=404)
+    with pytest.raises(nats.js.errors.NotFoundError):  # its consumer went with it
+        await orch.bus.js.consumer_info(
+            orch.subjects.dataplane_stream.name, orch.subjects.agent_durable(unused.dataplane_id)
+        )
     await orch.call("DELETE", f"/v1/orgs/acme/dataplanes/{unused.dataplane_id}", expect=404)
     item = await orch.audited("acme", "the deletion", action="dataplane.delete", outcome="ok")
     assert item["target"] == unused.dataplane_id
