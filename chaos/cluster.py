@@ -32,8 +32,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from chaos import driver, evidence, load, reconcile
-from chaos.provision import PROJECT, Fleet, provision
+from chaos import crash, driver, evidence, load
+from chaos.provision import PROJECT, provision
 from chaos.stack import ChaosStack
 from chaos.stack import start as start_stack
 from libs.devstack.servers.nats_cluster import NatsCluster
@@ -59,20 +59,11 @@ def every_part() -> tuple[str, ...]:
     return tuple(part for i, name in enumerate(replicas) for part in (f"nats-{i % NATS_NODES + 1}", name))
 
 
-@dataclass(frozen=True)
-class ClusterPlan:
-    components: int
-    webhooks: int
-    rate: float
-    tags: int
+@dataclass(frozen=True, kw_only=True)
+class ClusterPlan(crash.Plan):
     kills: tuple[str, ...]  # in this order, one at a time: `nats-<k>` or a replica's process name
     down: float = 3.0
-    settle_timeout: float = 300.0
     seed: int = 17
-
-    @property
-    def duration(self) -> float:
-        return self.webhooks / self.rate
 
 
 # One agent applies its data plane's commands one at a time (max_ack_pending=1), each with R3 acks
@@ -157,38 +148,23 @@ def schedule(plan: ClusterPlan) -> list[driver.Event]:
     ]
 
 
-@dataclass
-class ClusterResult:
+@dataclass(kw_only=True)
+class ClusterResult(crash.Outcome):
     plan: ClusterPlan
-    tally: load.Tally
-    result: reconcile.Reconciliation
-    outages: list[driver.Outage]
-    driver_failures: list[str]
-    work: dict[str, int]
-    fleet: Fleet = field(repr=False)
-    seconds: dict[str, float] = field(default_factory=dict)
-    unavailable_outside_outages: int = 0
+    work: dict[str, int] = field(default_factory=dict)
 
     @property
     def figures(self) -> dict[str, Any]:
-        r = self.result
         return {
-            "webhooks": self.plan.webhooks,
-            "components": self.plan.components,
+            **super().figures,
             "nats_nodes": NATS_NODES,
             "replicas": REPLICAS,
-            **r.figures,
-            **self.tally.figures,
-            "503_outside_outages": self.unavailable_outside_outages,
             "work_per_replica": self.work,
-            "kills": [o.event.label for o in self.outages],
-            "driver_failures": self.driver_failures,
-            "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
         }
 
     @property
     def samples(self) -> dict[str, Any]:
-        return {**self.result.samples(), **self.tally.samples(), "idle_replicas": self.idle_replicas}
+        return {**super().samples, "idle_replicas": self.idle_replicas}
 
     @property
     def idle_replicas(self) -> list[str]:
@@ -196,15 +172,7 @@ class ClusterResult:
 
     @property
     def ok(self) -> bool:
-        return (
-            self.result.ok
-            and self.tally.five_hundreds == 0
-            and self.tally.unavailable_without_retry_after == 0
-            and self.unavailable_outside_outages == 0
-            and not self.tally.unexpected
-            and not self.driver_failures
-            and not self.idle_replicas
-        )
+        return super().ok and self.unavailable_outside_outages == 0 and not self.idle_replicas
 
 
 def start(root: Path, *, private_password: str) -> ChaosStack:
@@ -227,12 +195,7 @@ async def run(chaos: ChaosStack, plan: ClusterPlan, *, say: Callable[[str], None
         f"sending {plan.webhooks} webhooks at {plan.rate:g}/s (~{plan.duration:.0f} s) through the front door"
     )
     began = time.monotonic()
-    kills.start()
-    try:
-        tally = await load.run(stack.front_url, hooks, rate=plan.rate, progress=say)
-        await asyncio.to_thread(kills.join)
-    finally:
-        kills.stop()
+    tally = await kills.beside(load.run(stack.front_url, hooks, rate=plan.rate, progress=say))
     seconds["webhooks_and_kills"] = time.monotonic() - began
 
     result = await evidence.reconcile(
@@ -253,7 +216,6 @@ async def run(chaos: ChaosStack, plan: ClusterPlan, *, say: Callable[[str], None
         work=await asyncio.to_thread(work.totals),
         fleet=fleet,
         seconds=seconds,
-        unavailable_outside_outages=driver.outside(kills.outages, tally.answers_503_at),
     )
 
 

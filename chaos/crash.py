@@ -13,23 +13,29 @@ from chaos.provision import PROJECT, Fleet, provision
 from chaos.stack import ChaosStack
 
 
-@dataclass(frozen=True)
-class CrashPlan:
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """What a run under kills sends: `webhooks` at `rate` over `components` of `tags` tags each."""
+
     components: int
     webhooks: int
     rate: float
     tags: int
-    kills: driver.Kills
     seed: int = 7
     settle_timeout: float = 300.0
-    # Config PUTs (replicas, env, a secret set, changed or deleted) round robin over the first
-    # `configured` components, spread over the run.
-    config_changes: int = 0
-    configured: int = 0
 
     @property
     def duration(self) -> float:
         return self.webhooks / self.rate
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrashPlan(Plan):
+    kills: driver.Kills
+    # Config PUTs (replicas, env, a secret set, changed or deleted) round robin over the first
+    # `configured` components, spread over the run.
+    config_changes: int = 0
+    configured: int = 0
 
 
 FULL = CrashPlan(
@@ -71,36 +77,30 @@ QUICK = CrashPlan(
 )
 
 
-@dataclass
-class CrashResult:
-    plan: CrashPlan
+@dataclass(kw_only=True)
+class Outcome:
+    """What a run under kills found: the gateway's answers, the reconciliation, the outage timeline."""
+
+    plan: Plan
     tally: load.Tally
     result: reconcile.Reconciliation
     outages: list[driver.Outage]
     driver_failures: list[str]
     fleet: Fleet = field(repr=False)
-    changes: list[config_changes.Change] = field(default_factory=list, repr=False)
-    config_tally: config_changes.ConfigTally = field(default_factory=config_changes.ConfigTally)
     seconds: dict[str, float] = field(default_factory=dict)
-    unavailable_outside_outages: int = 0
+
+    @property
+    def unavailable_outside_outages(self) -> int:
+        return driver.outside(self.outages, self.tally.answers_503_at)
 
     @property
     def figures(self) -> dict[str, Any]:
-        r = self.result
         return {
             "webhooks": self.plan.webhooks,
             "components": self.plan.components,
-            **r.figures,
-            "config_changes": r.config_changes,
-            "config_lost": len(r.config_lost),
-            "config_doubled": len(r.config_doubled),
-            "wrong_config": len(r.wrong_config),
-            "config_responses": {str(k): v for k, v in sorted(self.config_tally.responses.items())},
-            "config_5xx": self.config_tally.five_hundreds,
-            "config_refused": [f for c in self.changes for f in c.failures],
+            **self.result.figures,
             **self.tally.figures,
             "503_outside_outages": self.unavailable_outside_outages,
-            "deployment_writes": r.deployment_writes,
             "kills": [o.event.label for o in self.outages],
             "driver_failures": self.driver_failures,
             "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
@@ -108,10 +108,45 @@ class CrashResult:
 
     @property
     def samples(self) -> dict[str, Any]:
+        return {**self.result.samples(), **self.tally.samples()}
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.result.ok
+            and self.tally.five_hundreds == 0
+            and self.tally.unavailable_without_retry_after == 0
+            and not self.tally.unexpected
+            and not self.driver_failures
+        )
+
+
+@dataclass(kw_only=True)
+class CrashResult(Outcome):
+    plan: CrashPlan
+    changes: list[config_changes.Change] = field(default_factory=list, repr=False)
+    config_tally: config_changes.ConfigTally = field(default_factory=config_changes.ConfigTally)
+
+    @property
+    def figures(self) -> dict[str, Any]:
         r = self.result
         return {
-            **r.samples(),
-            **self.tally.samples(),
+            **super().figures,
+            "config_changes": r.config_changes,
+            "config_lost": len(r.config_lost),
+            "config_doubled": len(r.config_doubled),
+            "wrong_config": len(r.wrong_config),
+            "config_responses": {str(k): v for k, v in sorted(self.config_tally.responses.items())},
+            "config_5xx": self.config_tally.five_hundreds,
+            "config_refused": [f for c in self.changes for f in c.failures],
+            "deployment_writes": r.deployment_writes,
+        }
+
+    @property
+    def samples(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            **super().samples,
             "config_lost": r.config_lost[:20],
             "config_doubled": r.config_doubled[:20],
             "wrong_config": r.wrong_config[:20],
@@ -121,13 +156,7 @@ class CrashResult:
     @property
     def ok(self) -> bool:
         return (
-            self.result.ok
-            and self.tally.five_hundreds == 0
-            and self.config_tally.five_hundreds == 0
-            and not any(c.failures for c in self.changes)
-            and self.tally.unavailable_without_retry_after == 0
-            and not self.tally.unexpected
-            and not self.driver_failures
+            super().ok and self.config_tally.five_hundreds == 0 and not any(c.failures for c in self.changes)
         )
 
 
@@ -154,9 +183,8 @@ async def run(
         f"sending {plan.webhooks} webhooks at {plan.rate:g}/s (~{plan.duration:.0f} s) "
         f"with {len(events)} kill events"
     )
-    began = time.monotonic()
-    kills.start()
-    try:
+
+    async def send() -> tuple[load.Tally, list[config_changes.Change], config_changes.ConfigTally]:
         sending = load.run(stack.url("webhook_gateway"), hooks, rate=plan.rate, progress=say)
         configuring = config_changes.run(
             stack.url("orchestrator"),
@@ -174,9 +202,10 @@ async def run(
         fleet.secrets |= planted
         say(f"{sum(len(c.answered) for c in changes)} config changes answered")
         seconds["webhooks"] = time.monotonic() - began
-        await asyncio.to_thread(kills.join)
-    finally:
-        kills.stop()
+        return tally, changes, config_tally
+
+    began = time.monotonic()
+    tally, changes, config_tally = await kills.beside(send())
     seconds["webhooks_and_kills"] = time.monotonic() - began
 
     result = await evidence.reconcile(
@@ -199,5 +228,4 @@ async def run(
         changes=changes,
         config_tally=config_tally,
         seconds=seconds,
-        unavailable_outside_outages=driver.outside(kills.outages, tally.answers_503_at),
     )

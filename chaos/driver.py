@@ -15,14 +15,17 @@ keeps its event loop.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from libs.devstack.stack import Stack, http
+
+T = TypeVar("T")
 
 SERVICES = ("webhook_gateway", "orchestrator", "credentials", "data_plane_agent")
 SERVERS = ("nats", "postgres", "openbao")
@@ -80,6 +83,17 @@ class Driver:
     failures: list[str] = field(default_factory=list)
     _thread: threading.Thread | None = None
     _started: float = 0.0
+
+    async def beside(self, work: Awaitable[T]) -> T:
+        """`work` with the kills going on beside it; then the rest of the schedule is waited out.
+        The driver is stopped whatever happens, so a failed run leaves nothing down."""
+        self.start()
+        try:
+            done = await work
+            await asyncio.to_thread(self.join)
+            return done
+        finally:
+            self.stop()
 
     def start(self) -> None:
         self._started = time.monotonic()
