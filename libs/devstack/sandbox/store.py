@@ -35,9 +35,10 @@ import kmock
 
 from libs.devstack.sandbox.errors import ApiError, bad_request, method_not_allowed, status_body
 from libs.devstack.sandbox.kinds import Kind, apply_defaults, initial_status, validate_name
+from libs.devstack.sandbox.owners import Dependents, owner_uids
 from libs.devstack.sandbox.patches import SYSTEM_METADATA
 from libs.devstack.sandbox.selectors import Filter
-from libs.devstack.sandbox.values import JsonDict, json_array, json_object, random_suffix, timestamp
+from libs.devstack.sandbox.values import JsonDict, json_object, random_suffix, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,7 @@ class Store:
         self._listeners: list[Callable[[Event], None]] = []
         # Last-applied configurations by object, then by (subresource, field manager).
         self._applied: dict[tuple[str, str, str | None, str], dict[tuple[str | None, str], JsonDict]] = {}
-        # Dependents by their owners' uids (ownerReferences), for garbage collection without a scan of
-        # every object per delete; an entry can outlive a changed reference: it is checked when used.
-        self._dependents: dict[str, set[tuple[Kind, str | None, str]]] = {}
+        self._dependents = Dependents()  # by owner uid, for garbage collection (owners.py)
         # Live object names by kind and namespace: lists read these instead of scanning every object
         # kmock stores (with a thousand data planes' objects, scans were most of the sandbox's CPU).
         self._names: dict[tuple[Kind, str | None], set[str]] = {}
@@ -252,8 +251,7 @@ class Store:
         meta = obj["metadata"]
         key = self._key(kind, meta.get("namespace"), meta["name"])
         self._names.setdefault((kind, key[1]), set()).add(meta["name"])
-        for uid in _owner_uids(meta):
-            self._dependents.setdefault(uid, set()).add((kind, key[1], meta["name"]))
+        self._dependents.saved((kind, key[1], meta["name"]), meta)
         if key in self.emulator.objects:
             stored = self.emulator.objects[key]
             stored.history.append(obj)
@@ -468,14 +466,13 @@ class Store:
         if len(stored.history) > _HISTORY_LIMIT:
             del stored.history[: len(stored.history) - _HISTORY_LIMIT]
         self._applied.pop((kind.group, kind.plural, namespace, name), None)
-        for owner_uid in _owner_uids(meta):
-            self._dependents.get(owner_uid, set()).discard((kind, key[1], name))
+        self._dependents.deleted((kind, key[1], name), meta)
         self._publish(kind, "DELETED", final)
-        dependents = self._dependents.pop(uid, set()) if uid else set()
+        dependents = self._dependents.take(uid)
         if propagation != "Orphan":
-            for other_kind, other_namespace, other_name in sorted(dependents, key=_dependent_order):
+            for other_kind, other_namespace, other_name in dependents:
                 obj = self._load(other_kind, other_namespace, other_name)
-                if obj is None or uid not in _owner_uids(obj["metadata"]):
+                if obj is None or uid not in owner_uids(obj["metadata"]):
                     continue
                 if kind.namespaced and other_namespace != namespace:
                     continue
@@ -495,16 +492,6 @@ class Store:
     ) -> None:
         by_manager = self._applied.setdefault((kind.group, kind.plural, namespace, name), {})
         by_manager[(sub, manager)] = copy.deepcopy(config)
-
-
-def _owner_uids(meta: Mapping[str, Any]) -> list[str]:
-    owners = json_array(meta.get("ownerReferences"))
-    return [str(o["uid"]) for o in owners if isinstance(o, dict) and o.get("uid")]
-
-
-def _dependent_order(dependent: tuple[Kind, str | None, str]) -> tuple[str, str, str, str]:
-    kind, namespace, name = dependent
-    return (kind.group, kind.plural, namespace or "", name)
 
 
 def _spec_of(obj: Mapping[str, Any]) -> JsonDict:
