@@ -11,6 +11,8 @@ lists exactly the subjects its code uses (read from it: `publish_durable`, `requ
 * only credentials asks `rpc.orchestrator.dataplane.key` (the enrolled key it seals pull secrets to);
 * the gateway publishes image events, its own broadcasts and asks its two RPCs and the key look-up;
 * every service publishes `audit.*` (JetStream) and listens to `apikeys.revoked`;
+* agents ask `rpc.orchestrator.agent-jwt.renew` (a shared subject: the signature by the enrolled
+  key decides, not the subject), which only the orchestrator answers;
 * the console only listens to `deployments.*.changed` (its live pages) and publishes nothing: it
   changes things through the public HTTP API with the signed-in person's key, never on the bus.
 
