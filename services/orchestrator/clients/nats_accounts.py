@@ -19,8 +19,12 @@ What that needs, and why it is its own connection:
 What is subtle:
 
 * The JWT pushed must equal the preloaded one but for `revocations` and `iat`:
-  `natsauth.app_account_jwt` is the one definition both use. The resolver keeps the newer of two
-  JWTs, so `iat` grows with every push (never below the last one, whatever the clock does).
+  `natsauth.app_account_jwt` is the one definition both use.
+* nats-server takes the last JWT pushed (even one with an older `iat`), while its resolver
+  directory keeps the newest by `iat`. So with several replicas, pushes must be one after the other,
+  each reading the revocations after the one before, with a growing `iat`: the use case claims
+  the `iat` from PostgreSQL (`nats_account_pushes`, whose row lock serializes the pushes) in the
+  transaction that reads the revocations, and pushes before it commits.
 * The database is where revocations live: the orchestrator pushes them at every start, so a
   nats-server that lost its resolver directory, or a stack started again with a preloaded JWT, has
   them back as soon as the orchestrator runs. A push that fails (NATS down) is logged and retried
@@ -33,9 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NATS
@@ -44,8 +47,6 @@ from libs.runtime import bus as busmod
 from libs.runtime.bus import BusUnavailable
 from libs.runtime.natsauth import NKey, app_account_jwt
 from libs.runtime.settings import ServiceSettings
-
-log = logging.getLogger(__name__)
 
 CLAIMS_UPDATE = "$SYS.REQ.CLAIMS.UPDATE"
 
@@ -64,8 +65,8 @@ class AccountPublisher:
     _last_iat: int = field(init=False, default=0)
     _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
 
-    def account_jwt(self, revocations: Mapping[str, int]) -> str:
-        iat = max(int(self.clock()), self._last_iat + 1)
+    def account_jwt(self, revocations: Mapping[str, int], *, issued_at: int | None = None) -> str:
+        iat = max(int(self.clock()) if issued_at is None else issued_at, self._last_iat + 1)
         self._last_iat = iat
         return app_account_jwt(
             self.account,
@@ -75,10 +76,11 @@ class AccountPublisher:
             issued_at=iat,
         )
 
-    async def push(self, revocations: Mapping[str, int]) -> None:
-        """Push the account with `revocations`; `BusUnavailable` when no server took it."""
+    async def push(self, revocations: Mapping[str, int], *, issued_at: int | None = None) -> None:
+        """Push the account with `revocations` (its `iat`: `issued_at`, else the clock, never below the
+        last one from here); `BusUnavailable` when no server took it."""
         async with self._lock:
-            jwt = self.account_jwt(revocations)
+            jwt = self.account_jwt(revocations, issued_at=issued_at)
             nc = await self._connection()
             try:
                 reply = await nc.request(CLAIMS_UPDATE, jwt.encode(), timeout=self.timeout_seconds)
@@ -92,18 +94,6 @@ class AccountPublisher:
             error = answer.get("error") if isinstance(answer, dict) else None
             if not isinstance(data, dict) or data.get("code") != 200:
                 raise BusUnavailable(f"nats-server refused the account update: {error or answer}")
-            log.info("NATS account pushed", extra={"revocations": len(revocations)})
-
-    async def push_logged(self, revocations: Awaitable[Mapping[str, int]]) -> bool:
-        """`push`, but a failure is only logged (it is retried at the next revocation or start)."""
-        try:
-            await self.push(await revocations)
-        except BusUnavailable as exc:
-            log.warning(
-                "NATS account not pushed: revocations wait for the next push", extra={"error": str(exc)}
-            )
-            return False
-        return True
 
     async def _connection(self) -> NATS:
         if self._nc is None or self._nc.is_closed:

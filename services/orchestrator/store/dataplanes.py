@@ -107,6 +107,15 @@ class DataPlanes(RecordRepo[DataPlane]):
             dataplane_id,
         )
 
+    async def claim_push(self, now: int) -> int:
+        """The `iat` of the next account JWT push: above every earlier one. Its row lock, held until
+        the transaction ends, makes pushes from every replica one after the other."""
+        row = await self.row(
+            "UPDATE nats_account_pushes SET last_iat = GREATEST($1, last_iat + 1) RETURNING last_iat", now
+        )
+        assert row is not None  # the migration made the row
+        return int(row["last_iat"])
+
     async def nats_revocations(self) -> dict[str, int]:
         """Every revoked NATS user key -> when (unix seconds), for the account JWT."""
         rows = await self.rows(

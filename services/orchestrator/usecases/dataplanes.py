@@ -213,10 +213,23 @@ class DataPlanes:
         return grant
 
     async def push_revocations(self) -> bool:
-        """Push the account JWT with every revocation (at start, and after each revocation)."""
+        """Push the account JWT with every revocation (at start, and after each revocation). One push
+        at a time across replicas, each with every revocation committed before it and a greater `iat`
+        (`claim_push` locks); a failure is logged and waits for the next push."""
         if self.accounts is None:
             return False
-        return await self.accounts.push_logged(self.store.now.dataplanes.nats_revocations())
+        try:
+            async with self.store.transaction() as tx:
+                issued_at = await tx.dataplanes.claim_push(int(self.clock()))
+                revocations = await tx.dataplanes.nats_revocations()
+                await self.accounts.push(revocations, issued_at=issued_at)
+        except DependencyUnavailable as exc:  # NATS (BusUnavailable) or PostgreSQL
+            log.warning(
+                "NATS account not pushed: revocations wait for the next push", extra={"error": str(exc)}
+            )
+            return False
+        log.info("NATS account pushed", extra={"revocations": len(revocations), "iat": issued_at})
+        return True
 
     @property
     def command_keys(self) -> list[str]:

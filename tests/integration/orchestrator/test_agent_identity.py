@@ -27,6 +27,7 @@ from libs.runtime.natsauth import NatsUser, NKey, RenewableUser, jwt_lifetime, s
 from libs.runtime.settings import ServiceSettings
 from services.data_plane_agent.domain.identity import Identity
 from services.data_plane_agent.usecases.renewal import JwtRenewer
+from services.orchestrator.entrypoints import USECASES
 from tests.integration.orchestrator.helpers import Harness, running_orchestrator
 from tests.nats_auth import SecuredNats, connect_as, secured_nats
 from tests.support import eventually
@@ -216,6 +217,14 @@ async def test_re_enrolling_or_deleting_revokes_the_old_identity_at_once(
         await eventually(lambda: refused(secured.url, first.user), timeout=1.0, what="the old user refused")
         await eventually(lambda: _closed(old_bus.nc), timeout=1.0, what="the old connection dropped")
         assert await refusal(secured.url, again.user) is None  # the new identity works
+        # A replica whose clock is far behind pushes too (at its start): still every revocation, and
+        # an `iat` above the last push's, so no server keeps an older account JWT over it.
+        planes = orch.client.app[USECASES].dataplanes
+        planes.clock = lambda: 1.0
+        assert await planes.push_revocations()
+        assert await refused(secured.url, first.user)
+        async with planes.store.transaction() as tx:
+            assert await tx.dataplanes.claim_push(1) > time.time()
     finally:
         await old_bus.nc.close()
 
