@@ -270,3 +270,7 @@ async def test_re_enrolling_or_deleting_revokes_the_old_identity_at_once(
     await orch.call("DELETE", f"/v1/orgs/acme/dataplanes/{unused.dataplane_id}", expect=404)
     item = await orch.audited("acme", "the deletion", action="dataplane.delete", outcome="ok")
     assert item["target"] == unused.dataplane_id
+    document = await orch.ok("GET", "/openapi.json")
+    delete = document["paths"]["/v1/orgs/{org}/dataplanes/{id}"]["delete"]
+    assert {"204", "403", "404", "409"} <= set(delete["responses"])
+    assert "dataplane_in_use" in delete["summary"]
