@@ -2,8 +2,9 @@
 
 An API server that answers 429 (too many requests: API priority and fairness) to the writes of
 one image (the sandbox's admission rule) keeps that component's deploy held (the agent retries
-an unavailable API, it does not fail it); meanwhile another component's deploy is applied and reported, and so is the held
-component's next command, after its first and in that order, once the API server takes writes again.
+an unavailable API, it does not fail it); meanwhile another component's deploy is applied and
+reported, and so is the held component's next command, after its first and in that order, once
+the API server takes writes again.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ async def test_a_held_component_does_not_hold_the_others(open_harness: OpenHarne
         assert (await sandbox(h, "DELETE", "/_sandbox/admission-rules"))[0] == 200
         assert (await h.wait_report(after_stuck.deployment_id, timeout=30)).status == "succeeded"
         statuses = [r.status for r in h.reports_for(stuck.deployment_id)]
-        assert statuses and statuses[0] == "progressing"  # applied, then superseded by seq 3
+        assert statuses, "the held deploy is reported once the API server takes writes"
+        assert statuses[0] == "progressing"  # applied, then superseded by seq 3
         assert per_component(h)["api"] == [stuck.deployment_id, after_stuck.deployment_id]
         assert h.image_of("api").endswith("api:3")

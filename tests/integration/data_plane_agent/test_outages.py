@@ -3,7 +3,8 @@
 Order beats latency: with the API server unreachable a command is held where it is (not
 failed, not redelivered past), every later command of its component waits behind it, and
 once the API returns each component's commands are applied in the order they were sent,
-deploys and removals alike (components are applied concurrently, each in its own order). After the agent's own outage it catches up from its durable consumer, again in order
+deploys and removals alike (components are applied concurrently, each in its own order).
+After the agent's own outage it catches up from its durable consumer, again in order
 and without writing any deployment twice. The evidence is the sandbox's request log (every
 write the API server answered) and the agent's JetStream consumer, not the agent's word.
 """
