@@ -217,12 +217,17 @@ def decode_jwt(token: str) -> dict[str, Any]:
 
 
 def operator_jwt(
-    operator: NKey, *, name: str, system_account: str, signing_keys: tuple[str, ...] = ()
+    operator: NKey,
+    *,
+    name: str,
+    system_account: str,
+    signing_keys: tuple[str, ...] = (),
+    issued_at: int | None = None,
 ) -> str:
     nats: dict[str, Any] = {"system_account": system_account, "type": "operator"}
     if signing_keys:
         nats["signing_keys"] = list(signing_keys)
-    return encode_jwt(subject=operator.public_key, name=name, nats=nats, signer=operator)
+    return encode_jwt(subject=operator.public_key, name=name, nats=nats, signer=operator, issued_at=issued_at)
 
 
 def account_jwt(
@@ -520,6 +525,13 @@ def resolver_config(directory: str) -> str:
     )
 
 
+# The operator and preloaded account JWTs are issued "long ago", at a fixed time: a JWT the orchestrator
+# pushed (with revocations) is always newer, so a restart never puts the preloaded one back over it,
+# and the same kept keys always give the same config, byte for byte (ed25519 signatures are
+# deterministic).
+PRELOAD_IAT = 1
+
+
 def generate_nats_auth(directory: Path, *, operator_name: str = "landfall") -> NatsAuthConfig:
     """Keys made once and kept in `directory/keys.json` (0600), so JWTs minted earlier stay valid.
 
@@ -555,13 +567,17 @@ def generate_nats_auth(directory: Path, *, operator_name: str = "landfall") -> N
             name=operator_name,
             system_account=system.public_key,
             signing_keys=(operator_signing.public_key,),
+            issued_at=PRELOAD_IAT,
         )
     )
-    system_jwt = account_jwt(system.public_key, operator=operator, name="SYS", jetstream=False)
-    # Issued "long ago": a JWT the orchestrator pushed (with revocations) is always newer, so a
-    # restart of the stack never puts the preloaded one back over it.
+    system_jwt = account_jwt(
+        system.public_key, operator=operator, name="SYS", jetstream=False, issued_at=PRELOAD_IAT
+    )
     app_jwt = app_account_jwt(
-        account.public_key, operator_signer=operator, signing_keys=(signing.public_key,), issued_at=1
+        account.public_key,
+        operator_signer=operator,
+        signing_keys=(signing.public_key,),
+        issued_at=PRELOAD_IAT,
     )
     server_config = (
         "# Operator mode: every client is a JWT user of an account below (libs/runtime/natsauth.py).\n"

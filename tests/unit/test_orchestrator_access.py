@@ -68,6 +68,7 @@ def test_the_route_table_gives_every_route_the_role_api_md_names() -> None:
     owner = {p for (m, p), n in needs.items() if m != "GET" and n == "owner"}
     assert owner == {
         "/v1/orgs/{org}/dataplanes",
+        "/v1/orgs/{org}/dataplanes/{id}",  # DELETE (issue 13): its agent's NATS user is revoked
         "/v1/orgs/{org}/dataplanes/{id}/enrollment-token",
         "/v1/orgs/{org}/environments",
         "/v1/orgs/{org}/api-keys",
