@@ -336,8 +336,9 @@ async def measure_config(run: Run, driver: Driver, admin: Admin) -> dict[str, An
     )
     await configure(admin, configured, environments["items"][0]["name"])
     await warm_up(driver, targets, "after the configs")  # also supersedes the configs' own rollouts
-    # One group at a time, at the same rate: the data plane's agent applies one command at a time,
-    # so a slower apply of configured deploys would also delay plain ones sharing its queue.
+    # One group at a time, at the same rate: the groups share the data plane's agent (up to
+    # LANDFALL_CONCURRENCY components at once), so a slower apply of configured deploys would also
+    # delay plain ones sent beside them.
     count = max(len(configured), size.latency_deploys // 2)
     phases: dict[str, dict[str, Any]] = {}
     for name, group in (("without_config", plain), ("with_config", configured), ("without_again", plain)):

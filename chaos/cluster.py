@@ -66,8 +66,8 @@ class ClusterPlan(crash.Plan):
     seed: int = 17
 
 
-# One agent applies its data plane's commands one at a time (max_ack_pending=1), each with R3 acks
-# and reports; on 2 shared cores that is ~4/s under this load, so the backlog takes minutes to settle.
+# One agent applies its data plane's commands (8 components at once), each with R3 acks and
+# reports; on 2 shared cores the backlog a node's kill leaves can take minutes to settle.
 FULL = ClusterPlan(
     components=100, webhooks=3_000, rate=12.0, tags=3, kills=every_part(), settle_timeout=900.0
 )
