@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from libs.oci.registry.egress import EgressPolicy
 from libs.runtime.bus import Bus
@@ -57,21 +58,28 @@ class AgentOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, create_consumer: bool = True) -> AgentOptions:
+        same: dict[str, Any] = {name: getattr(settings, name) for name in _SETTINGS_AS_THEY_ARE}
         return cls(
-            version=settings.version,
-            heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
-            rollout_poll_seconds=settings.rollout_poll_seconds,
-            ack_wait_seconds=settings.ack_wait_seconds,
-            concurrency=settings.concurrency,
+            **same,
             create_consumer=create_consumer,
-            service_account=settings.service_account,
-            resolve_in_cluster=settings.resolve_in_cluster,
-            resolve_timeout_seconds=settings.resolve_timeout_seconds,
             insecure_registries=tuple(settings.insecure_registries),
             registry_policy=EgressPolicy.parse(
                 settings.registry_private_hosts, settings.registry_token_hosts
             ),
         )
+
+
+# The options that are the setting of the same name, unchanged (a new one is one more name here).
+_SETTINGS_AS_THEY_ARE = (
+    "version",
+    "heartbeat_interval_seconds",
+    "rollout_poll_seconds",
+    "ack_wait_seconds",
+    "concurrency",
+    "service_account",
+    "resolve_in_cluster",
+    "resolve_timeout_seconds",
+)
 
 
 class Agent:
