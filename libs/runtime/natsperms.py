@@ -136,6 +136,17 @@ def _durable(stream: str, durable: str, filter_subject: str) -> tuple[str, ...]:
     )
 
 
+def _credentials_answers(subjects: Subjects) -> tuple[str, ...]:
+    """The RPCs the credentials service answers, which only the orchestrator asks."""
+    s = subjects
+    return (
+        s.rpc_registry_get,
+        s.rpc_resolve_image,
+        s.rpc_pull_secret,
+        s.rpc_config_secrets_seal,  # an environment's config secrets, sealed to a data plane
+    )
+
+
 def service_permissions(subjects: Subjects, service: str) -> Permissions:
     """Least privilege for one Landfall service (`credentials`, `webhook-gateway`, `orchestrator`,
     `console`)."""
@@ -160,10 +171,7 @@ def service_permissions(subjects: Subjects, service: str) -> Permissions:
                 s.deployment_changed("*"),
                 s.components_changed,
                 s.apikeys_revoked,
-                s.rpc_registry_get,
-                s.rpc_resolve_image,
-                s.rpc_pull_secret,
-                s.rpc_config_secrets_seal,  # an environment's config secrets, sealed to a data plane
+                *_credentials_answers(s),
             ),
             sub_allow=(
                 *listens,
@@ -200,13 +208,7 @@ def service_permissions(subjects: Subjects, service: str) -> Permissions:
                 s.rpc_apikey_lookup,
                 s.rpc_dataplane_key,
             ),
-            sub_allow=(
-                *listens,
-                s.rpc_registry_get,
-                s.rpc_resolve_image,
-                s.rpc_pull_secret,
-                s.rpc_config_secrets_seal,
-            ),
+            sub_allow=(*listens, *_credentials_answers(s)),
             responses=True,
         )
     if service == "console":
