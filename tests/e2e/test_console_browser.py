@@ -199,11 +199,15 @@ def test_the_whole_flow_in_a_browser(
     click(driver, "Promote → staging")
     wait(driver, "1.1 in staging", lambda d: "acme/web:1.1" in text_of(d, "#stage-staging dl"))
 
-    # Redeploy the previous image (1.0) to development, from the history
-    row = driver.find_element(
-        By.XPATH, "//tr[td[2][.='development']][contains(., 'acme/web:1.0')][.//button[.='Redeploy']]"
-    )
-    row.find_element(By.XPATH, ".//button[.='Redeploy']").click()
+    # Redeploy the previous image (1.0) to development, from the history (which the live stream may
+    # still be swapping as the promotion finishes: found again until the click lands, never twice)
+    def redeployed(d: WebDriver) -> bool:
+        d.find_element(
+            By.XPATH, "//tr[td[2][.='development']][contains(., 'acme/web:1.0')]//button[.='Redeploy']"
+        ).click()
+        return True
+
+    wait(driver, "the Redeploy button of 1.0 in development", redeployed)
     wait(
         driver,
         "1.0 running in development again",
