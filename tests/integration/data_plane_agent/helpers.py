@@ -145,6 +145,13 @@ class Harness:
         await self.send(cmd)
         return cmd
 
+    async def deployed(self, component: str, **overrides: Any) -> DeployCommand:
+        """`deploy`, then wait for its final report, which must be `succeeded`."""
+        cmd = await self.deploy(component, **overrides)
+        final = await self.wait_report(cmd.deployment_id)
+        assert final.status == "succeeded", final
+        return cmd
+
     async def _on_report(self, msg: Any) -> None:
         self.reports.append(RolloutReport.model_validate_json(msg.data))
         self._changed.set()

@@ -134,8 +134,7 @@ async def test_a_manual_task_stores_its_template_and_each_run_is_a_job_with_its_
     open_harness: OpenHarness,
 ) -> None:
     async with open_harness() as h:
-        deploy = await h.deploy("migrate", component_type="manual-task", port=None, env={"DB": "main"})
-        assert (await h.wait_report(deploy.deployment_id)).status == "succeeded"
+        deploy = await h.deployed("migrate", component_type="manual-task", port=None, env={"DB": "main"})
         template = assert_landfall_object(
             h.obj("v1", "configmaps", "migrate-job-template"), "migrate", deploy.deployment_id
         )
@@ -201,8 +200,7 @@ async def test_a_private_registry_gets_a_pull_secret_only_this_agent_could_open(
         {"auths": {"registry.example.com": {"auth": base64.b64encode(f"ci:{password}".encode()).decode()}}}
     ).encode()
     async with open_harness() as h:
-        cmd = await h.deploy("api", pull_secret=seal(dockerconfig, h.identity.public_key))
-        assert (await h.wait_report(cmd.deployment_id)).status == "succeeded"
+        cmd = await h.deployed("api", pull_secret=seal(dockerconfig, h.identity.public_key))
 
         secret = assert_landfall_object(h.obj("v1", "secrets", "api-pull"), "api", cmd.deployment_id)
         assert secret["type"] == "kubernetes.io/dockerconfigjson"
@@ -222,8 +220,7 @@ async def test_a_private_registry_gets_a_pull_secret_only_this_agent_could_open(
         assert not [w for w in h.cluster.writes if w.deployment_id == other.deployment_id]
 
         # The registry became anonymous: the reference goes, and so does the stored credential.
-        anonymous = await h.deploy("api", seq=3)
-        assert (await h.wait_report(anonymous.deployment_id)).status == "succeeded"
+        await h.deployed("api", seq=3)
         dep = h.obj("apps/v1", "deployments", "api")
         assert dep is not None
         assert not dep["spec"]["template"]["spec"].get("imagePullSecrets")
@@ -234,8 +231,7 @@ async def test_a_private_registry_gets_a_pull_secret_only_this_agent_could_open(
 
 async def test_a_redelivered_command_writes_nothing(open_harness: OpenHarness) -> None:
     async with open_harness() as h:
-        cmd = await h.deploy("api")
-        assert (await h.wait_report(cmd.deployment_id)).status == "succeeded"
+        cmd = await h.deployed("api")
         h.cluster.clear_writes()
 
         await h.send(cmd, msg_id="the-orchestrator-sent-it-again")
@@ -324,15 +320,13 @@ async def test_a_restarted_agent_reports_the_rollouts_it_left_unfinished(open_ha
 
 async def test_a_namespace_deleted_behind_the_agent_s_back_is_made_again(open_harness: OpenHarness) -> None:
     async with open_harness() as h:
-        first = await h.deploy("api", seq=1)
-        assert (await h.wait_report(first.deployment_id)).status == "succeeded"
+        await h.deployed("api", seq=1)
         url = f"{h.cluster.url}/api/v1/namespaces/{NAMESPACE}"
         async with aiohttp.ClientSession() as http, http.delete(url) as resp:
             assert resp.status == 200
         assert h.obj("apps/v1", "deployments", "api") is None
 
-        second = await h.deploy("api", seq=2)
-        assert (await h.wait_report(second.deployment_id)).status == "succeeded"
+        await h.deployed("api", seq=2)
         assert h.obj("apps/v1", "deployments", "api") is not None
 
 
@@ -341,16 +335,14 @@ async def test_a_redeploy_recreates_what_was_deleted_and_adds_a_new_pull_secret(
 ) -> None:
     """The objects next to the Deployment are written together; each is still created if missing."""
     async with open_harness() as h:
-        first = await h.deploy("api", seq=1)
-        assert (await h.wait_report(first.deployment_id)).status == "succeeded"
+        await h.deployed("api", seq=1)
         assert h.obj("v1", "secrets", "api-pull") is None
         url = f"{h.cluster.url}/api/v1/namespaces/{NAMESPACE}/services/api"
         async with aiohttp.ClientSession() as http, http.delete(url) as resp:
             assert resp.status == 200
 
         dockerconfig = json.dumps({"auths": {"registry.example.com": {"auth": "Y2k6cHc="}}}).encode()
-        second = await h.deploy("api", seq=2, pull_secret=seal(dockerconfig, h.identity.public_key))
-        assert (await h.wait_report(second.deployment_id)).status == "succeeded"
+        second = await h.deployed("api", seq=2, pull_secret=seal(dockerconfig, h.identity.public_key))
         assert_landfall_object(h.obj("v1", "services", "api"), "api", second.deployment_id)
         assert_landfall_object(h.obj("v1", "secrets", "api-pull"), "api", second.deployment_id)
         dep = assert_landfall_object(h.obj("apps/v1", "deployments", "api"), "api", second.deployment_id)
@@ -396,6 +388,5 @@ async def test_a_deleted_component_is_removed_and_a_late_older_deploy_does_not_b
         assert gone()
 
         # A component created again under the same name deploys as usual.
-        again = await h.deploy("api", seq=21)
-        assert (await h.wait_report(again.deployment_id)).status == "succeeded"
+        again = await h.deployed("api", seq=21)
         assert_landfall_object(h.obj("apps/v1", "deployments", "api"), "api", again.deployment_id)

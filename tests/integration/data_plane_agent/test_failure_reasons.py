@@ -46,8 +46,7 @@ async def failed(h: Harness, cmd: DeployCommand, *, execution_id: str | None = N
 
 async def next_one_applies(h: Harness, seq: int) -> None:
     """The agent goes on after a failure: a later command of the data plane succeeds."""
-    after = await h.deploy("after", seq=seq)
-    assert (await h.wait_report(after.deployment_id)).status == "succeeded"
+    await h.deployed("after", seq=seq)
 
 
 async def test_an_object_the_cluster_denies_is_apply_rejected(open_harness: OpenHarness) -> None:
@@ -81,8 +80,7 @@ async def test_a_cluster_answering_nonsense_is_an_agent_error(open_harness: Open
 
 async def test_a_run_whose_job_name_another_run_holds_is_job_name_taken(open_harness: OpenHarness) -> None:
     async with open_harness() as h:
-        deploy = await h.deploy("migrate", component_type="manual-task", port=None)
-        assert (await h.wait_report(deploy.deployment_id)).status == "succeeded"
+        deploy = await h.deployed("migrate", component_type="manual-task", port=None)
         first_id = new_id("exe")
         # Another execution whose id ends the same way: its Job would have the same name.
         other_id = new_id("exe")[:-8] + first_id[-8:]

@@ -64,8 +64,7 @@ async def test_a_forged_deploy_is_rejected_and_writes_nothing(
         assert h.obj("apps/v1", "deployments", "api") is None
 
         # The agent goes on: the same command, signed, applies.
-        genuine = await h.deploy("api", seq=2)
-        assert (await h.wait_report(genuine.deployment_id)).status == "succeeded"
+        genuine = await h.deployed("api", seq=2)
         assert h.image_of("api") == genuine.image
 
 
@@ -82,13 +81,11 @@ async def test_a_forged_command_naming_kube_system_changes_nothing_there(open_ha
 
 async def test_an_unsigned_removal_leaves_the_component_in_place(open_harness: OpenHarness) -> None:
     async with open_harness() as h:
-        cmd = await h.deploy("api")
-        assert (await h.wait_report(cmd.deployment_id)).status == "succeeded"
+        await h.deployed("api")
 
         await h.send_removal(h.removal("api", seq=5), signed=False)
         # A later signed command is handled after the forged removal (one at a time, in order) ...
-        marker = await h.deploy("marker", seq=1)
-        assert (await h.wait_report(marker.deployment_id)).status == "succeeded"
+        await h.deployed("marker", seq=1)
         # ... and the forged removal took nothing away.
         assert h.obj("apps/v1", "deployments", "api") is not None
         assert h.obj("v1", "services", "api") is not None

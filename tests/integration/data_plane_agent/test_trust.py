@@ -81,8 +81,7 @@ async def assert_rejected(h: Harness, cmd: DeployCommand, names: str, tmp_path: 
 
 async def deploy_web(h: Harness) -> None:
     """Another component, so that the namespace exists (the agent made it) before the test's object."""
-    web = await h.deploy("web")
-    assert (await h.wait_report(web.deployment_id)).status == "succeeded"
+    await h.deployed("web")
 
 
 async def test_a_command_naming_another_namespace_changes_nothing_and_is_rejected(
@@ -181,8 +180,7 @@ async def test_a_removal_deletes_nothing_without_this_data_plane_s_labels(
         # A removal naming kube-system is refused before anything is read or written.
         before = snapshot(h, tmp_path / "before.json")
         await h.send_removal(h.removal("api", seq=6, namespace=KUBE_SYSTEM))
-        last = await h.deploy("last", seq=2)
-        assert (await h.wait_report(last.deployment_id)).status == "succeeded"
+        await h.deployed("last", seq=2)
         after = [o for o in snapshot(h, tmp_path / "after.json") if "last" not in json.dumps(o)]
         assert [o for o in after if o["metadata"].get("namespace") == KUBE_SYSTEM] == [
             o for o in before if o["metadata"].get("namespace") == KUBE_SYSTEM
@@ -264,8 +262,7 @@ async def test_in_a_pod_the_agent_binds_itself_to_read_secrets_in_each_namespace
         "kube_service_account_namespace": "landfall-system",
     }
     async with open_harness(**service_account) as h:
-        cmd = await h.deploy("api", pull_secret=seal(b'{"auths":{}}', h.identity.public_key))
-        assert (await h.wait_report(cmd.deployment_id)).status == "succeeded"
+        await h.deployed("api", pull_secret=seal(b'{"auths":{}}', h.identity.public_key))
 
         binding = _stored(
             h.cluster.get("rbac.authorization.k8s.io/v1", "rolebindings", NAMESPACE, "landfall-agent-secrets")

@@ -9,12 +9,13 @@ Real NATS and PostgreSQL; the faults and the interleaving are forced through our
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 import pytest
 
-from services.orchestrator.domain.records import Deployment, NewDeployment
+from services.orchestrator.domain.records import Deployment
 from services.orchestrator.store.deployments import Deployments
 from services.orchestrator.usecases.dispatch import Dispatcher
 from tests.integration.orchestrator.helpers import DIGEST_1_1, REGISTRY_HOST, REPOSITORY, Harness, now
@@ -28,6 +29,28 @@ class InjectedCrash(RuntimeError):
     """The orchestrator dying at this point: nothing after it runs."""
 
 
+def crash_once(
+    monkeypatch: pytest.MonkeyPatch,
+    owner: type,
+    method: str,
+    *,
+    key: Callable[[Any], str],
+    when: Callable[[Any], bool] = lambda _: True,
+) -> list[str]:
+    """Make `owner.method(self, arg)` die the first time `when(arg)` holds; returns `[key(arg)]` then."""
+    original = getattr(owner, method)
+    crashed: list[str] = []
+
+    async def dies_once(self: Any, arg: Any) -> Any:
+        if when(arg) and not crashed:
+            crashed.append(key(arg))
+            raise InjectedCrash(f"the orchestrator died in {owner.__name__}.{method}")
+        return await original(self, arg)
+
+    monkeypatch.setattr(owner, method, dies_once)
+    return crashed
+
+
 async def config_deployments(orch: Harness, component_path: str) -> list[dict[str, Any]]:
     history = await orch.ok("GET", f"{component_path}/deployments")
     return [d for d in history["items"] if d["source"] == "config"]
@@ -38,16 +61,10 @@ async def test_a_crash_before_the_rollout_is_recorded_stores_no_version_and_the_
 ) -> None:
     world = await orch.provision()
     await running(orch, world)
-    record = Deployments.record
-    crashed: list[str] = []
-
-    async def crash_once(self: Deployments, new: NewDeployment) -> Any:
-        if new.source == "config" and not crashed:
-            crashed.append(new.id)
-            raise InjectedCrash("the orchestrator died after storing the version")
-        return await record(self, new)
-
-    monkeypatch.setattr(Deployments, "record", crash_once)
+    # the orchestrator dies after storing the version, before recording its rollout
+    crashed = crash_once(
+        monkeypatch, Deployments, "record", key=lambda new: new.id, when=lambda new: new.source == "config"
+    )
     status, _, _ = await orch.call("PUT", config_path(world), {"replicas": 2})
     assert status == 500
     assert crashed
@@ -67,16 +84,8 @@ async def test_a_crash_after_the_commit_leaves_the_rollout_to_the_sweeper(
 ) -> None:
     world = await orch.provision()
     await running(orch, world)
-    dispatch_soon = Dispatcher.dispatch_soon
-    crashed: list[str] = []
-
-    async def crash_once(self: Dispatcher, deployment_id: str) -> None:
-        if not crashed:
-            crashed.append(deployment_id)
-            raise InjectedCrash("the orchestrator died before dispatching")
-        await dispatch_soon(self, deployment_id)
-
-    monkeypatch.setattr(Dispatcher, "dispatch_soon", crash_once)
+    # the orchestrator dies after the commit, before dispatching
+    crashed = crash_once(monkeypatch, Dispatcher, "dispatch_soon", key=str)
     status, _, _ = await orch.call("PUT", config_path(world), {"replicas": 3})
     assert status == 500
     assert crashed
