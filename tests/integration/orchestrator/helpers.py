@@ -58,6 +58,10 @@ REGISTRY_HOST = "registry.example.test:5000"
 REPOSITORY = "team/api"
 DIGEST_1_0 = "sha256:" + "1" * 64
 DIGEST_1_1 = "sha256:" + "2" * 64
+IMAGE_1_0 = f"{REGISTRY_HOST}/{REPOSITORY}:1.0"  # the tag as pushed ...
+IMAGE_1_1 = f"{REGISTRY_HOST}/{REPOSITORY}:1.1"
+PINNED_1_0 = f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_0}"  # ... and as a command pins it
+PINNED_1_1 = f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_1}"
 SEALED_CIPHERTEXT = base64.b64encode(b"sealed-for-the-data-plane").decode()
 COMMAND_SEED = new_seed()  # what signs the commands of every orchestrator these tests run
 
@@ -231,7 +235,7 @@ class Harness:
             "name": component,
             "type": component_type,
             "registry_id": registry_id,
-            "image": f"{REGISTRY_HOST}/{REPOSITORY}:1.0",
+            "image": IMAGE_1_0,
             **(extra or {}),
         }
         await self.ok("POST", f"/v1/orgs/{org}/projects/{project}/components", body, 201)

@@ -12,10 +12,10 @@ from libs.contracts.ids import new_id
 from libs.contracts.tokens import API_KEY, CI_TOKEN, token_hash
 from libs.runtime.bus import RpcFailed
 from libs.runtime.service import POOL
-from tests.integration.orchestrator.helpers import REGISTRY_HOST, REPOSITORY, Harness
+from tests.integration.orchestrator.helpers import IMAGE_1_0, Harness
 from tests.support import eventually
 
-IMAGE = f"{REGISTRY_HOST}/{REPOSITORY}:1.0"
+IMAGE = IMAGE_1_0
 
 
 async def test_keys_are_shown_once_listed_without_the_key_and_revoked_at_once(orch: Harness) -> None:

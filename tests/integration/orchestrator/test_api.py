@@ -24,6 +24,7 @@ from libs.runtime.bus import RpcFailed
 from libs.runtime.service import POOL
 from tests.integration.orchestrator.helpers import (
     DIGEST_1_0,
+    IMAGE_1_0,
     REGISTRY_HOST,
     REPOSITORY,
     Harness,
@@ -32,7 +33,7 @@ from tests.integration.orchestrator.helpers import (
 )
 from tests.support import eventually
 
-IMAGE = f"{REGISTRY_HOST}/{REPOSITORY}:1.0"
+IMAGE = IMAGE_1_0
 
 
 def _key() -> str:

@@ -12,15 +12,14 @@ from libs.contracts.messages import DeployCommand, RemoveCommand, command_kind
 from tests.integration.orchestrator.helpers import (
     COMMAND_SEED,
     DIGEST_1_0,
-    REGISTRY_HOST,
-    REPOSITORY,
+    IMAGE_1_0,
     Harness,
     World,
     running_orchestrator,
 )
 from tests.support import eventually
 
-IMAGE = f"{REGISTRY_HOST}/{REPOSITORY}:1.0"
+IMAGE = IMAGE_1_0
 
 
 async def _enroll(orch: Harness, world: World) -> dict[str, object]:

@@ -18,11 +18,14 @@ import pytest
 from services.orchestrator.domain.records import Deployment
 from services.orchestrator.store.deployments import Deployments
 from services.orchestrator.usecases.dispatch import Dispatcher
-from tests.integration.orchestrator.helpers import DIGEST_1_1, REGISTRY_HOST, REPOSITORY, Harness, now
+from tests.integration.orchestrator.helpers import (
+    IMAGE_1_1,
+    PINNED_1_1,
+    Harness,
+    now,
+)
 from tests.integration.orchestrator.test_configs import config_path, running
 from tests.support import eventually
-
-IMAGE_1_1 = f"{REGISTRY_HOST}/{REPOSITORY}:1.1"
 
 
 class InjectedCrash(RuntimeError):
@@ -143,7 +146,7 @@ async def test_a_webhook_recorded_while_a_config_put_reads_what_runs_is_not_lost
     assert webhook["status"] == "dispatched", webhook  # not superseded by a rollout of 1.0
     assert webhook["config_version"] == 1
     command = await orch.command_for(pushed)
-    assert command.image == f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_1}"
+    assert command.image == PINNED_1_1
     assert command.config is not None
     assert command.config.replicas == 2
     history = await orch.ok("GET", f"{world.component_path}/deployments")

@@ -27,10 +27,16 @@ from libs.runtime.vault import KvStore
 from services.credentials.clients.orchestrator import Orchestrator
 from services.credentials.store.secrets import ConfigSecretStore
 from services.credentials.usecases.config_secrets import ConfigSecrets
-from tests.integration.orchestrator.helpers import DIGEST_1_0, REGISTRY_HOST, REPOSITORY, Harness, World
+from tests.integration.orchestrator.helpers import (
+    DIGEST_1_0,
+    IMAGE_1_0,
+    IMAGE_1_1,
+    PINNED_1_0,
+    Harness,
+    World,
+)
 from tests.support import eventually, settings_from
 
-IMAGE_1_0 = f"{REGISTRY_HOST}/{REPOSITORY}:1.0"
 SECRET = "s3cr3t-value-that-must-stay-sealed"
 SECRET_2 = "another-s3cr3t-rotated-in"
 
@@ -332,7 +338,7 @@ async def test_a_config_change_rolls_out_the_running_image_by_digest(orch: Harne
     assert deployment["config_version"] == answer["version"] == 1
     assert deployment["digest"] == DIGEST_1_0
     command = await orch.command_for(answer["deployment_id"])
-    assert command.image == f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_0}"
+    assert command.image == PINNED_1_0
     assert command.config is not None
     assert command.config.replicas == 3
     assert command.config_version == 1
@@ -363,7 +369,7 @@ async def test_a_promotion_carries_the_image_into_the_target_environments_config
     assert any("config of staging" in note for note in promoted["notes"]), promoted
     command = await orch.command_for(promoted["id"])
     assert command.environment == "staging"
-    assert command.image == f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_0}"
+    assert command.image == PINNED_1_0
     assert command.config is not None
     assert command.config.replicas == 4
     assert command.env["WHERE"] == "staging"
@@ -372,7 +378,7 @@ async def test_a_promotion_carries_the_image_into_the_target_environments_config
 async def test_redeploying_an_earlier_image_brings_the_current_config(orch: Harness) -> None:
     world = await orch.provision()
     old = await running(orch, world)
-    newer = await orch.roll_out(world, f"{REGISTRY_HOST}/{REPOSITORY}:1.1")
+    newer = await orch.roll_out(world, IMAGE_1_1)
     await orch.report(world, newer, "succeeded")
     await orch.wait_status(newer, "succeeded")
     current = await orch.ok("PUT", config_path(world), {"env": {"NOW": "yes"}})
@@ -382,7 +388,7 @@ async def test_redeploying_an_earlier_image_brings_the_current_config(orch: Harn
     redeploy = await orch.ok(
         "POST",
         f"{world.component_path}/deployments",
-        {"image": f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_0}"},
+        {"image": PINNED_1_0},
         202,
     )
     assert redeploy["source"] == "rollback"

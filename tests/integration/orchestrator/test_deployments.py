@@ -17,6 +17,10 @@ from libs.contracts.naming import namespace_for
 from tests.integration.orchestrator.helpers import (
     DIGEST_1_0,
     DIGEST_1_1,
+    IMAGE_1_0,
+    IMAGE_1_1,
+    PINNED_1_0,
+    PINNED_1_1,
     REGISTRY_HOST,
     REPOSITORY,
     SEALED_CIPHERTEXT,
@@ -25,16 +29,13 @@ from tests.integration.orchestrator.helpers import (
 )
 from tests.support import eventually
 
-IMAGE_1_0 = f"{REGISTRY_HOST}/{REPOSITORY}:1.0"
-IMAGE_1_1 = f"{REGISTRY_HOST}/{REPOSITORY}:1.1"
-
 
 async def test_pushed_image_is_dispatched_pinned_by_digest_with_the_sealed_secret(orch: Harness) -> None:
     world = await orch.provision()
     deployment_id = await orch.push(world, IMAGE_1_0)
 
     command = await orch.command_for(deployment_id)
-    assert command.image == f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_0}"
+    assert command.image == PINNED_1_0
     assert command.dataplane_id == world.dataplane_id
     assert command.environment == "development"
     assert command.namespace == namespace_for("acme", "shop", "development")
@@ -218,7 +219,7 @@ async def test_promotion_deploys_the_same_digest_to_the_next_environment_only(or
     assert promoted["source"] == "promotion"
     assert promoted["digest"] == DIGEST_1_0
     command = await orch.command_for(promoted["id"])
-    assert command.image == f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_0}"
+    assert command.image == PINNED_1_0
     assert command.namespace == namespace_for("acme", "shop", "staging")
     # Pinned already: the registry was not asked again for the promotion.
     assert len(orch.credentials.resolve_requests) == 1
@@ -253,12 +254,12 @@ async def test_manual_deployments_by_tag_by_image_and_rollback(orch: Harness) ->
     back = await orch.ok(
         "POST",
         deployments,
-        {"image": f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_1}", "environment": "development"},
+        {"image": PINNED_1_1, "environment": "development"},
         202,
     )
     assert back["source"] == "rollback"
     command = await orch.command_for(back["id"])
-    assert command.image == f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_1}"
+    assert command.image == PINNED_1_1
 
     history = await orch.ok("GET", deployments + "?environment=development")
     assert [d["id"] for d in history["items"]] == [back["id"], newer["id"], by_tag["id"]]
@@ -285,7 +286,7 @@ async def test_executions_run_the_deployed_image_of_manual_tasks_only(orch: Harn
     command = await orch.command_for(deployment_id, kind="run")
     assert command.execution_id == execution["id"]
     assert command.args == ["db", "upgrade"]
-    assert command.image == f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_0}"
+    assert command.image == PINNED_1_0
     assert command.pull_secret is not None
 
     await orch.report(world, deployment_id, "succeeded", kind="run", execution_id=execution["id"])
@@ -419,4 +420,4 @@ async def test_registry_refusal_fails_and_an_unreachable_registry_is_retried(orc
     assert (await orch.deployment(waiting))["status"] == "pending"
     orch.credentials.add_tag("flaky", DIGEST_1_1)
     command = await orch.command_for(waiting)
-    assert command.image == f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_1}"
+    assert command.image == PINNED_1_1

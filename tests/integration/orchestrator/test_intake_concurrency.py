@@ -16,14 +16,15 @@ from libs.runtime.consumers import json_key, pull_forever
 from tests.integration.orchestrator.helpers import (
     DIGEST_1_0,
     DIGEST_1_1,
-    REGISTRY_HOST,
-    REPOSITORY,
+    IMAGE_1_0,
+    IMAGE_1_1,
+    PINNED_1_0,
     now,
     running_orchestrator,
 )
 from tests.support import eventually
 
-IMAGES = (f"{REGISTRY_HOST}/{REPOSITORY}:1.0", f"{REGISTRY_HOST}/{REPOSITORY}:1.1")
+IMAGES = (IMAGE_1_0, IMAGE_1_1)
 
 
 async def test_interleaved_pushes_keep_each_components_order_and_dispatch_once(
@@ -135,7 +136,7 @@ async def test_an_anonymous_registry_needs_no_pull_secret(base_env: dict[str, st
         for deployment_id in (first, second):
             command = await orch.command_for(deployment_id)
             assert command.pull_secret is None
-            assert command.image == f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_0}"
+            assert command.image == PINNED_1_0
         assert orch.credentials.pull_requests == []
 
 

@@ -19,6 +19,8 @@ from libs.runtime.bus import Bus
 from tests.integration.orchestrator.helpers import (
     DIGEST_1_0,
     DIGEST_1_1,
+    IMAGE_1_0,
+    PINNED_1_1,
     REGISTRY_HOST,
     REPOSITORY,
     SEALED_CIPHERTEXT,
@@ -87,7 +89,7 @@ async def test_the_data_planes_agent_resolves_a_tag_the_control_plane_cannot_rea
     deployment_id = await orch.push(world, HIDDEN)
 
     command = await orch.command_for(deployment_id, timeout=BOUND + 10)
-    assert command.image == f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_1}"
+    assert command.image == PINNED_1_1
     view = await orch.wait_status(deployment_id, "dispatched")
     assert view["digest"] == DIGEST_1_1
     assert "resolved inside the data plane" in view["notes"]
@@ -135,7 +137,7 @@ async def test_a_registry_the_control_plane_reaches_is_never_asked_of_the_agent(
         raise AssertionError("the agent was asked")
 
     asked = await stand_in_agent(orch, world, never)
-    deployment_id = await orch.push(world, f"{REGISTRY_HOST}/{REPOSITORY}:1.0")
+    deployment_id = await orch.push(world, IMAGE_1_0)
     view = await orch.wait_status(deployment_id, "dispatched")
     assert view["digest"] == DIGEST_1_0
     assert asked == []
@@ -143,7 +145,7 @@ async def test_a_registry_the_control_plane_reaches_is_never_asked_of_the_agent(
 
 async def test_a_vendor_image_sent_by_tag_keeps_the_digest_the_cluster_pulled(orch: Harness) -> None:
     world = await orch.provision(auth_type="vendor")
-    deployment_id = await orch.push(world, f"{REGISTRY_HOST}/{REPOSITORY}:1.0")
+    deployment_id = await orch.push(world, IMAGE_1_0)
     assert (await orch.command_for(deployment_id)).image.endswith(":1.0")  # by tag
     await orch.wait_status(deployment_id, "dispatched")
 
@@ -157,12 +159,12 @@ async def test_a_vendor_image_sent_by_tag_keeps_the_digest_the_cluster_pulled(or
         "POST", f"{world.component_path}/promotions", {"from": "development", "to": "staging"}, 202
     )
     command = await orch.command_for(promoted["id"])
-    assert command.image == f"{REGISTRY_HOST}/{REPOSITORY}@{DIGEST_1_1}"
+    assert command.image == PINNED_1_1
 
 
 async def test_a_pinned_digest_is_never_replaced_by_a_reported_one(orch: Harness) -> None:
     world = await orch.provision()
-    deployment_id = await orch.push(world, f"{REGISTRY_HOST}/{REPOSITORY}:1.0")
+    deployment_id = await orch.push(world, IMAGE_1_0)
     await orch.wait_status(deployment_id, "dispatched")
     await report(orch, world, deployment_id, "succeeded", digest=DIGEST_1_1)
     view = await orch.wait_status(deployment_id, "succeeded")
