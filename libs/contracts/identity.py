@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from libs.contracts.messages import Message
 
@@ -31,8 +31,16 @@ ActorType = Literal["platform", "api_key", "ci_token", "agent", "anonymous"]
 Outcome = Literal["ok", "refused"]
 
 
+def _printable(value: object) -> object:
+    """An audit item's text without NUL (PostgreSQL text cannot hold it): a request path or a name
+    from hostile input keeps its item, with U+FFFD where the NUL was, instead of being dropped."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
 class Actor(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+    _no_nul = field_validator("id", "name", "component", mode="before")(_printable)
 
     type: ActorType
     id: str | None = None
@@ -77,3 +85,7 @@ class AuditEvent(Message):
     status: int = Field(description="the HTTP status answered (or that would have been)")
     request_id: str | None = None
     detail: str = ""
+
+    _no_nul = field_validator("org", "service", "action", "target", "request_id", "detail", mode="before")(
+        _printable
+    )

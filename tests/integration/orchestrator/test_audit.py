@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -170,3 +171,18 @@ async def test_events_sent_while_the_orchestrator_was_down_are_recorded_when_it_
             return [i["id"] for i in items] if len(items) == 3 else None
 
         assert await eventually(recorded, what="the missed events") == [e.id for e in reversed(missed)]
+
+
+async def test_an_event_with_a_nul_in_its_text_is_recorded_not_dropped(orch: Harness) -> None:
+    # A refused request's path from hostile input (`%00`) reaches the trail as its target; PostgreSQL
+    # text cannot hold NUL, and the consumer used to drop such an event after five failed inserts.
+    await orch.ok("POST", "/v1/orgs", {"name": "acme"}, 201)
+    doc = json.loads(event("acme", action="project.create").model_dump_json())
+    doc.update(target="/v1/orgs/acme/projects/a\x00b", detail="name a\x00b")
+    doc["actor"]["name"] = "lap\x00top"
+    raw = json.dumps(doc).encode()  # as a producer without the contract's cleaning would send it
+    await orch.bus.js.publish(orch.subjects.audit("acme"), raw, headers={"Nats-Msg-Id": doc["id"]})
+    item = await orch.audited("acme", "the hostile event", action="project.create")
+    assert item["target"] == "/v1/orgs/acme/projects/a\ufffdb"
+    assert item["detail"] == "name a\ufffdb"
+    assert item["actor"]["name"] == "lap\ufffdtop"
