@@ -13,14 +13,7 @@ person sends new credentials. An environment's config secrets are sealed the sam
 from __future__ import annotations
 
 from libs.contracts import rpc
-from libs.contracts.messages import (
-    PullSecretReply,
-    PullSecretRequest,
-    RegistryGet,
-    RegistryInfo,
-    ResolvedImage,
-    ResolveImage,
-)
+from libs.contracts.messages import PullSecretReply, PullSecretRequest
 from libs.runtime.bus import Bus, RpcHandlerError
 from services.credentials.domain import RegistryBroken
 from services.credentials.usecases.config_secrets import ConfigSecrets
@@ -30,12 +23,7 @@ QUEUE = "credentials"
 
 
 async def serve(bus: Bus, pulls: Pulls, config_secrets: ConfigSecrets) -> None:
-    async def registry_get(req: RegistryGet) -> RegistryInfo:
-        return await pulls.info(req.org, req.registry_id)
-
-    async def resolve_image(req: ResolveImage) -> ResolvedImage:
-        return await pulls.resolve(req.org, req.registry_id, req.repository, req.reference)
-
+    # Each request and reply type is the table's (libs.contracts.rpc): mypy takes them from there.
     async def pull_secret(req: PullSecretRequest) -> PullSecretReply:
         try:
             # sealed to the plane's enrolled key: req.recipient_public_key is ignored (see the message)
@@ -43,8 +31,12 @@ async def serve(bus: Bus, pulls: Pulls, config_secrets: ConfigSecrets) -> None:
         except RegistryBroken as exc:
             raise RpcHandlerError("unavailable", str(exc)) from None
 
-    await bus.answer(rpc.REGISTRY_GET, registry_get, queue=QUEUE)
-    await bus.answer(rpc.RESOLVE_IMAGE, resolve_image, queue=QUEUE)
+    await bus.answer(rpc.REGISTRY_GET, lambda req: pulls.info(req.org, req.registry_id), queue=QUEUE)
+    await bus.answer(
+        rpc.RESOLVE_IMAGE,
+        lambda req: pulls.resolve(req.org, req.registry_id, req.repository, req.reference),
+        queue=QUEUE,
+    )
     await bus.answer(rpc.PULL_SECRET, pull_secret, queue=QUEUE)
     await bus.answer(rpc.CONFIG_SECRETS_SEAL, config_secrets.seal, queue=QUEUE)
     await bus.nc.flush(timeout=5)
