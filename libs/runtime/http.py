@@ -33,6 +33,7 @@ from libs.runtime.access import (
     REQUEST_ID_KEY,
     Authenticator,
     Need,
+    audit_target,
     bearer_token,
     default_action,
     guard,
@@ -222,6 +223,15 @@ def path_name(request: web.Request, key: str) -> str:
 def json_response(model: BaseModel | Mapping[str, Any], status: int = 200) -> web.Response:
     text = model.model_dump_json() if isinstance(model, BaseModel) else json.dumps(model, default=str)
     return web.Response(status=status, text=text, content_type="application/json")
+
+
+def made(
+    request: web.Request, target: str, body: BaseModel | Mapping[str, Any], status: int = 201
+) -> web.Response:
+    """The answer to a change that made `target` (an id or a path): named for the audit trail, then
+    answered with `body` (201 created, 202 accepted)."""
+    audit_target(request, target)
+    return json_response(body, status)
 
 
 __all__ = ["NAME_PATTERN", "PROBLEM_JSON", "bearer_token"]  # re-exported for entry points

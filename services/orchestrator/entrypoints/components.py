@@ -6,9 +6,9 @@ import dataclasses
 
 from aiohttp import web
 
-from libs.runtime.access import audit_target, caller
+from libs.runtime.access import caller
 from libs.runtime.errors import Invalid
-from libs.runtime.http import NAME_RE, json_response, path_name, query_int, read_json
+from libs.runtime.http import NAME_RE, json_response, made, path_name, query_int, read_json
 from services.orchestrator.domain.records import Component, Deployment, Execution
 from services.orchestrator.entrypoints import USECASES
 from services.orchestrator.schemas import (
@@ -89,8 +89,7 @@ async def create_component(request: web.Request) -> web.Response:
         timezone=body.timezone,
         env=body.env,
     )
-    audit_target(request, f"{request.path}/{component.name}")
-    return json_response(component_out(component, {}), 201)
+    return made(request, f"{request.path}/{component.name}", component_out(component, {}))
 
 
 async def list_components(request: web.Request) -> web.Response:
@@ -129,8 +128,7 @@ async def create_deployment(request: web.Request) -> web.Response:
     deployment = await request.app[USECASES].deployments.deploy(
         component, environment=body.environment, image=body.image, tag=body.tag
     )
-    audit_target(request, deployment.id)
-    return json_response(deployment.view(), 202)
+    return made(request, deployment.id, deployment.view(), 202)
 
 
 async def list_deployments(request: web.Request) -> web.Response:
@@ -147,8 +145,7 @@ async def create_promotion(request: web.Request) -> web.Response:
     deployment = await request.app[USECASES].deployments.promote(
         component, from_env=body.from_, to_env=body.to
     )
-    audit_target(request, deployment.id)
-    return json_response(deployment.view(), 202)
+    return made(request, deployment.id, deployment.view(), 202)
 
 
 async def create_execution(request: web.Request) -> web.Response:
@@ -157,8 +154,7 @@ async def create_execution(request: web.Request) -> web.Response:
     execution = await request.app[USECASES].executions.start(
         component, environment=body.environment, args=body.args
     )
-    audit_target(request, execution.id)
-    return json_response(execution_out(execution), 202)
+    return made(request, execution.id, execution_out(execution), 202)
 
 
 async def list_executions(request: web.Request) -> web.Response:

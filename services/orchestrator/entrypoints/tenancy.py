@@ -9,7 +9,7 @@ from aiohttp import web
 from libs.contracts.messages import utcnow
 from libs.runtime.access import PREAUTH, Caller, audit_target, set_caller
 from libs.runtime.errors import ProblemError
-from libs.runtime.http import json_response, path_name, read_json
+from libs.runtime.http import json_response, made, path_name, read_json
 from services.orchestrator.domain.records import DataPlane, Environment, Org, Project
 from services.orchestrator.domain.rules import EnrollmentRefused
 from services.orchestrator.entrypoints import HEARTBEAT_FRESH, USECASES
@@ -93,8 +93,7 @@ async def create_dataplane(request: web.Request) -> web.Response:
     plane, token = await request.app[USECASES].dataplanes.create(
         org, name=body.name, ingress_class=body.ingress_class
     )
-    audit_target(request, plane.id)
-    return json_response(dataplane_created(plane, token), 201)
+    return made(request, plane.id, dataplane_created(plane, token))
 
 
 async def list_dataplanes(request: web.Request) -> web.Response:
@@ -160,8 +159,7 @@ async def create_environment(request: web.Request) -> web.Response:
     env = await request.app[USECASES].catalog.create_environment(
         org, name=body.name, dataplane_id=body.dataplane_id, order=body.order
     )
-    audit_target(request, f"{request.path}/{env.name}")
-    return json_response(environment_out(env), 201)
+    return made(request, f"{request.path}/{env.name}", environment_out(env))
 
 
 async def list_environments(request: web.Request) -> web.Response:
@@ -173,8 +171,7 @@ async def create_project(request: web.Request) -> web.Response:
     org = path_name(request, "org")
     body = await read_json(request, ProjectCreate)
     project = await request.app[USECASES].catalog.create_project(org, body.name)
-    audit_target(request, f"{request.path}/{project.name}")
-    return json_response(project_out(project), 201)
+    return made(request, f"{request.path}/{project.name}", project_out(project))
 
 
 async def list_projects(request: web.Request) -> web.Response:
