@@ -9,11 +9,12 @@ The steps, in order:
    collision, or new; a primary object (or tombstone) this data plane did not
    write is refused (a tombstone: ignored, it proves nothing);
 2. open the sealed pull secret and the sealed config secrets (only now: nothing
-   is decrypted for a command that the cluster already answered), read which
-   keys the env Secret holds now (a removed secret needs a null to go), and
-   plan the objects (`domain.manifests.plan`);
-3. read the other objects of the plan; if any exists without this data
-   plane's labels, refuse the whole command before writing anything;
+   is decrypted for a command that the cluster already answered) and plan the
+   objects (`domain.manifests.plan`);
+3. read the other objects of the plan, all at once; if any exists without this
+   data plane's labels, refuse the whole command before writing anything; when
+   the env Secret is among them, plan again with the keys it holds now (a
+   removed secret needs a null to go; the same read, not a second one);
 4. make sure of the namespace (refused too if it is not Landfall's); write the
    objects the primary one needs (pull Secret, Service, Ingress) concurrently,
    as none refers to another; then the primary object LAST, because its seq
@@ -108,12 +109,17 @@ class Applier:
             return decided
         dockerconfig = self.identity.open(cmd.pull_secret) if cmd.pull_secret is not None else None
         secrets = self._open_secrets(cmd)
-        keys_now = await self._env_secret_keys(cmd) if secrets is not None else []
-        objects = manifests.plan(
-            cmd, dp, dockerconfigjson=dockerconfig, secrets=secrets, secret_keys_now=keys_now
-        )
+        objects = manifests.plan(cmd, dp, dockerconfigjson=dockerconfig, secrets=secrets)
+        found = await self._check(cmd, objects[:-1])
+        env_secret = found.get(("Secret", workload.env_secret_name(cmd.component)))
+        if secrets is not None and env_secret is not None:
+            # The keys the env Secret holds now: those this config no longer has are removed.
+            keys_now = sorted((env_secret.get("data") or {}).keys())
+            objects = manifests.plan(
+                cmd, dp, dockerconfigjson=dockerconfig, secrets=secrets, secret_keys_now=keys_now
+            )
         del dockerconfig, secrets
-        exists = await self._check(cmd, objects[:-1])
+        exists = {key: obj is not None for key, obj in found.items()}
         exists[(kind, name)] = current is not None
         # What an earlier deploy left is only worth looking for if there was an earlier deploy using it.
         leftovers = _Leftovers(
@@ -139,22 +145,16 @@ class Applier:
             )
         return None
 
-    async def _env_secret_keys(self, cmd: DeployCommand) -> list[str]:
-        """The keys the component's env Secret holds now (none if it is not there yet)."""
-        name = workload.env_secret_name(cmd.component)
-        found = await self.kube.get("Secret", cmd.namespace, name)
-        if found is None:
-            return []
-        trust.guard("Secret", cmd.namespace, self.identity.dataplane_id)(found)
-        return sorted((found.get("data") or {}).keys())
-
-    async def _check(self, cmd: DeployCommand, objects: list[manifests.Obj]) -> dict[tuple[str, str], bool]:
-        """Which of `objects` exist; raises `NotOwned` for the first one that is not this data plane's."""
+    async def _check(
+        self, cmd: DeployCommand, objects: list[manifests.Obj]
+    ) -> dict[tuple[str, str], manifests.Body | None]:
+        """What of `objects` exists, by kind and name (one GET each, at once); raises `NotOwned` for
+        the first one that is not this data plane's."""
         found = await asyncio.gather(*(self.kube.get(o.kind, cmd.namespace, o.name) for o in objects))
         for obj, current in zip(objects, found, strict=True):
             if current is not None:
                 trust.guard(obj.kind, cmd.namespace, self.identity.dataplane_id)(current)
-        return {(o.kind, o.name): current is not None for o, current in zip(objects, found, strict=True)}
+        return {(o.kind, o.name): current for o, current in zip(objects, found, strict=True)}
 
     async def _write(
         self,
