@@ -30,6 +30,7 @@ from typing import Final
 from libs.devstack.sandbox.errors import ApiError
 from libs.devstack.sandbox.images import image_id
 from libs.devstack.sandbox.kinds import Kind
+from libs.devstack.sandbox.owners import owner_uids
 from libs.devstack.sandbox.selectors import Filter
 from libs.devstack.sandbox.store import Event, Store
 from libs.devstack.sandbox.values import (
@@ -217,8 +218,7 @@ class Controller:
 
     def _delete_owned_pods(self, namespace: str, owner_uid: str) -> None:
         def owned(obj: JsonDict) -> bool:
-            owners = json_array(obj["metadata"].get("ownerReferences"))
-            return any(isinstance(o, dict) and o.get("uid") == owner_uid for o in owners)
+            return owner_uid in owner_uids(obj["metadata"])
 
         for obj in self._store.select(Filter(self._pods, namespace), where=owned):
             with contextlib.suppress(ApiError):

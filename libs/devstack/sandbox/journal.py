@@ -151,16 +151,14 @@ class Changes:
     def __init__(self, state: Path) -> None:
         self.path = changes_path(state)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+", encoding="utf-8") as existing:
+            existing.seek(0)
+            self._lines = sum(1 for _ in existing)
         self._out: IO[str] = self.path.open("a", encoding="utf-8")
         self._pending: list[JsonDict] = []
-        self._lines = sum(1 for _ in self.path.open(encoding="utf-8"))
 
     def add(self, kind_of: JsonDict, type_: str, obj: JsonDict) -> None:
         self._pending.append(change(kind_of, type_, obj))
-
-    @property
-    def pending(self) -> bool:
-        return bool(self._pending)
 
     def flush(self, last_write_seq: int) -> None:
         if not self._pending:
