@@ -232,7 +232,10 @@ def test_the_whole_flow_in_a_browser(
     fill(driver, "Key name", "auditor")
     choose(driver, "Role", "viewer")
     click(driver, "Create API key")
-    viewer = str(driver.find_element(By.ID, "new-key").get_attribute("value"))
+    # The answer page is loaded after the click returns: wait for the key it shows once.
+    shown = wait(driver, "the new key shown once", lambda d: d.find_elements(By.ID, "new-key"))
+    assert isinstance(shown, list)
+    viewer = str(shown[0].get_attribute("value"))
     click(driver, "Sign out")
     sign_in(driver, console, viewer)
     for page in (
