@@ -113,8 +113,9 @@ async def test_an_agent_takes_its_own_commands_and_reports_its_own_status(
         sub = await agent.js.pull_subscribe_bind(durable=planes.durable(a), stream=planes.stream)
         (msg,) = await sub.fetch(1, timeout=5)
         assert DeployCommand.model_validate_json(msg.data).dataplane_id == a
-        await msg.ack()
-        await nc.flush()
+        # ack_sync waits for the server's confirmation: a plain ack is processed by the consumer
+        # asynchronously, after the flush returns (CI once saw (0, 1) right after it).
+        await msg.ack_sync(timeout=5)
         assert await planes.pending(a) == (0, 0)  # the ack reached the consumer
 
         report = RolloutReport(
