@@ -87,12 +87,14 @@ class WrkMissing(RuntimeError):
 @dataclass
 class WrkResult:
     requests: int
-    accepted: int
     duration_s: float
-    errors: dict[str, int]
+    errors: dict[str, int]  # wrk's counts by kind; "status" counts the answers >= 400
     latency_ms: dict[str, float]
-    wrk_cpu_seconds: float
-    cpu_seconds: dict[str, float]
+    cpu_seconds: dict[str, float]  # wrk's own ("wrk") and each measured process's
+
+    @property
+    def accepted(self) -> int:
+        return self.requests - self.errors["status"]
 
     @property
     def accepted_per_s(self) -> float:
@@ -106,7 +108,7 @@ class WrkResult:
             "duration_s": round(self.duration_s, 2),
             "errors": self.errors,
             "latency_ms": self.latency_ms,
-            "cpu_seconds": {"wrk": round(self.wrk_cpu_seconds, 2), **self.cpu_seconds},
+            "cpu_seconds": self.cpu_seconds,
         }
 
 
@@ -165,12 +167,13 @@ def run_wrk(
     )
     return WrkResult(
         requests=int(raw["requests"]),
-        accepted=int(raw["requests"]) - errors["status"],
         duration_s=duration,
         errors=errors,
         latency_ms={k: round(float(v) / 1000, 2) for k, v in lat.items()},
-        wrk_cpu_seconds=wrk_cpu,
-        cpu_seconds={k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after},
+        cpu_seconds={
+            "wrk": round(wrk_cpu, 2),
+            **{k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after},
+        },
     )
 
 
