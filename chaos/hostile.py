@@ -82,6 +82,20 @@ _METRIC = re.compile(r"^landfall_http_requests_total\{(?P<labels>.*)\}\s+(?P<val
 _STATUS = re.compile(r'status="(\d+)"')
 
 
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """Per service: `fuzz_service` until `min_requests` are answered, `max_examples` per operation and
+    round, within `budget_seconds`."""
+
+    min_requests: int
+    max_examples: int
+    budget_seconds: float
+
+
+FULL = Plan(min_requests=10_000, max_examples=100, budget_seconds=240)
+QUICK = Plan(min_requests=500, max_examples=10, budget_seconds=90)
+
+
 @dataclass
 class Tenant:
     """The objects the fuzzer may aim at, and the tokens it uses."""

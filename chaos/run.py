@@ -37,26 +37,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 @dataclass(frozen=True)
 class Sizes:
     crash: crash.CrashPlan
-    hostile_requests: int
-    hostile_examples: int
-    hostile_budget_seconds: float
+    hostile: hostile.Plan
     cluster: cluster.ClusterPlan
 
 
-FULL = Sizes(
-    crash=crash.FULL,
-    hostile_requests=10_000,
-    hostile_examples=100,
-    hostile_budget_seconds=240,
-    cluster=cluster.FULL,
-)
-QUICK = Sizes(
-    crash=crash.QUICK,
-    hostile_requests=500,
-    hostile_examples=10,
-    hostile_budget_seconds=90,
-    cluster=cluster.QUICK,
-)
+FULL = Sizes(crash=crash.FULL, hostile=hostile.FULL, cluster=cluster.FULL)
+QUICK = Sizes(crash=crash.QUICK, hostile=hostile.QUICK, cluster=cluster.QUICK)
 
 
 def say(line: str) -> None:
@@ -96,9 +82,9 @@ async def run_all(chaos: ChaosStack, sizes: Sizes, workdir: Path, parts: set[str
                 service,
                 tenant,
                 workdir / "schemathesis" / service,
-                min_requests=sizes.hostile_requests,
-                max_examples=sizes.hostile_examples,
-                budget_seconds=sizes.hostile_budget_seconds,
+                min_requests=sizes.hostile.min_requests,
+                max_examples=sizes.hostile.max_examples,
+                budget_seconds=sizes.hostile.budget_seconds,
                 seed=index + 1,
             )
             say(
@@ -164,7 +150,7 @@ def problems(results: dict[str, Any], sizes: Sizes) -> list[str]:
     for service, h in results.get("hostile", {}).items():
         if h["failures"] or h["errors"]:
             out.append(f"hostile {service}: {len(h['failures'])} failures, {len(h['errors'])} errors")
-        if h["requests"] < sizes.hostile_requests:
+        if h["requests"] < sizes.hostile.min_requests:
             out.append(f"hostile {service}: only {h['requests']} requests")
     return out
 
