@@ -27,18 +27,14 @@ class EnvironmentConfigs(RecordRepo[EnvironmentConfig]):
 
     decode = staticmethod(config_from)
 
-    async def current(self, component_id: str, environment: str) -> EnvironmentConfig | None:
-        """The newest version; None while the environment was never configured (the defaults)."""
+    async def get(
+        self, component_id: str, environment: str, version: int | None = None
+    ) -> EnvironmentConfig | None:
+        """That version, or without one the current (newest) version; None while the environment
+        was never configured (the defaults), or for a version it does not have."""
         return await self.one(
             "SELECT * FROM environment_configs WHERE component_id = $1 AND environment = $2"
-            " ORDER BY version DESC LIMIT 1",
-            component_id,
-            environment,
-        )
-
-    async def at(self, component_id: str, environment: str, version: int) -> EnvironmentConfig | None:
-        return await self.one(
-            "SELECT * FROM environment_configs WHERE component_id = $1 AND environment = $2 AND version = $3",
+            " AND ($3::int IS NULL OR version = $3) ORDER BY version DESC LIMIT 1",
             component_id,
             environment,
             version,

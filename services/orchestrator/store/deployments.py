@@ -84,13 +84,21 @@ class Deployments(PendingRepo[Deployment]):
             return None
         return recorded[0], [d for d in rows if d.id != new.id]
 
-    async def last_succeeded(self, component_id: str, environment: str) -> Deployment | None:
+    async def _newest(
+        self, component_id: str, environment: str, condition: str, *args: object
+    ) -> Deployment | None:
+        """The newest deployment of the component in the environment that meets `condition` (an SQL
+        condition; its own parameters are `args`, from $3)."""
         return await self.one(
             "SELECT * FROM deployments WHERE component_id = $1 AND environment = $2"
-            " AND status = 'succeeded' ORDER BY seq DESC LIMIT 1",
+            f" AND {condition} ORDER BY seq DESC LIMIT 1",
             component_id,
             environment,
+            *args,
         )
+
+    async def last_succeeded(self, component_id: str, environment: str) -> Deployment | None:
+        return await self._newest(component_id, environment, "status = 'succeeded'")
 
     async def lock(self, component_id: str, environment: str) -> None:
         """Hold, until the transaction ends, the lock `record_deployment` takes on the pair: no
@@ -102,35 +110,22 @@ class Deployments(PendingRepo[Deployment]):
     async def live(self, component_id: str, environment: str) -> Deployment | None:
         """What runs in the environment or is on its way there: the newest deployment in flight or
         succeeded (a failed or superseded one runs nothing)."""
-        return await self.one(
-            "SELECT * FROM deployments WHERE component_id = $1 AND environment = $2"
-            " AND status IN ('pending', 'dispatched', 'progressing', 'succeeded')"
-            " ORDER BY seq DESC LIMIT 1",
-            component_id,
-            environment,
-        )
+        in_flight_or_succeeded = "status IN ('pending', 'dispatched', 'progressing', 'succeeded')"
+        return await self._newest(component_id, environment, in_flight_or_succeeded)
 
     async def rollback_target(self, failed: Deployment) -> Deployment | None:
         """What an auto-rollback of `failed` brings back: the environment's newest succeeded
         deployment accepted before it."""
-        return await self.one(
-            "SELECT * FROM deployments WHERE component_id = $1 AND environment = $2"
-            " AND status = 'succeeded' AND seq < $3 ORDER BY seq DESC LIMIT 1",
-            failed.component_id,
-            failed.environment,
-            failed.seq,
+        return await self._newest(
+            failed.component_id, failed.environment, "status = 'succeeded' AND seq < $3", failed.seq
         )
 
     async def newer_than(self, deployment: Deployment) -> str | None:
         """The id of a deployment of the same component and environment recorded after this one."""
-        found = await self.value(
-            "SELECT id FROM deployments WHERE component_id = $1 AND environment = $2 AND seq > $3"
-            " ORDER BY seq DESC LIMIT 1",
-            deployment.component_id,
-            deployment.environment,
-            deployment.seq,
+        newer = await self._newest(
+            deployment.component_id, deployment.environment, "seq > $3", deployment.seq
         )
-        return str(found) if found is not None else None
+        return newer.id if newer is not None else None
 
     async def claim_rollback(self, deployment_id: str, rollback_id: str) -> Deployment | None:
         """Name `rollback_id` as what rolls this failed deployment back; None when another claim

@@ -106,7 +106,7 @@ class Configs:
 
     async def get(self, component: Component, environment: str) -> ConfigState:
         await self._environment(component, environment)
-        return state_of(await self.store.now.configs.current(component.id, environment))
+        return state_of(await self.store.now.configs.get(component.id, environment))
 
     async def put(
         self,
@@ -126,7 +126,7 @@ class Configs:
             raise Invalid(refused[0], f"only for {where} components, not for a {component.type}")
         async with self.store.transaction() as tx:
             await tx.configs.lock(component.id, environment)  # Vault write and row in one order
-            current = await tx.configs.current(component.id, environment)
+            current = await tx.configs.get(component.id, environment)
             before = state_of(current)
             names = set(before.secret_names)
             to_set = sorted(name for name, value in secrets.items() if value is not None)

@@ -82,7 +82,7 @@ class Deployments:
         return await self.recorder.record_and_dispatch(new)
 
     async def _config_label(self, component: Component, environment: str) -> str:
-        current = await self.store.now.configs.current(component.id, environment)
+        current = await self.store.now.configs.get(component.id, environment)
         return f"config version {current.version}" if current is not None else "no config set: the defaults"
 
     async def get(self, deployment_id: str, *, org: str | None = None) -> Deployment:

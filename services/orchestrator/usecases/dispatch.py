@@ -237,7 +237,7 @@ class Dispatcher:
         deployment, component = job.deployment, job.component
         if deployment.config_version is None:
             return
-        stored = await self.store.now.configs.at(
+        stored = await self.store.now.configs.get(
             component.id, deployment.environment, deployment.config_version
         )
         if stored is None:

@@ -161,7 +161,7 @@ class Reports:
 
     async def _auto_rollback(self, failed: Deployment) -> bool:
         """Whether the environment's current config asks for auto-rollback."""
-        stored = await self.store.now.configs.current(failed.component_id, failed.environment)
+        stored = await self.store.now.configs.get(failed.component_id, failed.environment)
         if stored is None:
             return False
         try:
