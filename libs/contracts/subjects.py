@@ -5,10 +5,15 @@ so that tests (and several stacks on one NATS) never see each other's
 messages; production uses the empty prefix. Data-plane subjects put the data
 plane id in a fixed position so that NATS permissions can grant an agent
 exactly its own deploy and status subjects.
+
+`Subjects` is a table, one line a subject: `_Subject` makes an attribute
+(`subjects.image_pushed`), `_with_id` a method taking the id that goes where
+its pattern has `{}` (`subjects.deploy(dataplane_id)`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
@@ -19,6 +24,7 @@ GiB = 1024 * MiB
 # An `ImagePushed` is built from a webhook body of at most 64 KiB (the gateway's limit) plus what the
 # gateway adds; anything near this is not an image event.
 INTAKE_MAX_MSG_SIZE = 256 * KiB
+DAY = 24 * 3600.0
 
 
 class StreamSpec(BaseModel):
@@ -28,7 +34,7 @@ class StreamSpec(BaseModel):
 
     name: str
     subjects: tuple[str, ...]
-    max_age_seconds: float
+    max_age_seconds: float = 7 * DAY
     duplicate_window_seconds: float = 120.0
     description: str = ""
     max_consumers: int | None = None  # None: the server's default (1,000 per stream since nats-server 2.15)
@@ -47,6 +53,25 @@ ORCHESTRATOR_AUDIT_DURABLE = "orchestrator-audit"
 MAX_DATAPLANES = 100_000
 
 
+class _Subject:
+    """A subject with no id in it, read as an attribute: `subjects.image_pushed`."""
+
+    def __init__(self, rest: str) -> None:
+        self.rest = rest
+
+    def __get__(self, subjects: Subjects, owner: type[Subjects]) -> str:
+        return subjects._s(self.rest)
+
+
+def _with_id(rest: str) -> Callable[[Subjects, str], str]:
+    """A method, `subjects.deploy(dataplane_id)`: the subject with the id where `rest` has `{}`."""
+
+    def subject(subjects: Subjects, id_: str) -> str:
+        return subjects._s(rest.format(id_))
+
+    return subject
+
+
 @dataclass(frozen=True, slots=True)
 class Subjects:
     prefix: str = ""
@@ -55,106 +80,47 @@ class Subjects:
         return f"{self.prefix}landfall.v1.{rest}"
 
     # --- JetStream: must not be lost --------------------------------------------------
-    @property
-    def image_pushed(self) -> str:
-        """Gateway -> orchestrator: CI accepted an image (stream INTAKE)."""
-        return self._s("images.pushed")
-
-    def deploy(self, dataplane_id: str) -> str:
-        """Orchestrator -> one agent: apply this (stream DATAPLANE)."""
-        return self._s(f"dataplanes.{dataplane_id}.deploy")
-
-    def status(self, dataplane_id: str) -> str:
-        """One agent -> orchestrator: how a rollout or run went (stream STATUS)."""
-        return self._s(f"dataplanes.{dataplane_id}.status")
-
-    @property
-    def all_status(self) -> str:
-        return self._s("dataplanes.*.status")
+    # Gateway -> orchestrator: CI accepted an image (stream INTAKE).
+    image_pushed = _Subject("images.pushed")
+    # Orchestrator -> one agent: apply this (stream DATAPLANE).
+    deploy = _with_id("dataplanes.{}.deploy")
+    # One agent -> orchestrator: how a rollout or run went (stream STATUS).
+    status = _with_id("dataplanes.{}.status")
+    all_status = _Subject("dataplanes.*.status")
 
     # --- core NATS: lossy by design, the source of truth is elsewhere -------------------
-    def heartbeat(self, dataplane_id: str) -> str:
-        return self._s(f"dataplanes.{dataplane_id}.heartbeat")
-
-    def resolve(self, dataplane_id: str) -> str:
-        """Orchestrator -> one agent (request-reply): resolve a tag from inside the cluster."""
-        return self._s(f"dataplanes.{dataplane_id}.resolve")
-
-    @property
-    def all_heartbeats(self) -> str:
-        return self._s("dataplanes.*.heartbeat")
-
-    def deployment_changed(self, deployment_id: str) -> str:
-        """Orchestrator -> gateways: a deployment's status changed (long-poll wake-up)."""
-        return self._s(f"deployments.{deployment_id}.changed")
-
-    @property
-    def tokens_revoked(self) -> str:
-        """Gateway -> every gateway replica: drop this token from your cache now."""
-        return self._s("tokens.revoked")
-
-    @property
-    def apikeys_revoked(self) -> str:
-        """Orchestrator -> every replica of every service: drop this API key from your cache now."""
-        return self._s("apikeys.revoked")
-
-    @property
-    def components_changed(self) -> str:
-        """Orchestrator -> gateways: a component changed or went away."""
-        return self._s("components.changed")
+    heartbeat = _with_id("dataplanes.{}.heartbeat")
+    all_heartbeats = _Subject("dataplanes.*.heartbeat")
+    # Orchestrator -> one agent (request-reply): resolve a tag from inside the cluster.
+    resolve = _with_id("dataplanes.{}.resolve")
+    # Orchestrator -> gateways: a deployment's status changed (long-poll wake-up).
+    deployment_changed = _with_id("deployments.{}.changed")
+    # Gateway -> every gateway replica: drop this token from your cache now.
+    tokens_revoked = _Subject("tokens.revoked")
+    # Orchestrator -> every replica of every service: drop this API key from your cache now.
+    apikeys_revoked = _Subject("apikeys.revoked")
+    # Orchestrator -> gateways: a component changed or went away.
+    components_changed = _Subject("components.changed")
 
     # --- request-reply (core NATS): the caller retries or answers 503 -----------------
-    @property
-    def rpc_registry_get(self) -> str:
-        return self._s("rpc.credentials.registry.get")
-
-    @property
-    def rpc_pull_secret(self) -> str:
-        return self._s("rpc.credentials.pull-secret")
-
-    @property
-    def rpc_resolve_image(self) -> str:
-        return self._s("rpc.credentials.resolve-image")
-
-    @property
-    def rpc_config_secrets_seal(self) -> str:
-        """Orchestrator -> credentials: seal an environment's config secrets for a data plane."""
-        return self._s("rpc.credentials.config-secrets.seal")
-
-    @property
-    def rpc_component_get(self) -> str:
-        return self._s("rpc.orchestrator.component.get")
-
-    @property
-    def rpc_deployment_get(self) -> str:
-        return self._s("rpc.orchestrator.deployment.get")
-
-    @property
-    def rpc_registry_usage(self) -> str:
-        return self._s("rpc.orchestrator.registry.usage")
-
-    @property
-    def rpc_apikey_lookup(self) -> str:
-        return self._s("rpc.orchestrator.apikey.lookup")
-
-    @property
-    def rpc_dataplane_key(self) -> str:
-        """Credentials -> orchestrator: a data plane's enrolled key (only credentials may ask)."""
-        return self._s("rpc.orchestrator.dataplane.key")
-
-    @property
-    def rpc_agent_jwt_renew(self) -> str:
-        """Agent -> orchestrator: a new NATS user JWT for the agent's own enrolled key."""
-        return self._s("rpc.orchestrator.agent-jwt.renew")
+    rpc_registry_get = _Subject("rpc.credentials.registry.get")
+    rpc_pull_secret = _Subject("rpc.credentials.pull-secret")
+    rpc_resolve_image = _Subject("rpc.credentials.resolve-image")
+    # Orchestrator -> credentials: seal an environment's config secrets for a data plane.
+    rpc_config_secrets_seal = _Subject("rpc.credentials.config-secrets.seal")
+    rpc_component_get = _Subject("rpc.orchestrator.component.get")
+    rpc_deployment_get = _Subject("rpc.orchestrator.deployment.get")
+    rpc_registry_usage = _Subject("rpc.orchestrator.registry.usage")
+    rpc_apikey_lookup = _Subject("rpc.orchestrator.apikey.lookup")
+    # Credentials -> orchestrator: a data plane's enrolled key (only credentials may ask).
+    rpc_dataplane_key = _Subject("rpc.orchestrator.dataplane.key")
+    # Agent -> orchestrator: a new NATS user JWT for the agent's own enrolled key.
+    rpc_agent_jwt_renew = _Subject("rpc.orchestrator.agent-jwt.renew")
 
     # --- the audit trail (JetStream) ---------------------------------------------------
-    def audit(self, org: str) -> str:
-        """Any service -> orchestrator: one change or refused attempt in `org` (stream AUDIT)."""
-        return self._s(f"audit.{org}")
-
-    @property
-    def all_audit(self) -> str:
-        return self._s("audit.*")
+    # Any service -> orchestrator: one change or refused attempt in an org (stream AUDIT).
+    audit = _with_id("audit.{}")
+    all_audit = _Subject("audit.*")
 
     # --- streams ---------------------------------------------------------------------
     def _stream(self, base: str) -> str:
@@ -166,7 +132,6 @@ class Subjects:
         return StreamSpec(
             name=self._stream("LANDFALL_INTAKE"),
             subjects=(self.image_pushed,),
-            max_age_seconds=7 * 24 * 3600,
             max_msg_size=INTAKE_MAX_MSG_SIZE,
             description="images accepted from CI, waiting for the orchestrator",
         )
@@ -176,7 +141,6 @@ class Subjects:
         return StreamSpec(
             name=self._stream("LANDFALL_DATAPLANE"),
             subjects=(self._s("dataplanes.*.deploy"),),
-            max_age_seconds=7 * 24 * 3600,
             description="deploy commands, one durable consumer per data plane",
             max_consumers=MAX_DATAPLANES,
         )
@@ -186,7 +150,6 @@ class Subjects:
         return StreamSpec(
             name=self._stream("LANDFALL_STATUS"),
             subjects=(self.all_status,),
-            max_age_seconds=7 * 24 * 3600,
             description="rollout reports from agents",
         )
 
@@ -195,7 +158,7 @@ class Subjects:
         return StreamSpec(
             name=self._stream("LANDFALL_AUDIT"),
             subjects=(self.all_audit,),
-            max_age_seconds=30 * 24 * 3600,
+            max_age_seconds=30 * DAY,
             description="audit events from every service, until the orchestrator recorded them",
         )
 
