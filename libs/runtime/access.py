@@ -115,26 +115,23 @@ def bearer_token(request: web.Request) -> str | None:
     return value.strip()
 
 
-def unauthorized(detail: str, *, error: str | None = None) -> ProblemError:
-    challenge = 'Bearer realm="landfall"' + (f', error="{error}"' if error else "")
-    return ProblemError(
-        401, "Unauthorized", detail, kind="unauthorized", headers={"WWW-Authenticate": challenge}
-    )
-
-
 class Refused(ProblemError):
     """A refusal by the guard, with who was refused (for the audit trail)."""
 
-    def __init__(self, problem: ProblemError, who: Caller) -> None:
-        super().__init__(
-            problem.status,
-            problem.title,
-            problem.detail,
-            kind=problem.kind,
-            errors=problem.errors,
-            headers=problem.headers,
-        )
+    def __init__(
+        self, status: int, title: str, detail: str, *, who: Caller, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status, title, detail, headers=headers)
         self.who = who
+
+
+def unauthorized(detail: str, who: Caller = ANONYMOUS, *, error: str | None = None) -> Refused:
+    challenge = 'Bearer realm="landfall"' + (f', error="{error}"' if error else "")
+    return Refused(401, "Unauthorized", detail, who=who, headers={"WWW-Authenticate": challenge})
+
+
+def forbidden(detail: str, who: Caller) -> Refused:
+    return Refused(403, "Forbidden", detail, who=who)
 
 
 class KeyDirectory:
@@ -160,10 +157,7 @@ class KeyDirectory:
 
     async def verify(self, key: str) -> Caller:
         if not API_KEY.well_formed(key):
-            raise Refused(
-                unauthorized("this is not a Landfall API key (check for typos)", error="invalid_token"),
-                ANONYMOUS,
-            )
+            raise unauthorized("this is not a Landfall API key (check for typos)", error="invalid_token")
         digest = token_hash(key)
         if self.broadcasts is not None:
             await self.broadcasts.sync()
@@ -173,21 +167,18 @@ class KeyDirectory:
             info = await self.lookup(digest)
             if info is None:
                 log.info("api key refused", extra={"result": "unknown", "key_prefix": token_prefix(key)})
-                raise Refused(unauthorized("unknown API key", error="invalid_token"), ANONYMOUS)
+                raise unauthorized("unknown API key", error="invalid_token")
             self.cache.put(digest, info, ticket)
         who = Caller(kind="api_key", org=info.org, role=info.role, id=info.id, name=info.name)
         if info.revoked:
-            raise Refused(
-                unauthorized("this API key was revoked; ask an owner for a new one", error="invalid_token"),
-                who,
+            raise unauthorized(
+                "this API key was revoked; ask an owner for a new one", who, error="invalid_token"
             )
         if info.expires_at is not None and info.expires_at <= self.now():
-            raise Refused(
-                unauthorized(
-                    f"this API key expired at {info.expires_at.isoformat()}; ask an owner for a new one",
-                    error="invalid_token",
-                ),
+            raise unauthorized(
+                f"this API key expired at {info.expires_at.isoformat()}; ask an owner for a new one",
                 who,
+                error="invalid_token",
             )
         return who
 
@@ -216,20 +207,17 @@ class Authenticator:
         if token is None:
             return ANONYMOUS
         if not token.isascii():  # aiohttp hands latin-1 header bytes over as surrogates: encode() raised
-            raise Refused(unauthorized("not a Landfall credential: credentials are ASCII"), ANONYMOUS)
+            raise unauthorized("not a Landfall credential: credentials are ASCII")
         expected = self.admin_token.get_secret_value()
         if expected and hmac.compare_digest(token.encode(), expected.encode()):
             return PLATFORM
         if API_KEY.looks_like(token):
             if self.keys is None:
-                raise Refused(unauthorized("this service does not accept API keys yet"), ANONYMOUS)
+                raise unauthorized("this service does not accept API keys yet")
             return await self.keys.verify(token)
         if CI_TOKEN.looks_like(token):
             return Caller(kind="ci_token", name=token_prefix(token), recognised=False)
-        raise Refused(
-            unauthorized("not a Landfall credential: send an org API key (lfk_…) or the admin token"),
-            ANONYMOUS,
-        )
+        raise unauthorized("not a Landfall credential: send an org API key (lfk_…) or the admin token")
 
 
 def decide(who: Caller, need: Need, path_org: str | None) -> None:
@@ -237,42 +225,26 @@ def decide(who: Caller, need: Need, path_org: str | None) -> None:
     if need in ("none", "ci"):
         return
     if who.kind == "anonymous":
-        raise Refused(
-            unauthorized("send an org API key (lfk_…) or the admin token as 'Authorization: Bearer …'"), who
-        )
+        raise unauthorized("send an org API key (lfk_…) or the admin token as 'Authorization: Bearer …'", who)
     if who.kind == "platform":
         return
     if who.kind == "ci_token":
-        raise Refused(
-            ProblemError(
-                403,
-                "Forbidden",
-                "a CI token reaches only the webhook (POST /v1/webhooks/deploy,"
-                " GET /v1/webhooks/deployments/{id}); use an org API key (lfk_…) for this",
-                kind="forbidden",
-            ),
+        raise forbidden(
+            "a CI token reaches only the webhook (POST /v1/webhooks/deploy,"
+            " GET /v1/webhooks/deployments/{id}); use an org API key (lfk_…) for this",
             who,
         )
     if path_org is not None and path_org != who.org:
-        raise Refused(
-            ProblemError(404, "Not Found", f"org {path_org[:50]!r} does not exist", kind="not-found"), who
-        )
+        raise Refused(404, "Not Found", f"org {path_org[:50]!r} does not exist", who=who)
     if need == "platform":
-        raise Refused(
-            ProblemError(403, "Forbidden", "only the platform admin token may do this", kind="forbidden"), who
-        )
+        raise forbidden("only the platform admin token may do this", who)
     assert who.role is not None
     assert need in ROLES
     needed: Role = need
     if not role_allows(who.role, needed):
-        raise Refused(
-            ProblemError(
-                403,
-                "Forbidden",
-                f"this needs the {needed} role or higher; this key ({who.name}) has the {who.role} role:"
-                " ask an owner of the org for a key with that role",
-                kind="forbidden",
-            ),
+        raise forbidden(
+            f"this needs the {needed} role or higher; this key ({who.name}) has the {who.role} role:"
+            " ask an owner of the org for a key with that role",
             who,
         )
 

@@ -28,7 +28,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from libs.contracts.ids import looks_like
-from libs.runtime.access import PREAUTH, Caller, Need, Refused, audit_target, set_caller, unauthorized
+from libs.runtime.access import ANONYMOUS, PREAUTH, Caller, Need, audit_target, set_caller, unauthorized
 from libs.runtime.errors import NotFound, ProblemError
 from libs.runtime.http import Api, bearer_token, json_response, path_name, query_int, read_json, require_json
 from libs.runtime.ratelimit import retry_after_header, too_many
@@ -90,10 +90,8 @@ def _ci(handler: CiHandler) -> Callable[[web.Request], Awaitable[web.StreamRespo
         except Unauthenticated as exc:
             if limiter is not None:
                 limiter.refused(request)
-            problem = unauthorized(exc.detail, error="invalid_token")
-            if exc.token is None:
-                raise problem from None
-            raise Refused(problem, ci_caller(exc.token)) from None
+            who = ANONYMOUS if exc.token is None else ci_caller(exc.token)
+            raise unauthorized(exc.detail, who, error="invalid_token") from None
         except RateLimited as exc:
             raise ProblemError(
                 429,
