@@ -138,7 +138,15 @@ class DeployCommand(CommandRef):
     )
 
 
-class RemoveCommand(Message):
+class ComponentRef(Message):
+    """One component, by name: the fields that lead every message about a component."""
+
+    org: str
+    project: str
+    component: str
+
+
+class RemoveCommand(ComponentRef):
     """Orchestrator -> agent, on the same subject as deploys (so in order with them): the component
     was deleted; remove what Landfall applied for it in this environment. `seq` is above every
     deployment of the component: a deploy command with a lower seq that arrives later is stale."""
@@ -146,9 +154,6 @@ class RemoveCommand(Message):
     kind: Literal["remove"] = "remove"
     teardown_id: str
     dataplane_id: str
-    org: str
-    project: str
-    component: str
     environment: str
     namespace: str
     seq: int
@@ -227,14 +232,6 @@ class DeploymentChanged(Message):
 
 class TokenRevoked(Message):
     token_id: str
-
-
-class ComponentRef(Message):
-    """One component, by name: the fields that lead every message about a component."""
-
-    org: str
-    project: str
-    component: str
 
 
 class RegistryRef(Message):
