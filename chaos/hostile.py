@@ -35,11 +35,19 @@ rest is generated.
 
 The request count and the 5xx count are read from the service's own
 `landfall_http_requests_total` metric (before and after), not from the tool.
+
+The floor, not the clock: the `st fuzz` rounds go on until the service has answered
+`min_requests`, past the planned `budget_seconds` if need be (a busy machine serves fewer
+requests a second), up to a deadline (`DEADLINE_FACTOR` times the budget); the evidence says
+which of the two ended it (`stopped`). What fails the part, and why an error of schemathesis'
+own (hypothesis' `FlakyStrategyDefinition`) does not unless there are more than a few:
+`chaos.hostile_verdict`, fed by the error log `chaos/hostile_hook.py` makes st write.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -54,7 +62,8 @@ import aiohttp
 
 from bench.client import Admin
 from bench.provision import new_org
-from chaos import shapes
+from chaos import hostile_verdict, shapes
+from chaos.hostile_verdict import StError
 from libs.devstack.stack import Stack
 
 PROJECT = "app"
@@ -80,6 +89,9 @@ INFRA_ONLY = ("data_plane_agent",)  # serves nothing but health, readiness, metr
 # Route labels hold braces themselves (`/v1/orgs/{org}`): the label set ends at the last `}`.
 _METRIC = re.compile(r"^landfall_http_requests_total\{(?P<labels>.*)\}\s+(?P<value>[0-9.eE+-]+)$")
 _STATUS = re.compile(r'status="(\d+)"')
+# How long past its budget a service may be fuzzed to reach the request floor (240 s -> 12 min).
+DEADLINE_FACTOR = 3.0
+HOOK = Path(__file__).resolve().with_name("hostile_hook.py")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,6 +129,10 @@ class HostileResult:
     runs: int
     seconds: float
     shape_requests: int = 0  # of `requests`, those the hostile shapes sent
+    tool_errors: list[StError] = field(default_factory=list)  # schemathesis'/hypothesis' own, not in `errors`
+    stopped: str = ""  # what ended the fuzzing: the floor reached (when), or the deadline
+    budget_seconds: float = 0.0
+    deadline_seconds: float = 0.0
 
     @property
     def server_errors(self) -> int:
@@ -124,7 +140,32 @@ class HostileResult:
 
     @property
     def ok(self) -> bool:
-        return self.server_errors == 0 and not self.failures and not self.errors
+        tolerated = len(self.tool_errors) <= hostile_verdict.TOOL_ERROR_LIMIT
+        return self.server_errors == 0 and not self.failures and not self.errors and tolerated
+
+    def summary(self) -> str:
+        return (
+            f"{self.service}: {self.requests} requests, {self.server_errors} 5xx, "
+            f"{len(self.failures)} failures, {len(self.errors)} errors, "
+            f"{len(self.tool_errors)} tool errors; {self.stopped}"
+        )
+
+    def evidence(self) -> dict[str, Any]:
+        """The service's entry in `latest.json`."""
+        return {
+            "requests": self.requests,
+            "5xx": self.server_errors,
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "failures": self.failures,
+            "errors": self.errors,
+            "tool_errors": hostile_verdict.tool_summary(self.tool_errors),
+            "runs": self.runs,
+            "seconds": round(self.seconds, 1),
+            "budget_seconds": self.budget_seconds,
+            "deadline_seconds": self.deadline_seconds,
+            "stopped": self.stopped,
+            "ok": self.ok,
+        }
 
 
 async def prepare(stack: Stack, org: str) -> Tenant:
@@ -227,11 +268,12 @@ def served(url: str) -> Counter[int]:
     return counts
 
 
-def _report(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+def _report(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The report's failures, and its errors as `{"title", "count"}` (`hostile_verdict.split_errors`)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        return [], [f"no schemathesis report at {path}: {exc}"]
+        return [], [{"title": f"no schemathesis report at {path}: {exc}", "count": 1}]
     failures = [
         {
             "code": f.get("code"),
@@ -241,18 +283,28 @@ def _report(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         }
         for f in data.get("failures", [])
     ]
-    errors = [str(e.get("message") or e.get("title") or e)[:500] for e in data.get("errors", [])]
+    errors = [
+        {"title": str(e.get("title") or e)[:500], "count": e.get("count", 1)} for e in data.get("errors", [])
+    ]
     return failures, errors
 
 
-def _st(args: list[str], *, cwd: Path, timeout: float) -> int:
+def _st(args: list[str], *, cwd: Path, timeout: float, error_log: Path) -> int:
+    """Run st with `chaos/hostile_hook.py` loaded, its errors logged (with their types) to `error_log`."""
     st = Path(sys.executable).with_name("st")
     log = cwd / "st-output.txt"
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOK), "LANDFALL_ST_ERROR_LOG": str(error_log)}
     with log.open("a") as out:
         out.write(f"\n$ st {' '.join(args)}\n")
         out.flush()
         proc = subprocess.run(
-            [str(st), *args], cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False
+            [str(st), *args],
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            check=False,
+            env=env,
         )
     return proc.returncode
 
@@ -267,8 +319,14 @@ def fuzz_service(
     max_examples: int,
     budget_seconds: float,
     seed: int = 1,
+    deadline_seconds: float | None = None,
 ) -> HostileResult:
-    """Run schemathesis against the service at `url` until it answered `min_requests` (or out of budget)."""
+    """Run schemathesis against the service at `url` until it answered `min_requests`.
+
+    `budget_seconds` is the plan; the fuzz rounds go on past it while the floor is not reached,
+    up to `deadline_seconds` (default `DEADLINE_FACTOR` times the budget).
+    """
+    deadline = budget_seconds * DEADLINE_FACTOR if deadline_seconds is None else deadline_seconds
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "schemathesis.toml"
     cfg.write_text(config(tenant))
@@ -291,6 +349,7 @@ def fuzz_service(
     before = served(url)
     failures: list[dict[str, Any]] = []
     errors: list[str] = []
+    tool_errors: list[StError] = []
     runs = 0
     own = Counter[int]()  # our own scrapes of /metrics are not the fuzzer's requests
 
@@ -302,15 +361,17 @@ def fuzz_service(
     def answered() -> int:
         return sum(fuzzed().values())
 
-    def one(command: str, extra: list[str]) -> None:
+    def one(command: str, extra: list[str], *, timeout: float) -> None:
         nonlocal runs
         runs += 1
-        report = workdir / f"report-{runs}.json"
+        report, error_log = workdir / f"report-{runs}.json", workdir / f"errors-{runs}.jsonl"
         args = ["--config-file", str(cfg), command, *common, "--report-json-path", str(report), *extra]
-        code = _st(args, cwd=workdir, timeout=budget_seconds + 120)
-        found, errs = _report(report)
+        code = _st(args, cwd=workdir, timeout=timeout, error_log=error_log)
+        found, reported = _report(report)
+        errs, tools = hostile_verdict.split_errors(reported, hostile_verdict.read_log(error_log))
         failures.extend(found)
         errors.extend(errs)
+        tool_errors.extend(tools)
         if code not in (0, 1) and not errs:
             errors.append(f"st {command} exited with {code}; see {workdir}/st-output.txt")
 
@@ -326,16 +387,22 @@ def fuzz_service(
             "--seed",
             str(seed),
         ],
+        timeout=deadline + 120,
     )
     round_ = 0
     rate = 100.0  # requests a second, until a fuzz round has measured it
+    stopped = ""
     while (missing := min_requests - answered()) > 0:
-        left = budget_seconds - (time.monotonic() - began)
+        left = deadline - (time.monotonic() - began)
         if left < 5:
-            errors.append(f"only {min_requests - missing} requests within {budget_seconds:g} s")
+            errors.append(
+                f"only {min_requests - missing} requests within the {deadline:g} s deadline "
+                f"(budget {budget_seconds:g} s)"
+            )
+            stopped = f"deadline {deadline:g} s passed at {min_requests - missing} of {min_requests} requests"
             break
         round_ += 1
-        # Aim a little over what is missing at the rate measured so far, bounded by the budget.
+        # Aim a little over what is missing at the rate measured so far, bounded by the deadline.
         seconds = max(3.0, min(left, missing / rate * 1.1))
         round_began, answered_before = time.monotonic(), min_requests - missing
         focus = [] if service in INFRA_ONLY else ["--exclude-path-regex", INFRA_PATHS]
@@ -344,12 +411,23 @@ def fuzz_service(
         one(
             "fuzz",
             ["--checks", ",".join(CHECKS), "--max-time", str(int(seconds) + 1), "--seed", fuzz_seed, *focus],
+            timeout=seconds + 120,
         )
         if len(errors) > errors_before and round_ >= 3:
-            break  # the tool itself keeps failing: say so rather than spin
+            stopped = f"stopped on st's errors in round {round_}, at {answered()} of {min_requests} requests"
+            break  # st keeps failing: say so rather than spin
+        if len(tool_errors) > hostile_verdict.TOOL_ERROR_LIMIT:
+            stopped = f"stopped on {len(tool_errors)} tool errors, at {answered()} of {min_requests} requests"
+            break  # the part fails on them anyway
         done = answered() - answered_before
         if done > 0:
             rate = max(20.0, done / max(time.monotonic() - round_began, 1.0))
+    if not stopped:
+        took = time.monotonic() - began
+        within = "within" if took <= budget_seconds else "past"
+        stopped = (
+            f"floor of {min_requests} reached in {took:.0f} s ({within} the {budget_seconds:g} s budget)"
+        )
     shaped = shapes.ShapeResult()
     if service not in INFRA_ONLY:
         creds = shapes.Credentials(
@@ -372,4 +450,8 @@ def fuzz_service(
         runs=runs,
         seconds=time.monotonic() - began,
         shape_requests=shaped.requests,
+        tool_errors=tool_errors,
+        stopped=stopped,
+        budget_seconds=budget_seconds,
+        deadline_seconds=deadline,
     )

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chaos import cluster, crash, hostile, secrets_scan, tenancy
+from chaos import cluster, crash, hostile, hostile_verdict, secrets_scan, tenancy
 from chaos.stack import ChaosStack, start
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -87,20 +87,8 @@ async def run_all(chaos: ChaosStack, sizes: Sizes, workdir: Path, parts: set[str
                 budget_seconds=sizes.hostile.budget_seconds,
                 seed=index + 1,
             )
-            say(
-                f"{service}: {result.requests} requests, {result.server_errors} 5xx, "
-                f"{len(result.failures)} failures, {len(result.errors)} errors"
-            )
-            results["hostile"][service] = {
-                "requests": result.requests,
-                "5xx": result.server_errors,
-                "statuses": {str(k): v for k, v in sorted(result.statuses.items())},
-                "failures": result.failures,
-                "errors": result.errors,
-                "runs": result.runs,
-                "seconds": round(result.seconds, 1),
-                "ok": result.ok,
-            }
+            say(result.summary())
+            results["hostile"][service] = result.evidence()
     if "secrets" in parts:
         say("part 3b: secret scan")
         scan = await secrets_scan.run(chaos, used)
@@ -147,11 +135,7 @@ def problems(results: dict[str, Any], sizes: Sizes) -> list[str]:
         out.append("cluster run: see its samples (idle replicas, 503 outside an outage, …) in latest.json")
     if results.get("tenancy", {}).get("broken_controls"):
         out.append("tenancy: the owner's own requests failed, so the refusals prove nothing")
-    for service, h in results.get("hostile", {}).items():
-        if h["failures"] or h["errors"]:
-            out.append(f"hostile {service}: {len(h['failures'])} failures, {len(h['errors'])} errors")
-        if h["requests"] < sizes.hostile.min_requests:
-            out.append(f"hostile {service}: only {h['requests']} requests")
+    out += hostile_verdict.problems(results.get("hostile", {}), sizes.hostile.min_requests)
     return out
 
 
@@ -181,12 +165,7 @@ def render(results: dict[str, Any]) -> str:
         lines += cluster.render(results["cluster"])
     h = results.get("hostile")
     if h:
-        lines += ["", "HOSTILE INPUT  (schemathesis; requests and 5xx counted by each service's own metrics)"]
-        for service, r in h.items():
-            lines.append(
-                f"  {service:<18} requests {r['requests']:>6}   5xx {r['5xx']}   spec failures "
-                f"{len(r['failures'])}   errors {len(r['errors'])}   ({r['seconds']} s)"
-            )
+        lines += hostile_verdict.render(h)
     t = results.get("tenancy")
     if t:
         lines += [
