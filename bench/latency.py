@@ -283,15 +283,22 @@ async def measure(
     await driver.fetch_timings(jobs)
     result = analyse(jobs, rate=rate, elapsed_s=elapsed)
     result["warmup_deploys"] = len(warmed)
-    spent = {name: cpu_after[name] - cpu_before[name] for name in pids}
-    result["cpu_ms_per_deploy"] = {name: round(1000 * v / deploys, 2) for name, v in spent.items()}
-    result["cpu_ms_per_deploy"]["total"] = round(1000 * sum(spent.values()) / deploys, 2)
-    result["cpu_busy"] = round(sum(spent.values()) / elapsed / (os.cpu_count() or 1), 3)
+    result["cpu_ms_per_deploy"] = cpu_per_deploy(cpu_before, cpu_after, deploys)
+    spent = sum(cpu_after[name] - cpu_before[name] for name in pids)
+    result["cpu_busy"] = round(spent / elapsed / (os.cpu_count() or 1), 3)
     e2e = result["e2e_ms"]
     run.clock.say(
         f"{result['succeeded']}/{deploys} succeeded; p50 {e2e.get('p50')} p95 {e2e.get('p95')} "
         f"p99 {e2e.get('p99')} ms; slowest hop: {result['slowest_hop']}"
     )
+    return result
+
+
+def cpu_per_deploy(before: dict[str, float], after: dict[str, float], deploys: int) -> dict[str, float]:
+    """Milliseconds of CPU each process spent per deploy between two `footprint.cpu` samples."""
+    spent = {name: after[name] - before[name] for name in before}
+    result = {name: round(1000 * v / deploys, 2) for name, v in spent.items()}
+    result["total"] = round(1000 * sum(spent.values()) / deploys, 2)
     return result
 
 
@@ -330,6 +337,7 @@ async def measure_config(run: Run, driver: Driver, admin: Admin) -> dict[str, An
         ),
     )
     environments = await admin.call("orchestrator", "GET", "/v1/orgs/default/environments")
+    pids = {**run.pids, "bench driver": os.getpid()}
     configured, plain = targets[::2], targets[1::2]
     run.clock.say(
         f"latency with config: {len(configured)} of {len(targets)} components get config and a secret"
@@ -343,11 +351,15 @@ async def measure_config(run: Run, driver: Driver, admin: Admin) -> dict[str, An
     phases: dict[str, dict[str, Any]] = {}
     for name, group in (("without_config", plain), ("with_config", configured), ("without_again", plain)):
         jobs = plan(group, count=count if name != "without_again" else max(len(group), count // 2))
+        cpu_before = footprint.cpu(pids)
         started = time.monotonic()
         await driver.open_loop(jobs, rate=size.latency_rate)
         elapsed = time.monotonic() - started
+        cpu_after = footprint.cpu(pids)
         await driver.fetch_timings(jobs)
         phases[name] = analyse(jobs, rate=size.latency_rate, elapsed_s=elapsed)
+        # Where a configured deploy's extra time goes: each process's CPU per deploy, per phase.
+        phases[name]["cpu_ms_per_deploy"] = cpu_per_deploy(cpu_before, cpu_after, len(jobs))
     p50_with = phases["with_config"]["e2e_ms"].get("p50")
     before, after = (
         phases["without_config"]["e2e_ms"].get("p50"),

@@ -85,11 +85,11 @@ def write_results(result: dict[str, Any], output: Path) -> Path:
     return path
 
 
-def measure_all(run: Run, services: dict[str, int]) -> None:
+def measure_all(run: Run, services: dict[str, int], parts: tuple[tuple[str, Part], ...] = PARTS) -> None:
     """Every part in order, with the services' memory idle, sampled throughout, and after."""
     idle = footprint.memory(services)
     with footprint.Sampler(services) as sampler:
-        for name, part in PARTS:
+        for name, part in parts:
             run.clock.say(f"part: {name}")
             part(run)
     after = footprint.memory(services)
@@ -117,12 +117,29 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--planes",
         help="data-plane counts for the scale part, e.g. 10,100 (default: 10,100,1000; quick: 2,4)",
     )
+    parser.add_argument(
+        "--only",
+        help="comma-separated parts to run, e.g. latency (while working on one figure): its JSON is "
+        "printed and written to --output, never to bench/results, and no targets are judged",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     plan = QUICK if args.quick else FULL
+    parts = PARTS
+    if args.only:
+        wanted = {n.strip() for n in args.only.split(",") if n.strip()}
+        unknown = wanted - {name for name, _ in PARTS}
+        if unknown:
+            print(
+                f"unknown parts: {', '.join(sorted(unknown))}; choose from {', '.join(n for n, _ in PARTS)}"
+            )
+            return 2
+        parts = tuple((name, part) for name, part in PARTS if name in wanted)
+        if args.output == RESULTS:
+            args.output = Path(tempfile.mkdtemp(prefix="landfall-bench-only-"))
     if args.planes:
         plan = replace(plan, scale_planes=tuple(int(n) for n in args.planes.split(",") if n.strip()))
     clock = Clock()
@@ -133,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "plan": asdict(plan),
         "machine": machine(),
     }
+    base = set(result)  # with --only, what the parts add is printed
     root = Path(tempfile.mkdtemp(prefix="landfall-bench-"))
     stack: Stack | None = None
     ok = False
@@ -140,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         stack = start_stack(root / "stack", clock, tags=latency.TAGS)
         services = service_pids(stack)
         run = Run(stack, plan, root, clock, {**services, **server_pids(stack)}, result)
-        measure_all(run, services)
+        measure_all(run, services, parts)
         ok = True
     except (BenchError, ApiError, intake.WrkMissing) as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
@@ -156,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     result["duration_s"] = round(time.monotonic() - clock.started, 1)
+    if args.only:
+        path = write_results(result, args.output)
+        print(json.dumps({k: v for k, v in result.items() if k not in base}, indent=1))
+        print(f"\nwritten: {path}")
+        return 0
     result["targets"] = report.targets(result)
     path = write_results(result, args.output)
     print(report.render_text(result))

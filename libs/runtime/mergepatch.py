@@ -24,3 +24,22 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+def changes(target: Any, patch: Any) -> bool:
+    """Whether `merge_patch(target, patch)` would differ from `target`, without building it.
+
+    What a writer asks before sending a patch it may skip: a mapping changes its target where a
+    key it sets differs, or a key it nulls is there; any other value changes it unless equal.
+    """
+    if not isinstance(patch, dict):
+        return bool(patch != target)
+    if not isinstance(target, dict):
+        return True
+    for key, value in patch.items():
+        if value is None:
+            if key in target:
+                return True
+        elif key not in target or changes(target[key], value):
+            return True
+    return False

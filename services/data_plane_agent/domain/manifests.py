@@ -37,6 +37,7 @@ from typing import Any, Final, Literal
 
 from libs.contracts import naming
 from libs.contracts.messages import DeployCommand, RemoveCommand
+from libs.runtime import mergepatch
 
 from . import workload
 
@@ -466,3 +467,19 @@ def strip_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [strip_nulls(v) for v in value]
     return value
+
+
+_PER_DEPLOY = (naming.ANNOTATION_DEPLOYMENT_ID, naming.ANNOTATION_SEQ, naming.ANNOTATION_EXECUTION_ID)
+
+
+def unchanged(current: Mapping[str, Any], desired: Body) -> bool:
+    """Would writing `desired` over `current` change nothing but the per-deploy annotations?
+
+    Then a dependent object (Service, Secret, Ingress, HPA) is not written again: its seq says
+    which deploy last changed it, and the primary object's seq which one is applied.
+    """
+    notes = (desired.get("metadata") or {}).get("annotations") or {}
+    if any(key in notes for key in _PER_DEPLOY):
+        kept = {k: v for k, v in notes.items() if k not in _PER_DEPLOY}
+        desired = {**desired, "metadata": {**desired["metadata"], "annotations": kept}}
+    return not mergepatch.changes(current, desired)

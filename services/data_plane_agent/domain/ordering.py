@@ -20,7 +20,7 @@ cluster already holds, so that commands arriving late or twice change nothing:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -74,3 +74,12 @@ def removable(obj: Mapping[str, Any], cmd: RemoveCommand, dataplane_id: str) -> 
         return False
     mark = manifests.marker(obj)
     return mark.seq is None or mark.seq <= cmd.seq
+
+
+def applied_after(cmd: RemoveCommand, objs: Iterable[Mapping[str, Any]], dataplane_id: str) -> str | None:
+    """The deployment id (or seq) of an object of this data plane written after `cmd`, if any."""
+    for obj in objs:
+        mark = manifests.marker(obj)
+        if trust.owned(obj, dataplane_id) and mark.seq is not None and mark.seq > cmd.seq:
+            return mark.deployment_id or str(mark.seq)
+    return None

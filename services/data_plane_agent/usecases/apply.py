@@ -17,7 +17,9 @@ The steps, in order:
    removed secret needs a null to go; the same read, not a second one);
 4. make sure of the namespace (refused too if it is not Landfall's); write the
    objects the primary one needs (pull Secret, Service, Ingress) concurrently,
-   as none refers to another; then the primary object LAST, because its seq
+   as none refers to another, skipping those step 3 found as this deploy
+   would leave them (`manifests.unchanged`: a redeploy of a new image changes
+   the Deployment alone); then the primary object LAST, because its seq
    marker says the whole set is applied;
 5. drop what an earlier deploy left and this one no longer has (only ours): the
    pull Secret if it pulls anonymously, the env Secret if it has no config
@@ -121,6 +123,12 @@ class Applier:
         del dockerconfig, secrets
         exists = {key: obj is not None for key, obj in found.items()}
         exists[(kind, name)] = current is not None
+        # A dependent that this deploy would not change is not written again (the primary always is).
+        same: set[tuple[str, str]] = {
+            (o.kind, o.name)
+            for o in objects[:-1]
+            if (now := found.get((o.kind, o.name))) is not None and manifests.unchanged(now, o.body)
+        }
         # What an earlier deploy left is only worth looking for if there was an earlier deploy using it.
         leftovers = _Leftovers(
             pull_secret=current is None or manifests.refers_to_pull_secret(current, cmd.component),
@@ -128,12 +136,12 @@ class Applier:
             hpa=current is not None and workload.was_autoscaled(current),
         )
         try:
-            return await self._write(cmd, objects, exists=exists, leftovers=leftovers)
+            return await self._write(cmd, objects, exists=exists, leftovers=leftovers, unchanged=same)
         except KubeRejected as exc:
             if exc.status != 404 or cmd.namespace not in self.namespaces:
                 raise
             self.namespaces.forget(cmd.namespace)  # someone deleted the namespace: make it again
-            return await self._write(cmd, objects, exists={}, leftovers=leftovers)
+            return await self._write(cmd, objects, exists={}, leftovers=leftovers, unchanged=set())
 
     def _open_secrets(self, cmd: DeployCommand) -> dict[str, str] | None:
         if cmd.secrets is not None:
@@ -163,9 +171,11 @@ class Applier:
         *,
         exists: dict[tuple[str, str], bool],
         leftovers: _Leftovers,
+        unchanged: set[tuple[str, str]],
     ) -> Outcome:
         """Write `objects` (primary last); `exists`: what was just read and checked, by kind and name
-        (none known: each write reads and checks for itself)."""
+        (none known: each write reads and checks for itself); `unchanged`: dependents read just now
+        that this deploy would not change, left as they are."""
         await self.namespaces.ensure(cmd)
         *before, primary = objects
         dp = self.identity.dataplane_id
@@ -176,7 +186,8 @@ class Applier:
                 obj.kind, cmd.namespace, obj.body, exists=exists.get((obj.kind, obj.name)), guard=guard
             )
 
-        written = await asyncio.gather(*(write(obj) for obj in before), return_exceptions=True)
+        changed = [obj for obj in before if (obj.kind, obj.name) not in unchanged]
+        written = await asyncio.gather(*(write(obj) for obj in changed), return_exceptions=True)
         for result in written:
             if isinstance(result, BaseException):
                 raise result

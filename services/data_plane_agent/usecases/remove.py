@@ -3,7 +3,10 @@
 The steps: stop watching the component (nothing is reported: the orchestrator
 forgot its deployments); leave a tombstone whose seq refuses a deploy
 dispatched just before the deletion that arrives after it; then delete what
-Landfall applied for it (`domain.ordering.removable`). Primary objects go
+Landfall applied for it (`domain.ordering.removable`), unless one of them
+carries a newer seq than the removal (`domain.ordering.applied_after`: a
+component of the same name deployed since; a dependent keeps the seq of the
+deploy that last changed it, so only all of them together tell). Primary objects go
 first (`manifests.REMOVABLE`), so the workload stops before its Service and
 Secret go. Kubernetes unreachable is waited out in place, like a deploy; a
 removal the API server refuses (e.g. RBAC without delete) is logged for a
@@ -77,15 +80,25 @@ class Remover:
         )
 
     async def _remove(self, cmd: RemoveCommand) -> list[str]:
+        selector = manifests.labels(cmd, self.dataplane_id)  # both labels: nobody else's is listed
+        listed = [(kind, await self.kube.list(kind, cmd.namespace, selector)) for kind in manifests.REMOVABLE]
+        newer = ordering.applied_after(cmd, [obj for _, objs in listed for obj in objs], self.dataplane_id)
+        if newer is not None:
+            # A component of this name was deployed again after this removal was decided (a
+            # removal redelivered late): its objects and its rollout watch are not this removal's.
+            log.warning(
+                "a removal older than what the cluster runs: nothing removed",
+                extra={"teardown_id": cmd.teardown_id, "component": cmd.component, "newer": newer},
+            )
+            return []
         await self.watcher.forget_component(cmd.namespace, cmd.component)
         await self.namespaces.ensure(cmd)
         tomb = manifests.tombstone(cmd, self.dataplane_id)
         guard = trust.guard(tomb.kind, cmd.namespace, self.dataplane_id)
         await self.kube.apply(tomb.kind, cmd.namespace, tomb.body, guard=guard)
         removed: list[str] = []
-        selector = manifests.labels(cmd, self.dataplane_id)  # both labels: nobody else's is listed
-        for kind in manifests.REMOVABLE:
-            for obj in await self.kube.list(kind, cmd.namespace, selector):
+        for kind, objs in listed:
+            for obj in objs:
                 if not ordering.removable(obj, cmd, self.dataplane_id):
                     continue
                 name = str((obj.get("metadata") or {}).get("name", ""))
