@@ -57,7 +57,7 @@ from nats.js.api import (
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, ValidationError
 
-from libs.contracts.messages import RpcError, RpcReply
+from libs.contracts.messages import RpcError, RpcErrorCode, RpcReply
 from libs.contracts.rpc import Rpc
 from libs.contracts.subjects import StreamSpec, Subjects
 from libs.runtime.errors import DependencyUnavailable, Invalid, NotFound
@@ -75,6 +75,8 @@ class BusUnavailable(DependencyUnavailable):
 
 
 class RpcFailed(Exception):
+    """`ask` was answered with an error (`error.code`, `error.message`) instead of a result."""
+
     def __init__(self, error: RpcError) -> None:
         super().__init__(f"{error.code}: {error.message}")
         self.error = error
@@ -83,10 +85,9 @@ class RpcFailed(Exception):
 class RpcHandlerError(Exception):
     """Raised by an RPC handler to answer a typed error instead of a result."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: RpcErrorCode, message: str) -> None:
         super().__init__(message)
-        self.code = code
-        self.message = message
+        self.error = RpcError(code=code, message=message)
 
 
 class PlaintextRefused(ValueError):
@@ -442,7 +443,7 @@ class Bus:
             except ValidationError as exc:
                 reply = RpcReply[Any](error=RpcError(code="invalid", message=str(exc.errors()[:3])))
             except RpcHandlerError as exc:
-                reply = RpcReply[Any](error=RpcError(code=exc.code, message=exc.message))
+                reply = RpcReply[Any](error=exc.error)
             except NotFound as exc:
                 reply = RpcReply[Any](error=RpcError(code="not_found", message=exc.detail))
             except Invalid as exc:
