@@ -18,7 +18,6 @@ from services.console.entrypoints.web import (
     form,
     render,
     set_cookie,
-    signed_in,
     signin_token,
 )
 
@@ -71,7 +70,6 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     raise response
 
 
-@signed_in
 async def sign_out(request: web.Request) -> web.StreamResponse:
     await form(request)
     request.app[SESSIONS].close(request.cookies.get(SESSION_COOKIE))

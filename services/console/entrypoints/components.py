@@ -15,7 +15,7 @@ from aiohttp import web
 
 from libs.runtime.http import path_name
 from services.console.domain import COMPONENT_TYPES
-from services.console.entrypoints.web import CONSOLE, form, form_page, render, session, shown_again, signed_in
+from services.console.entrypoints.web import CONSOLE, form, form_page, render, session, shown_again
 from services.console.schemas import (
     COMPONENT_FIELDS,
     component_body,
@@ -36,7 +36,6 @@ def page_url(project: str, component: str, suffix: str = "") -> str:
     return f"/projects/{q(project)}/components/{q(component)}{suffix}"
 
 
-@signed_in
 async def components(request: web.Request) -> web.StreamResponse:
     items = await request.app[CONSOLE].components(session(request))
     return render(request, "components.html", {"components": items, "types": COMPONENT_TYPES})
@@ -50,17 +49,15 @@ async def _new_context(request: web.Request) -> dict[str, Any]:
     return {"types": COMPONENT_TYPES, "registries": registries, "projects": projects, "values": values}
 
 
-_new = form_page("component_new.html", _new_context)
-new_component = signed_in(_new)
+new_component = form_page("component_new.html", _new_context)
 
 
-@signed_in
 async def create_component(request: web.Request) -> web.StreamResponse:
     data = await form(request)
     values = form_values(data)
     s = session(request)
     project = text(data, "project") or "default"
-    async with shown_again(partial(_new, request, values=values), fields=COMPONENT_FIELDS):
+    async with shown_again(partial(new_component, request, values=values), fields=COMPONENT_FIELDS):
         body = component_body(data)
         await request.app[CONSOLE].act(s, "POST", f"{Console.org(s)}/projects/{q(project)}/components", body)
     raise web.HTTPSeeOther(page_url(project, body["name"]))
@@ -72,8 +69,7 @@ async def _page_context(request: web.Request) -> dict[str, Any]:
     return {**view, "project": project, "name": name, "types": COMPONENT_TYPES}
 
 
-_page = form_page("component.html", _page_context)
-component = signed_in(_page)
+component = form_page("component.html", _page_context)
 
 
 async def _change(request: web.Request, suffix: str, body: dict[str, Any]) -> web.StreamResponse:
@@ -81,30 +77,26 @@ async def _change(request: web.Request, suffix: str, body: dict[str, Any]) -> we
     project, name = names(request)
     s = session(request)
     console = request.app[CONSOLE]
-    async with shown_again(partial(_page, request)):
+    async with shown_again(partial(component, request)):
         await console.act(s, "POST", console.component_path(s, project, name) + suffix, body)
     raise web.HTTPSeeOther(page_url(project, name))
 
 
-@signed_in
 async def deploy(request: web.Request) -> web.StreamResponse:
     return await _change(request, "/deployments", deploy_body(await form(request)))
 
 
-@signed_in
 async def promote(request: web.Request) -> web.StreamResponse:
     data = await form(request)
     return await _change(request, "/promotions", {"from": text(data, "from"), "to": text(data, "to")})
 
 
-@signed_in
 async def redeploy(request: web.Request) -> web.StreamResponse:
     data = await form(request)
     body = {"environment": text(data, "environment"), "image": text(data, "image")}
     return await _change(request, "/deployments", body)
 
 
-@signed_in
 async def execute(request: web.Request) -> web.StreamResponse:
     return await _change(request, "/executions", execution_body(await form(request)))
 
@@ -120,8 +112,7 @@ async def _ci_context(request: web.Request) -> dict[str, Any]:
     return {**view, **shown_once, "project": project, "name": name, "webhook_url": webhook}
 
 
-_ci = form_page("ci.html", _ci_context)
-ci = signed_in(_ci)
+ci = form_page("ci.html", _ci_context)
 
 
 async def _ci_change(request: web.Request, method: str, suffix: str, body: dict[str, Any] | None) -> Any:
@@ -131,31 +122,28 @@ async def _ci_change(request: web.Request, method: str, suffix: str, body: dict[
     return await console.act(s, method, console.component_path(s, project, name) + suffix, body)
 
 
-@signed_in
 async def generate_token(request: web.Request) -> web.StreamResponse:
     data = await form(request)
-    async with shown_again(partial(_ci, request), fields=("name", "expires_in_days")):
+    async with shown_again(partial(ci, request), fields=("name", "expires_in_days")):
         created = await _ci_change(request, "POST", "/tokens", token_body(data))
-    return await _ci(request, created=created, status=201)
+    return await ci(request, created=created, status=201)
 
 
-@signed_in
 async def revoke_token(request: web.Request) -> web.StreamResponse:
     await form(request)
     tid = request.match_info["id"]
-    async with shown_again(partial(_ci, request), fields=None, refused=(403,)):
+    async with shown_again(partial(ci, request), fields=None, refused=(403,)):
         await _ci_change(request, "DELETE", f"/tokens/{q(tid)}", None)
     project, name = names(request)
     raise web.HTTPSeeOther(page_url(project, name, "/ci"))
 
 
-@signed_in
 async def signing_secret(request: web.Request) -> web.StreamResponse:
     data = await form(request)
     method = "DELETE" if text(data, "action") == "remove" else "POST"
-    async with shown_again(partial(_ci, request), fields=None, refused=(403, 409)):
+    async with shown_again(partial(ci, request), fields=None, refused=(403, 409)):
         answer = await _ci_change(request, method, "/signing-secret", None)
     if method == "POST":
-        return await _ci(request, secret=answer, status=201)
+        return await ci(request, secret=answer, status=201)
     project, name = names(request)
     raise web.HTTPSeeOther(page_url(project, name, "/ci"))

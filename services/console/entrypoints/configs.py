@@ -14,7 +14,7 @@ from aiohttp import web
 
 from libs.runtime.http import path_name
 from services.console.entrypoints.components import names, page_url
-from services.console.entrypoints.web import CONSOLE, form, form_page, session, shown_again, signed_in
+from services.console.entrypoints.web import CONSOLE, form, form_page, session, shown_again
 from services.console.schemas import CONFIG_FIELDS, config_body, config_values, form_values
 from services.console.usecases.pages import q
 
@@ -30,12 +30,10 @@ async def _page_context(request: web.Request) -> dict[str, Any]:
 _page = form_page("config.html", _page_context)
 
 
-@signed_in
 async def config(request: web.Request) -> web.StreamResponse:
     return await _page(request, saved=request.query.get("saved") == "1")
 
 
-@signed_in
 async def save_config(request: web.Request) -> web.StreamResponse:
     data = await form(request)
     project, name = names(request)

@@ -29,7 +29,7 @@ from aiohttp import web
 
 from services.console.clients.landfall import ApiProblem
 from services.console.entrypoints.components import names
-from services.console.entrypoints.web import CONSOLE, FEED, SESSION_COOKIE, SESSIONS, session, signed_in
+from services.console.entrypoints.web import CONSOLE, FEED, SESSION_COOKIE, SESSIONS, session
 
 KEEPALIVE = 15.0
 
@@ -39,7 +39,6 @@ def _event(name: str, html: str) -> bytes:
     return f"event: {name}\n{lines}\n".encode()
 
 
-@signed_in
 async def events(request: web.Request) -> web.StreamResponse:
     project, name = names(request)
     s = session(request)

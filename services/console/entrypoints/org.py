@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from aiohttp import web
 
 from libs.contracts.identity import ROLES
-from services.console.entrypoints.web import CONSOLE, form, form_page, render, session, shown_again, signed_in
+from services.console.entrypoints.web import (
+    CONSOLE,
+    FormData,
+    Handler,
+    Page,
+    form,
+    form_page,
+    render,
+    session,
+    shown_again,
+)
 from services.console.schemas import api_key_body, environment_body, text
 from services.console.usecases.pages import Console, q
 
 AGENT_MANIFEST = "deploy/kubernetes/agent.yaml"
+
+
+def _shown_once(
+    page: Page, path: str, body: Callable[[FormData], dict[str, Any]], fields: tuple[str, ...]
+) -> Handler:
+    """POST the form's `body` to the org's `path`; the answer is `page` with what was created on it,
+    shown this once (an enrollment token, a new key), or the form again with the API's refusal."""
+
+    async def create(request: web.Request) -> web.StreamResponse:
+        data = await form(request)
+        s = session(request)
+        async with shown_again(partial(page, request), fields=fields):
+            created = await request.app[CONSOLE].act(s, "POST", f"{Console.org(s)}{path}", body(data))
+        return await page(request, created=created, status=201)
+
+    return create
 
 
 async def _dataplanes_context(request: web.Request) -> dict[str, Any]:
@@ -20,19 +47,10 @@ async def _dataplanes_context(request: web.Request) -> dict[str, Any]:
     return {"dataplanes": items, "created": None, "manifest": AGENT_MANIFEST}
 
 
-_dataplanes = form_page("dataplanes.html", _dataplanes_context)
-dataplanes = signed_in(_dataplanes)
-
-
-@signed_in
-async def create_dataplane(request: web.Request) -> web.StreamResponse:
-    data = await form(request)
-    s = session(request)
-    async with shown_again(partial(_dataplanes, request), fields=("name",)):
-        created = await request.app[CONSOLE].act(
-            s, "POST", f"{Console.org(s)}/dataplanes", {"name": text(data, "name")}
-        )
-    return await _dataplanes(request, created=created, status=201)
+dataplanes = form_page("dataplanes.html", _dataplanes_context)
+create_dataplane = _shown_once(
+    dataplanes, "/dataplanes", lambda data: {"name": text(data, "name")}, ("name",)
+)
 
 
 async def _environments_context(request: web.Request) -> dict[str, Any]:
@@ -41,21 +59,18 @@ async def _environments_context(request: web.Request) -> dict[str, Any]:
     return {"environments": await console.environments(s), "dataplanes": await console.dataplanes(s)}
 
 
-_environments = form_page("environments.html", _environments_context)
-environments = signed_in(_environments)
+environments = form_page("environments.html", _environments_context)
 
 
-@signed_in
 async def create_environment(request: web.Request) -> web.StreamResponse:
     data = await form(request)
     s = session(request)
-    async with shown_again(partial(_environments, request), fields=("name", "dataplane_id", "order")):
+    async with shown_again(partial(environments, request), fields=("name", "dataplane_id", "order")):
         body = environment_body(data)
         await request.app[CONSOLE].act(s, "POST", f"{Console.org(s)}/environments", body)
     raise web.HTTPSeeOther("/environments")
 
 
-@signed_in
 async def audit(request: web.Request) -> web.StreamResponse:
     filters = {k: request.query.get(k, "").strip()[:200] for k in ("action", "actor_id", "cursor")}
     page = await request.app[CONSOLE].audit(session(request), **filters)
@@ -67,24 +82,14 @@ async def _api_keys_context(request: web.Request) -> dict[str, Any]:
     return {"keys": items, "roles": ROLES, "created": None}
 
 
-_api_keys = form_page("api_keys.html", _api_keys_context)
-api_keys = signed_in(_api_keys)
+api_keys = form_page("api_keys.html", _api_keys_context)
+create_api_key = _shown_once(api_keys, "/api-keys", api_key_body, ("name", "role", "expires_in_days"))
 
 
-@signed_in
-async def create_api_key(request: web.Request) -> web.StreamResponse:
-    data = await form(request)
-    s = session(request)
-    async with shown_again(partial(_api_keys, request), fields=("name", "role", "expires_in_days")):
-        created = await request.app[CONSOLE].act(s, "POST", f"{Console.org(s)}/api-keys", api_key_body(data))
-    return await _api_keys(request, created=created, status=201)
-
-
-@signed_in
 async def revoke_api_key(request: web.Request) -> web.StreamResponse:
     await form(request)
     s = session(request)
     kid = request.match_info["id"]
-    async with shown_again(partial(_api_keys, request), fields=None, refused=(403,)):
+    async with shown_again(partial(api_keys, request), fields=None, refused=(403,)):
         await request.app[CONSOLE].act(s, "DELETE", f"{Console.org(s)}/api-keys/{q(kid)}")
     raise web.HTTPSeeOther("/api-keys")

@@ -9,12 +9,12 @@ from aiohttp import web
 
 from services.console.clients.landfall import ApiProblem
 from services.console.domain import AUTH_TYPES, GUIDANCE, VENDORS
-from services.console.entrypoints.web import CONSOLE, form, form_page, render, session, shown_again, signed_in
+from services.console.entrypoints.web import CONSOLE, form, form_page, render, session, shown_again
 from services.console.schemas import REGISTRY_FIELDS, form_values, registry_body
 from services.console.usecases.pages import Console, q
 
 
-async def _list(request: web.Request, *, error: str = "", status: int = 200) -> web.StreamResponse:
+async def registries(request: web.Request, *, error: str = "", status: int = 200) -> web.StreamResponse:
     s = session(request)
     items = await request.app[CONSOLE].registries(s)
     return render(
@@ -25,31 +25,27 @@ async def _list(request: web.Request, *, error: str = "", status: int = 200) -> 
     )
 
 
-registries = signed_in(_list)
-
-
 async def _new_context(request: web.Request) -> dict[str, Any]:
     del request  # the same empty form for everyone
     values = {"auth.type": "basic"}
     return {"auth_types": AUTH_TYPES, "vendors": VENDORS, "guidance": GUIDANCE, "values": values}
 
 
-_new = form_page("registry_new.html", _new_context)
-new_registry = signed_in(_new)
+new_registry = form_page("registry_new.html", _new_context)
 
 
-@signed_in
 async def add_registry(request: web.Request) -> web.StreamResponse:
     data = await form(request)
     values = form_values(data, hide=("auth.password",))
-    async with shown_again(partial(_new, request, values=values), fields=REGISTRY_FIELDS, refused=(409, 422)):
+    async with shown_again(
+        partial(new_registry, request, values=values), fields=REGISTRY_FIELDS, refused=(409, 422)
+    ):
         await request.app[CONSOLE].act(
             session(request), "POST", f"{Console.org(session(request))}/registries", registry_body(data)
         )
     raise web.HTTPSeeOther("/registries")
 
 
-@signed_in
 async def test_registry(request: web.Request) -> web.StreamResponse:
     data = await form(request)
     rid = request.match_info["id"]
@@ -69,7 +65,6 @@ async def test_registry(request: web.Request) -> web.StreamResponse:
     return render(request, "registry_tested.html", {"result": result, "registry_id": rid})
 
 
-@signed_in
 async def delete_registry(request: web.Request) -> web.StreamResponse:
     await form(request)
     rid = request.match_info["id"]
@@ -80,5 +75,5 @@ async def delete_registry(request: web.Request) -> web.StreamResponse:
     except ApiProblem as exc:
         if exc.status != 409:
             raise
-        return await _list(request, error=f"Not deleted: {exc.detail}", status=409)
+        return await registries(request, error=f"Not deleted: {exc.detail}", status=409)
     raise web.HTTPSeeOther("/registries")

@@ -1,9 +1,11 @@
 """The console's route table: every page and form action, and who may use it.
 
-Pages answer HTML to a signed-in session (`signed_in`); without one, GETs go to the sign-in page
-and POSTs answer 401. In `/openapi.json` they are `x-landfall-auth: none` because the console's
-guard is the session, not a bearer credential: the summary says the least role, and the API
-decides every change anyway (a viewer's POST reaches the API and is refused there with 403).
+Pages answer HTML to a signed-in session: every route but the `PUBLIC` ones is wrapped in
+`signed_in` here, so a new page is guarded unless it says otherwise; without a session, GETs go
+to the sign-in page and POSTs answer 401. In `/openapi.json` they are `x-landfall-auth: none`
+because the console's guard is the session, not a bearer credential: the summary says the least
+role, and the API decides every change anyway (a viewer's POST reaches the API and is refused
+there with 403).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from aiohttp import web
 
 from libs.runtime.http import Api, Handler
 from services.console.entrypoints import auth, components, configs, live, org, registries
+from services.console.entrypoints.web import signed_in
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 COMPONENT = "/projects/{project}/components/{component}"
@@ -84,8 +87,12 @@ PAGES: list[Page] = [
     Page("POST", "/api-keys/{id}/revoke", org.revoke_api_key, "revoke an API key (session: owner)"),
 ]
 
+# The pages that need no session: signing in, and `/` (it redirects to a page that does).
+PUBLIC: set[Handler] = {home, auth.sign_in_page, auth.sign_in}
+
 
 def register(api: Api) -> None:
     for page in PAGES:
-        api.route(page.method, page.path, page.handler, summary=page.summary, auth="none")
+        handler = page.handler if page.handler in PUBLIC else signed_in(page.handler)
+        api.route(page.method, page.path, handler, summary=page.summary, auth="none")
     api.app.router.add_static("/static/", STATIC, name="static", append_version=True)

@@ -47,6 +47,7 @@ FEED = web.AppKey("console_feed", Feed)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Page = Callable[..., Awaitable[web.StreamResponse]]
+FormData = MultiDictProxy[str | bytes | bytearray | web.FileField]
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none';"
     " form-action 'self'; base-uri 'none'",
@@ -74,7 +75,8 @@ def session(request: web.Request) -> Session:
 
 
 def signed_in(handler: Handler) -> Handler:
-    """The page needs a live session; without one, the sign-in page (then back here)."""
+    """The page needs a live session; without one, the sign-in page (then back here). The route
+    table wraps every page that is not public in it (routes.py)."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         found = request.app[SESSIONS].get(request.cookies.get(SESSION_COOKIE))
@@ -102,7 +104,7 @@ def signed_in(handler: Handler) -> Handler:
     return wrapped
 
 
-async def form(request: web.Request) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+async def form(request: web.Request) -> FormData:
     """The posted form, once its CSRF token matched the session's (else 403, nothing changed)."""
     data = await request.post()
     given = data.get("csrf") or request.headers.get("X-CSRF-Token", "")

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from libs.devstack.stack import Stack, http
+from services.console.entrypoints.routes import PAGES, PUBLIC
 from tests.integration.console.conftest import Browser, Clock
 from tests.support import eventually
 
@@ -51,6 +52,19 @@ async def test_a_wrong_key_is_refused_and_opens_no_session(stack: Stack, browser
     assert "not an org API key" in body or "refused" in body
     assert not [c for c in browser.client.cookie_jar if c.key == "landfall_session"]
     await browser.page("/registries", status=303)
+
+
+async def test_every_page_but_signing_in_needs_a_session(browser: Browser) -> None:
+    """The route table guards every page it does not list as public (routes.PUBLIC)."""
+    for page in PAGES:
+        if page.handler in PUBLIC:
+            continue
+        path = page.path.format(project="default", component="web", environment="dev", id="x")
+        if page.method == "POST":
+            status, _, _ = await browser.post(path, {})
+            assert status == 401, path
+        else:
+            await browser.page(path, status=401 if path.endswith("/events") else 303)
 
 
 async def test_the_secure_flag_follows_https_at_the_proxy(stack: Stack, browser: Browser) -> None:
