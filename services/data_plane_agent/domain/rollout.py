@@ -52,6 +52,8 @@ Obj = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class Verdict:
+    """What a report says of a command: what watching its rollout found, or what applying decided."""
+
     status: ReportStatus
     reason: str | None = None
     message: str | None = None

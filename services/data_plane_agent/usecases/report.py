@@ -22,11 +22,11 @@ import asyncio
 import logging
 from datetime import datetime
 
-from libs.contracts.messages import CommandKind, DeployCommand, ReportStatus, RolloutReport, utcnow
+from libs.contracts.messages import DeployCommand, ReportStatus, RolloutReport, utcnow
 from libs.runtime.bus import Bus
 
 from ..domain.ordering import Outcome
-from ..domain.rollout import Rollout
+from ..domain.rollout import Rollout, Verdict
 from .metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
@@ -68,67 +68,34 @@ class Reporter:
         self._task = None
 
     def report(
-        self,
-        kind: CommandKind,
-        deployment_id: str,
-        execution_id: str | None,
-        status: ReportStatus,
-        *,
-        reason: str | None = None,
-        message: str | None = None,
-        applied_at: datetime | None = None,
-        digest: str | None = None,
+        self, about: DeployCommand | Rollout, verdict: Verdict, *, applied_at: datetime | None = None
     ) -> asyncio.Future[None]:
         """Queue a report; the future completes once JetStream stored it (awaiting it is optional)."""
         report = RolloutReport(
-            kind=kind,
-            deployment_id=deployment_id,
-            execution_id=execution_id if kind == "run" else None,
+            kind=about.kind,
+            deployment_id=about.deployment_id,
+            execution_id=about.execution_id if about.kind == "run" else None,
             dataplane_id=self._dataplane_id,
-            status=status,
-            reason=reason,
-            message=message,
+            status=verdict.status,
+            reason=verdict.reason,
+            message=verdict.message,
             applied_at=applied_at,
-            digest=digest,
+            digest=verdict.digest,
             reported_at=utcnow(),
         )
         stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((report, stored))
         return stored
 
-    def watched(
-        self,
-        rollout: Rollout,
-        status: ReportStatus,
-        *,
-        reason: str | None = None,
-        message: str | None = None,
-        digest: str | None = None,
-    ) -> asyncio.Future[None]:
-        """`report` what watching `rollout` found: its command's ids, when it was applied."""
-        return self.report(
-            rollout.kind,
-            rollout.deployment_id,
-            rollout.execution_id,
-            status,
-            reason=reason,
-            message=message,
-            applied_at=rollout.applied_at,
-            digest=digest,
-        )
+    def watched(self, rollout: Rollout, verdict: Verdict) -> asyncio.Future[None]:
+        """`report` what watching `rollout` found, with when it was applied."""
+        return self.report(rollout, verdict, applied_at=rollout.applied_at)
 
     async def outcome(self, cmd: DeployCommand, outcome: Outcome) -> Rollout | None:
         """Report what applying decided; returns the rollout to watch, if any (see the module docstring)."""
         if outcome.action in ("failed", "superseded"):
             status: ReportStatus = "failed" if outcome.action == "failed" else "superseded"
-            await self.report(
-                cmd.kind,
-                cmd.deployment_id,
-                cmd.execution_id,
-                status,
-                reason=outcome.reason,
-                message=outcome.message,
-            )
+            await self.report(cmd, Verdict(status, reason=outcome.reason, message=outcome.message))
             return None
         if cmd.kind == "deploy" and cmd.component_type in ("scheduled-task", "manual-task"):
             what = (
@@ -136,19 +103,10 @@ class Reporter:
                 if cmd.component_type == "scheduled-task"
                 else "the job template is stored"
             )
-            await self.report(
-                "deploy", cmd.deployment_id, None, "succeeded", message=what, applied_at=outcome.applied_at
-            )
+            await self.report(cmd, Verdict("succeeded", message=what), applied_at=outcome.applied_at)
             return None
         if outcome.action == "applied":
-            self.report(
-                cmd.kind,
-                cmd.deployment_id,
-                cmd.execution_id,
-                "progressing",
-                message=outcome.message,
-                applied_at=outcome.applied_at,
-            )
+            self.report(cmd, Verdict("progressing", message=outcome.message), applied_at=outcome.applied_at)
         return Rollout.from_command(cmd, outcome.applied_at)
 
     async def _run(self) -> None:

@@ -75,7 +75,8 @@ class RolloutWatcher:
             if not old.finished:
                 old.finished = True
                 self.reporter.watched(
-                    old.rollout, "superseded", message=f"deployment {target.deployment_id} replaced it"
+                    old.rollout,
+                    Verdict("superseded", message=f"deployment {target.deployment_id} replaced it"),
                 )
         watch = _Watch(target)
         self._watches[target.key] = watch
@@ -137,13 +138,7 @@ class RolloutWatcher:
                         verdict = None
                     if verdict is not None and verdict.terminal:
                         watch.finished = True
-                        self.reporter.watched(
-                            target,
-                            verdict.status,
-                            reason=verdict.reason,
-                            message=verdict.message,
-                            digest=verdict.digest,
-                        )
+                        self.reporter.watched(target, verdict)
                         return
                     seen = feed.latest() if await feed.wait(self.poll_seconds) else None
         finally:
