@@ -43,12 +43,14 @@ async def test_no_5xx_and_every_answer_matches_the_document(
         min_requests=MIN_REQUESTS,
         max_examples=10,
         budget_seconds=150,
+        deadline_seconds=200,  # inside the test's timeout: a missed floor fails with its counts
     )
     output = (tmp_path / "st-output.txt").read_text()[-4000:]
     assert result.requests >= MIN_REQUESTS, (result.statuses, result.errors)
     assert result.server_errors == 0, (result.statuses, output)
     assert result.failures == [], output
     assert result.errors == [], output
+    assert result.ok, result.summary()  # tool errors (schemathesis' own) within their bound too
     if service != "data_plane_agent":
         # The fuzzer got past authentication and validation to real answers, and was refused too.
         assert any(200 <= s < 300 for s in result.statuses), result.statuses
