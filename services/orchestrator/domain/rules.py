@@ -25,7 +25,7 @@ import secrets
 import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, TypedDict
+from typing import Final
 
 from croniter import croniter
 
@@ -148,17 +148,6 @@ def valid_schedule(expression: str) -> bool:
     return bool(croniter.is_valid(" ".join(fields)))
 
 
-class ComponentSettings(TypedDict):
-    """The fields of a `Component` that its spec decides."""
-
-    repository: str
-    image: str
-    port: int | None
-    schedule: str | None
-    timezone: str | None
-    env: dict[str, str]
-
-
 @dataclass(frozen=True, slots=True)
 class ComponentSpec:
     """A component's deployable settings after validation."""
@@ -170,15 +159,15 @@ class ComponentSpec:
     timezone: str | None
     env: dict[str, str]
 
-    def settings(self) -> ComponentSettings:
-        return ComponentSettings(
-            repository=self.image.repository,
-            image=str(self.image),
-            port=self.port,
-            schedule=self.schedule,
-            timezone=self.timezone,
-            env=self.env,
-        )
+
+@dataclass(frozen=True, slots=True)
+class ComponentSettings:
+    """What creating or changing a component writes: its registry (the canonical host, once checked
+    against the image's) and its validated spec (the type is written on create only)."""
+
+    registry_id: str
+    registry_host: str
+    spec: ComponentSpec
 
 
 def check_component_spec(

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from services.orchestrator.domain.records import Component, Environment, Project
+from services.orchestrator.domain.rules import ComponentSettings
 from services.orchestrator.store.base import RecordRepo, row_decoder
 from services.orchestrator.store.environments import environment_from
 
@@ -20,17 +21,18 @@ project_from = row_decoder(Project)
 component_from = row_decoder(Component, json_columns={"env"})
 
 
-def _settings(component: Component) -> tuple[Any, ...]:
+def _settings(settings: ComponentSettings) -> tuple[Any, ...]:
     """What a change may touch, in the column order both INSERT and UPDATE use ($6.. and $2..)."""
+    spec = settings.spec
     return (
-        component.registry_id,
-        component.registry_host,
-        component.repository,
-        component.image,
-        component.port,
-        component.schedule,
-        component.timezone,
-        json.dumps(component.env),
+        settings.registry_id,
+        settings.registry_host,
+        spec.image.repository,
+        str(spec.image),
+        spec.port,
+        spec.schedule,
+        spec.timezone,
+        json.dumps(spec.env),
     )
 
 
@@ -54,28 +56,31 @@ class Components(RecordRepo[Component]):
 
     decode = staticmethod(component_from)
 
-    async def create(self, component: Component) -> Component:
+    async def create(
+        self, *, id: str, org: str, project: str, name: str, settings: ComponentSettings
+    ) -> Component:
         created = await self.one(
             "INSERT INTO components (id, org, project, name, type, registry_id, registry_host,"
             " repository, image, port, schedule, timezone, env)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb) RETURNING *",
-            component.id,
-            component.org,
-            component.project,
-            component.name,
-            component.type,
-            *_settings(component),
+            id,
+            org,
+            project,
+            name,
+            settings.spec.type,
+            *_settings(settings),
         )
         assert created is not None
         return created
 
-    async def update(self, component: Component) -> Component | None:
+    async def update(self, component_id: str, settings: ComponentSettings) -> Component | None:
+        """Its registry and what its spec decides (its type stays); None when it was deleted."""
         return await self.one(
             "UPDATE components SET registry_id = $2, registry_host = $3, repository = $4, image = $5,"
             " port = $6, schedule = $7, timezone = $8, env = $9::jsonb, updated_at = now()"
             " WHERE id = $1 RETURNING *",
-            component.id,
-            *_settings(component),
+            component_id,
+            *_settings(settings),
         )
 
     async def get(self, org: str, project: str, name: str) -> Component | None:

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
 
 from libs.contracts.ids import looks_like, new_id
-from libs.contracts.messages import utcnow
 from libs.contracts.naming import namespace_for
 from libs.oci.reference import ImageReference, canonical_host
 from libs.runtime.errors import Conflict, Invalid, NotFound
@@ -29,7 +27,7 @@ from libs.runtime.store import Duplicate
 from services.orchestrator.clients.credentials import Credentials
 from services.orchestrator.clients.gateways import Gateways
 from services.orchestrator.domain.records import Component, DataPlane, Deployment, Environment, Org, Project
-from services.orchestrator.domain.rules import check_component_spec, check_image_host
+from services.orchestrator.domain.rules import ComponentSettings, check_component_spec, check_image_host
 from services.orchestrator.store import Store
 from services.orchestrator.usecases.teardowns import Teardowns
 
@@ -140,21 +138,11 @@ class Catalog:
         if await self.store.now.components.get(org, project, name) is not None:
             raise Conflict(duplicate)
         registry_host = await self._registry_host(org, registry_id, spec.image)
-        now = utcnow()
-        component = Component(
-            id=new_id("cmp"),
-            org=org,
-            project=project,
-            name=name,
-            type=spec.type,
-            registry_id=registry_id,
-            registry_host=registry_host,
-            **spec.settings(),
-            created_at=now,
-            updated_at=now,
-        )
+        settings = ComponentSettings(registry_id, registry_host, spec)
         try:
-            created = await self.store.now.components.create(component)
+            created = await self.store.now.components.create(
+                id=new_id("cmp"), org=org, project=project, name=name, settings=settings
+            )
         except Duplicate:
             raise Conflict(duplicate) from None
         log.info("component created", extra={"org": org, "project": project, "component": name})
@@ -207,13 +195,7 @@ class Catalog:
         if registry_id != current.registry_id or str(spec.image) != current.image:
             registry_host = await self._registry_host(org, registry_id, spec.image)
         updated = await self.store.now.components.update(
-            replace(
-                current,
-                registry_id=registry_id,
-                registry_host=registry_host,
-                **spec.settings(),
-                updated_at=datetime.now(UTC),
-            )
+            current.id, ComponentSettings(registry_id, registry_host, spec)
         )
         if updated is None:
             raise NotFound(f"component {project}/{name}")
