@@ -45,7 +45,10 @@ class DockerConfigError(ValueError):
     def __init__(self, message: str, field: str = CONFIG_FIELD) -> None:
         super().__init__(message)
         self.field = field
-        self.message = message
+
+    @property
+    def message(self) -> str:
+        return str(self)
 
 
 @dataclass(frozen=True, slots=True)
