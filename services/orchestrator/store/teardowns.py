@@ -7,7 +7,7 @@ deploy command dispatched before the deletion that arrives after it.
 
 from __future__ import annotations
 
-from services.orchestrator.domain.records import Teardown
+from services.orchestrator.domain.records import Component, Teardown
 from services.orchestrator.store.base import RecordRepo, row_decoder
 
 teardown_from = row_decoder(Teardown)
@@ -17,29 +17,19 @@ class Teardowns(RecordRepo[Teardown]):
     decode = staticmethod(teardown_from)
 
     async def add(
-        self,
-        *,
-        id: str,
-        dataplane_id: str,
-        org: str,
-        project: str,
-        component: str,
-        environment: str,
-        namespace: str,
+        self, *, id: str, component: Component, environment: str, dataplane_id: str, namespace: str
     ) -> Teardown:
-        teardown = await self.one(
-            "INSERT INTO teardowns (id, dataplane_id, org, project, component, environment,"
-            " namespace) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
-            id,
-            dataplane_id,
-            org,
-            project,
-            component,
-            environment,
-            namespace,
+        """The component's objects in `namespace` on that data plane, to be removed."""
+        return await self.insert_row(
+            "teardowns",
+            id=id,
+            dataplane_id=dataplane_id,
+            org=component.org,
+            project=component.project,
+            component=component.name,
+            environment=environment,
+            namespace=namespace,
         )
-        assert teardown is not None
-        return teardown
 
     async def claim_due(self, limit: int, *, lease_seconds: float) -> list[Teardown]:
         return await self.many(

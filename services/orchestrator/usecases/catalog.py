@@ -213,11 +213,9 @@ class Catalog:
             teardowns = [
                 await tx.teardowns.add(
                     id=new_id("td"),
-                    dataplane_id=dataplane_id,
-                    org=org,
-                    project=project,
-                    component=name,
+                    component=component,
                     environment=environment,
+                    dataplane_id=dataplane_id,
                     namespace=namespace_for(org, project, environment),
                 )
                 for environment, dataplane_id in await tx.deployments.targets(component_id)
