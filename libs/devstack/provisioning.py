@@ -87,21 +87,12 @@ class Provisioning:
         return self.new_key(name, "owner", name=key_name, platform=True)
 
     def new_key(
-        self,
-        org: str,
-        role: str,
-        *,
-        name: str | None = None,
-        expires_in_days: int | None = None,
-        token: str | None = None,
-        platform: bool = False,
+        self, org: str, role: str, *, name: str | None = None, platform: bool = False
     ) -> dict[str, Any]:
         """An API key of `org` with `role` (named `name`, or a fresh name): its one 201 answer."""
-        body: dict[str, Any] = {"name": name or f"{role}-{secrets.token_hex(4)}", "role": role}
-        if expires_in_days is not None:
-            body["expires_in_days"] = expires_in_days
+        body = {"name": name or f"{role}-{secrets.token_hex(4)}", "role": role}
         created: dict[str, Any] = self.api(
-            "orchestrator", "POST", f"/v1/orgs/{org}/api-keys", body, (201,), token=token, platform=platform
+            "orchestrator", "POST", f"/v1/orgs/{org}/api-keys", body, (201,), platform=platform
         )
         return created
 
