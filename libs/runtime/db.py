@@ -36,7 +36,7 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     # When the server dies under a query, asyncpg may find the connection mid-protocol as it hands it
     # back to the pool ("cannot switch to state 15; another operation (2) is in progress"); the pool
-    # drops that connection. Found by `make chaos` (a SIGKILLed PostgreSQL): it was a 500.
+    # drops that connection, and the caller answers 503 like any other outage.
     asyncpg.exceptions.InternalClientError,
 )
 
