@@ -293,19 +293,6 @@ async def test_a_newer_deploy_supersedes_a_rollout_still_in_progress(open_harnes
         assert (await h.wait_report(second.deployment_id)).status == "succeeded"
 
 
-async def test_an_image_that_cannot_be_pulled_fails_the_rollout_with_the_reason(
-    open_harness: OpenHarness,
-) -> None:
-    async with open_harness() as h:
-        h.cluster.add_failure_rule("acme/api:broken", "ImagePullBackOff")
-        cmd = await h.deploy("api", image="registry.example.com/acme/api:broken")
-        final = await h.wait_report(cmd.deployment_id)
-        assert final.status == "failed"
-        assert final.reason == "ImagePullBackOff"
-        assert "Back-off pulling image" in (final.message or "")
-        assert [r.status for r in h.reports_for(cmd.deployment_id)] == ["progressing", "failed"]
-
-
 async def test_a_restarted_agent_reports_the_rollouts_it_left_unfinished(open_harness: OpenHarness) -> None:
     async with open_harness() as h:
         h.cluster.pause_controller()

@@ -1,8 +1,9 @@
 """Every failure reason the agent reports (libs/contracts/reasons.py), each made to happen for real.
 
 The agent against real NATS and the sandbox cluster; the sandbox is made to misbehave the ways
-a cluster does (a policy that denies an object, a server that answers nonsense, an object
-deleted under a rollout, a rollout that never makes progress), never the agent. After each
+a cluster does (a policy that denies an object, a server that answers nonsense, an image that
+cannot be pulled, an object deleted under a rollout, a rollout that never makes progress), never
+the agent. After each
 failure the agent goes on: the next command of the data plane is applied as usual, which is
 also what proves that the failure was reported once and not retried forever.
 `command_rejected` and `pull_secret_wrong_recipient` have tests of their own (test_trust.py,
@@ -97,6 +98,18 @@ async def test_a_run_whose_job_name_another_run_holds_is_job_name_taken(open_har
         job = h.obj("batch/v1", "jobs", job_name("migrate", first_id))
         assert job is not None
         assert job["metadata"]["annotations"]["landfall.dev/execution-id"] == first_id  # left alone
+        await next_one_applies(h, seq=2)
+
+
+async def test_an_image_that_cannot_be_pulled_is_image_pull_back_off(open_harness: OpenHarness) -> None:
+    async with open_harness() as h:
+        # A Pod's waiting reason that is a failure of its own: reported as Kubernetes says it.
+        h.cluster.add_failure_rule("acme/api:broken", "ImagePullBackOff")
+        cmd = await h.deploy("api", image="registry.example.com/acme/api:broken")
+        report = await failed(h, cmd)
+        assert report.reason == "ImagePullBackOff"
+        assert "Back-off pulling image" in (report.message or "")
+        assert [r.status for r in h.reports_for(cmd.deployment_id)] == ["progressing", "failed"]
         await next_one_applies(h, seq=2)
 
 
