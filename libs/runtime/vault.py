@@ -21,6 +21,7 @@ What is subtle:
   with no TTL (the dev root token) or not renewable needs nothing and the task ends. A failed round is
   logged (the error's type only, never the token) and retried after 1 s, doubling up to 30 s while
   Vault stays away (the token's remaining half is the margin). No token configured: no task. `close` stops it.
+  A service holds its client as `async with KvStore(settings) as kv:` (renewing, then closed).
 """
 
 from __future__ import annotations
@@ -160,6 +161,13 @@ class KvStore:
     async def check(self) -> None:
         """Readiness: a real, authenticated round trip (also catches an expired or revoked token)."""
         await self._call("look up its token", lambda: self._client.auth.token.lookup_self())
+
+    async def __aenter__(self) -> KvStore:
+        self.start_renewal()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
 
     def start_renewal(self) -> None:
         """Renew the token in the background at half its TTL, until `close` (needs a running loop)."""

@@ -37,33 +37,32 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def _usecases_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        kv = KvStore(settings)
-        kv.start_renewal()  # its own token, at half the TTL (libs/runtime/vault.py)
-        secrets = RegistrySecrets(kv)
-        # One egress policy for the session's resolver and the client's checks (libs/oci/registry/egress.py).
-        policy = EgressPolicy.parse(settings.registry_private_hosts, settings.registry_token_hosts)
-        session = new_session(
-            timeout=settings.registry_timeout_seconds,
-            trust_env=settings.registry_proxy_from_env,
-            policy=policy,
-        )
-        client = RegistryClient(AuthFlow(session, insecure=settings.insecure_registries, policy=policy))
-        uow = unit_of_work(app[POOL])
-        catalog = Catalog(uow)
-        orchestrator = Orchestrator(app[BUS], timeout=settings.rpc_timeout_seconds)
-        usecases = UseCases(
-            catalog=catalog,
-            registries=Registries(uow=uow, secrets=secrets, catalog=catalog, orchestrator=orchestrator),
-            checks=Checks(secrets=secrets, catalog=catalog, client=client),
-            pulls=Pulls(catalog=catalog, secrets=secrets, client=client, orchestrator=orchestrator),
-        )
-        app[routes.USECASES] = usecases
-        app[READY_CHECKS]["vault"] = kv.check
-        config_secrets = ConfigSecrets(secrets=ConfigSecretStore(kv), orchestrator=orchestrator)
-        await rpc.serve(app[BUS], usecases.pulls, config_secrets)
-        yield
-        await close_session(session)
-        kv.close()
+        async with KvStore(settings) as kv:  # renews its own token until it closes
+            secrets = RegistrySecrets(kv)
+            # One egress policy for the session's resolver and the client's checks
+            # (libs/oci/registry/egress.py).
+            policy = EgressPolicy.parse(settings.registry_private_hosts, settings.registry_token_hosts)
+            session = new_session(
+                timeout=settings.registry_timeout_seconds,
+                trust_env=settings.registry_proxy_from_env,
+                policy=policy,
+            )
+            client = RegistryClient(AuthFlow(session, insecure=settings.insecure_registries, policy=policy))
+            uow = unit_of_work(app[POOL])
+            catalog = Catalog(uow)
+            orchestrator = Orchestrator(app[BUS], timeout=settings.rpc_timeout_seconds)
+            usecases = UseCases(
+                catalog=catalog,
+                registries=Registries(uow=uow, secrets=secrets, catalog=catalog, orchestrator=orchestrator),
+                checks=Checks(secrets=secrets, catalog=catalog, client=client),
+                pulls=Pulls(catalog=catalog, secrets=secrets, client=client, orchestrator=orchestrator),
+            )
+            app[routes.USECASES] = usecases
+            app[READY_CHECKS]["vault"] = kv.check
+            config_secrets = ConfigSecrets(secrets=ConfigSecretStore(kv), orchestrator=orchestrator)
+            await rpc.serve(app[BUS], usecases.pulls, config_secrets)
+            yield
+            await close_session(session)
 
     return ctx
 

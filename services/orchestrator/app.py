@@ -179,34 +179,32 @@ def build_usecases(
 def _usecases_ctx(settings: Settings, keys: CommandKeys) -> Callable[[web.Application], Any]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         bus = app[BUS]
-        kv = KvStore(settings)
-        kv.start_renewal()  # its own token, at half the TTL (libs/runtime/vault.py)
-        usecases = build_usecases(
-            settings,
-            bus=bus,
-            store=open_store(app[POOL]),
-            metrics=app[METRICS],
-            broadcasts=app[BROADCASTS],
-            keys=keys,
-            kv=kv,
-        )
-        log.info(
-            "signing commands",
-            extra={
-                "key_id": keys.key_id,
-                "announced": [signing.key_id(signing.parse_public_key(k)) for k in keys.announced],
-            },
-        )
-        app[USECASES] = usecases
-        await rpc.serve_rpcs(bus, usecases)
-        await consumers.subscribe_heartbeats(bus, usecases)
-        # The database holds the revocations: a nats-server that lost them (or a preloaded account
-        # JWT put back) has them again now.
-        await usecases.dataplanes.push_revocations()
-        yield
-        if usecases.dataplanes.accounts is not None:
-            await usecases.dataplanes.accounts.close()
-        kv.close()
+        async with KvStore(settings) as kv:  # renews its own token until it closes
+            usecases = build_usecases(
+                settings,
+                bus=bus,
+                store=open_store(app[POOL]),
+                metrics=app[METRICS],
+                broadcasts=app[BROADCASTS],
+                keys=keys,
+                kv=kv,
+            )
+            log.info(
+                "signing commands",
+                extra={
+                    "key_id": keys.key_id,
+                    "announced": [signing.key_id(signing.parse_public_key(k)) for k in keys.announced],
+                },
+            )
+            app[USECASES] = usecases
+            await rpc.serve_rpcs(bus, usecases)
+            await consumers.subscribe_heartbeats(bus, usecases)
+            # The database holds the revocations: a nats-server that lost them (or a preloaded account
+            # JWT put back) has them again now.
+            await usecases.dataplanes.push_revocations()
+            yield
+            if usecases.dataplanes.accounts is not None:
+                await usecases.dataplanes.accounts.close()
 
     return ctx
 

@@ -103,20 +103,18 @@ def build(
 
 def _gateway_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        kv = KvStore(settings)
-        kv.start_renewal()  # its own token, at half the TTL (libs/runtime/vault.py)
-        gw = build(
-            settings,
-            bus=app[BUS],
-            uow=unit_of_work(app[POOL]),
-            secrets=SigningSecrets(kv),
-            registry=app[METRICS],
-        )
-        app[GATEWAY] = gw
-        await broadcasts.listen(gw)
-        yield
-        await gw.broadcasts.close()
-        kv.close()
+        async with KvStore(settings) as kv:  # renews its own token until it closes
+            gw = build(
+                settings,
+                bus=app[BUS],
+                uow=unit_of_work(app[POOL]),
+                secrets=SigningSecrets(kv),
+                registry=app[METRICS],
+            )
+            app[GATEWAY] = gw
+            await broadcasts.listen(gw)
+            yield
+            await gw.broadcasts.close()
 
     return ctx
 
