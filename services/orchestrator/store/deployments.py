@@ -33,6 +33,7 @@ from datetime import datetime
 
 import asyncpg
 
+from libs.contracts.messages import RolloutReport
 from services.orchestrator.domain.records import Component, DataPlane, Deployment, NewDeployment
 from services.orchestrator.domain.rules import deployment_may_move_from
 from services.orchestrator.store.base import PendingRepo, row_decoder
@@ -242,37 +243,28 @@ class Deployments(PendingRepo[Deployment]):
             dispatched_at,
         )
 
-    async def apply_report(
-        self,
-        deployment_id: str,
-        *,
-        dataplane_id: str,
-        status: str,
-        reason: str | None,
-        message: str | None,
-        applied_at: datetime | None,
-        reported_at: datetime,
-    ) -> Deployment | None:
-        """Move a deployment to `status` if the state machine allows; None when nothing changed.
+    async def apply_report(self, report: RolloutReport) -> Deployment | None:
+        """Move the report's deployment to its status if the state machine allows and the report
+        came from the data plane it was sent to; None when nothing changed.
 
         One statement (the state machine's rule is in its WHERE): the row lock it takes makes
         concurrent moves of one deployment apply one after the other, each against the status the
         other left."""
         return await self.one(
-            "UPDATE deployments SET status = $2, reason = $3, message = $4,"
-            " applied_at = COALESCE($5, applied_at), reported_at = $6,"
-            " dispatched_at = COALESCE(dispatched_at, $6),"
-            " finished_at = CASE WHEN $2 IN ('succeeded', 'failed', 'superseded') THEN now() END,"
-            " updated_at = now() WHERE id = $1 AND dataplane_id = $7 AND status = ANY($8::text[])"
+            "UPDATE deployments SET status = $3, reason = $5, message = $6,"
+            " applied_at = COALESCE($7, applied_at), reported_at = $8,"
+            " dispatched_at = COALESCE(dispatched_at, $8),"
+            " finished_at = CASE WHEN $3 IN ('succeeded', 'failed', 'superseded') THEN now() END,"
+            " updated_at = now() WHERE id = $1 AND dataplane_id = $2 AND status = ANY($4::text[])"
             " RETURNING *",
-            deployment_id,
-            status,
-            reason,
-            message,
-            applied_at,
-            reported_at,
-            dataplane_id,
-            deployment_may_move_from(status),
+            report.deployment_id,
+            report.dataplane_id,
+            report.status,
+            deployment_may_move_from(report.status),
+            report.reason,
+            report.message,
+            report.applied_at,
+            report.reported_at,
         )
 
     async def set_reported_digest(

@@ -64,15 +64,7 @@ class Reports:
             await self._apply_run(report)
             return
         digest_kept = await self._keep_digest(report)
-        updated = await self.store.now.deployments.apply_report(
-            report.deployment_id,
-            dataplane_id=report.dataplane_id,
-            status=report.status,
-            reason=report.reason,
-            message=report.message,
-            applied_at=report.applied_at,
-            reported_at=report.reported_at,
-        )
+        updated = await self.store.now.deployments.apply_report(report)
         log.info(
             "rollout report",
             extra={
