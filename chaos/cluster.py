@@ -1,9 +1,10 @@
 """Part 4, the cluster: the HA stack (three nats-servers, two replicas of each service) loses nothing
 while one NATS server at a time and one replica of a service at a time are SIGKILLed and restarted.
 
-It reuses the crash run's parts: `provision` makes the components, `load` sends the webhooks (here
-through the front door, which spreads them over the gateway replicas as a Kubernetes Service
-would), the kill driver keeps the outage timeline, and `reconcile` decides lost and duplicated.
+It reuses the crash run's parts (`crash.Run`): `provision` makes the components, `load` sends the
+webhooks (here through the front door, which spreads them over the gateway replicas as a
+Kubernetes Service would), the kill driver keeps the outage timeline, and `reconcile` decides lost
+and duplicated.
 The kill order alternates a NATS node and a service replica, so at no moment are two parts down.
 
 Which replica did what: each replica's own `/metrics` counters (a counter is per process):
@@ -23,7 +24,6 @@ first, never counts as `dispatched` anywhere, and one deploy costs one or two cr
 from __future__ import annotations
 
 import asyncio
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,8 +32,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from chaos import crash, driver, evidence, load
-from chaos.provision import PROJECT, provision
+from chaos import crash, driver, load
+from chaos.provision import PROJECT
 from chaos.stack import ChaosStack
 from chaos.stack import start as start_stack
 from libs.devstack.servers.nats_cluster import NatsCluster
@@ -182,40 +182,24 @@ def start(root: Path, *, private_password: str) -> ChaosStack:
 
 async def run(chaos: ChaosStack, plan: ClusterPlan, *, say: Callable[[str], None] = print) -> ClusterResult:
     stack = chaos.stack
-    seconds: dict[str, float] = {}
-    began = time.monotonic()
-    fleet = await provision(chaos, components=plan.components, tags=plan.tags)
-    seconds["provision"] = time.monotonic() - began
+    run = await crash.Run.provisioned(chaos, plan, project=PROJECT, say=say)
     say(f"provisioned {plan.components} components; kills in order: {', '.join(plan.kills)}")
 
-    hooks = load.plan(fleet.targets, plan.webhooks, seed=plan.seed)
     work = WorkCounts(stack)
     kills = ClusterDriver(stack, schedule(plan), say=say, work=work)
     say(
         f"sending {plan.webhooks} webhooks at {plan.rate:g}/s (~{plan.duration:.0f} s) through the front door"
     )
-    began = time.monotonic()
-    tally = await kills.beside(load.run(stack.front_url, hooks, rate=plan.rate, progress=say))
-    seconds["webhooks_and_kills"] = time.monotonic() - began
-
-    result = await evidence.reconcile(
-        stack,
-        project=PROJECT,
-        targets=fleet.targets,
-        hooks=hooks,
-        timeout=plan.settle_timeout,
-        seconds=seconds,
-        say=say,
-    )
+    tally = await run.beside(kills, load.run(stack.front_url, run.hooks, rate=plan.rate, progress=say))
     return ClusterResult(
         plan=plan,
         tally=tally,
-        result=result,
+        result=await run.judge(),
         outages=kills.outages,
         driver_failures=kills.failures,
         work=await asyncio.to_thread(work.totals),
-        fleet=fleet,
-        seconds=seconds,
+        fleet=run.fleet,
+        seconds=run.seconds,
     )
 
 

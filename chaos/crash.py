@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from chaos import config_changes, driver, evidence, load, reconcile
 from chaos.provision import PROJECT, Fleet, provision
 from chaos.stack import ChaosStack
+
+S = TypeVar("S")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +162,52 @@ class CrashResult(Outcome):
         )
 
 
+@dataclass(kw_only=True)
+class Run:
+    """What a run under kills (this module's `run`, `cluster.run`) is made of: the fleet it
+    provisioned, the webhooks planned for it, the seconds each phase took; `beside` sends while a
+    driver kills, `judge` reconciles what that left."""
+
+    chaos: ChaosStack
+    plan: Plan
+    project: str
+    say: Callable[[str], None]
+    fleet: Fleet
+    hooks: list[load.Webhook]
+    seconds: dict[str, float]
+
+    @classmethod
+    async def provisioned(
+        cls, chaos: ChaosStack, plan: Plan, *, project: str, say: Callable[[str], None]
+    ) -> Run:
+        began = time.monotonic()
+        fleet = await provision(chaos, components=plan.components, tags=plan.tags, project=project)
+        hooks = load.plan(fleet.targets, plan.webhooks, seed=plan.seed)
+        seconds = {"provision": time.monotonic() - began}
+        return cls(
+            chaos=chaos, plan=plan, project=project, say=say, fleet=fleet, hooks=hooks, seconds=seconds
+        )
+
+    async def beside(self, kills: driver.Driver, sending: Awaitable[S]) -> S:
+        """What `sending` returns, awaited while `kills` kills and restarts (`webhooks_and_kills`)."""
+        began = time.monotonic()
+        sent = await kills.beside(sending)
+        self.seconds["webhooks_and_kills"] = time.monotonic() - began
+        return sent
+
+    async def judge(self, changes: Sequence[config_changes.Change] = ()) -> reconcile.Reconciliation:
+        return await evidence.reconcile(
+            self.chaos.stack,
+            project=self.project,
+            targets=self.fleet.targets,
+            hooks=self.hooks,
+            timeout=self.plan.settle_timeout,
+            seconds=self.seconds,
+            say=self.say,
+            changes=changes,
+        )
+
+
 async def run(
     chaos: ChaosStack,
     plan: CrashPlan,
@@ -170,13 +218,10 @@ async def run(
 ) -> CrashResult:
     """The crash run of `plan` in `project`; `during` runs beside the webhooks (a planted fault)."""
     stack = chaos.stack
-    seconds: dict[str, float] = {}
-    began = time.monotonic()
-    fleet = await provision(chaos, components=plan.components, tags=plan.tags, project=project)
-    seconds["provision"] = time.monotonic() - began
+    run = await Run.provisioned(chaos, plan, project=project, say=say)
+    fleet, hooks = run.fleet, run.hooks
     say(f"provisioned {plan.components} components with {plan.tags} tags each")
 
-    hooks = load.plan(fleet.targets, plan.webhooks, seed=plan.seed)
     events = driver.schedule(plan.duration, plan.kills, seed=plan.seed)
     kills = driver.Driver(stack, events, say=say)
     say(
@@ -185,6 +230,7 @@ async def run(
     )
 
     async def send() -> tuple[load.Tally, list[config_changes.Change], config_changes.ConfigTally]:
+        began = time.monotonic()
         sending = load.run(stack.url("webhook_gateway"), hooks, rate=plan.rate, progress=say)
         configuring = config_changes.run(
             stack.url("orchestrator"),
@@ -201,31 +247,18 @@ async def run(
             tally, (changes, config_tally, planted), _ = await asyncio.gather(sending, configuring, during())
         fleet.secrets |= planted
         say(f"{sum(len(c.answered) for c in changes)} config changes answered")
-        seconds["webhooks"] = time.monotonic() - began
+        run.seconds["webhooks"] = time.monotonic() - began
         return tally, changes, config_tally
 
-    began = time.monotonic()
-    tally, changes, config_tally = await kills.beside(send())
-    seconds["webhooks_and_kills"] = time.monotonic() - began
-
-    result = await evidence.reconcile(
-        stack,
-        project=project,
-        targets=fleet.targets,
-        hooks=hooks,
-        timeout=plan.settle_timeout,
-        seconds=seconds,
-        say=say,
-        changes=changes,
-    )
+    tally, changes, config_tally = await run.beside(kills, send())
     return CrashResult(
         plan=plan,
         tally=tally,
-        result=result,
+        result=await run.judge(changes),
         outages=kills.outages,
         driver_failures=kills.failures,
         fleet=fleet,
         changes=changes,
         config_tally=config_tally,
-        seconds=seconds,
+        seconds=run.seconds,
     )
