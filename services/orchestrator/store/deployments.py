@@ -128,22 +128,22 @@ class Deployments(PendingRepo[Deployment]):
         )
         return newer.id if newer is not None else None
 
-    async def claim_rollback(self, deployment_id: str, rollback_id: str) -> Deployment | None:
+    async def claim_rollback(self, failed: Deployment, rollback_id: str) -> Deployment | None:
         """Name `rollback_id` as what rolls this failed deployment back; None when another claim
         (a redelivered report, another replica) came first."""
         return await self.one(
             "UPDATE deployments SET rolled_back_by = $2, updated_at = now()"
             " WHERE id = $1 AND status = 'failed' AND rolled_back_by IS NULL RETURNING *",
-            deployment_id,
+            failed.id,
             rollback_id,
         )
 
-    async def add_note(self, deployment_id: str, note: str) -> Deployment | None:
+    async def add_note(self, deployment: Deployment, note: str) -> Deployment | None:
         """Append `note` once (a second call with the same note changes nothing: None)."""
         return await self.one(
             "UPDATE deployments SET notes = notes || jsonb_build_array($2::text), updated_at = now()"
             " WHERE id = $1 AND NOT notes @> jsonb_build_array($2::text) RETURNING *",
-            deployment_id,
+            deployment.id,
             note,
         )
 

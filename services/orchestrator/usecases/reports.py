@@ -129,7 +129,7 @@ class Reports:
         )
         try:
             async with self.store.transaction() as tx:
-                claimed = await tx.deployments.claim_rollback(failed.id, new.id)
+                claimed = await tx.deployments.claim_rollback(failed, new.id)
                 if claimed is None:  # a redelivery of this report, or another replica, did it
                     return None
                 newer = await tx.deployments.newer_than(failed)
@@ -163,7 +163,7 @@ class Reports:
             return False
 
     async def _note(self, deployment: Deployment, note: str) -> None:
-        noted = await self.store.now.deployments.add_note(deployment.id, note)
+        noted = await self.store.now.deployments.add_note(deployment, note)
         if noted is not None:
             log.info("no auto-rollback", extra={"deployment_id": deployment.id, "note": note})
             await self.gateways.deployment_changed(noted)
