@@ -89,14 +89,14 @@ class Agent:
         identity: Identity,
         bus: Bus,
         kube: Kube,
-        options: AgentOptions | None = None,
+        options: AgentOptions = AgentOptions(),
         metrics: AgentMetrics | None = None,
     ) -> None:
         self.identity = identity
         self.dataplane_id = identity.dataplane_id
         self.bus = bus
         self.kube = kube
-        self.options = options = options or AgentOptions()
+        self.options = options
         self.metrics = metrics
         dp = self.dataplane_id
         self.reporter = Reporter(bus=bus, dataplane_id=dp, metrics=metrics)
