@@ -49,7 +49,7 @@ ORCHESTRATOR_STATUS_DURABLE = "orchestrator-status"
 ORCHESTRATOR_AUDIT_DURABLE = "orchestrator-audit"
 
 # One durable consumer per data plane lives on the DATAPLANE stream; nats-server 2.15 caps a stream at
-# 1,000 consumers unless the stream names its own limit (found by `make bench` at 1,000 data planes).
+# 1,000 consumers unless the stream names its own limit, so the stream names one.
 MAX_DATAPLANES = 100_000
 
 

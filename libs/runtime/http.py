@@ -96,9 +96,9 @@ def validation_problem(exc: ValidationError, *, prefix: str = "") -> ProblemErro
 def _nul_character_at(value: Any, path: str = "") -> str | None:
     """Where a string (or key) holds U+0000, as a field path; None when nowhere.
 
-    Valid JSON, but no text column, Kubernetes object or header can hold it: PostgreSQL refuses
-    it with an error that was a 500. (Found by `make chaos`: schemathesis sent a token name
-    with a NUL in it.) Refused here, once, for every service, as a 422.
+    Valid JSON, but no text column, Kubernetes object or header can hold it (PostgreSQL refuses
+    it deep inside a query, as an error no handler expects). Refused here, once, for every
+    service, as a 422 naming the field.
     """
     if isinstance(value, str):
         return (path or "body") if "\x00" in value else None
