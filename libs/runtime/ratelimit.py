@@ -12,17 +12,26 @@ looked up, so guessing tokens costs the database and the bus nothing, and its go
 (`LANDFALL_TRUSTED_PROXY_HOPS`): the entry that many places from the right is the one the first
 trusted proxy saw; the entries left of it are whatever the client wrote. With 0 (the default) the
 header is ignored and the peer address is the client.
+
+`LANDFALL_TRUSTED_PROXIES` (addresses or CIDRs, empty by default) names proxies *inside* the
+deployment that forward for their own clients, such as the console (a backend-for-frontend that
+calls the API with each user's key from its own address). Like nginx's `set_real_ip_from` with
+`real_ip_recursive`: the chain is X-Forwarded-For plus the peer; the entry `trusted_proxy_hops`
+places from the right is chosen as before, and while it is a listed proxy with an entry left of it
+the choice moves one left. An entry that is not an IP address stops the walk (it is never believed
+to be a proxy). With the list empty the address is exactly what it was without it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from libs.runtime.errors import ProblemError
@@ -40,6 +49,40 @@ class PreAuthSettings(BaseSettings):
     trusted_proxy_hops: int = Field(
         default=0, ge=0, le=10, description="trusted proxies in front: X-Forwarded-For is read only when > 0"
     )
+    trusted_proxies: str = Field(
+        default="",
+        description="addresses/CIDRs of proxies (the console) whose forwarded client is believed",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        parse_networks(value)  # a bad entry is a startup error naming it
+        return value
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(value: str) -> tuple[Network, ...]:
+    """`10.0.0.5, 10.1.0.0/16` -> networks; ValueError names the first entry that is neither."""
+    networks: list[Network] = []
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"LANDFALL_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR") from None
+    return tuple(networks)
+
+
+def _is_trusted(entry: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(entry)
+    except ValueError:
+        return False  # not an address: never believed as a proxy, the walk stops here
+    return any(address.version == n.version and address in n for n in networks)
 
 
 @dataclass
@@ -127,16 +170,21 @@ class AddressLimiter:
 
     def __init__(self, settings: PreAuthSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.hops = settings.trusted_proxy_hops
+        self.proxies = parse_networks(settings.trusted_proxies)
         self.buckets = RateLimiter(
             rate=settings.preauth_refusals_per_second, burst=settings.preauth_refusal_burst, clock=clock
         )
 
     def address(self, request: Peer) -> str:
-        if self.hops > 0:
-            hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
-            if len(hops) >= self.hops:
-                return hops[-self.hops][:64]
-        return request.remote or "unknown"
+        """The client's address: see the module docstring (hops from the right, then listed proxies)."""
+        if self.hops == 0 and not self.proxies:
+            return request.remote or "unknown"
+        forwarded = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+        chain = [*forwarded, request.remote or "unknown"]
+        index = len(chain) - 1 - self.hops if len(forwarded) >= self.hops else len(chain) - 1
+        while index > 0 and _is_trusted(chain[index], self.proxies):
+            index -= 1
+        return chain[index][:64]
 
     def check(self, request: Peer) -> None:
         """429 (Retry-After) when this address has used up its refusals; nothing is looked up then."""
