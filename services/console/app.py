@@ -18,11 +18,13 @@ import aiohttp
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
+from libs.runtime.access import PREAUTH
 from libs.runtime.http import create_base_app
 from libs.runtime.service import BUS, nats_ctx
 from services.console.clients import notices
-from services.console.clients.landfall import Landfall
+from services.console.clients.landfall import Landfall, client_address_var
 from services.console.entrypoints import routes
 from services.console.entrypoints.web import CONSOLE, FEED, SESSIONS, SETTINGS, SIGN_IN
 from services.console.settings import Settings
@@ -56,6 +58,16 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.append(_api_ctx(settings))
     app.cleanup_ctx.append(_notices_ctx)
     routes.register(api)
+
+    @web.middleware
+    async def client_address(request: web.Request, handler: Handler) -> web.StreamResponse:
+        token = client_address_var.set(request.app[PREAUTH].address(request))
+        try:
+            return await handler(request)
+        finally:
+            client_address_var.reset(token)
+
+    app.middlewares.append(client_address)
 
     async def end_streams(app: web.Application) -> None:
         app[FEED].close()

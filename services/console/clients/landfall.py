@@ -10,6 +10,12 @@ is none (docker-compose), the per-service addresses, routed here by the same rul
 door (`libs/devstack/front_door.py`): registries to credentials; CI tokens, signing secrets,
 snippets and webhooks to the gateway; the rest to the orchestrator.
 
+The browser's address (as this console determines it: `AddressLimiter.address` with its own
+`LANDFALL_TRUSTED_PROXY_HOPS`/`LANDFALL_TRUSTED_PROXIES`, so behind an ingress it reads the
+ingress' header) goes out as a one-entry `X-Forwarded-For`: the single address the console
+believes, never the raw chain a browser could have written. A service that lists the console in
+`LANDFALL_TRUSTED_PROXIES` then limits refused keys per browser, not per console.
+
 One `aiohttp.ClientSession` (one connection pool) for the whole process: a page that makes four
 calls reuses warm connections to the front door instead of opening four.
 """
@@ -19,12 +25,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
 from pydantic import SecretStr
 
 from libs.runtime.logs import request_id_var
+
+client_address_var: ContextVar[str | None] = ContextVar("console_client_address", default=None)
 
 _COMPONENT = r"/v1/orgs/[^/]+/projects/[^/]+/components/[^/]+"
 ROUTES = (
@@ -40,13 +49,19 @@ def service_of(path: str) -> str:
 
 class ApiProblem(Exception):
     def __init__(
-        self, status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        errors: list[dict[str, Any]] | None = None,
+        retry_after: str | None = None,
     ) -> None:
         super().__init__(f"{status} {title}: {detail}")
         self.status = status
         self.title = title
         self.detail = detail
         self.errors = errors or []
+        self.retry_after = retry_after
 
 
 def unavailable(detail: str) -> ApiProblem:
@@ -78,6 +93,9 @@ class Landfall:
         rid = request_id_var.get()
         if rid is not None:
             headers["X-Request-Id"] = rid  # one request id from the browser's click to the service
+        client = client_address_var.get()
+        if client is not None:
+            headers["X-Forwarded-For"] = client  # the browser, for the services' pre-auth limit
         try:
             async with self._http.request(
                 method,
@@ -88,6 +106,7 @@ class Landfall:
             ) as response:
                 raw = await response.read()
                 status = response.status
+                retry_after = response.headers.get("Retry-After")
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise unavailable(type(exc).__name__) from None
         try:
@@ -104,4 +123,5 @@ class Landfall:
             str(data.get("title", "Error")),
             str(data.get("detail", "")),
             errors if isinstance(errors, list) else [],
+            retry_after,
         )

@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from libs.runtime.access import PREAUTH
+from libs.runtime.ratelimit import retry_after_header
 from services.console.clients.landfall import ApiProblem
 from services.console.domain import SignInRefused
 from services.console.entrypoints.web import (
@@ -58,16 +60,30 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         return await sign_in_page(request, error="The form is out of date: try again.", status=403)
     key, org = data.get("api_key", ""), data.get("org", "")
     org = org.strip() if isinstance(org, str) and org.strip() else request.app[SETTINGS].default_org
+    limiter = request.app[PREAUTH]  # refused sign-ins per browser address, before the API is called
+    wait = limiter.buckets.wait(limiter.address(request))
+    if wait is not None:
+        return await _too_many(request, org, retry_after_header(wait))
     try:
         session = await request.app[SIGN_IN](key=key if isinstance(key, str) else "", org=org)
     except SignInRefused as exc:
+        limiter.refused(request)
         return await sign_in_page(request, error=str(exc), org=org, status=401)
     except ApiProblem as exc:
+        if exc.status == 429:  # the API's own limit: the same page, not "unavailable"
+            return await _too_many(request, org, exc.retry_after or "60")
         return await sign_in_page(request, error=exc.detail, org=org, status=503)
     response = web.HTTPSeeOther(_next(data.get("next")))
     set_cookie(request, response, SESSION_COOKIE, session.id)
     response.del_cookie(SIGNIN_COOKIE, path="/")
     raise response
+
+
+async def _too_many(request: web.Request, org: str, retry_after: str) -> web.StreamResponse:
+    error = f"Too many refused sign-ins from your address: try again in {retry_after} seconds."
+    response = await sign_in_page(request, error=error, org=org, status=429)
+    response.headers["Retry-After"] = retry_after
+    return response
 
 
 async def sign_out(request: web.Request) -> web.StreamResponse:
