@@ -10,9 +10,12 @@ import asyncio
 import re
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 
 from libs.devstack.stack import Stack, http
+from services.console.app import create_app
 from services.console.entrypoints.routes import PAGES, PUBLIC
 from tests.integration.console.conftest import Browser, Clock
 from tests.support import eventually
@@ -336,3 +339,41 @@ async def test_health_readiness_metrics_and_openapi(browser: Browser) -> None:
         doc = await r.json()
     assert "/sign-in" in doc["paths"]
     assert "/projects/{project}/components/{component}/events" in doc["paths"]
+
+
+async def test_a_key_guesser_is_stopped_at_the_sign_in_page_and_other_browsers_still_sign_in(
+    stack: Stack, console_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused sign-ins are counted per browser address in the console (here behind one trusted
+    proxy that names the browser), and answered 429 with Retry-After before the API is asked."""
+    monkeypatch.setenv("LANDFALL_PREAUTH_REFUSAL_BURST", "3")
+    monkeypatch.setenv("LANDFALL_TRUSTED_PROXY_HOPS", "1")
+    srv = TestServer(create_app(console_settings))
+    await srv.start_server()
+    try:
+        base = str(srv.make_url("/")).rstrip("/")
+
+        async def browser_at(address: str) -> tuple[aiohttp.ClientSession, Browser]:
+            client = aiohttp.ClientSession(
+                base_url=base,
+                cookie_jar=aiohttp.CookieJar(unsafe=True),
+                headers={"X-Forwarded-For": address},
+            )
+            return client, Browser(client)
+
+        guesser_client, guesser = await browser_at("203.0.113.7")
+        other_client, other = await browser_at("203.0.113.8")
+        async with guesser_client, other_client:
+            for _ in range(3):
+                status, _, _ = await guesser.sign_in("lfk_" + "B" * 49)
+                assert status == 401
+            assert stack.org_key
+            status, body, _ = await guesser.sign_in(stack.org_key)  # even a good key waits now
+            assert status == 429, body[:300]
+            assert "Too many refused sign-ins" in body
+            async with guesser_client.get("/sign-in") as page:
+                assert page.status == 200  # the form itself still shows
+            status, _, location = await other.sign_in(stack.org_key)
+            assert (status, location) == (303, "/components")
+    finally:
+        await srv.close()
