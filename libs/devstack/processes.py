@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -50,17 +51,41 @@ class Ports:
         }[name]
 
 
-def free_ports(count: int) -> list[int]:
-    socks = []
+def _ephemeral_low() -> int:
+    """Where the kernel's outgoing (ephemeral) ports begin: 32768 on Linux unless configured."""
     try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on 127.0.0.1 now, chosen BELOW the ephemeral range.
+
+    A stack picks its ports first and binds them one service at a time, seconds later; a port
+    the kernel hands out with bind(0) is from the ephemeral range, where any outgoing
+    connection of any process may take it meanwhile (a bench agent once failed with "address
+    already in use"). Below that range only another picker like this one can collide."""
+    low, high = 20_000, min(_ephemeral_low(), 65_536)
+    if high - low < 1_000:  # an unusual port range: fall back to the kernel's choice
+        low, high = 1_024, 65_536
+    chosen: list[int] = []
+    rng = random.SystemRandom()
+    for _ in range(count * 200):
+        if len(chosen) == count:
+            break
+        port = rng.randrange(low, high)
+        if port in chosen:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen.append(port)
+    if len(chosen) < count:
+        raise StackError(f"could not find {count} free TCP ports on 127.0.0.1 between {low} and {high}")
+    return chosen
 
 
 def random_ports() -> Ports:
