@@ -186,9 +186,13 @@ class AddressLimiter:
             index -= 1
         return chain[index][:64]
 
+    def wait(self, request: Peer) -> float | None:
+        """Seconds until this address may be refused again; None while it has refusals left."""
+        return self.buckets.wait(self.address(request))
+
     def check(self, request: Peer) -> None:
         """429 (Retry-After) when this address has used up its refusals; nothing is looked up then."""
-        wait = self.buckets.wait(self.address(request))
+        wait = self.wait(request)
         if wait is not None:
             raise too_many(
                 "too many refused credentials from this address; retry after the time in Retry-After", wait

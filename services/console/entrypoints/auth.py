@@ -61,7 +61,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     key, org = data.get("api_key", ""), data.get("org", "")
     org = org.strip() if isinstance(org, str) and org.strip() else request.app[SETTINGS].default_org
     limiter = request.app[PREAUTH]  # refused sign-ins per browser address, before the API is called
-    wait = limiter.buckets.wait(limiter.address(request))
+    wait = limiter.wait(request)
     if wait is not None:
         return await _too_many(request, org, retry_after_header(wait))
     try:
