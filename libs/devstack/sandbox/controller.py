@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import dataclasses
 import logging
 import time
@@ -30,12 +29,11 @@ from typing import Final
 from libs.devstack.sandbox.errors import ApiError
 from libs.devstack.sandbox.images import image_id
 from libs.devstack.sandbox.kinds import Kind
-from libs.devstack.sandbox.owners import owner_uids
-from libs.devstack.sandbox.selectors import Filter
 from libs.devstack.sandbox.store import Event, Store
 from libs.devstack.sandbox.values import (
     JsonDict,
     json_array,
+    json_copy,
     json_object,
     random_suffix,
     short_hash,
@@ -110,12 +108,10 @@ def _pod(owner: JsonDict, template: JsonDict, name: str, labels: JsonDict) -> Js
             "name": name,
             "namespace": owner["metadata"]["namespace"],
             "labels": labels,
-            "annotations": copy.deepcopy(
-                json_object(json_object(template.get("metadata")).get("annotations"))
-            ),
+            "annotations": json_copy(json_object(json_object(template.get("metadata")).get("annotations"))),
             "ownerReferences": [_owner_reference(owner)],
         },
-        "spec": copy.deepcopy(json_object(template.get("spec"))),
+        "spec": json_copy(json_object(template.get("spec"))),
     }
 
 
@@ -217,12 +213,9 @@ class Controller:
         self._store.update(kind, namespace, name, "status", replace_status)
 
     def _delete_owned_pods(self, namespace: str, owner_uid: str) -> None:
-        def owned(obj: JsonDict) -> bool:
-            return owner_uid in owner_uids(obj["metadata"])
-
-        for obj in self._store.select(Filter(self._pods, namespace), where=owned):
+        for name in self._store.owned(self._pods, namespace, owner_uid):
             with contextlib.suppress(ApiError):
-                self._store.delete(self._pods, namespace, obj["metadata"]["name"])
+                self._store.delete(self._pods, namespace, name)
 
     def _create_failing_pod(
         self, owner: JsonDict, name: str, labels: JsonDict, rule: FailureRule, bad: JsonDict
@@ -422,7 +415,7 @@ class Controller:
             if failing.deadline_reported or time.monotonic() - failing.since < deadline:
                 continue
             failing.deadline_reported = True
-            status = copy.deepcopy(json_object(obj.get("status")))
+            status = json_copy(json_object(obj.get("status")))
             rs_name = self._replica_set_name(obj)
             status["conditions"] = [
                 c

@@ -10,7 +10,6 @@ are removed, lists are replaced, a missing object is created); a watch honours
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
 import json
 from collections.abc import Mapping
@@ -28,7 +27,7 @@ from libs.devstack.sandbox.patches import (
 )
 from libs.devstack.sandbox.selectors import Filter
 from libs.devstack.sandbox.store import Mutation, Store
-from libs.devstack.sandbox.values import JsonDict, json_array, json_object
+from libs.devstack.sandbox.values import JsonDict, json_array, json_copy, json_object
 from libs.runtime.mergepatch import merge_patch
 
 
@@ -181,7 +180,7 @@ class ObjectApi:
                 namespace,
                 name,
                 target.subresource,
-                lambda _: copy.deepcopy(body),
+                lambda _: json_copy(body),
                 expected_rv=expected,
                 dry_run=dry_run,
             )
@@ -262,7 +261,7 @@ class ObjectApi:
         if self._store.get(kind, namespace, name) is None:
             if sub is not None:
                 raise kind.not_found(name)
-            body = copy.deepcopy(applied)
+            body = json_copy(applied)
             body.setdefault("metadata", {})["name"] = name
             created = self._store.create(kind, namespace, body, dry_run=dry_run)
             if not dry_run:

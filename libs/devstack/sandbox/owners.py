@@ -35,7 +35,16 @@ class Dependents:
         for uid in owner_uids(meta):
             self._by_owner.get(uid, set()).discard(dependent)
 
+    def of(self, owner_uid: str) -> list[Dependent]:
+        """What names `owner_uid` (in a stable order; entries may be stale: check the object)."""
+        return sorted(self._by_owner.get(owner_uid, set()), key=_order)
+
     def take(self, owner_uid: str | None) -> list[Dependent]:
         """What named `owner_uid` (in a stable order), forgetting the owner."""
         found = self._by_owner.pop(owner_uid, set()) if owner_uid else set()
-        return sorted(found, key=lambda d: (d[0].group, d[0].plural, d[1] or "", d[2]))
+        return sorted(found, key=_order)
+
+
+def _order(dependent: Dependent) -> tuple[str, str, str, str]:
+    kind, namespace, name = dependent
+    return (kind.group, kind.plural, namespace or "", name)

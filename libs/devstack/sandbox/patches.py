@@ -9,12 +9,11 @@ server-side apply (what a field manager applied before and omits now is removed)
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from libs.devstack.sandbox.errors import ApiError
-from libs.devstack.sandbox.values import JsonDict, json_array
+from libs.devstack.sandbox.values import JsonDict, json_array, json_copy
 
 SYSTEM_METADATA: Final = (
     "name",
@@ -64,14 +63,14 @@ def _smp_merge_key(field: str, items: Sequence[Any]) -> str | None:
 
 def _smp_list(field: str, current: list[Any], patch: list[Any]) -> list[Any]:
     if field in _SMP_SET_LISTS:
-        return copy.deepcopy(current) + [item for item in patch if item not in current]
+        return json_copy(current) + [item for item in patch if item not in current]
     key = _smp_merge_key(field, [*current, *patch])
     replace = any(isinstance(item, dict) and item.get("$patch") == "replace" for item in patch)
     if key is None or replace:
         return [
             _strip_directives(item) for item in patch if not (isinstance(item, dict) and "$patch" in item)
         ]
-    result = copy.deepcopy(current)
+    result = json_copy(current)
     for item in patch:
         if not isinstance(item, dict) or key not in item:
             result.append(_strip_directives(item))
@@ -94,7 +93,7 @@ def strategic_merge(target: Any, patch: JsonDict) -> JsonDict:
     if patch.get("$patch") == "replace":
         replaced: JsonDict = _strip_directives(patch)
         return replaced
-    result: JsonDict = copy.deepcopy(target) if isinstance(target, dict) else {}
+    result: JsonDict = json_copy(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if key.startswith("$deleteFromPrimitiveList/"):
             field = key.split("/", 1)[1]
@@ -166,15 +165,15 @@ def json_patch(doc: Any, operations: list[Any]) -> Any:
         op = operation.get("op")
         tokens = _pointer(operation.get("path"))
         if op == "add":
-            doc = _pointer_add(doc, tokens, copy.deepcopy(operation.get("value")))
+            doc = _pointer_add(doc, tokens, json_copy(operation.get("value")))
         elif op == "remove":
             _pointer_remove(doc, tokens)
         elif op == "replace":
             _pointer_remove(doc, tokens) if tokens else None
-            doc = _pointer_add(doc, tokens, copy.deepcopy(operation.get("value")))
+            doc = _pointer_add(doc, tokens, json_copy(operation.get("value")))
         elif op in ("move", "copy"):
             source = _pointer(operation.get("from"))
-            value = _pointer_remove(doc, source) if op == "move" else copy.deepcopy(_pointer_get(doc, source))
+            value = _pointer_remove(doc, source) if op == "move" else json_copy(_pointer_get(doc, source))
             doc = _pointer_add(doc, tokens, value)
         elif op == "test":
             if _pointer_get(doc, tokens) != operation.get("value"):
@@ -200,7 +199,7 @@ def removals(previous: Any, applied: Any) -> JsonDict:
 
 
 def without_system_metadata(obj: JsonDict) -> JsonDict:
-    result = copy.deepcopy(obj)
+    result = json_copy(obj)
     meta = result.get("metadata")
     if isinstance(meta, dict):
         for field in (*SYSTEM_METADATA, "managedFields"):

@@ -117,6 +117,10 @@ class Filter:
         fields = _parse_field_selector(query.get("fieldSelector", ""))
         return cls(kind, namespace, tuple(labels), tuple(fields))
 
+    def exact_name(self) -> str | None:
+        """The name a `metadata.name=X` field selector asks for, if it has one."""
+        return next((value for path, equal, value in self.fields if path == "metadata.name" and equal), None)
+
     def matches(self, obj: Mapping[str, Any]) -> bool:
         meta = json_object(obj.get("metadata"))
         if self.namespace is not None and meta.get("namespace") != self.namespace:

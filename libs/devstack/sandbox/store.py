@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import dataclasses
 import logging
 import uuid
@@ -38,7 +37,7 @@ from libs.devstack.sandbox.kinds import Kind, apply_defaults, initial_status, va
 from libs.devstack.sandbox.owners import Dependents, owner_uids
 from libs.devstack.sandbox.patches import SYSTEM_METADATA
 from libs.devstack.sandbox.selectors import Filter
-from libs.devstack.sandbox.values import JsonDict, json_object, random_suffix, timestamp
+from libs.devstack.sandbox.values import JsonDict, json_copy, json_object, random_suffix, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +132,7 @@ class Store:
 
     def get(self, kind: Kind, namespace: str | None, name: str) -> JsonDict | None:
         found = self._load(kind, namespace, name)
-        return copy.deepcopy(found) if found is not None else None
+        return json_copy(found) if found is not None else None
 
     def live(self) -> list[tuple[Kind, JsonDict]]:
         result: list[tuple[Kind, JsonDict]] = []
@@ -152,16 +151,32 @@ class Store:
             if flt.namespace is not None or not flt.kind.namespaced
             else [ns for kind, ns in self._names if kind == flt.kind]
         )
+        named = flt.exact_name()
         found = []
         for namespace in namespaces:
-            for name in list(self._names.get((flt.kind, namespace), ())):
+            names = self._names.get((flt.kind, namespace), set())
+            # `fieldSelector=metadata.name=X` (a watch of one object) looks up X, not every name.
+            for name in ([named] if named in names else []) if named is not None else list(names):
                 obj = self._load(flt.kind, namespace, name)
                 if obj is not None and flt.matches(obj) and (where is None or where(obj)):
                     found.append(obj)
         found.sort(
             key=lambda obj: (json_object(obj["metadata"]).get("namespace") or "", obj["metadata"]["name"])
         )
-        return copy.deepcopy(found)
+        return json_copy(found)
+
+    def owned(self, kind: Kind, namespace: str | None, owner_uid: str) -> list[str]:
+        """Names of the live objects of `kind` in `namespace` whose ownerReferences name
+        `owner_uid`, from the owner index (no scan of the namespace): a rollout replaces its
+        Deployment's Pods, and the namespace holds every other component's Pods too."""
+        names = []
+        for dep_kind, dep_namespace, name in self._dependents.of(owner_uid):
+            if dep_kind != kind or dep_namespace != namespace:
+                continue
+            obj = self._load(kind, namespace, name)
+            if obj is not None and owner_uid in owner_uids(obj["metadata"]):
+                names.append(name)
+        return names
 
     # Watching.
 
@@ -204,7 +219,7 @@ class Store:
                 "group": kind.group,
                 "version": kind.version,
                 "plural": kind.plural,
-                "object": copy.deepcopy(obj),
+                "object": json_copy(obj),
             }
             for kind, obj in self.live()
         ]
@@ -283,7 +298,7 @@ class Store:
     def create(self, kind: Kind, namespace: str | None, body: Any, *, dry_run: bool = False) -> JsonDict:
         if not isinstance(body, dict):
             raise bad_request("the request body must be a JSON object")
-        obj: JsonDict = copy.deepcopy(body)
+        obj: JsonDict = json_copy(body)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise bad_request("metadata must be an object")
@@ -336,7 +351,7 @@ class Store:
         meta["resourceVersion"] = self._next_rv()
         self._save(kind, obj)
         self._publish(kind, "ADDED", obj)
-        return copy.deepcopy(obj)
+        return json_copy(obj)
 
     def update(
         self,
@@ -358,14 +373,14 @@ class Store:
                 name,
                 "the object has been modified; please apply your changes to the latest version and try again",
             )
-        candidate = mutate(copy.deepcopy(current))
+        candidate = mutate(json_copy(current))
         if not isinstance(candidate, dict):
             raise kind.invalid(name, "the patched object is not a JSON object")
         new = self._protect(kind, current, candidate, subresource)
         if subresource is None:
             apply_defaults(kind, new)
         if new == current:
-            return copy.deepcopy(current)  # a no-op: no new resourceVersion, no event
+            return json_copy(current)  # a no-op: no new resourceVersion, no event
         meta = new["metadata"]
         if subresource is None and "generation" in meta and _spec_of(new) != _spec_of(current):
             meta["generation"] = int(meta["generation"]) + 1
@@ -377,13 +392,13 @@ class Store:
             return self._finish_delete(kind, new, propagation="Background")
         self._save(kind, new)
         self._publish(kind, "MODIFIED", new, old=current)
-        return copy.deepcopy(new)
+        return json_copy(new)
 
     @staticmethod
     def _protect(kind: Kind, current: JsonDict, candidate: JsonDict, subresource: str | None) -> JsonDict:
         """Keep what a write to this endpoint cannot change."""
         if subresource == "status":
-            new = copy.deepcopy(current)
+            new = json_copy(current)
             if candidate.get("status") is not None:
                 new["status"] = candidate["status"]
             else:
@@ -401,7 +416,7 @@ class Store:
         candidate["kind"] = current["kind"]
         if kind.has_status:
             if "status" in current:
-                candidate["status"] = copy.deepcopy(current["status"])
+                candidate["status"] = json_copy(current["status"])
             else:
                 candidate.pop("status", None)
         return candidate
@@ -430,22 +445,22 @@ class Store:
                 )
                 raise kind.conflict(name, why)
         if dry_run:
-            return copy.deepcopy(current)
+            return json_copy(current)
         if meta.get("finalizers"):
             if meta.get("deletionTimestamp"):
-                return copy.deepcopy(current)
-            pending = copy.deepcopy(current)
+                return json_copy(current)
+            pending = json_copy(current)
             pending["metadata"].update(deletionTimestamp=timestamp(), deletionGracePeriodSeconds=0)
             pending["metadata"]["resourceVersion"] = self._next_rv()
             self._save(kind, pending)
             self._publish(kind, "MODIFIED", pending, old=current)
-            return copy.deepcopy(pending)
+            return json_copy(pending)
         if kind == self.namespaces:
             for other_kind, obj in self.live():
                 if other_kind.namespaced and obj["metadata"].get("namespace") == name:
                     with contextlib.suppress(ApiError):
                         self.delete(other_kind, name, obj["metadata"]["name"], propagation="Orphan")
-            terminating = copy.deepcopy(current)
+            terminating = json_copy(current)
             terminating["metadata"]["deletionTimestamp"] = timestamp()
             terminating["status"] = {"phase": "Terminating"}
             self._finish_delete(kind, current, propagation="Orphan")
@@ -457,7 +472,7 @@ class Store:
     def _finish_delete(self, kind: Kind, current: JsonDict, *, propagation: str) -> JsonDict:
         meta = current["metadata"]
         namespace, name, uid = meta.get("namespace"), meta["name"], meta.get("uid")
-        final = copy.deepcopy(current)
+        final = json_copy(current)
         final["metadata"]["resourceVersion"] = self._next_rv()
         key = self._key(kind, namespace, name)
         stored = self.emulator.objects[key]
@@ -478,7 +493,7 @@ class Store:
                     continue
                 with contextlib.suppress(ApiError):
                     self.delete(other_kind, other_namespace, other_name)
-        return copy.deepcopy(final)
+        return json_copy(final)
 
     # Server-side apply bookkeeping (one last-applied configuration per field manager).
 
@@ -491,7 +506,7 @@ class Store:
         self, kind: Kind, namespace: str | None, name: str, manager: str, sub: str | None, config: JsonDict
     ) -> None:
         by_manager = self._applied.setdefault((kind.group, kind.plural, namespace, name), {})
-        by_manager[(sub, manager)] = copy.deepcopy(config)
+        by_manager[(sub, manager)] = json_copy(config)
 
 
 def _spec_of(obj: Mapping[str, Any]) -> JsonDict:

@@ -329,6 +329,30 @@ async def test_controller_completes_a_rollout_and_watchers_see_it(api: Any, name
     }
 
 
+async def test_a_rollout_replaces_its_own_pods_and_no_one_elses(api: Any, namespace: str) -> None:
+    apps, core = apps_api(api), core_api(api)
+
+    async def pods_of(app: str) -> set[str]:
+        pods = await core.list_namespaced_pod(namespace, label_selector=f"app={app}")
+        return {p.metadata.name for p in pods.items}
+
+    async def two_pods(app: str, not_in: frozenset[str] = frozenset()) -> set[str] | None:
+        names = await pods_of(app)
+        return names if len(names) == 2 and not names & not_in else None
+
+    for name in ("web", "api"):
+        await apps.create_namespaced_deployment(namespace, deployment(name, replicas=2))
+    first_web = await eventually(lambda: two_pods("web"), what="web's first pods")
+    api_pods = await eventually(lambda: two_pods("api"), what="api's pods")
+
+    patch = {
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "registry.example/web:2"}]}}}
+    }
+    await apps.patch_namespaced_deployment("web", namespace, patch, _content_type=MERGE)
+    await eventually(lambda: two_pods("web", frozenset(first_web)), what="web's pods replaced")
+    assert await pods_of("api") == api_pods  # the other Deployment's Pods were left alone
+
+
 async def test_paused_controller_leaves_the_rollout_progressing(
     cluster: SandboxCluster, api: Any, namespace: str
 ) -> None:
@@ -453,6 +477,13 @@ async def test_selectors_and_watch_timeouts_are_honoured(api: Any, namespace: st
     assert [d.metadata.name for d in back.items] == ["api"]
     named = await apps.list_namespaced_deployment(namespace, field_selector="metadata.name=db")
     assert [d.metadata.name for d in named.items] == ["db"]
+    for selector in ("metadata.name=nothing", "metadata.name=db,metadata.name=api"):
+        none = await apps.list_namespaced_deployment(namespace, field_selector=selector)
+        assert none.items == [], selector
+    named_back = await apps.list_namespaced_deployment(
+        namespace, field_selector="metadata.name=web", label_selector="tier=back"
+    )
+    assert named_back.items == []
 
     # The stream ends (rather than hanging until the test's timeout) because timeout_seconds is honoured.
     async with watch.Watch() as stream:
