@@ -289,6 +289,17 @@ class Stack(Provisioning):
         log_path.parent.mkdir(parents=True, exist_ok=True)
         proc = Proc(name, argv, env, log_path)
         logfile = log_path.open("ab")
+        if self.echo is None:
+            # Straight into the file: a pipe read line by line by a thread of this process (the
+            # bench driver, a test) costs that process CPU per log line, and a full pipe blocks
+            # the service's event loop on its next log line.
+            with logfile:
+                proc.popen = subprocess.Popen(
+                    argv, env=env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            self.procs[name] = proc
+            self.write_pids()
+            return proc
         popen = subprocess.Popen(
             argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
         )
