@@ -98,6 +98,17 @@ def _verdict(met: bool | None) -> str:
     return "n/a" if met is None else "met" if met else "MISSED"
 
 
+def _config_row(config: dict[str, Any]) -> str:
+    """The config measure's row: its rate, both p50s and both groups' CPU per deploy."""
+    with_, without = config["with_config"], config["without_config"]
+    cpu = [group.get("cpu_ms_per_deploy", {}).get("total") for group in (with_, without)]
+    return (
+        f"latency p50 with config and secrets / without, same run, {with_['rate_per_s']:g}/s "
+        f"({_fmt(with_['e2e_ms'].get('p50'), ' ms', 1)} / {_fmt(without['e2e_ms'].get('p50'), ' ms', 1)}; "
+        f"CPU per deploy {_fmt(cpu[0], '', 1)} / {_fmt(cpu[1], ' ms', 1)})"
+    )
+
+
 def rows(result: Result) -> tuple[list[list[str]], ...]:
     """The tables (summary, hops, CPU per deploy, memory) as rows of strings."""
     checks = {c["name"].split(" (")[0]: c for c in result.get("targets") or targets(result)}
@@ -151,9 +162,7 @@ def rows(result: Result) -> tuple[list[list[str]], ...]:
         *(
             [
                 [
-                    "latency p50 with config and secrets / without, same run "
-                    f"({_fmt(result['latency_config']['with_config']['e2e_ms'].get('p50'), ' ms', 1)} / "
-                    f"{_fmt(result['latency_config']['without_config']['e2e_ms'].get('p50'), ' ms', 1)})",
+                    _config_row(result["latency_config"]),
                     _fmt(result["latency_config"]["p50_ratio"], "", 2),
                     f"<= {TARGET_CONFIG_RATIO:g}",
                     verdict("latency p50 with per-environment config"),
