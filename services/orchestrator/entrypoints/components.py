@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from aiohttp import web
 
 from libs.runtime.access import caller
 from libs.runtime.errors import Invalid
 from libs.runtime.http import NAME_RE, json_response, made, path_name, query_int, read_json
-from services.orchestrator.domain.records import Component, Deployment, Execution
+from services.orchestrator.domain.records import Component, Deployment, Execution, record_fields
 from services.orchestrator.entrypoints import USECASES
 from services.orchestrator.schemas import (
     ComponentCreate,
@@ -37,7 +35,7 @@ def component_out(component: Component, running: dict[str, Deployment]) -> Compo
         env: RunningImage(image=d.image, digest=d.digest, deployment_id=d.id, status=d.status)
         for env, d in running.items()
     }
-    return ComponentOut.model_validate({**dataclasses.asdict(component), "environments": environments})
+    return ComponentOut.model_validate({**record_fields(component), "environments": environments})
 
 
 def execution_out(execution: Execution) -> ExecutionOut:
