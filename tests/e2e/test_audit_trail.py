@@ -199,8 +199,12 @@ def test_one_event_per_change_with_its_actor_and_no_secret(stack: Stack) -> None
     assert {i["action"] for i in revokes} == {"citoken.revoke"}
 
     # What only the platform does is in the new org's trail, with the platform as its actor.
-    platform_items, _ = audit_of(stack, org, stack.admin_token)
-    created = [i for i in platform_items if i["request_id"] == flow.request_ids["org"]]
+    # The trail is written from the AUDIT stream, after the answer: wait for it as for the others.
+    def org_created() -> list[dict[str, Any]] | None:
+        platform_items, _ = audit_of(stack, org, stack.admin_token)
+        return [i for i in platform_items if i["request_id"] == flow.request_ids["org"]] or None
+
+    created = wait_until(org_created, timeout=20, what="the org.create event in the new org's trail")
     assert [(i["action"], i["actor"]["type"]) for i in created] == [("org.create", "platform")]
 
     # No secret anywhere in the trail.
