@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import shutil
 import stat
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from deploy.docker import compose_secrets
+from libs.runtime.ratelimit import AddressLimiter, PreAuthSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -41,7 +44,8 @@ def test_services_only_get_settings_their_code_knows(name: str) -> None:
     module = LANDFALL[name]
     assert svc["command"] == ["python", "-m", module]
     settings_cls = importlib.import_module(f"{module}.settings").Settings
-    known = set()
+    # create_base_app (every service's) reads the pre-authentication limits from the environment itself
+    known = {f"LANDFALL_{field.upper()}" for field in PreAuthSettings.model_fields}
     for field_name, info in settings_cls.model_fields.items():
         known.add(f"LANDFALL_{field_name.upper()}")
         alias = info.validation_alias
@@ -112,3 +116,26 @@ def test_compose_s_nats_configuration_is_operator_mode_with_tls_and_nats_server_
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+@dataclass
+class _Request:
+    remote: str
+    headers: dict[str, str]
+
+
+@pytest.mark.parametrize("name", ["credentials", "orchestrator", "webhook-gateway"])
+def test_the_services_count_refused_sign_ins_per_browser_behind_the_console(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    console = COMPOSE["services"]["console"]
+    address = console["networks"]["default"]["ipv4_address"]
+    subnet = COMPOSE["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
+    for key, value in COMPOSE["services"][name]["environment"].items():
+        monkeypatch.setenv(key, str(value))
+    limiter = AddressLimiter(PreAuthSettings())
+    forwarded = {"X-Forwarded-For": "198.51.100.23"}
+    assert limiter.address(_Request(address, forwarded)) == "198.51.100.23"
+    # anyone else is counted on its own address, whatever it writes
+    assert limiter.address(_Request("172.31.240.1", forwarded)) == "172.31.240.1"

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ import yaml
 from deploy.kubernetes import make_secrets, render
 from libs.devstack import front_door
 from libs.devstack.local_ca import LocalCA
-from libs.runtime.ratelimit import PreAuthSettings
+from libs.runtime.ratelimit import AddressLimiter, PreAuthSettings
+from services.console.clients.landfall import Landfall
 from services.orchestrator.entrypoints import routes as orchestrator_routes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,9 +136,8 @@ def test_every_setting_is_one_the_service_reads_and_credentials_come_from_secret
     for workload in (o for o in RENDERED[name] if o["kind"] == "Deployment"):
         module = importlib.import_module(SETTINGS[workload["metadata"]["name"]])
         known = {f"LANDFALL_{field.upper()}" for field in module.Settings.model_fields}
-        if "DatabaseSettings" in {base.__name__ for base in module.Settings.__mro__}:
-            # create_base_app reads the pre-authentication limits from the environment itself
-            known |= {f"LANDFALL_{field.upper()}" for field in PreAuthSettings.model_fields}
+        # create_base_app (every service's) reads the pre-authentication limits from the environment itself
+        known |= {f"LANDFALL_{field.upper()}" for field in PreAuthSettings.model_fields}
         (container,) = pod(workload)["containers"]
         env = _env(container)
         assert env.keys() <= known, env.keys() - known
@@ -314,52 +315,69 @@ def test_the_nats_configuration_with_the_install_s_auth_is_accepted_by_nats_serv
     }
 
 
-@pytest.mark.parametrize("overlay", ["local", "production"])
-def test_each_service_reads_its_settings_from_the_rendered_config_and_the_install_s_secrets(
-    overlay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    objects = RENDERED[overlay]
-    configs = {
-        (o["metadata"]["namespace"], o["metadata"]["name"]): o["data"]
-        for o in objects
-        if o["kind"] == "ConfigMap"
-    }
+def _made_secrets(tmp_path: Path) -> dict[str, dict[str, str]]:
     made = make_secrets.make_secrets(
         tmp_path,
         database_urls={s: f"postgresql://{s}@db:5432/landfall" for s in make_secrets.DATABASE_USERS},
         vault_tokens={s: f"token-of-{s}" for s in make_secrets.VAULT_USERS},
     )
-    secrets = {s["metadata"]["name"]: s["stringData"] for s in made}
-    for workload in (o for o in objects if o["kind"] == "Deployment"):
-        namespace = workload["metadata"]["namespace"]
-        (container,) = pod(workload)["containers"]
-        env: dict[str, str] = {}
-        for item in container["env"]:
-            source = item.get("valueFrom", {})
-            if "value" in item:
-                env[item["name"]] = item["value"]
-            elif "configMapKeyRef" in source:
-                ref = source["configMapKeyRef"]
-                data = configs[(namespace, ref["name"])]
-                if ref["key"] in data or not ref.get("optional"):
-                    env[item["name"]] = data[ref["key"]]  # every key that is not optional exists
-            elif "secretKeyRef" in source:
-                ref = source["secretKeyRef"]
-                if ref["name"] in secrets:
-                    env[item["name"]] = secrets[ref["name"]][ref["key"]]
-                else:
-                    assert ref.get("optional"), f"{ref['name']} is neither made by the install nor optional"
+    return {s["metadata"]["name"]: s["stringData"] for s in made}
+
+
+def _rendered_env(
+    objects: list[dict[str, Any]], workload: dict[str, Any], secrets: dict[str, dict[str, str]]
+) -> dict[str, str]:
+    """What the workload's container gets: the rendered ConfigMaps, the install's Secrets."""
+    configs = {
+        (o["metadata"]["namespace"], o["metadata"]["name"]): o["data"]
+        for o in objects
+        if o["kind"] == "ConfigMap"
+    }
+    namespace = workload["metadata"]["namespace"]
+    (container,) = pod(workload)["containers"]
+    env: dict[str, str] = {}
+    for item in container["env"]:
+        source = item.get("valueFrom", {})
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            data = configs[(namespace, ref["name"])]
+            if ref["key"] in data or not ref.get("optional"):
+                env[item["name"]] = data[ref["key"]]  # every key that is not optional exists
+        elif "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            if ref["name"] in secrets:
+                env[item["name"]] = secrets[ref["name"]][ref["key"]]
             else:
-                env[item["name"]] = "from-the-downward-api"
+                assert ref.get("optional"), f"{ref['name']} is neither made by the install nor optional"
+        else:
+            env[item["name"]] = "from-the-downward-api"
+    return env
+
+
+def _use_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for name in list(os.environ):
+        if name.startswith(("LANDFALL_", "VAULT_")):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.parametrize("overlay", ["local", "production"])
+def test_each_service_reads_its_settings_from_the_rendered_config_and_the_install_s_secrets(
+    overlay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = RENDERED[overlay]
+    secrets = _made_secrets(tmp_path)
+    for workload in (o for o in objects if o["kind"] == "Deployment"):
+        (container,) = pod(workload)["containers"]
+        env = _rendered_env(objects, workload, secrets)
         for volume in pod(workload).get("volumes", []):
             if "secret" in volume and volume["secret"]["secretName"] in secrets:
                 for key in volume["secret"].get("items", []):
                     assert key["key"] in secrets[volume["secret"]["secretName"]], key
-        for name in list(os.environ):
-            if name.startswith(("LANDFALL_", "VAULT_")):
-                monkeypatch.delenv(name)
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
+        _use_env(monkeypatch, env)
         module = importlib.import_module(SETTINGS[workload["metadata"]["name"]])
         settings = module.Settings()
         assert settings.http_port == container["ports"][0]["containerPort"]
@@ -370,3 +388,49 @@ def test_each_service_reads_its_settings_from_the_rendered_config_and_the_instal
         if hasattr(settings, "vault_token"):  # every Vault user gets its own token, none goes without
             assert settings.vault_token.get_secret_value() == f"token-of-{workload['metadata']['name']}"
             assert settings.vault_addr.startswith("http")
+
+
+@dataclass
+class _Request:
+    remote: str
+    headers: dict[str, str]
+
+
+@pytest.mark.parametrize("overlay", ["local", "production"])
+def test_a_browser_s_refused_sign_ins_count_on_its_address_at_the_console_and_at_the_services(
+    overlay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As installed: ingress-nginx (defaults: X-Forwarded-For replaced by its peer) -> console ->
+    a service. One key guesser must not lock every console user out, at either limit."""
+    objects = RENDERED[overlay]
+    secrets = _made_secrets(tmp_path)
+    workloads = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    browser, controller, console_pod = "198.51.100.23", "10.244.1.9", "10.244.2.5"
+
+    _use_env(monkeypatch, _rendered_env(objects, workloads["console"], secrets))
+    console_settings = importlib.import_module(SETTINGS["console"]).Settings()
+    at_console = AddressLimiter(PreAuthSettings()).address(
+        _Request(remote=controller, headers={"X-Forwarded-For": browser})
+    )
+    assert at_console == browser
+    api = Landfall(
+        None,  # type: ignore[arg-type]  # only its routing is used
+        base_url=console_settings.url,
+        services={
+            "credentials": console_settings.credentials_url,
+            "gateway": console_settings.gateway_url,
+            "orchestrator": console_settings.orchestrator_url,
+        },
+    )
+    for service, path in (
+        ("orchestrator", "/v1/orgs/acme/projects"),
+        ("credentials", "/v1/orgs/acme/registries"),
+        ("webhook-gateway", "/v1/orgs/acme/projects/p/components/c/tokens"),
+    ):
+        # straight to the service's cluster Service: the Ingress would drop the header the console sends
+        assert api.url(path).startswith(f"http://{service}.landfall.svc:"), path
+        _use_env(monkeypatch, _rendered_env(objects, workloads[service], secrets))
+        at_service = AddressLimiter(PreAuthSettings()).address(
+            _Request(remote=console_pod, headers={"X-Forwarded-For": at_console})
+        )
+        assert at_service == browser, service

@@ -407,3 +407,37 @@ async def test_guessing_enrollment_tokens_is_429_before_any_lookup(
         # the good token from that address waits too, and was not consumed by the refusal
         assert (await enroll(good, "203.0.113.7"))[0] == 429
         assert (await enroll(good, "198.51.100.4"))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("proxies", "separate"),
+    [("127.0.0.1", True), ("10.9.0.0/16", False)],
+    ids=["caller-listed", "caller-not-listed"],
+)
+async def test_a_listed_proxy_such_as_the_console_has_refusals_counted_per_client_it_forwards_for(
+    base_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, proxies: str, separate: bool
+) -> None:
+    """The console calls the API from its own address and names the browser in X-Forwarded-For.
+    Listed in LANDFALL_TRUSTED_PROXIES (no hops in front), its forwarded address is the key, so one
+    key guesser behind it does not lock out everyone else; a caller that is not listed is counted on
+    its own address whatever it writes in the header."""
+    monkeypatch.setenv("LANDFALL_PREAUTH_REFUSAL_BURST", "3")
+    monkeypatch.setenv("LANDFALL_PREAUTH_REFUSALS_PER_SECOND", "0.01")
+    monkeypatch.setenv("LANDFALL_TRUSTED_PROXY_HOPS", "0")
+    monkeypatch.setenv("LANDFALL_TRUSTED_PROXIES", proxies)
+    async with running_orchestrator(base_env) as orch:
+        await orch.ok("POST", "/v1/orgs", {"name": "acme"}, 201)
+        plane = await orch.ok("POST", "/v1/orgs/acme/dataplanes", {"name": "eu-1"}, 201)
+        good = {"enrollment_token": plane["enrollment_token"], "public_key": _key(), "version": "1.2.3"}
+        guessed = {**good, "enrollment_token": "lfe_" + "x" * 40}
+
+        async def enroll(body: dict[str, str], browser: str) -> int:
+            resp = await orch.client.post(
+                "/v1/dataplanes/enroll", json=body, headers={"X-Forwarded-For": browser}
+            )
+            return resp.status
+
+        for _ in range(3):
+            assert await enroll(guessed, "203.0.113.7") == 401
+        assert await enroll(guessed, "203.0.113.7") == 429
+        assert await enroll(good, "198.51.100.4") == (200 if separate else 429)
