@@ -80,6 +80,7 @@ CALLER_KEY = web.RequestKey("landfall_caller", Caller)
 AUDIT_TARGET_KEY = web.RequestKey("landfall_audit_target", str)
 AUDIT_ORG_KEY = web.RequestKey("landfall_audit_org", str)
 AUDIT_DETAIL_KEY = web.RequestKey("landfall_audit_detail", str)
+AUDIT_UNCHANGED_KEY = web.RequestKey("landfall_audit_unchanged", bool)
 REQUEST_ID_KEY = web.RequestKey("landfall_request_id", str)
 
 PLATFORM: Final = Caller(kind="platform", name="platform admin")
@@ -105,6 +106,12 @@ def audit_target(request: web.Request, target: str, *, org: str | None = None, d
         request[AUDIT_ORG_KEY] = org
     if detail:
         request[AUDIT_DETAIL_KEY] = detail
+
+
+def audit_unchanged(request: web.Request) -> None:
+    """This answer changed nothing (an idempotent retry repeating an earlier answer): no audit item,
+    the earlier request has one already."""
+    request[AUDIT_UNCHANGED_KEY] = True
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -323,7 +330,7 @@ def guard(handler: Handler, *, need: Need, action: str) -> Handler:
             if status == 403 and who.recognised:
                 _audit(request, who=who, action=action, outcome="refused", status=status, detail=exc.detail)
             raise
-        if request.method in CHANGES and response.status < 400:
+        if request.method in CHANGES and response.status < 400 and not request.get(AUDIT_UNCHANGED_KEY):
             _audit(
                 request,
                 who=caller(request),

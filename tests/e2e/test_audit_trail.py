@@ -30,11 +30,15 @@ class Flow:
         self.stack = stack
         self.request_ids: dict[str, str] = {}
 
-    def call(self, step: str, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+    def call(
+        self, step: str, method: str, path: str, token: str, body: Any = None, **extra: str
+    ) -> tuple[int, Any]:
         rid = f"audit-{step}-{secrets.token_hex(4)}"
         self.request_ids[step] = rid
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.stack.front_url + path, data=data, method=method)
+        for name, value in extra.items():  # Idempotency_Key= -> Idempotency-Key
+            req.add_header(name.replace("_", "-"), value)
         req.add_header("Authorization", f"Bearer {token}")
         req.add_header("X-Request-Id", rid)
         if data is not None:
@@ -47,8 +51,8 @@ class Flow:
         assert headers["X-Request-Id"] == rid, (step, dict(headers))
         return status, json.loads(raw) if raw else None
 
-    def ok(self, step: str, method: str, path: str, token: str, body: Any = None) -> Any:
-        status, answer = self.call(step, method, path, token, body)
+    def ok(self, step: str, method: str, path: str, token: str, body: Any = None, **extra: str) -> Any:
+        status, answer = self.call(step, method, path, token, body, **extra)
         assert 200 <= status < 300, (step, status, answer)
         return answer
 
@@ -118,7 +122,11 @@ def test_one_event_per_change_with_its_actor_and_no_secret(stack: Stack) -> None
     )
     assert status == 403
     token = flow.ok("token", "POST", f"{base}/tokens", dev, {"name": "audit-ci"})
-    accepted = flow.ok("webhook", "POST", "/v1/webhooks/deploy", token["token"], {"tag": "1.0"})
+    key = {"Idempotency_Key": "audit-" + secrets.token_hex(6)}
+    accepted = flow.ok("webhook", "POST", "/v1/webhooks/deploy", token["token"], {"tag": "1.0"}, **key)
+    # CI's retry of the same request (its answer lost) repeats the answer and changes nothing
+    again = flow.ok("retry", "POST", "/v1/webhooks/deploy", token["token"], {"tag": "1.0"}, **key)
+    assert again["deployment_id"] == accepted["deployment_id"]
     status, final = flow.call(
         "wait", "GET", f"/v1/webhooks/deployments/{accepted['deployment_id']}?wait=30", token["token"]
     )
@@ -193,6 +201,7 @@ def test_one_event_per_change_with_its_actor_and_no_secret(stack: Stack) -> None
     times = [i["time"] for i in mine]
     assert times == sorted(times, reverse=True)
     only_ci, _ = audit_of(stack, "default", viewer["key"], f"&actor_id={token['id']}")
+    # one item for the deploy, none for its idempotent retry (the gateway's later revoke is in already)
     assert [i["request_id"] for i in only_ci] == [flow.request_ids["webhook"]]
     revokes, _ = audit_of(stack, "default", viewer["key"], "&action=citoken.revoke")
     assert flow.request_ids["revoke"] in [i["request_id"] for i in revokes]

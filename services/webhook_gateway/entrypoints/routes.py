@@ -28,7 +28,16 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from libs.contracts.ids import looks_like
-from libs.runtime.access import ANONYMOUS, PREAUTH, Caller, Need, audit_target, set_caller, unauthorized
+from libs.runtime.access import (
+    ANONYMOUS,
+    PREAUTH,
+    Caller,
+    Need,
+    audit_target,
+    audit_unchanged,
+    set_caller,
+    unauthorized,
+)
 from libs.runtime.errors import NotFound, ProblemError
 from libs.runtime.http import Api, bearer_token, json_response, path_name, query_int, read_json, require_json
 from libs.runtime.ratelimit import retry_after_header, too_many
@@ -123,10 +132,13 @@ async def deploy(request: web.Request, gw: Gateway, token: TokenRow) -> web.Resp
     key = idempotency_key(request.headers.get("Idempotency-Key"))
     authorised = await gw.intake.authorise(token, body=await request.read(), headers=request.headers)
     body = await read_json(request, DeployRequest)
-    stored = await gw.intake.accept(
+    accepted = await gw.intake.accept(
         authorised, idempotency_key=key, image=body.image, tag=body.tag, digest=body.digest
     )
+    stored = accepted.row
     audit_target(request, stored.deployment_id, org=token.binding.org)
+    if accepted.repeated:
+        audit_unchanged(request)  # the first answer's request has the audit item
     url = _status_url(request.app[SETTINGS], stored.deployment_id)
     return json_response(DeployAccepted(deployment_id=stored.deployment_id, status_url=url), status=202)
 

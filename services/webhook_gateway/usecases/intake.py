@@ -51,6 +51,15 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
+class Accepted:
+    """What `accept` answers: the stored request, and whether this call only repeated an earlier,
+    published one (an idempotent retry: nothing changed, no second audit item)."""
+
+    row: AcceptedRow
+    repeated: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Authorised:
     """A request whose sender may deploy to `info`; `webhook_id` when it was signed."""
 
@@ -101,7 +110,7 @@ class Intake:
         image: str | None = None,
         tag: str | None = None,
         digest: str | None = None,
-    ) -> AcceptedRow:
+    ) -> Accepted:
         """The accepted request (for a retry with its Idempotency-Key, the one it repeats)."""
         token = request.token
         ref = resolve_image(request.info, image=image, tag=tag, digest=digest)
@@ -113,7 +122,9 @@ class Intake:
             idempotency_key=idempotency_key,
             created_at=utcnow(),
         )
-        outcome, stored = await self._record(candidate, request.webhook_id, token_prefix=token.token_prefix)
+        outcome, stored, repeated = await self._record(
+            candidate, request.webhook_id, token_prefix=token.token_prefix
+        )
         self.webhooks.labels(outcome).inc()
         if outcome == "key_mismatch":
             raise IdempotencyKeyReused(stored.deployment_id)
@@ -128,14 +139,15 @@ class Intake:
                 "token_prefix": token.token_prefix,
             },
         )
-        return stored
+        return Accepted(stored, repeated)
 
     async def _record(
         self, row: AcceptedRow, webhook_id: str | None, *, token_prefix: str
-    ) -> tuple[AcceptOutcome, AcceptedRow]:
+    ) -> tuple[AcceptOutcome, AcceptedRow, bool]:
+        """(outcome, the stored row, whether this call only repeated a published one)."""
         outcome, stored, published = await self._reserve(row, webhook_id)
         if outcome in ("key_mismatch", "webhook_replayed") or published:
-            return outcome, stored
+            return outcome, stored, published
         try:
             await self.stream.publish(stored, token_prefix=token_prefix)
         except DependencyUnavailable:
@@ -145,7 +157,9 @@ class Intake:
         if stored.idempotency_key is not None:  # only a retry with the key reads the mark
             with contextlib.suppress(DependencyUnavailable):  # the event is stored: a 202 either way
                 await self.uow.now.accepted.mark_published(stored.deployment_id)
-        return outcome, stored
+        # Not known published: the first try may have ended before its answer (and its audit
+        # item), so this call counts as the change (JetStream drops the repeated message).
+        return outcome, stored, False
 
     async def _reserve(
         self, row: AcceptedRow, webhook_id: str | None
