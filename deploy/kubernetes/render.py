@@ -131,6 +131,10 @@ def _patch(objects: list[Obj], patch: Obj, directory: Path, path: Path) -> None:
     matched = [o for o in objects if _matches(o, target)]
     if not matched:
         raise KustomizeError(f"{path}: a patch matches no object ({target})")
+    if "target" in patch:  # as kustomize: each matched object keeps its own name and namespace
+        body = copy.deepcopy(body)
+        for key in ("name", "namespace"):
+            body.get("metadata", {}).pop(key, None)
     for obj in matched:
         merged = merge_patch(obj, body)
         obj.clear()

@@ -174,9 +174,10 @@ def test_every_secret_the_manifests_read_is_made_by_the_install_or_documented(tm
 
 
 def test_the_ingress_routes_every_api_path_as_the_front_door_does() -> None:
-    (ingress,) = [o for o in RENDERED["control-plane"] if o["kind"] == "Ingress"]
-    (rule,) = ingress["spec"]["rules"]
-    paths = rule["http"]["paths"]
+    ingresses = [o for o in RENDERED["control-plane"] if o["kind"] == "Ingress"]
+    assert {r["host"] for o in ingresses for r in o["spec"]["rules"]} == {"landfall.example.com"}
+    # ingress-nginx merges the Ingresses of one host into one table of paths
+    paths = [p for o in ingresses for (rule,) in [o["spec"]["rules"]] for p in rule["http"]["paths"]]
     # The same table: every front-door pattern is one Ingress path, to the same service.
     table = {p["path"]: p["backend"]["service"]["name"] for p in paths}
     for pattern, service in front_door.ROUTES:
@@ -207,6 +208,48 @@ def test_the_ingress_routes_every_api_path_as_the_front_door_does() -> None:
         assert ingress_nginx(path) == front_door.SERVICE_NAMES[expected], template
     assert ingress_nginx("/") == "console"
     assert ingress_nginx("/static/console.css") == "console"
+
+
+@pytest.mark.parametrize("name", ["control-plane", "local", "production"])
+def test_a_browser_keeps_reaching_the_console_replica_it_signed_in_on(name: str) -> None:
+    """Sign-ins live in a console replica's memory: with more than one replica, the console's paths
+    need sticky sessions, and only they (the API stays balanced per request)."""
+    objects = RENDERED[name]
+    (console,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "console"]
+    assert console["spec"]["replicas"] > 1
+    ingresses = [o for o in objects if o["kind"] == "Ingress"]
+    affinity = "nginx.ingress.kubernetes.io/affinity"
+    for ingress in ingresses:
+        notes = ingress["metadata"].get("annotations", {})
+        backends = {
+            p["backend"]["service"]["name"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]
+        }
+        if "console" in backends:
+            assert backends == {"console"}, "affinity is per Ingress: the console's has no API path"
+            assert notes[affinity] == "cookie"
+            assert notes["nginx.ingress.kubernetes.io/affinity-mode"] == "persistent"
+            assert notes["nginx.ingress.kubernetes.io/session-cookie-samesite"] == "Strict"
+            if ingress["spec"].get("tls"):
+                assert notes["nginx.ingress.kubernetes.io/session-cookie-secure"] == "true"
+        else:
+            assert affinity not in notes
+    assert any("console" in str(o["spec"]) for o in ingresses)
+
+
+def test_a_patch_with_a_target_keeps_each_object_s_name(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "kustomization.yaml").write_text("resources: [cm.yaml]\n")
+    (base / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n"
+    )
+    (tmp_path / "kustomization.yaml").write_text(
+        "resources: [base]\npatches:\n  - path: p.yaml\n    target: {kind: ConfigMap}\n"
+    )
+    (tmp_path / "p.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: v}\n")
+    rendered = render.render(tmp_path)
+    assert [(o["metadata"]["name"], o["data"]) for o in rendered] == [("a", {"k": "v"}), ("b", {"k": "v"})]
 
 
 def test_the_kept_agent_manifest_is_the_agent_base_rendered() -> None:
