@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 
 from libs.runtime.settings import OwnSchemaSettings, VaultSettings
+from services.orchestrator.domain.rules import MAX_AGENT_JWT_TTL_SECONDS
 
 
 class Settings(OwnSchemaSettings, VaultSettings):
@@ -61,7 +62,7 @@ class Settings(OwnSchemaSettings, VaultSettings):
     agent_jwt_ttl_seconds: float = Field(
         default=86400.0,
         ge=2,
-        le=90 * 86400,
+        le=MAX_AGENT_JWT_TTL_SECONDS,
         description="an agent's NATS user JWT expires after this long; a running agent renews it before",
     )
     nats_operator_signing_seed: SecretStr | None = Field(

@@ -57,6 +57,13 @@ NOTE_VENDOR_TAG: Final = "tag not pinned: vendor registry"
 # --- errors ---------------------------------------------------------------------------------
 
 
+# The longest an agent's NATS user JWT may live (`agent_jwt_ttl_seconds` is bounded by it). A
+# revocation older than this plus an hour of clock skew revokes only expired JWTs, whatever TTL any
+# replica used, so it may leave the account JWT (which would otherwise grow with every re-enrollment).
+MAX_AGENT_JWT_TTL_SECONDS = 90 * 86400
+REVOCATION_KEPT_SECONDS = MAX_AGENT_JWT_TTL_SECONDS + 3600
+
+
 class InvalidFields(Invalid):
     """Several fields failed validation: one 422 problem that lists them all."""
 

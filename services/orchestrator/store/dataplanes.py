@@ -116,6 +116,15 @@ class DataPlanes(RecordRepo[DataPlane]):
         assert row is not None  # the migration made the row
         return int(row["last_iat"])
 
+    async def forget_revocations(self, *, older_than_seconds: float) -> list[str]:
+        """Drop revocations older than that (every JWT they revoked has expired): the keys dropped."""
+        rows = await self.rows(
+            "DELETE FROM nats_revocations WHERE revoked_at < now() - make_interval(secs => $1)"
+            " RETURNING user_public_key",
+            float(older_than_seconds),
+        )
+        return [str(r["user_public_key"]) for r in rows]
+
     async def nats_revocations(self) -> dict[str, int]:
         """Every revoked NATS user key -> when (unix seconds), for the account JWT."""
         rows = await self.rows(

@@ -18,7 +18,9 @@ What is subtle:
 * Re-enrolling (a new user key) or deleting a plane revokes its old NATS user: the key is listed in
   `nats_revocations` in the same transaction, then the account JWT is pushed with every revocation
   (`clients/nats_accounts.py`); nats-server closes that user's connections and refuses new ones.
-  A push that fails is retried at the next one, and at every start (`push_revocations`).
+  A push that fails is retried at the next one, and at every start (`push_revocations`). Each push
+  drops revocations older than the longest JWT lifetime allowed (`REVOCATION_KEPT_SECONDS`): what they
+  revoked has expired, and the account JWT stays bounded by the revocations of the last 90 days.
 * Deleting a plane an environment still uses answers 409 `dataplane_in_use` naming them: move or
   delete those environments first. Its deployments' history stays.
 * Heartbeats arrive every few seconds from every agent: a plane's first one (and
@@ -43,6 +45,7 @@ from services.orchestrator.clients.agents import Agents, NatsGrant
 from services.orchestrator.clients.nats_accounts import AccountPublisher
 from services.orchestrator.domain.records import DataPlane
 from services.orchestrator.domain.rules import (
+    REVOCATION_KEPT_SECONDS,
     EnrollmentRefused,
     check_public_key,
     new_enrollment_token,
@@ -221,6 +224,7 @@ class DataPlanes:
         try:
             async with self.store.transaction() as tx:
                 issued_at = await tx.dataplanes.claim_push(int(self.clock()))
+                forgotten = await tx.dataplanes.forget_revocations(older_than_seconds=REVOCATION_KEPT_SECONDS)
                 revocations = await tx.dataplanes.nats_revocations()
                 await self.accounts.push(revocations, issued_at=issued_at)
         except DependencyUnavailable as exc:  # NATS (BusUnavailable) or PostgreSQL
@@ -228,7 +232,14 @@ class DataPlanes:
                 "NATS account not pushed: revocations wait for the next push", extra={"error": str(exc)}
             )
             return False
-        log.info("NATS account pushed", extra={"revocations": len(revocations), "iat": issued_at})
+        log.info(
+            "NATS account pushed",
+            extra={
+                "revocations": len(revocations),
+                "expired_revocations_dropped": len(forgotten),
+                "iat": issued_at,
+            },
+        )
         return True
 
     @property

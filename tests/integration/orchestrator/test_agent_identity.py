@@ -274,3 +274,34 @@ async def test_re_enrolling_or_deleting_revokes_the_old_identity_at_once(
     delete = document["paths"]["/v1/orgs/{org}/dataplanes/{id}"]["delete"]
     assert {"204", "403", "404", "409"} <= set(delete["responses"])
     assert "dataplane_in_use" in delete["summary"]
+
+
+async def test_a_revocation_older_than_any_jwt_leaves_the_account_and_a_recent_one_stays(
+    orch: Harness, secured: SecuredNats
+) -> None:
+    """Every re-enrollment adds a revocation to the account JWT; one older than the longest JWT
+    lifetime allowed revokes nothing alive, so the next push drops it (the account stays bounded)."""
+    await orch.ok("POST", "/v1/orgs", {"name": "acme"}, 201)
+    first = await new_plane(orch, "acme", "main")
+    keys = []
+    for _ in range(2):  # two re-enrollments: two revoked keys
+        token = await orch.ok(
+            "POST", f"/v1/orgs/acme/dataplanes/{first.dataplane_id}/enrollment-token", None, 201
+        )
+        keys.append((await enroll(orch, token["enrollment_token"])).user)
+    old_key, recent_key = NKey.from_seed(first.user.seed).public_key, NKey.from_seed(keys[0].seed).public_key
+    planes = orch.client.app[USECASES].dataplanes
+    async with planes.store.transaction() as tx:
+        assert {old_key, recent_key} <= set(await tx.dataplanes.nats_revocations())
+        await tx.dataplanes.execute(  # as if the first revocation were 90 days and 2 hours old
+            "UPDATE nats_revocations SET revoked_at = now() - interval '90 days 2 hours'"
+            " WHERE user_public_key = $1",
+            old_key,
+        )
+    assert await planes.push_revocations()
+    async with planes.store.transaction() as tx:
+        kept = await tx.dataplanes.nats_revocations()
+    assert old_key not in kept
+    assert recent_key in kept
+    assert await refused(secured.url, keys[0])  # the pushed account still revokes the recent one
+    assert await refusal(secured.url, keys[1]) is None  # and the plane's current identity works
