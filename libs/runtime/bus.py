@@ -366,11 +366,12 @@ class Bus:
             raise BusUnavailable(f"JetStream did not acknowledge: {exc!r}") from exc
         return int(ack.seq)
 
-    async def ensure_agent_consumer(self, dataplane_id: str) -> None:
+    async def ensure_agent_consumer(self, dataplane_id: str, *, create: bool = True) -> None:
         """Create a data plane's consumer unless it exists (agents with their own NATS user only bind).
 
         An existing consumer keeps its position in the stream; one made with another
-        `max_ack_pending` (an older orchestrator's 1) is updated in place to today's.
+        `max_ack_pending` (an older orchestrator's 1) is updated in place to today's. With
+        `create=False` a missing one stays missing (only updates).
         """
         if not self.nc.is_connected:
             raise BusUnavailable("NATS is not connected")
@@ -380,7 +381,8 @@ class Bus:
             try:
                 info = await self.js.consumer_info(stream, self.subjects.agent_durable(dataplane_id))
             except nats.js.errors.NotFoundError:
-                await self.js.add_consumer(stream, config=config)
+                if create:
+                    await self.js.add_consumer(stream, config=config)
             else:
                 if info.config.max_ack_pending != config.max_ack_pending:
                     # CONSUMER.CREATE of an existing name with an editable change is an update.

@@ -15,6 +15,8 @@ commands every agent refuses.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import timedelta
@@ -202,7 +204,12 @@ def _usecases_ctx(settings: Settings, keys: CommandKeys) -> Callable[[web.Applic
             # The database holds the revocations: a nats-server that lost them (or a preloaded account
             # JWT put back) has them again now.
             await usecases.dataplanes.push_revocations()
+            # consumers made by an older orchestrator get today's settings, without delaying the start
+            updating = asyncio.create_task(usecases.dataplanes.update_agent_consumers())
             yield
+            updating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await updating
             if usecases.dataplanes.accounts is not None:
                 await usecases.dataplanes.accounts.close()
 

@@ -140,6 +140,10 @@ class Agents:
     async def ensure_consumer(self, dataplane_id: str) -> None:
         await self.bus.ensure_agent_consumer(dataplane_id)
 
+    async def update_consumer(self, dataplane_id: str) -> None:
+        """Bring an existing consumer's settings to today's (none is created)."""
+        await self.bus.ensure_agent_consumer(dataplane_id, create=False)
+
     async def drop_consumer(self, dataplane_id: str) -> bool:
         """Delete a deleted plane's durable consumer (it counts against the stream's consumer limit).
         Best effort: False (logged) when NATS did not answer; one that is gone already is fine."""

@@ -116,6 +116,10 @@ class DataPlanes(RecordRepo[DataPlane]):
         assert row is not None  # the migration made the row
         return int(row["last_iat"])
 
+    async def enrolled_ids(self) -> list[str]:
+        rows = await self.rows("SELECT id FROM dataplanes WHERE public_key IS NOT NULL ORDER BY id")
+        return [str(r["id"]) for r in rows]
+
     async def forget_revocations(self, *, older_than_seconds: float) -> list[str]:
         """Drop revocations older than that (every JWT they revoked has expired): the keys dropped."""
         rows = await self.rows(

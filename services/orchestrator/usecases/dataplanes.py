@@ -242,6 +242,19 @@ class DataPlanes:
         )
         return True
 
+    async def update_agent_consumers(self) -> int:
+        """At start: every enrolled plane's consumer gets today's settings (one made by an older
+        orchestrator kept `max_ack_pending` 1 until its plane enrolled again). Best effort: NATS or
+        PostgreSQL away ends it, logged, and the next start does it; the number brought up to date."""
+        done = 0
+        try:
+            for dataplane_id in await self.store.now.dataplanes.enrolled_ids():
+                await self.agents.update_consumer(dataplane_id)
+                done += 1
+        except DependencyUnavailable as exc:
+            log.warning("agent consumers not all updated", extra={"updated": done, "error": str(exc)})
+        return done
+
     @property
     def command_keys(self) -> list[str]:
         """The public keys an enrolling agent pins (its enrollment answer's `command_keys`)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import nats.js.errors
 import pytest
 from pydantic import SecretStr
 
@@ -104,3 +105,37 @@ async def test_enrollment_returns_a_nats_user_for_that_data_plane_only(
         assert status == 200, body
         # no NATS user fields; the command signing keys come with every enrollment (the agent pins them)
         assert set(body) == {"dataplane_id", "org", "name", "command_keys"}
+
+
+async def test_a_consumer_an_older_orchestrator_made_gets_today_s_settings_at_the_next_start(
+    secured: SecuredNats, base_env: dict[str, str]
+) -> None:
+    """An agent whose consumer still allows one command in flight (made before AGENT_MAX_ACK_PENDING)
+    gets its components' commands in parallel again after the orchestrator's next start, without
+    enrolling again; a plane that never enrolled gets no consumer from it."""
+    env = orchestrator_env(base_env, secured)
+    seeds = {
+        "nats_account_signing_seed": SecretStr(secured.auth.account_signing_seed),
+        "nats_account": secured.auth.account,
+    }
+    async with running_orchestrator(env, **seeds) as orch:
+        world = await orch.provision(enroll=False)
+        key = NKey.generate("user")
+        status, body = await enroll(orch, world.enrollment_token, nats_user_public_key=key.public_key)
+        assert status == 200, body
+        unenrolled = await orch.ok("POST", f"/v1/orgs/{world.org}/dataplanes", {"name": "later"}, 201)
+        s = orch.subjects
+        stream, durable = s.dataplane_stream.name, s.agent_durable(world.dataplane_id)
+        old = (await orch.bus.js.consumer_info(stream, durable)).config
+        old.max_ack_pending = 1  # what an older orchestrator made
+        await orch.bus.js.add_consumer(stream, config=old)
+        assert (await orch.bus.js.consumer_info(stream, durable)).config.max_ack_pending == 1
+    async with running_orchestrator(env, **seeds) as orch:
+
+        async def updated() -> bool:
+            info = await orch.bus.js.consumer_info(stream, durable)
+            return bool(info.config.max_ack_pending == busmod.AGENT_MAX_ACK_PENDING)
+
+        await eventually(updated, what="the consumer updated at start")
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await orch.bus.js.consumer_info(stream, s.agent_durable(unenrolled["id"]))
