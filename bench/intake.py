@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import footprint, latency
+from bench.client import Admin
 from bench.procs import Child, paused, wait_http, write_secret_lines
 from bench.stack import Run
 from libs.devstack.stack import free_ports
@@ -178,8 +179,11 @@ def run_wrk(
 
 
 async def _refresh(run: Run) -> None:
-    """One deploy per component, waited for: the gateway's token and component caches are fresh."""
+    """One deploy per component, waited for: the gateway's token and component caches are fresh
+    (the components are the latency part's; `--only intake` makes them here)."""
     async with run.session() as session:
+        if not run.targets:
+            await latency.make_targets(run, Admin.for_stack(session, run.stack))
         await latency.warm_up(latency.Driver.for_run(session, run), run.targets, "before intake")
 
 
@@ -190,6 +194,8 @@ def _ratio(measured: WrkResult, floor: WrkResult) -> float:
 def part(run: Run) -> None:
     """`intake`: the floor, the gateway alone, the gateway with the pipeline, over `run.targets`."""
     stack, size, root, say, pids = run.stack, run.plan, run.root, run.clock.say, run.pids
+    if not run.targets:  # `--only intake`: the components the latency part would have made
+        asyncio.run(_refresh(run))
     tokens_file = write_secret_lines(root / "ci-tokens.txt", [t.token for t in run.targets])
     (port,) = free_ports(1)
     # The floor makes and deletes its own stream, which the gateway's narrowed NATS user may not: it

@@ -392,19 +392,25 @@ async def measure_config(run: Run, driver: Driver, admin: Admin) -> dict[str, An
     return {**phases, "rounds": rounds, "p50_ratio": ratio, "target_ratio": CONFIG_P50_RATIO_TARGET}
 
 
+async def make_targets(run: Run, admin: Admin) -> None:
+    """`run.targets`: the components the latency part and the later parts deploy."""
+    stack, size = run.stack, run.plan
+    run.clock.say(f"latency: creating {size.latency_components} components")
+    run.targets = await provision.latency_components(
+        admin,
+        count=size.latency_components,
+        registry_host=stack.registry.host,
+        repository=REPOSITORY,
+        dataplane_id=stack.state["provisioned"]["dataplane_id"],
+    )
+
+
 async def _part(run: Run) -> None:
     stack, size = run.stack, run.plan
     async with run.session() as session:
         admin = Admin.for_stack(session, stack)
         driver = Driver.for_run(session, run)
-        run.clock.say(f"latency: creating {size.latency_components} components")
-        run.targets = await provision.latency_components(
-            admin,
-            count=size.latency_components,
-            registry_host=stack.registry.host,
-            repository=REPOSITORY,
-            dataplane_id=stack.state["provisioned"]["dataplane_id"],
-        )
+        await make_targets(run, admin)
         run.result["latency"] = await measure(
             run, driver, run.targets, deploys=size.latency_deploys, rate=size.latency_rate, pids=run.pids
         )
