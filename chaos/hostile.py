@@ -289,6 +289,9 @@ def _report(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return failures, errors
 
 
+ST_KILLED = -9  # what `_st` answers for an st that outlived its timeout
+
+
 def _st(args: list[str], *, cwd: Path, timeout: float, error_log: Path) -> int:
     """Run st with `chaos/hostile_hook.py` loaded, its errors logged (with their types) to `error_log`."""
     st = Path(sys.executable).with_name("st")
@@ -297,15 +300,19 @@ def _st(args: list[str], *, cwd: Path, timeout: float, error_log: Path) -> int:
     with log.open("a") as out:
         out.write(f"\n$ st {' '.join(args)}\n")
         out.flush()
-        proc = subprocess.run(
-            [str(st), *args],
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=timeout,
-            check=False,
-            env=env,
-        )
+        try:
+            proc = subprocess.run(
+                [str(st), *args],
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+                env=env,
+            )
+        except subprocess.TimeoutExpired:  # run() killed it: the part reports it, it does not crash
+            out.write(f"\n[chaos] st did not finish within {timeout:g} s and was killed\n")
+            return ST_KILLED
     return proc.returncode
 
 
@@ -372,7 +379,9 @@ def fuzz_service(
         failures.extend(found)
         errors.extend(errs)
         tool_errors.extend(tools)
-        if code not in (0, 1) and not errs:
+        if code == ST_KILLED:
+            errors.append(f"st {command} hung past {timeout:g} s and was killed; see {workdir}/st-output.txt")
+        elif code not in (0, 1) and not errs:
             errors.append(f"st {command} exited with {code}; see {workdir}/st-output.txt")
 
     one(
