@@ -249,7 +249,16 @@ class DataPlanes:
         done = 0
         try:
             for dataplane_id in await self.store.now.dataplanes.enrolled_ids():
-                await self.agents.update_consumer(dataplane_id)
+                try:
+                    await self.agents.update_consumer(dataplane_id)
+                except DependencyUnavailable:
+                    raise
+                except Exception as exc:  # JetStream refused this one's update: it works as it is
+                    log.warning(
+                        "agent consumer not updated",
+                        extra={"dataplane_id": dataplane_id, "error": repr(exc)[:300]},
+                    )
+                    continue
                 done += 1
         except DependencyUnavailable as exc:
             log.warning("agent consumers not all updated", extra={"updated": done, "error": str(exc)})
