@@ -11,13 +11,18 @@ import pytest
 from chaos import hostile
 
 
-def test_a_hung_st_is_killed_and_answered_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def fake_st(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """An `st` beside a pretend interpreter: `_st` runs the one beside sys.executable."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     st = bin_dir / "st"
-    st.write_text("#!/bin/sh\necho started\nexec sleep 30\n")
+    st.write_text("#!/bin/sh\n" + script)
     st.chmod(st.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))  # _st finds st beside it
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+
+
+def test_a_hung_st_is_killed_and_answered_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_st(tmp_path, monkeypatch, "echo started\nexec sleep 30\n")
     code = hostile._st(["run"], cwd=tmp_path, timeout=0.5, error_log=tmp_path / "errors.jsonl")
     assert code == hostile.ST_KILLED
     output = (tmp_path / "st-output.txt").read_text()
@@ -26,10 +31,5 @@ def test_a_hung_st_is_killed_and_answered_as_such(tmp_path: Path, monkeypatch: p
 
 
 def test_st_s_own_exit_code_is_passed_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    st = bin_dir / "st"
-    st.write_text("#!/bin/sh\nexit 1\n")
-    st.chmod(st.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+    fake_st(tmp_path, monkeypatch, "exit 1\n")
     assert hostile._st(["run"], cwd=tmp_path, timeout=10, error_log=tmp_path / "e.jsonl") == 1
