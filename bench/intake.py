@@ -178,12 +178,15 @@ def run_wrk(
     )
 
 
-async def _refresh(run: Run) -> None:
-    """One deploy per component, waited for: the gateway's token and component caches are fresh
-    (the components are the latency part's; `--only intake` makes them here)."""
+async def _make_targets(run: Run) -> None:
+    """`--only intake`: the components the latency part would have made (`_refresh` warms them)."""
     async with run.session() as session:
-        if not run.targets:
-            await latency.make_targets(run, Admin.for_stack(session, run.stack))
+        await latency.make_targets(run, Admin.for_stack(session, run.stack))
+
+
+async def _refresh(run: Run) -> None:
+    """One deploy per component, waited for: the gateway's token and component caches are fresh."""
+    async with run.session() as session:
         await latency.warm_up(latency.Driver.for_run(session, run), run.targets, "before intake")
 
 
@@ -194,8 +197,8 @@ def _ratio(measured: WrkResult, floor: WrkResult) -> float:
 def part(run: Run) -> None:
     """`intake`: the floor, the gateway alone, the gateway with the pipeline, over `run.targets`."""
     stack, size, root, say, pids = run.stack, run.plan, run.root, run.clock.say, run.pids
-    if not run.targets:  # `--only intake`: the components the latency part would have made
-        asyncio.run(_refresh(run))
+    if not run.targets:
+        asyncio.run(_make_targets(run))
     tokens_file = write_secret_lines(root / "ci-tokens.txt", [t.token for t in run.targets])
     (port,) = free_ports(1)
     # The floor makes and deletes its own stream, which the gateway's narrowed NATS user may not: it

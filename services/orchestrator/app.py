@@ -15,8 +15,6 @@ commands every agent refuses.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import timedelta
@@ -204,12 +202,7 @@ def _usecases_ctx(settings: Settings, keys: CommandKeys) -> Callable[[web.Applic
             # The database holds the revocations: a nats-server that lost them (or a preloaded account
             # JWT put back) has them again now.
             await usecases.dataplanes.push_revocations()
-            # consumers made by an older orchestrator get today's settings, without delaying the start
-            updating = asyncio.create_task(usecases.dataplanes.update_agent_consumers())
             yield
-            updating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await updating
             if usecases.dataplanes.accounts is not None:
                 await usecases.dataplanes.accounts.close()
 
@@ -239,8 +232,13 @@ def create_app(settings: Settings) -> web.Application:
     async def sweeper(app: web.Application) -> None:
         await app[USECASES].sweeper.forever(interval=settings.sweep_interval_seconds)
 
+    async def update_agent_consumers(app: web.Application) -> None:
+        # consumers made by an older orchestrator get today's settings, without delaying the start
+        await app[USECASES].dataplanes.update_agent_consumers()
+
     for durable in consumers.DURABLES:  # each task named as its durable consumer
         app.cleanup_ctx.append(background(durable, consume(durable)))
     app.cleanup_ctx.append(background("orchestrator-sweeper", sweeper))
+    app.cleanup_ctx.append(background("agent-consumer-update", update_agent_consumers))
     routes.register(api)
     return app

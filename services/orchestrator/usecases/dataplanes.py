@@ -248,20 +248,23 @@ class DataPlanes:
         PostgreSQL away ends it, logged, and the next start does it; the number brought up to date."""
         done = 0
         try:
-            for dataplane_id in await self.store.now.dataplanes.enrolled_ids():
-                try:
-                    await self.agents.update_consumer(dataplane_id)
-                except DependencyUnavailable:
-                    raise
-                except Exception as exc:  # JetStream refused this one's update: it works as it is
-                    log.warning(
-                        "agent consumer not updated",
-                        extra={"dataplane_id": dataplane_id, "error": repr(exc)[:300]},
-                    )
-                    continue
-                done += 1
+            enrolled = await self.store.now.dataplanes.enrolled_ids()
         except DependencyUnavailable as exc:
-            log.warning("agent consumers not all updated", extra={"updated": done, "error": str(exc)})
+            log.warning("agent consumers not updated", extra={"error": str(exc)})
+            return done
+        for dataplane_id in enrolled:
+            try:
+                await self.agents.update_consumer(dataplane_id)
+            except DependencyUnavailable as exc:
+                log.warning("agent consumers not all updated", extra={"updated": done, "error": str(exc)})
+                break
+            except Exception as exc:  # JetStream refused this one's update: it works as it is
+                log.warning(
+                    "agent consumer not updated",
+                    extra={"dataplane_id": dataplane_id, "error": repr(exc)[:300]},
+                )
+            else:
+                done += 1
         return done
 
     @property
